@@ -1,0 +1,104 @@
+"""API-key exchange and JWT access/refresh tokens, the way both neptune-api clients expect them.
+
+The clients decode the access token without checking its signature and read `exp` (when to refresh), `azp`
+(client id) and `iss` (the token endpoint is `<iss>/protocol/openid-connect/token`). The emulator signs its
+tokens with HMAC-SHA256 under a per-data-folder secret and checks signature and expiry on every API call.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+CLIENT_ID = "neptune-cli"
+REALM_PATH = "/auth/realms/neptune"
+TOKEN_PATH = REALM_PATH + "/protocol/openid-connect/token"
+DISCOVERY_PATH = REALM_PATH + "/.well-known/openid-configuration"
+AUTHORIZE_PATH = REALM_PATH + "/protocol/openid-connect/auth"
+USERNAME = "emulator-user"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class TokenAuthority:
+    """Mints and checks tokens. `api_key` is what the API token carries; `secret` signs the JWTs."""
+
+    api_key: str
+    secret: bytes
+    issuer: str  # base URL + REALM_PATH
+    access_ttl_s: int = 3600
+
+    def _mint(self, kind: str, ttl_s: int) -> str:
+        now = int(time.time())
+        claims = {"iss": self.issuer, "azp": CLIENT_ID, "sub": USERNAME, "typ": kind, "iat": now, "exp": now + ttl_s,
+                  "jti": secrets.token_hex(8)}
+        head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signature = hmac.new(self.secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{_b64(signature)}"
+
+    def _claims(self, token: str, kind: str) -> dict[str, object] | None:
+        try:
+            head, body, signature = token.split(".")
+            expected = hmac.new(self.secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, _unb64(signature)):
+                return None
+            claims = json.loads(_unb64(body))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if not isinstance(claims, dict) or claims.get("typ") != kind:
+            return None
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp < time.time():
+            return None
+        return claims
+
+    def exchange(self, api_token: str) -> dict[str, str] | None:
+        """The oauth-token answer for a valid API token (the clients send the whole token), None when wrong."""
+        if not self.check_api_key(api_token):
+            return None
+        return {
+            "accessToken": self._mint("access", self.access_ttl_s),
+            "refreshToken": self._mint("refresh", 30 * 24 * 3600),
+            "username": USERNAME,
+        }
+
+    def refresh(self, refresh_token: str) -> dict[str, str] | None:
+        """The OpenID token-endpoint answer for a valid refresh token."""
+        if self._claims(refresh_token, "refresh") is None:
+            return None
+        return {
+            "access_token": self._mint("access", self.access_ttl_s),
+            "refresh_token": self._mint("refresh", 30 * 24 * 3600),
+            "token_type": "Bearer",
+            "expires_in": str(self.access_ttl_s),
+        }
+
+    def check_bearer(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.startswith("Bearer "):
+            return False
+        return self._claims(authorization[len("Bearer "):].strip(), "access") is not None
+
+    def check_api_key(self, api_token: bytes | str) -> bool:
+        """Whether `api_token` (a whole Neptune API token, or its bare key) carries this emulator's key."""
+        value = api_token.decode("utf-8", "replace") if isinstance(api_token, bytes) else api_token
+        value = value.strip()
+        try:
+            claims = json.loads(base64.b64decode(value + "=" * (-len(value) % 4)))
+            if isinstance(claims, dict) and isinstance(claims.get("api_key"), str):
+                value = claims["api_key"]
+        except ValueError:
+            pass  # not a token: compare it as a bare key
+        return hmac.compare_digest(value.encode(), self.api_key.encode())

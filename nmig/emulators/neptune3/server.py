@@ -1,0 +1,232 @@
+"""The Neptune 3.x emulator's HTTP surface: client config, auth, projects; ingest, storage and retrieval plug in.
+
+`serve_neptune3(...)` is the one entry point (tests use it as a context manager; `nmig emulate neptune3` wraps
+it). Route modules register on the shared `Router`: `ingest.register` (RunOperation ingest and request status),
+`files.register` (signed URLs, uploads, downloads) and, when it exists, `retrieval.register` (neptune-query's
+read endpoints, owned by the read path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from nmig.emulators.http import EmulatorInfo, FaultPlan, Request, Response, Router, serve_in_thread
+from nmig.emulators.neptune3.auth import (
+    AUTHORIZE_PATH,
+    CLIENT_ID,
+    DISCOVERY_PATH,
+    REALM_PATH,
+    TOKEN_PATH,
+    TokenAuthority,
+)
+from nmig.emulators.neptune3.store import Project, Store
+from nmig.secrets import make_api_token
+
+CONFIG_PATH = "/api/backend/v1/clients/config"
+OAUTH_TOKEN_PATH = "/api/backend/v1/authorization/oauth-token"
+PROJECTS_PATH = "/api/backend/v1/projects"
+
+# Paths answered without a bearer token: what a client calls to obtain one, and signed storage URLs (which
+# carry their own signature, like S3 presigned URLs).
+_OPEN_PATHS = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, "/storage/")
+
+# Never faulted: the one-shot calls the clients make without a retry around them (start-up config and token
+# exchange, project management). Ingest, status checks, storage and retrieval are faulted; the clients retry them.
+FAULT_EXEMPT = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, PROJECTS_PATH)
+
+# Limits of the real service's project names (assumed: letters, digits, '-', '_' and '.', at most 50 chars).
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+
+
+@dataclass
+class Neptune3App:
+    """State shared by the route handlers of one emulator instance."""
+
+    store: Store
+    workspace: str
+    authority: TokenAuthority
+    base_url: str = ""
+    router: Router = field(default_factory=Router)
+
+    # -- helpers for route modules -----------------------------------------------------------------------------
+
+    def project_from_qualified(self, qualified: str | None) -> Project | None:
+        """The project named "workspace/project", None when it does not exist (or the name is malformed)."""
+        if not qualified or qualified.count("/") != 1:
+            return None
+        workspace, name = qualified.split("/")
+        return self.store.get_project(workspace, name)
+
+    def ensure_project(self, qualified: str) -> Project | None:
+        """The project, created when missing in the emulated workspace (`create_missing_project`)."""
+        project = self.project_from_qualified(qualified)
+        if project is not None:
+            return project
+        workspace, _, name = qualified.partition("/")
+        if workspace != self.workspace or not _PROJECT_NAME.fullmatch(name):
+            return None
+        self.store.create_project(workspace, name)
+        return self.project_from_qualified(qualified)
+
+
+class _AuthenticatingRouter(Router):
+    """Checks the bearer token before dispatching anything but the open paths."""
+
+    def __init__(self, authority: TokenAuthority) -> None:
+        super().__init__()
+        self._authority = authority
+
+    def dispatch(self, request: Request) -> Response:
+        if not request.path.startswith(_OPEN_PATHS) and not self._authority.check_bearer(
+            request.headers.get("authorization")
+        ):
+            return Response.error(401, "Unauthorized", "missing or invalid access token")
+        return super().dispatch(request)
+
+
+def _project_dto(project: Project) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "neptune-project:" + project.qualified_name)),
+        "name": project.name,
+        "organizationName": project.workspace,
+        "organizationId": str(uuid.uuid5(uuid.NAMESPACE_URL, "neptune-workspace:" + project.workspace)),
+        "projectKey": project.key,
+        "version": 2,
+        "visibility": "priv",
+    }
+
+
+def _register_backend(app: Neptune3App) -> None:
+    router, store, authority = app.router, app.store, app.authority
+
+    @router.route("GET", CONFIG_PATH)
+    def client_config(request: Request, match: re.Match[str]) -> Response:
+        return Response.json(
+            {
+                "apiUrl": app.base_url,
+                "applicationUrl": app.base_url,
+                "pyLibVersions": {},
+                "security": {"clientId": CLIENT_ID, "openIdDiscovery": app.base_url + DISCOVERY_PATH},
+            }
+        )
+
+    @router.route("GET", re.escape(DISCOVERY_PATH))
+    def discovery(request: Request, match: re.Match[str]) -> Response:
+        return Response.json(
+            {
+                "issuer": app.base_url + REALM_PATH,
+                "authorization_endpoint": app.base_url + AUTHORIZE_PATH,
+                "token_endpoint": app.base_url + TOKEN_PATH,
+            }
+        )
+
+    @router.route("GET", OAUTH_TOKEN_PATH)
+    def exchange_api_token(request: Request, match: re.Match[str]) -> Response:
+        tokens = authority.exchange(request.headers.get("x-neptune-api-token", ""))
+        if tokens is None:
+            return Response.error(401, "Unauthorized", "API token rejected")
+        return Response.json(tokens)
+
+    @router.route("POST", re.escape(TOKEN_PATH))
+    def refresh_token(request: Request, match: re.Match[str]) -> Response:
+        form = parse_qs(request.body.decode("utf-8", "replace"))
+        if form.get("grant_type", [""])[0] != "refresh_token":
+            return Response.json({"error": "unsupported_grant_type"}, 400)
+        tokens = authority.refresh(form.get("refresh_token", [""])[0])
+        if tokens is None:
+            return Response.json({"error": "invalid_grant"}, 400)
+        return Response.json(tokens)
+
+    @router.route("POST", PROJECTS_PATH)
+    def create_project(request: Request, match: re.Match[str]) -> Response:
+        try:
+            body = request.json()
+        except ValueError:
+            return Response.error(400, "Bad request", "body is not JSON")
+        if not isinstance(body, dict):
+            return Response.error(400, "Bad request", "body must be a JSON object")
+        workspace, name = body.get("organizationIdentifier"), body.get("name")
+        if workspace != app.workspace:
+            # The real backend answers an unknown organization with a plain-text 404 that neptune-scale
+            # matches ("Organization .* not found") to tell the user the workspace does not exist.
+            return Response(404, f"Organization {workspace} not found".encode(), content_type="text/plain")
+        if not isinstance(name, str) or not _PROJECT_NAME.fullmatch(name):
+            return Response.error(400, "Bad request", f"invalid project name: {name!r}")
+        project = store.create_project(workspace, name)
+        if project is None:
+            return Response.error(409, "Conflict", f"project {workspace}/{name} already exists")
+        return Response.json(_project_dto(project))
+
+    @router.route("GET", PROJECTS_PATH)
+    def list_projects(request: Request, match: re.Match[str]) -> Response:
+        entries = [_project_dto(p) for p in store.list_projects()]
+        return Response.json({"entries": entries, "matchingItemCount": len(entries), "totalItemCount": len(entries)})
+
+    @router.route("GET", PROJECTS_PATH + "/get")
+    def get_project(request: Request, match: re.Match[str]) -> Response:
+        project = app.project_from_qualified(request.arg("projectIdentifier"))
+        if project is None:
+            return Response.error(404, "Not found", "project not found")
+        return Response.json(_project_dto(project))
+
+
+def _register_optional(module_name: str, *register_args: Any) -> None:
+    """Plug in a route module if it exists; an error inside an existing module is not hidden."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return
+    module.register(*register_args)
+
+
+def build_app(store: Store, workspace: str, access_ttl_s: int = 3600) -> Neptune3App:
+    api_key = store.meta_value("api_key", secrets.token_hex(24))
+    secret = bytes.fromhex(store.meta_value("jwt_secret", secrets.token_hex(32)))
+    authority = TokenAuthority(api_key=api_key, secret=secret, issuer="", access_ttl_s=access_ttl_s)
+    app = Neptune3App(store=store, workspace=workspace, authority=authority, router=_AuthenticatingRouter(authority))
+    _register_backend(app)
+    _register_optional("nmig.emulators.neptune3.ingest", app, app)
+    _register_optional("nmig.emulators.neptune3.files", app, app)
+    _register_optional("nmig.emulators.neptune3.retrieval", app, app.router, app.store)
+    return app
+
+
+@contextlib.contextmanager
+def serve_neptune3(
+    data_dir: str | Path | None = None,
+    workspace: str = "demo",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    fail_rate: float = 0.0,
+    throttle_rate: float = 0.0,
+    latency_ms: int = 0,
+    seed: int = 0,
+    access_ttl_s: int = 3600,
+) -> Iterator[EmulatorInfo]:
+    """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
+
+    `data_dir` keeps everything acknowledged across restarts (a temporary folder, removed on exit, when None).
+    `access_ttl_s` is the lifetime of access tokens (short values exercise the clients' token refresh).
+    """
+    faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
+    store = Store(data_dir)
+    try:
+        app = build_app(store, workspace, access_ttl_s)
+        with serve_in_thread(app.router, faults, host, port) as url:
+            # No client knows the URL before this line, so no request can see an unset base_url.
+            app.base_url = url
+            app.authority.issuer = url + REALM_PATH
+            yield EmulatorInfo(url=url, api_token=make_api_token(url, app.authority.api_key), workspace=workspace)
+    finally:
+        store.close()
