@@ -47,5 +47,63 @@ def emulate() -> None:
     """Loopback emulators of Neptune 2.x and 3.x for rehearsals and tests (127.0.0.1 only)."""
 
 
+@main.command("export")
+@click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="2.x API token (default: $NEPTUNE_API_TOKEN).")
+@click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
+@click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
+@click.option("--include-trashed", is_flag=True, help="Also export trashed runs and models.")
+@click.option("--no-models", is_flag=True, help="Skip models and model versions.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
+@click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
+@click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
+@click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
+@friendly_errors
+def export_command(
+    project: str | None,
+    out: str,
+    api_token: str | None,
+    query: str | None,
+    runs: tuple[str, ...],
+    include_trashed: bool,
+    no_models: bool,
+    max_workers: int,
+    shard: str | None,
+    update: bool,
+    quiet: bool,
+) -> None:
+    """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
+    from pathlib import Path
+
+    from nmig.errors import PartialFailure
+    from nmig.exporter import ExportOptions, export_project, validate_project
+    from nmig.exporter.selection import parse_shard
+
+    if not api_token or not api_token.strip():
+        raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
+    options = ExportOptions(
+        project=validate_project(project),
+        out=Path(out),
+        api_token=api_token.strip(),
+        query=query,
+        runs=runs,
+        include_trashed=include_trashed,
+        models=not no_models,
+        max_workers=max_workers,
+        shard=parse_shard(shard),
+        update=update,
+        quiet=quiet,
+    )
+    result = export_project(options)
+    click.echo(f"nmig export: {result.summary()} -> {out}", err=quiet)
+    if result.failed:
+        for ref, sys_id, reason in result.failed[:20]:
+            kind = ref.kind if ref else "entity"
+            click.echo(f"  incomplete: {kind} {sys_id}: {redact(reason, api_token)}", err=True)
+        more = f" (and {len(result.failed) - 20} more, see export.log)" if len(result.failed) > 20 else ""
+        raise PartialFailure(f"{len(result.failed)} incomplete{more}; re-run the same command to retry them")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,361 @@
+"""Exporting one run, model or model version: every attribute, exactly as the server gives it.
+
+One request lists every attribute with its properties (atoms, sets, git/notebook refs, series summaries); series
+are paged with large pages and several pages in flight; files are downloaded into a spool and handed to the
+bundle writer only when complete, so a retried download never leaves half a file behind. An attribute that still
+fails after the client's retries and ours is recorded as an error, which leaves the entity incomplete.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import zipfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from nmig.exporter.source import EntityRef, LegacySource
+from nmig.schema.format import encode_datetime
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 10_000
+PAGES_IN_FLIGHT = 3
+OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
+SPOOL_IN_MEMORY = 16 * 1024 * 1024
+_COPY_CHUNK = 1024 * 1024
+
+ATOM_TYPES = ("float", "int", "bool", "string", "datetime")
+RAW_TYPES = ("gitRef", "notebookRef", "experimentState")
+# Echoes of the attribute's own name and type inside its properties; not part of the value.
+_PROPERTY_ECHOES = ("attributeName", "attributeType")
+
+
+class Counters:
+    """Points and bytes read so far, for progress bars; thread-safe."""
+
+    def __init__(self, on_points: Callable[[int], None] | None = None, on_bytes: Callable[[int], None] | None = None):
+        self._lock = threading.Lock()
+        self.points = 0
+        self.bytes = 0
+        self._on_points = on_points
+        self._on_bytes = on_bytes
+
+    def add_points(self, n: int) -> None:
+        with self._lock:
+            self.points += n
+        if self._on_points and n:
+            self._on_points(n)
+
+    def add_bytes(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+        if self._on_bytes and n:
+            self._on_bytes(n)
+
+
+class AttributeFailed(Exception):
+    """An attribute could not be read exactly; the message says why."""
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    """Client errors (4xx other than 408/429) do not get better by asking again."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+
+
+def with_retries(action: Callable[[], T], attempts: int = OUR_ATTEMPTS) -> T:
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (AttributeFailed, OSError) as exc:
+            if isinstance(exc, OSError) and not _is_network_error(exc):
+                raise  # a local disk problem: retrying the server will not help
+            if attempt == attempts - 1:
+                raise
+        except Exception as exc:
+            if _is_permanent(exc) or attempt == attempts - 1:
+                raise
+        time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _is_network_error(exc: OSError) -> bool:
+    import requests
+
+    return isinstance(exc, requests.exceptions.RequestException | ConnectionError | TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    from nmig.secrets import redact
+
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return redact(f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__)
+
+
+class EntityExporter:
+    """Writes one entity through an `EntityWriter` of nmig.schema."""
+
+    def __init__(
+        self,
+        source: LegacySource,
+        page_pool: ThreadPoolExecutor,
+        counters: Counters,
+        spool_dir: Path,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        self.source = source
+        self.page_pool = page_pool
+        self.counters = counters
+        self.spool_dir = spool_dir
+        self.page_size = page_size
+
+    def export(self, ref: EntityRef, writer: Any) -> None:
+        try:
+            attributes = with_retries(lambda: self.source.attributes(ref.container_id))
+        except Exception as exc:
+            writer.set_info(custom_run_id=ref.custom_run_id, source_url=ref.url, modification_time=ref.modification_time)
+            writer.error("", f"cannot list the attributes: {describe(exc)}")
+            return
+        by_path = {a.get("name"): a for a in attributes}
+        writer.set_info(
+            custom_run_id=_string_value(by_path.get("sys/custom_run_id")) or ref.custom_run_id,
+            source_url=ref.url,
+            modification_time=_datetime_value(by_path.get("sys/modification_time")) or ref.modification_time,
+        )
+        for attribute in sorted(attributes, key=lambda a: str(a.get("name"))):
+            path = attribute.get("name")
+            type_ = attribute.get("type")
+            if not isinstance(path, str) or not isinstance(type_, str):
+                writer.error(str(path), f"malformed attribute from the server: name {path!r}, type {type_!r}")
+                continue
+            try:
+                self._export_attribute(ref, writer, path, type_, attribute.get(f"{type_}Properties") or {})
+            except Exception as exc:
+                writer.error(path, describe(exc))
+
+    # ---- by type -----------------------------------------------------------------------------------
+
+    def _export_attribute(self, ref: EntityRef, writer: Any, path: str, type_: str, props: dict[str, Any]) -> None:
+        if type_ in ATOM_TYPES:
+            writer.add_atom(path, type_, _atom_value(type_, props.get("value")))
+        elif type_ == "stringSet":
+            writer.add_string_set(path, list(props.get("values") or []))
+        elif type_ in ("floatSeries", "stringSeries"):
+            writer.declare_series(path, type_)  # an empty series is exported too
+            self._export_value_series("float" if type_ == "floatSeries" else "string", ref, writer, path)
+        elif type_ == "file":
+            self._export_file(ref, writer, path, props)
+        elif type_ == "fileSet":
+            self._export_file_set(ref, writer, path)
+        elif type_ in ("imageSeries", "fileSeries"):
+            writer.declare_series(path, type_)
+            self._export_file_series(ref, writer, path, type_)
+        elif type_ == "artifact":
+            artifact_hash, files = with_retries(lambda: self.source.artifact(ref.container_id, path))
+            writer.add_artifact(path, artifact_hash, files)
+        elif type_ == "experimentState":
+            writer.add_raw(path, type_, props.get("value"))
+        elif type_ in RAW_TYPES:
+            writer.add_raw(path, type_, {k: v for k, v in props.items() if k not in _PROPERTY_ECHOES})
+        else:
+            writer.skip(path, type_, f"attribute type {type_!r} is not known to nmig; its value was not read")
+
+    def _pages(self, kind: str, ref: EntityRef, path: str) -> Iterator[list[dict[str, Any]]]:
+        """The points of a series page by page, in order, with up to PAGES_IN_FLIGHT requests at once.
+
+        Offsets advance by what the server actually returned, so a server that caps the page size below ours
+        is still read completely; the count is checked against totalItemCount at the end.
+        """
+
+        def fetch(offset: int) -> dict[str, Any]:
+            return with_retries(
+                lambda: self.source.series_page(kind, ref.container_id, path, offset, self.page_size)
+            )
+
+        first = fetch(0)
+        total = int(first.get("totalItemCount") or 0)
+        values = list(first.get("values") or [])
+        received = len(values)
+        if values:
+            yield values
+        if received >= total or not values:
+            _check_count(path, received, total)
+            return
+        page = len(values)
+        queue: deque[Future[dict[str, Any]]] = deque()
+        next_offset = received
+        while next_offset < total and len(queue) < PAGES_IN_FLIGHT:
+            queue.append(self.page_pool.submit(fetch, next_offset))
+            next_offset += page
+        while queue:
+            result = queue.popleft().result()
+            values = list(result.get("values") or [])
+            if len(values) != min(page, total - received):
+                # A shorter page than planned (the series changed, or the server capped this page): fall back
+                # to strictly sequential paging from what we have, discarding the speculative requests.
+                for future in queue:
+                    future.cancel()
+                queue.clear()
+                if values:
+                    received += len(values)
+                    yield values
+                while received < total:
+                    values = list(fetch(received).get("values") or [])
+                    if not values:
+                        break
+                    received += len(values)
+                    yield values
+                break
+            received += len(values)
+            yield values
+            if next_offset < total:
+                queue.append(self.page_pool.submit(fetch, next_offset))
+                next_offset += page
+        _check_count(path, received, total)
+
+    def _export_value_series(self, kind: str, ref: EntityRef, writer: Any, path: str) -> None:
+        add = writer.add_float_points if kind == "float" else writer.add_string_points
+        for values in self._pages(kind, ref, path):
+            steps = [float(v["step"]) for v in values]
+            timestamps = [int(v["timestampMillis"]) for v in values]
+            if kind == "float":
+                points: list[Any] = [_float(v["value"]) for v in values]
+            else:
+                points = [v.get("value") for v in values]
+            add(path, steps, points, timestamps)
+            self.counters.add_points(len(values))
+
+    def _spool(self, opener: Callable[[], Any], expected_size: int | None = None) -> tuple[IO[bytes], str | None]:
+        """Download fully into a spool (memory, then disk), retrying the whole download on failure.
+
+        `opener()` is a context manager yielding a binary stream, or (stream, extension) for FileSeries items,
+        whose extension comes from the response's content type.
+        """
+
+        def attempt() -> tuple[IO[bytes], str | None]:
+            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=self.spool_dir)
+            try:
+                size = 0
+                with opener() as opened:
+                    stream, ext = opened if isinstance(opened, tuple) else (opened, None)
+                    while chunk := stream.read(_COPY_CHUNK):
+                        spool.write(chunk)
+                        size += len(chunk)
+                        self.counters.add_bytes(len(chunk))
+                if expected_size is not None and size != expected_size:
+                    raise AttributeFailed(f"received {size} bytes, the server reported {expected_size}")
+                spool.seek(0)
+                return spool, ext  # type: ignore[return-value]
+            except BaseException:
+                spool.close()
+                raise
+
+        return with_retries(attempt)
+
+    def _export_file(self, ref: EntityRef, writer: Any, path: str, props: dict[str, Any]) -> None:
+        size = props.get("size")
+        expected = size if isinstance(size, int) and not isinstance(size, bool) else None
+        spool, _ = self._spool(lambda: self.source.open_file(ref.container_id, path), expected)
+        with spool:
+            writer.add_file(path, spool, props.get("name"), props.get("ext"))
+
+    def _export_file_set(self, ref: EntityRef, writer: Any, path: str) -> None:
+        spool, _ = self._spool(lambda: self.source.open_file_set_zip(ref.container_id, path))
+        with spool:
+            try:
+                archive = zipfile.ZipFile(spool)  # type: ignore[arg-type]
+            except zipfile.BadZipFile as exc:
+                raise AttributeFailed(f"the server's zip of the file set is damaged: {exc}") from None
+            with archive:
+                # Entry names are data: the writer stores them as names, never as paths on disk.
+                members = [m for m in archive.infolist() if not m.is_dir()]
+                writer.add_fileset(path, ((m.filename, _ZipMember(archive, m)) for m in members))
+
+    def _export_file_series(self, ref: EntityRef, writer: Any, path: str, type_: str) -> None:
+        index = 0
+        for values in self._pages("file", ref, path):
+            for point in values:
+                item = index
+                value = point.get("value")
+                value = value if isinstance(value, dict) else {}
+                size = value.get("size")
+                expected = size if isinstance(size, int) and not isinstance(size, bool) else None
+                spool, ext = self._spool(
+                    lambda i=item: self.source.open_file_series_item(ref.container_id, path, i), expected
+                )
+                with spool:
+                    writer.add_file_series_point(
+                        path,
+                        float(point["step"]),
+                        int(point["timestampMillis"]),
+                        value.get("name"),
+                        value.get("description"),
+                        spool,
+                        ext or None,
+                        type=type_,
+                    )
+                index += 1
+                self.counters.add_points(1)
+
+
+class _ZipMember:
+    """A lazily opened member of a zip, so the writer streams one entry at a time."""
+
+    def __init__(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+        self._archive = archive
+        self._info = info
+        self._stream: IO[bytes] | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self._stream is None:
+            self._stream = self._archive.open(self._info)
+        data = self._stream.read(size)
+        if not data:
+            self._stream.close()
+        return data
+
+
+def _check_count(path: str, received: int, total: int) -> None:
+    if received != total:
+        raise AttributeFailed(f"read {received} points of {path}, the server reported {total}")
+
+
+def _float(value: Any) -> float:
+    # float() reads the server's "NaN", "Infinity" and "-Infinity" strings as the matching IEEE values.
+    return float(value)
+
+
+def _atom_value(type_: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if type_ == "float":
+        return _float(value)
+    if type_ == "int":
+        return int(value)
+    if type_ == "datetime":
+        return encode_datetime(value)
+    return value
+
+
+def _string_value(attribute: dict[str, Any] | None) -> str | None:
+    if not attribute:
+        return None
+    value = (attribute.get("stringProperties") or {}).get("value")
+    return value if isinstance(value, str) and value else None
+
+
+def _datetime_value(attribute: dict[str, Any] | None) -> str | None:
+    if not attribute:
+        return None
+    value = (attribute.get("datetimeProperties") or {}).get("value")
+    try:
+        return encode_datetime(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+

@@ -1,0 +1,310 @@
+"""`nmig export`: list what to export, skip what the bundle already holds, export the rest in parallel."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmig.errors import NmigError
+from nmig.exporter.entity import DEFAULT_PAGE_SIZE, Counters, EntityExporter, describe, with_retries
+from nmig.exporter.selection import Existing, RunMatcher, Shard, needs_export
+from nmig.exporter.source import EntityRef, LegacySource
+from nmig.schema.format import (
+    ATOM_TYPES,
+    EXPORT_INFO,
+    EXPORT_LOG,
+    KIND_FOLDERS,
+    PARTIAL_DIR,
+    RAW_TYPES,
+    BundleError,
+    encode_atom,
+    encode_datetime,
+    safe_component,
+)
+
+DEFAULT_MAX_WORKERS = 8
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@dataclass
+class ExportOptions:
+    project: str
+    out: Path
+    api_token: str
+    query: str | None = None
+    runs: tuple[str, ...] = ()
+    include_trashed: bool = False
+    models: bool = True
+    max_workers: int = DEFAULT_MAX_WORKERS
+    shard: Shard | None = None
+    update: bool = False
+    quiet: bool = False
+    page_size: int = DEFAULT_PAGE_SIZE
+
+
+@dataclass
+class ExportResult:
+    exported: list[EntityRef] = field(default_factory=list)
+    up_to_date: list[EntityRef] = field(default_factory=list)
+    failed: list[tuple[EntityRef | None, str, str]] = field(default_factory=list)  # (ref, sys_id, reason)
+    points: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"exported {len(self.exported)}, already complete {len(self.up_to_date)}, "
+            f"incomplete {len(self.failed)}; {self.points:,} series points, {self.bytes:,} file bytes "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+class DiskFull(NmigError):
+    pass
+
+
+def _now() -> str:
+    return encode_datetime(dt.datetime.now(dt.timezone.utc))
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Create DIR, prove it is writable, and refuse a non-empty folder that is not a bundle."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".nmig-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise DiskFull(f"no space left to write to {out}") from None
+        raise NmigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
+    known = {EXPORT_INFO, EXPORT_LOG, PARTIAL_DIR, *KIND_FOLDERS.values()}
+    strangers = [p.name for p in out.iterdir() if p.name not in known]
+    if strangers and not (out / EXPORT_INFO).exists():
+        raise NmigError(f"{out} is not empty and not an nmig bundle; choose a new or empty folder for --out")
+
+
+def existing_entities(out: Path) -> dict[tuple[str, str], Existing]:
+    """What a previous export left in DIR (nothing if it never got as far as export.json)."""
+    if not (out / EXPORT_INFO).exists():
+        return {}
+    from nmig.schema import Bundle
+
+    bundle = Bundle(out)  # refuses a bundle of a newer major version with a clear message
+    state: dict[tuple[str, str], Existing] = {}
+    for kind in KIND_FOLDERS:
+        for entity in bundle.entities(kind):
+            state[(kind, entity.sys_id)] = Existing(entity.complete, entity.manifest.get("modification_time"))
+    return state
+
+
+def project_attribute(raw: dict[str, Any]) -> dict[str, Any]:
+    """A project-level attribute in the bundle's ATTRIBUTE form. Series and files of the project itself have no
+    place in export.json, so they are listed with the reason instead of their content."""
+    path, type_ = raw.get("name"), raw.get("type")
+    props = raw.get(f"{type_}Properties") or {}
+    if type_ in ATOM_TYPES:
+        value = props.get("value")
+        if type_ == "float" and isinstance(value, str):
+            value = float(value)
+        return {"path": path, "type": type_, "value": encode_atom(str(type_), value)}
+    if type_ == "stringSet":
+        return {"path": path, "type": type_, "values": sorted(props.get("values") or [])}
+    if type_ == "experimentState":
+        return {"path": path, "type": type_, "value": props.get("value")}
+    if type_ in RAW_TYPES:
+        return {
+            "path": path,
+            "type": type_,
+            "value": {k: v for k, v in props.items() if k not in ("attributeName", "attributeType")},
+        }
+    return {"path": path, "type": type_, "skipped": "project-level attribute of this type is not exported"}
+
+
+class _Log:
+    """DIR/export.log: one line per entity with its source URL and outcome (appended across re-runs)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        with self._lock:
+            self._fh.write(f"{_now()} {text}\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class _Bars:
+    def __init__(self, quiet: bool, total: int) -> None:
+        from tqdm import tqdm
+
+        self._lock = threading.Lock()
+        self.entities = tqdm(total=total, desc="entities", unit="", disable=quiet, position=0, leave=True)
+        self.points = tqdm(desc="points", unit=" pts", unit_scale=True, disable=quiet, position=1, leave=True)
+        self.bytes = tqdm(desc="files", unit="B", unit_scale=True, disable=quiet, position=2, leave=True)
+
+    def add(self, bar: Any, n: int) -> None:
+        with self._lock:
+            bar.update(n)
+
+    def close(self) -> None:
+        for bar in (self.entities, self.points, self.bytes):
+            bar.close()
+
+
+def export_project(options: ExportOptions, echo: Callable[[str], None] = print) -> ExportResult:
+    started = time.monotonic()
+    out = options.out
+    prepare_out_dir(out)
+    existing = existing_entities(out)
+    matcher = RunMatcher(options.runs)
+    result = ExportResult()
+    with LegacySource(options.project, options.api_token, quiet=options.quiet) as source:
+        info: dict[str, Any] = {
+            "source": source.project_info(),
+            "selection": {
+                "query": options.query,
+                "runs": list(options.runs),
+                "include_trashed": options.include_trashed,
+                "models": options.models,
+                "shard": str(options.shard) if options.shard else None,
+            },
+            "started_at": _now(),
+            "finished_at": None,
+        }
+        project_raw = with_retries(lambda: source.attributes(source.project_container_id))
+        info["project_attributes"] = sorted(
+            (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
+        )
+
+        refs = [
+            r
+            for r in source.list_entities("run", options.query, options.include_trashed)
+            if matcher.matches(r.sys_id, r.custom_run_id)
+        ]
+        if options.models:
+            refs += source.list_entities("model", None, options.include_trashed)
+            refs += source.list_entities("model_version", None, options.include_trashed)
+        todo: list[tuple[EntityRef, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for ref in refs:
+            if (ref.kind, ref.sys_id) in seen:
+                continue
+            seen.add((ref.kind, ref.sys_id))
+            if ref.trashed and not options.include_trashed:
+                continue
+            if options.shard is not None and not options.shard.holds(ref.sys_id):
+                continue
+            try:
+                safe_component(ref.sys_id)
+            except BundleError as exc:
+                result.failed.append((ref, ref.sys_id, str(exc)))
+                continue
+            reason = needs_export(existing.get((ref.kind, ref.sys_id)), ref.modification_time, options.update)
+            if reason is None:
+                result.up_to_date.append(ref)
+            else:
+                todo.append((ref, reason))
+
+        from nmig.schema import clean_partial, write_export_info
+
+        clean_partial(out)  # leftovers of a killed run; one export at a time per DIR
+        _write_info(out, info, write_export_info)
+        log = _Log(out / EXPORT_LOG)
+        log.line(
+            f"export of {options.project} started: {len(todo)} to export, {len(result.up_to_date)} already complete"
+        )
+        for ref in result.up_to_date:
+            log.line(f"{ref.kind} {ref.sys_id} {ref.url} already complete")
+        for ref_or_none, sys_id, reason in result.failed:
+            log.line(f"{ref_or_none.kind if ref_or_none else '?'} {sys_id!r} refused: {reason}")
+        bars = _Bars(options.quiet, len(todo))
+        counters = Counters(lambda n: bars.add(bars.points, n), lambda n: bars.add(bars.bytes, n))
+        try:
+            _export_all(options, source, todo, counters, log, bars, result)
+        finally:
+            bars.close()
+            log.line(f"export finished: {result.summary()}")
+            log.close()
+        info["finished_at"] = _now()
+        _write_info(out, info, write_export_info)
+    result.points, result.bytes = counters.points, counters.bytes
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _write_info(out: Path, info: dict[str, Any], write: Callable[[Path, dict[str, Any]], None]) -> None:
+    try:
+        write(out, info)
+    except OSError as exc:
+        raise _disk_error(exc, out) from None
+
+
+def _disk_error(exc: OSError, out: Path) -> NmigError:
+    if exc.errno in _DISK_FULL:
+        return DiskFull(f"no space left on the device of {out} (or a file size limit was hit); free space and re-run")
+    return NmigError(f"cannot write to {out}: {exc.strerror or exc}")
+
+
+def _export_all(
+    options: ExportOptions,
+    source: LegacySource,
+    todo: list[tuple[EntityRef, str]],
+    counters: Counters,
+    log: _Log,
+    bars: _Bars,
+    result: ExportResult,
+) -> None:
+    from nmig.schema import EntityBundle, EntityWriter
+
+    out = options.out
+    spool_dir = out / PARTIAL_DIR
+    spool_dir.mkdir(exist_ok=True)
+    lock = threading.Lock()
+    workers = max(1, options.max_workers)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="nmig-export") as pool, ThreadPoolExecutor(
+        workers * 2, thread_name_prefix="nmig-pages"
+    ) as page_pool:
+        exporter = EntityExporter(source, page_pool, counters, spool_dir, options.page_size)
+
+        def one(ref: EntityRef, why: str) -> None:
+            try:
+                with EntityWriter(out, ref.kind, ref.sys_id) as writer:
+                    exporter.export(ref, writer)
+                entity = EntityBundle(writer.target, ref.kind, ref.sys_id)
+                problem = entity.incomplete_reason
+            except OSError as exc:
+                if exc.errno in _DISK_FULL:
+                    raise _disk_error(exc, out) from None
+                problem = f"cannot write: {describe(exc)}"
+            except Exception as exc:  # a bug or an unexpected answer: this entity fails, the others go on
+                problem = f"unexpected failure: {describe(exc)}"
+            with lock:
+                if problem is None:
+                    result.exported.append(ref)
+                else:
+                    result.failed.append((ref, ref.sys_id, problem))
+            outcome = f"exported ({why})" if problem is None else f"INCOMPLETE: {problem}"
+            log.line(f"{ref.kind} {ref.sys_id} {ref.url} {outcome}")
+            bars.add(bars.entities, 1)
+
+        futures = [pool.submit(one, ref, why) for ref, why in todo]
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in done:
+            exc = future.exception()
+            if exc is not None:
+                for other in pending:
+                    other.cancel()
+                raise exc

@@ -1,0 +1,92 @@
+"""Which entities an export run handles: --runs matching, --shard partitioning, resume and --update.
+
+Pure logic on plain values, so it is tested without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from nmig.errors import NmigError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The I-th (1-based) of N stable partitions."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, sys_id: str) -> bool:
+        # A hash of the id, not its position in a listing: the partition must not change when runs are added,
+        # trashed or listed in another order, so N machines split a project with no overlap and no gap.
+        digest = hashlib.sha256(sys_id.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
+
+
+def parse_shard(text: str | None) -> Shard | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise NmigError(f"--shard {text!r}: expected I/N, e.g. 1/4 (the first of four shards)")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or not 1 <= index <= count:
+        raise NmigError(f"--shard {text!r}: I must be between 1 and N (shards are numbered 1/N ... N/N)")
+    return Shard(index, count)
+
+
+class RunMatcher:
+    """--runs: each value is an exact sys/id or sys/custom_run_id, or a regular expression that must match one
+    of them in full (so VIS-1 does not also pick VIS-12)."""
+
+    def __init__(self, patterns: Sequence[str]) -> None:
+        self.exact = set(patterns)
+        self.regexes: list[re.Pattern[str]] = []
+        for pattern in patterns:
+            try:
+                self.regexes.append(re.compile(pattern))
+            except re.error as exc:
+                raise NmigError(f"--runs {pattern!r}: not a valid regular expression ({exc})") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.exact)
+
+    def matches(self, sys_id: str, custom_run_id: str | None) -> bool:
+        if not self.exact:
+            return True
+        candidates = [sys_id] + ([custom_run_id] if custom_run_id else [])
+        if any(c in self.exact for c in candidates):
+            return True
+        return any(rx.fullmatch(c) for rx in self.regexes for c in candidates)
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What the bundle already holds for an entity."""
+
+    complete: bool
+    modification_time: str | None
+
+
+def needs_export(existing: Existing | None, modification_time: str | None, update: bool) -> str | None:
+    """Why an entity must be (re-)exported, or None if the bundle's copy stands."""
+    if existing is None:
+        return "new"
+    if not existing.complete:
+        return "incomplete before"
+    if update and modification_time is not None:
+        # Both are "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC, so text order is time order.
+        if existing.modification_time is None or modification_time > existing.modification_time:
+            return "modified since"
+    return None
+
+
+def in_shard(sys_ids: Iterable[str], shard: Shard | None) -> list[str]:
+    return [s for s in sys_ids if shard is None or shard.holds(s)]

@@ -1,0 +1,400 @@
+"""Reading a Neptune 2.x project through the official `neptune` 1.x client, fast.
+
+Everything the exporter reads goes through the client's own authenticated session (token exchange, refresh,
+retries): `neptune.init_project(mode="read-only")` logs in and lists runs with the client's public table API,
+and the per-run reads call the same Swagger operations the client's backend calls, on its own swagger clients,
+but ask for the response as raw JSON instead of letting bravado build one model object per point. That, and
+pages larger than the client's fixed 1,000 points, is where the speed comes from; nothing here holds the
+token or opens a connection of its own.
+
+The client internals this relies on are listed in `CLIENT_INTERNALS` and checked by `check_client_internals()`,
+which a test runs against the pinned client so an upgrade that moves them fails loudly instead of quietly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from nmig.errors import NmigError
+from nmig.loopback import prepare_client_env
+from nmig.secrets import redact
+
+# (module, attribute) pairs and (object, attribute) names the fast path uses; see check_client_internals().
+CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
+    ("neptune.internal.backends.hosted_client", "DEFAULT_REQUEST_KWARGS"),
+    ("neptune.common.backends.utils", "with_api_exceptions_handler"),
+    ("neptune.internal.backends.hosted_file_operations", "_download_raw_data"),
+    ("neptune.internal.backends.hosted_file_operations", "_get_download_url"),
+    ("neptune.internal.backends.utils", "build_operation_url"),
+    ("bravado.client", "construct_request"),
+    ("bravado.config", "RequestConfig"),
+)
+BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
+PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
+# Operations of the 2.x API called by name on the client's swagger clients.
+LEADERBOARD_OPERATIONS = (
+    "getExperimentAttributes",
+    "getFloatSeriesValues",
+    "getStringSeriesValues",
+    "getImageSeriesValues",
+    "getImageSeriesValue",
+    "downloadAttribute",
+    "prepareForDownloadFileSetAttributeZip",
+    "getDownloadPrepareRequest",
+    "getArtifactAttribute",
+)
+BACKEND_OPERATIONS = ("getProject",)
+ARTIFACT_OPERATIONS = ("listArtifactFiles",)
+
+
+class ClientInternalsChanged(NmigError):
+    """The installed `neptune` client no longer has what the fast path uses."""
+
+
+def check_client_internals(project: Any | None = None) -> None:
+    """Raise ClientInternalsChanged naming every missing piece; with `project`, also check its backend."""
+    import importlib
+
+    missing: list[str] = []
+    for module_name, name in CLIENT_INTERNALS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            missing.append(module_name)
+            continue
+        if not hasattr(module, name):
+            missing.append(f"{module_name}.{name}")
+    if project is not None:
+        missing += [f"project.{a}" for a in PROJECT_ATTRIBUTES if not hasattr(project, a)]
+        backend = getattr(project, "_backend", None)
+        missing += [f"backend.{a}" for a in BACKEND_ATTRIBUTES if not hasattr(backend, a)]
+        if backend is not None and not missing:
+            for client_name, operations in (
+                ("leaderboard_client", LEADERBOARD_OPERATIONS),
+                ("backend_client", BACKEND_OPERATIONS),
+                ("artifacts_client", ARTIFACT_OPERATIONS),
+            ):
+                client = getattr(backend, client_name)
+                swagger = getattr(client, "_swagger_client", None)
+                if swagger is None:  # the client's stub when the server lacks the feature (e.g. artifacts)
+                    continue
+                missing += [f"{client_name}.{op}" for op in operations if not hasattr(swagger.api, op)]
+    if missing:
+        raise ClientInternalsChanged(
+            "the installed neptune client differs from the one nmig was built for; missing: " + ", ".join(missing)
+        )
+
+
+@dataclass(frozen=True)
+class EntityRef:
+    """One run, model or model version as listed by the project table."""
+
+    kind: str  # "run" | "model" | "model_version"
+    sys_id: str
+    container_id: str  # the server's id of the container, used in every per-entity request
+    custom_run_id: str | None
+    modification_time: str | None  # "YYYY-MM-DDTHH:MM:SS.mmmZ"
+    trashed: bool
+    url: str
+
+
+def utc_ms(value: Any) -> str | None:
+    """A datetime (or ISO string) as "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC; sub-millisecond digits are cut."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        value = dt.datetime.fromisoformat(text)
+    if not isinstance(value, dt.datetime):
+        raise ValueError(f"not a datetime: {value!r}")
+    if value.tzinfo is None:
+        # The 2.x API always sends UTC; a naive value can only be UTC that lost its suffix, never local time.
+        value = value.replace(tzinfo=dt.timezone.utc)
+    value = value.astimezone(dt.timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _client_error_message(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    # Neptune's exception texts are long multi-line banners; one line is enough for a summary.
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not set(line.strip()) <= set("-=")]
+    return redact(" ".join(lines)[:500])
+
+
+class LegacySource:
+    """An open, read-only connection to one 2.x project. Thread-safe for the reads below."""
+
+    def __init__(self, project: str, api_token: str, *, quiet: bool = False) -> None:
+        prepare_client_env(api_token)
+        if quiet:
+            logging.getLogger("neptune").setLevel(logging.ERROR)
+        import neptune
+        from neptune.common.exceptions import NeptuneException
+
+        self._token = api_token
+        try:
+            self._project = neptune.init_project(project=project, api_token=api_token, mode="read-only")
+        except NeptuneException as exc:
+            raise _connect_error(exc, project, api_token) from None
+        except (ValueError, OSError) as exc:  # malformed token / unreachable address
+            raise NmigError(f"cannot connect to Neptune for project {project}: {redact(str(exc), api_token)}") from None
+        check_client_internals(self._project)
+        self._backend = self._project._backend
+        self.project_uuid: str = self._project._project_id
+        self.project_container_id: str = self._project._id
+        self.workspace, _, self.project_name = project.partition("/")
+
+        from bravado.client import construct_request
+        from bravado.config import RequestConfig
+        from neptune.common.backends.utils import with_api_exceptions_handler
+        from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
+        from neptune.internal.backends.hosted_file_operations import _download_raw_data, _get_download_url
+        from neptune.internal.backends.utils import build_operation_url
+
+        self._construct_request = construct_request
+        self._request_config_class = RequestConfig
+        self._default_options: dict[str, Any] = DEFAULT_REQUEST_KWARGS["_request_options"]
+        self._download_raw = _download_raw_data
+        self._get_download_url = with_api_exceptions_handler(_get_download_url)
+        self._build_url = build_operation_url
+        # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
+        self._json = with_api_exceptions_handler(self._json_once)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._project.stop()
+
+    def __enter__(self) -> LegacySource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- raw requests ------------------------------------------------------------------------------
+
+    def _json_once(self, client: Any, operation: str, extra_headers: dict[str, str] | None, params: dict[str, Any]) -> Any:
+        options = dict(self._default_options)
+        if extra_headers:
+            options["headers"] = {**options.get("headers", {}), **extra_headers}
+        request_config = self._request_config_class(options, True)
+        request = self._construct_request(getattr(client.api, operation), options, **params)
+        future = client.swagger_spec.http_client.request(request, operation=None, request_config=request_config)
+        return future.response().incoming_response.json()
+
+    def call(self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+        return self._json(getattr(self._backend, client_name), operation, headers, params)
+
+    def _operation_url(self, operation: str) -> str:
+        client = self._backend.leaderboard_client
+        return self._build_url(client.swagger_spec.api_url, getattr(client.api, operation).operation.path_name)
+
+    @contextlib.contextmanager
+    def _stream(self, url: str, query: dict[str, Any] | None, accept: str | None) -> Iterator[Any]:
+        http_client = self._backend.leaderboard_client.swagger_spec.http_client
+        headers = {"Accept": accept} if accept else {}
+        response = self._download_raw(http_client=http_client, url=url, query_params=query, headers=headers)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    # ---- project -----------------------------------------------------------------------------------
+
+    def project_info(self) -> dict[str, Any]:
+        raw = self.call("backend_client", "getProject", projectIdentifier=f"{self.workspace}/{self.project_name}")
+        return {
+            "workspace": raw.get("organizationName") or self.workspace,
+            "project": raw.get("name") or self.project_name,
+            "key": raw.get("projectKey"),
+            "visibility": raw.get("visibility"),
+            "description": raw.get("description"),
+            "url": self._backend.get_project_url(self.project_uuid, self.workspace, self.project_name),
+        }
+
+    def list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
+        """Runs (filtered by `query`), models or model versions, through the client's table API."""
+        from neptune.common.exceptions import NeptuneException
+        from neptune.exceptions import NeptuneInvalidQueryException
+
+        columns = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/trashed"]
+        trashed = None if include_trashed else False
+        try:
+            if kind == "run":
+                table = self._project.fetch_runs_table(query=query, trashed=trashed, columns=columns, progress_bar=False)
+            elif kind == "model":
+                table = self._project.fetch_models_table(trashed=trashed, columns=columns, progress_bar=False)
+            else:
+                table = self._model_versions_table(trashed, columns)
+            rows = list(table)
+        except NeptuneInvalidQueryException as exc:
+            raise NmigError(f"the server rejected the query {query!r}: {_server_message(exc)}") from None
+        except NeptuneException as exc:
+            raise NmigError(f"cannot list the {kind}s of the project: {_client_error_message(exc)}") from None
+        refs = []
+        for row in rows:
+            values = {a.path: a.properties.get("value") for a in row._attributes}
+            sys_id = values.get("sys/id")
+            if not isinstance(sys_id, str):
+                continue
+            refs.append(
+                EntityRef(
+                    kind=kind,
+                    sys_id=sys_id,
+                    container_id=row._id,
+                    custom_run_id=values.get("sys/custom_run_id") or None,
+                    modification_time=utc_ms(values.get("sys/modification_time")),
+                    trashed=bool(values.get("sys/trashed")),
+                    url=self._entity_url(kind, row._id, sys_id),
+                )
+            )
+        return refs
+
+    def _model_versions_table(self, trashed: bool | None, columns: list[str]) -> Any:
+        # The client lists versions per model (fetch_model_versions_table); asking for every version of the
+        # project at once is the same leaderboard search without the model filter, one listing instead of one
+        # per model.
+        from neptune.internal.backends.nql import NQLEmptyQuery
+        from neptune.internal.container_type import ContainerType
+        from neptune.metadata_containers.metadata_container import MetadataContainer
+        from neptune.metadata_containers.utils import build_raw_query
+
+        query = build_raw_query("", trashed=trashed) if trashed is not None else NQLEmptyQuery()
+        return MetadataContainer._fetch_entries(
+            self._project,
+            child_type=ContainerType.MODEL_VERSION,
+            query=query,
+            columns=columns,
+            limit=None,
+            sort_by="sys/creation_time",
+            ascending=False,
+            progress_bar=False,
+        )
+
+    def _entity_url(self, kind: str, container_id: str, sys_id: str) -> str:
+        if kind == "run":
+            return self._backend.get_run_url(container_id, self.workspace, self.project_name, sys_id)
+        if kind == "model":
+            return self._backend.get_model_url(container_id, self.workspace, self.project_name, sys_id)
+        model_sys_id = sys_id.rsplit("-", 1)[0]
+        return self._backend.get_model_version_url(
+            container_id, model_sys_id, self.workspace, self.project_name, sys_id
+        )
+
+    # ---- one entity --------------------------------------------------------------------------------
+
+    def attributes(self, container_id: str) -> list[dict[str, Any]]:
+        """Every attribute of a container with its raw properties, in one request."""
+        raw = self.call("leaderboard_client", "getExperimentAttributes", experimentId=container_id)
+        return list(raw.get("attributes") or [])
+
+    def series_page(self, kind: str, container_id: str, path: str, offset: int, limit: int) -> dict[str, Any]:
+        operation = {"float": "getFloatSeriesValues", "string": "getStringSeriesValues", "file": "getImageSeriesValues"}[
+            kind
+        ]
+        return self.call(
+            "leaderboard_client", operation, experimentId=container_id, attribute=path, offset=offset, limit=limit
+        )
+
+    @contextlib.contextmanager
+    def open_file(self, container_id: str, path: str) -> Iterator[IO[bytes]]:
+        url = self._operation_url("downloadAttribute")
+        query = {"experimentId": container_id, "attribute": path}
+        with self._stream(url, query, "application/octet-stream") as response:
+            response.raw.decode_content = True
+            yield response.raw
+
+    @contextlib.contextmanager
+    def open_file_series_item(self, container_id: str, path: str, index: int) -> Iterator[tuple[IO[bytes], str]]:
+        """The content of one FileSeries point and the extension its content type gives (as the client does)."""
+        url = self._operation_url("getImageSeriesValue")
+        query = {"experimentId": container_id, "attribute": path, "index": index}
+        with self._stream(url, query, None) as response:
+            response.raw.decode_content = True
+            content_type = response.headers.get("content-type", "")
+            ext = content_type.split(";")[0].split("/")[-1].strip() if "/" in content_type else ""
+            yield response.raw, ext
+
+    @contextlib.contextmanager
+    def open_file_set_zip(self, container_id: str, path: str) -> Iterator[IO[bytes]]:
+        client = self._backend.leaderboard_client
+        prepared = self.call(
+            "leaderboard_client", "prepareForDownloadFileSetAttributeZip", experimentId=container_id, attribute=path
+        )
+        download_url = self._get_download_url(client, prepared["id"])
+        delay = 0.25
+        while download_url is None:  # the server prepares the zip asynchronously
+            import time
+
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            download_url = self._get_download_url(client, prepared["id"])
+        with self._stream(download_url, None, "application/zip") as response:
+            response.raw.decode_content = True
+            yield response.raw
+
+    def artifact(self, container_id: str, path: str) -> tuple[str, list[dict[str, Any]]]:
+        headers = {"X-Neptune-Artifact-Api-Version": "2"}
+        attribute = self.call(
+            "leaderboard_client", "getArtifactAttribute", headers, experimentId=container_id, attribute=path
+        )
+        artifact_hash = attribute["hash"]
+        listing = self.call(
+            "artifacts_client", "listArtifactFiles", headers, projectIdentifier=self.project_uuid, hash=artifact_hash
+        )
+        return artifact_hash, [_artifact_file(f) for f in listing.get("files") or []]
+
+
+def _artifact_file(raw: dict[str, Any]) -> dict[str, Any]:
+    """The API lists a file's metadata as [{"key", "value"}]; the bundle keeps it as a mapping, as the client's
+    own ArtifactFileData does. Everything else is kept as given."""
+    entry = dict(raw)
+    metadata = entry.get("metadata")
+    if isinstance(metadata, list):
+        entry["metadata"] = {str(m.get("key")): m.get("value") for m in metadata if isinstance(m, dict)}
+    return entry
+
+
+def _server_message(exc: BaseException) -> str:
+    """The server's own explanation behind a client exception (the client keeps only its own text)."""
+    cause = exc.__cause__ or exc.__context__
+    response = getattr(cause, "response", None)
+    if response is not None:
+        try:
+            body = response.json()
+            message = body.get("message") or body.get("title")
+            if message:
+                return redact(str(message))
+        except Exception:  # not JSON: fall back to the text
+            text = getattr(response, "text", "")
+            if text:
+                return redact(str(text)[:300])
+    return _client_error_message(exc)
+
+
+def _connect_error(exc: BaseException, project: str, api_token: str) -> NmigError:
+    from neptune.common.exceptions import (
+        Forbidden,
+        NeptuneConnectionLostException,
+        NeptuneInvalidApiTokenException,
+        Unauthorized,
+    )
+    from neptune.exceptions import ProjectNotFound
+
+    if isinstance(exc, NeptuneInvalidApiTokenException | Unauthorized):
+        return NmigError("the API token was rejected by the server (check NEPTUNE_API_TOKEN or --api-token)")
+    if isinstance(exc, Forbidden):
+        return NmigError(f"the API token has no access to project {project}")
+    if isinstance(exc, ProjectNotFound):
+        return NmigError(f"project {project} not found (or the token has no access to it)")
+    if isinstance(exc, NeptuneConnectionLostException):
+        return NmigError(f"cannot reach the Neptune server for project {project}: connection lost after retries")
+    return NmigError(f"cannot open project {project}: {redact(_client_error_message(exc), api_token)}")
