@@ -1,0 +1,45 @@
+"""The bundle format (v1): the only contract between `nmig export` and `nmig import`.
+
+Writing: `EntityWriter`, `write_export_info`, `clean_partial`, `safe_component`.
+Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`.
+pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
+`read_file`. The format itself is documented in docs/bundle-format.md.
+"""
+
+from __future__ import annotations
+
+from nmig.schema.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    KIND_FOLDERS,
+    BundleError,
+    decode_atom,
+    decode_datetime,
+    decode_float,
+    encode_datetime,
+    encode_float,
+    is_content_hash,
+    safe_component,
+)
+from nmig.schema.reader import Bundle, EntityBundle, content_digest
+from nmig.schema.writer import EntityWriter, clean_partial, write_export_info
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "KIND_FOLDERS",
+    "Bundle",
+    "BundleError",
+    "EntityBundle",
+    "EntityWriter",
+    "clean_partial",
+    "content_digest",
+    "decode_atom",
+    "decode_datetime",
+    "decode_float",
+    "encode_datetime",
+    "encode_float",
+    "is_content_hash",
+    "safe_component",
+    "write_export_info",
+]

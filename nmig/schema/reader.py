@@ -1,0 +1,456 @@
+"""Reading a bundle: untrusted input, checked as it is read.
+
+Files inside an entity are looked up only by validated hex content hashes or by the fixed names of the
+format; nothing named in a manifest ever becomes a path. A damaged entity is reported (`problems`,
+`incomplete_reason`, `verify()`) while the other entities of the bundle still read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+
+from nmig.schema.format import (
+    COMPLETE,
+    EXPORT_INFO,
+    FILES_DIR,
+    KIND_FOLDERS,
+    MANIFEST,
+    SERIES_FILE_NAMES,
+    SERIES_SCHEMAS,
+    SERIES_TYPE_KIND,
+    BundleError,
+    check_format,
+    file_relpath,
+    is_content_hash,
+    safe_component,
+    series_file_name,
+)
+
+_READ_CHUNK = 1024 * 1024
+# Manifests and COMPLETE are small; a huge one is damage or hostility, not data worth reading into memory.
+_MAX_JSON_BYTES = 512 * 1024 * 1024
+
+
+def _load_json(path: Path, what: str) -> Any:
+    try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            raise BundleError(f"{what} is implausibly large")
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise BundleError(f"{what} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{what} is unreadable: {exc}") from None
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class VerifiedStream(io.RawIOBase):
+    """A decompressing stream over files/<hash>.zst that checks size and sha256 when it reaches the end.
+
+    A mismatch raises BundleError from the read that hits the end, so a consumer never silently gets
+    damaged content in full.
+    """
+
+    def __init__(self, path: Path, content_hash: str, size: int | None) -> None:
+        self._raw = open(path, "rb")
+        self._reader = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
+        self._hash = content_hash
+        self._size = size
+        self._digest = hashlib.sha256()
+        self._read = 0
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._reader.read(len(buffer))
+        except zstandard.ZstdError as exc:
+            raise BundleError(f"file {self._hash[:12]}... is corrupt: {exc}") from None
+        if data:
+            self._digest.update(data)
+            self._read += len(data)
+            if self._size is not None and self._read > self._size:
+                raise BundleError(f"file {self._hash[:12]}... is larger than the manifest says")
+            buffer[: len(data)] = data
+            return len(data)
+        if not self._checked:
+            self._checked = True
+            if self._size is not None and self._read != self._size:
+                raise BundleError(
+                    f"file {self._hash[:12]}... has {self._read} bytes, the manifest says {self._size}"
+                )
+            if self._digest.hexdigest() != self._hash:
+                raise BundleError(f"file {self._hash[:12]}... does not match its sha256")
+        return 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._reader.close()
+            self._raw.close()
+        super().close()
+
+
+class EntityBundle:
+    """One run/model/model version folder. Construction never raises for damage: see `problems`."""
+
+    def __init__(self, path: str | os.PathLike, kind: str, sys_id: str) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self.sys_id = sys_id
+        self.problems: list[str] = []  # found while loading (unreadable manifest, wrong version, ...)
+        self.manifest: dict[str, Any] = {}
+        self._checksums: dict[str, str] | None = None
+        try:
+            manifest = _load_json(self.path / MANIFEST, f"{kind} {sys_id}: manifest.json")
+            check_format(manifest, f"{kind} {sys_id}: manifest.json")
+            self.manifest = manifest
+        except BundleError as exc:
+            self.problems.append(str(exc))
+        else:
+            if manifest.get("sys_id") != sys_id or manifest.get("kind") != kind:
+                self.problems.append(
+                    f"{kind} {sys_id}: manifest names {manifest.get('kind')!r} {manifest.get('sys_id')!r}"
+                )
+            for key in ("attributes", "skipped", "errors"):
+                if not isinstance(manifest.get(key, []), list):
+                    self.problems.append(f"{kind} {sys_id}: manifest {key} is not a list")
+                    self.manifest[key] = []
+        if (self.path / COMPLETE).exists():
+            try:
+                doc = _load_json(self.path / COMPLETE, f"{kind} {sys_id}: COMPLETE")
+                checksums = doc.get("sha256") if isinstance(doc, dict) else None
+                if not isinstance(checksums, dict) or not all(
+                    isinstance(k, str) and is_content_hash(v) for k, v in checksums.items()
+                ):
+                    raise BundleError(f"{kind} {sys_id}: COMPLETE has no valid sha256 table")
+                self._checksums = checksums
+            except BundleError as exc:
+                self.problems.append(str(exc))
+
+    def __repr__(self) -> str:
+        return f"EntityBundle({self.kind} {self.sys_id}, complete={self.complete})"
+
+    # ---- state -------------------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """COMPLETE present and parsed, manifest readable and of a supported version, no errors recorded.
+        (Checksums are checked by `verify()`.)"""
+        return self._checksums is not None and not self.problems and not self.errors
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the entity cannot be used as a whole (None when complete): one line for a report."""
+        if self.problems:
+            return "; ".join(self.problems)
+        if self.errors:
+            shown = "; ".join(f"{e.get('path') or '-'}: {e.get('message')}" for e in self.errors[:3])
+            more = f" (and {len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+            return f"export failed for {len(self.errors)} item(s): {shown}{more}"
+        if self._checksums is None:
+            return "export did not finish (no COMPLETE marker)"
+        return None
+
+    @property
+    def attributes(self) -> list[dict[str, Any]]:
+        return [a for a in self.manifest.get("attributes", []) if isinstance(a, dict)]
+
+    @property
+    def skipped(self) -> list[dict[str, Any]]:
+        return [s for s in self.manifest.get("skipped", []) if isinstance(s, dict)]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [e for e in self.manifest.get("errors", []) if isinstance(e, dict)]
+
+    @property
+    def custom_run_id(self) -> str | None:
+        return self.manifest.get("custom_run_id")
+
+    def attribute(self, path: str) -> dict[str, Any] | None:
+        return next((a for a in self.attributes if a.get("path") == path), None)
+
+    # ---- series ------------------------------------------------------------------------------------
+
+    def series_path(self, kind: str) -> Path | None:
+        """The Parquet file of a series kind, or None when the entity has no points of that kind."""
+        path = self.path / series_file_name(kind)
+        return path if path.is_file() else None
+
+    def _check_checksum(self, relpath: str) -> None:
+        if self._checksums is None:
+            return  # an incomplete entity has no checksums to check against
+        expected = self._checksums.get(relpath)
+        if expected is None:
+            raise BundleError(f"{self.kind} {self.sys_id}: {relpath} is not listed in COMPLETE")
+        if _sha256_file(self.path / relpath) != expected:
+            raise BundleError(f"{self.kind} {self.sys_id}: {relpath} does not match its checksum")
+
+    def open_series(self, kind: str, verify: bool = True) -> pq.ParquetFile | None:
+        """The series file, schema-checked (and its checksum verified unless verify=False)."""
+        path = self.series_path(kind)
+        if path is None:
+            return None
+        if verify:
+            self._check_checksum(path.name)
+        try:
+            parquet = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise BundleError(f"{self.kind} {self.sys_id}: {path.name} is unreadable: {exc}") from None
+        expected = SERIES_SCHEMAS[kind]
+        actual = parquet.schema_arrow
+        for field in expected:
+            index = actual.get_field_index(field.name)
+            if index < 0 or not _compatible(actual.field(index).type, field.type):
+                raise BundleError(
+                    f"{self.kind} {self.sys_id}: {path.name} column {field.name!r} missing or not {field.type}"
+                )
+        return parquet
+
+    def iter_series(
+        self, kind: str, batch_rows: int = 65536, columns: list[str] | None = None, verify: bool = True
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream the rows of series_<kind>.parquet in file order: grouped by path, paths sorted, each
+        path's points in the order the exporter got them. Memory is bounded by one row group."""
+        parquet = self.open_series(kind, verify=verify)
+        if parquet is None:
+            return
+        try:
+            yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise BundleError(f"{self.kind} {self.sys_id}: {series_file_name(kind)} is damaged: {exc}") from None
+        finally:
+            parquet.close()
+
+    # ---- files -------------------------------------------------------------------------------------
+
+    def _known_size(self, content_hash: str) -> int | None:
+        for attribute in self.attributes:
+            if attribute.get("type") == "file":
+                info = attribute.get("file") or {}
+                if info.get("hash") == content_hash:
+                    return info.get("size")
+            elif attribute.get("type") == "fileSet":
+                for entry in attribute.get("entries") or []:
+                    if isinstance(entry, dict) and entry.get("hash") == content_hash:
+                        return entry.get("size")
+        return None
+
+    def has_file(self, content_hash: str) -> bool:
+        return is_content_hash(content_hash) and (self.path / file_relpath(content_hash)).is_file()
+
+    def open_file(self, content_hash: str, size: int | None = None) -> IO[bytes]:
+        """A binary stream of the original content; raises BundleError at its end if size/sha256 differ."""
+        relpath = file_relpath(content_hash)  # validates: the only name ever used for a stored file
+        path = self.path / relpath
+        if not path.is_file():
+            raise BundleError(f"{self.kind} {self.sys_id}: file {content_hash[:12]}... is missing")
+        if size is None:
+            size = self._known_size(content_hash)
+        return io.BufferedReader(VerifiedStream(path, content_hash, size if isinstance(size, int) else None))
+
+    def read_file(self, content_hash: str, size: int | None = None) -> bytes:
+        with self.open_file(content_hash, size) as stream:
+            return stream.read()
+
+    # ---- verification --------------------------------------------------------------------------------
+
+    def verify(self, deep: bool = False) -> list[str]:
+        """Every problem found, one line each: checksums, missing or extra files, manifest references,
+        series row counts against the manifest; with deep=True also every file's size and sha256."""
+        where = f"{self.kind} {self.sys_id}"
+        problems = list(self.problems)
+        if self.problems and not self.manifest:
+            return problems
+        on_disk = _list_files(self.path)
+        if self._checksums is not None:
+            for relpath, expected in sorted(self._checksums.items()):
+                if not _is_format_relpath(relpath):
+                    problems.append(f"{where}: COMPLETE lists an unexpected path {relpath[:80]!r}")
+                elif relpath not in on_disk:
+                    problems.append(f"{where}: {relpath} is missing")
+                elif _sha256_file(self.path / relpath) != expected:
+                    problems.append(f"{where}: {relpath} does not match its checksum")
+            listed = set(self._checksums) | {COMPLETE}
+            problems += [f"{where}: {p} is not listed in COMPLETE" for p in sorted(on_disk - listed)]
+        else:
+            problems += [
+                f"{where}: unexpected file {p[:80]!r}"
+                for p in sorted(on_disk)
+                if not _is_format_relpath(p) and p != COMPLETE
+            ]
+        problems += self._check_references(on_disk, deep)
+        problems += self._check_series_counts()
+        return problems
+
+    def _check_references(self, on_disk: set[str], deep: bool) -> list[str]:
+        where = f"{self.kind} {self.sys_id}"
+        problems = []
+        refs: dict[str, int | None] = {}
+        for attribute in self.attributes:
+            type_ = attribute.get("type")
+            if type_ == "file":
+                info = attribute.get("file") if isinstance(attribute.get("file"), dict) else {}
+                refs[str(info.get("hash"))] = info.get("size")
+            elif type_ == "fileSet":
+                for entry in attribute.get("entries") or []:
+                    if isinstance(entry, dict):
+                        refs[str(entry.get("hash"))] = entry.get("size")
+        file_series = self.series_path("file")
+        if file_series is not None:
+            try:
+                table = pq.read_table(file_series, columns=["file_hash", "file_size"])
+                for h, s in zip(table.column("file_hash").to_pylist(), table.column("file_size").to_pylist(), strict=True):
+                    refs[str(h)] = s
+            except (OSError, pa.ArrowException) as exc:
+                problems.append(f"{where}: series_file.parquet is unreadable: {exc}")
+        for content_hash, size in sorted(refs.items()):
+            if not is_content_hash(content_hash):
+                problems.append(f"{where}: invalid file reference {content_hash[:80]!r}")
+            elif file_relpath(content_hash) not in on_disk:
+                problems.append(f"{where}: file {content_hash} is missing")
+            elif deep:
+                try:
+                    with self.open_file(content_hash, size if isinstance(size, int) else None) as stream:
+                        while stream.read(_READ_CHUNK):
+                            pass
+                except BundleError as exc:
+                    problems.append(f"{where}: {exc}")
+        return problems
+
+    def _check_series_counts(self) -> list[str]:
+        where = f"{self.kind} {self.sys_id}"
+        expected: dict[str, dict[str, int]] = {}
+        for attribute in self.attributes:
+            kind = SERIES_TYPE_KIND.get(str(attribute.get("type")))
+            if kind is not None:
+                expected.setdefault(kind, {})[str(attribute.get("path"))] = attribute.get("points")
+        problems = []
+        for kind in SERIES_SCHEMAS:
+            counts: dict[str, int] = {}
+            try:
+                for batch in self.iter_series(kind, columns=["path"], verify=False, batch_rows=1 << 20):
+                    for item in batch.column(0).value_counts().to_pylist():
+                        counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+            except BundleError as exc:
+                problems.append(str(exc))
+                continue
+            wanted = {p: c for p, c in expected.get(kind, {}).items() if c}
+            if counts != wanted:
+                problems.append(f"{where}: series_{kind}.parquet rows do not match the manifest's points")
+        return problems
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if pa.types.is_dictionary(expected):
+        return actual == expected or (pa.types.is_dictionary(actual) and actual.value_type == pa.string()) or (
+            actual in (pa.string(), pa.large_string())
+        )
+    return actual == expected
+
+
+def _is_format_relpath(relpath: str) -> bool:
+    if relpath == MANIFEST or relpath in SERIES_FILE_NAMES:
+        return True
+    prefix = f"{FILES_DIR}/"
+    return relpath.startswith(prefix) and relpath.endswith(".zst") and is_content_hash(relpath[len(prefix) : -4])
+
+
+def _list_files(root: Path) -> set[str]:
+    found = set()
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames:
+            found.add(Path(dirpath, name).relative_to(root).as_posix())
+    return found
+
+
+class Bundle:
+    """A bundle folder: `info` (export.json) and its entities. Raises BundleError if it is not a bundle
+    or is of a newer major format version."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise BundleError(f"{self.path}: no such folder")
+        info = _load_json(self.path / EXPORT_INFO, f"{self.path}: export.json (not an nmig bundle?)")
+        check_format(info, f"bundle {self.path}")
+        self.info: dict[str, Any] = info
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r})"
+
+    def sys_ids(self, kind: str = "run") -> list[str]:
+        """Folder names of one kind, sorted; names that are not safe ids are left out (see `strays`)."""
+        return [name for name, ok in self._names(kind) if ok]
+
+    def strays(self, kind: str = "run") -> list[str]:
+        """Entries in the kind's folder that cannot be entities (unsafe names, plain files)."""
+        return [name for name, ok in self._names(kind) if not ok]
+
+    def _names(self, kind: str) -> list[tuple[str, bool]]:
+        if kind not in KIND_FOLDERS:
+            raise ValueError(f"unknown entity kind {kind!r}")
+        folder = self.path / KIND_FOLDERS[kind]
+        if not folder.is_dir():
+            return []
+        result = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            ok = entry.is_dir(follow_symlinks=False)
+            try:
+                safe_component(entry.name)
+            except BundleError:
+                ok = False
+            result.append((entry.name, ok))
+        return result
+
+    def entities(self, kind: str = "run") -> list[EntityBundle]:
+        folder = self.path / KIND_FOLDERS[kind] if kind in KIND_FOLDERS else None
+        return [EntityBundle(folder / name, kind, name) for name in self.sys_ids(kind)] if folder else []
+
+    def entity(self, kind: str, sys_id: str) -> EntityBundle:
+        if kind not in KIND_FOLDERS:
+            raise BundleError(f"unknown entity kind {kind!r}")
+        safe_component(sys_id)
+        path = self.path / KIND_FOLDERS[kind] / sys_id
+        if not path.is_dir() or path.is_symlink():
+            raise BundleError(f"no {kind} {sys_id!r} in bundle {self.path}")
+        return EntityBundle(path, kind, sys_id)
+
+
+# Manifest fields that differ between two exports of the same data.
+VOLATILE_MANIFEST_FIELDS = ("exported_at",)
+
+
+def content_digest(entity: EntityBundle | str | os.PathLike) -> str:
+    """A sha256 over an entity folder's content that ignores volatile fields (the manifest's exported_at,
+    and COMPLETE, which checksums the manifest): equal for two exports of the same data."""
+    root = entity.path if isinstance(entity, EntityBundle) else Path(entity)
+    digest = hashlib.sha256()
+    manifest = _load_json(root / MANIFEST, f"{root}: manifest.json")
+    if isinstance(manifest, dict):
+        for key in VOLATILE_MANIFEST_FIELDS:
+            manifest.pop(key, None)
+    digest.update(json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode())
+    for relpath in sorted(_list_files(root) - {MANIFEST, COMPLETE}):
+        digest.update(f"\n{relpath}\0{_sha256_file(root / relpath)}".encode())
+    digest.update(f"\ncomplete={(root / COMPLETE).exists()}".encode())
+    return digest.hexdigest()
