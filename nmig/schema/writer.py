@@ -276,13 +276,7 @@ class EntityWriter:
         self.target = self.bundle_dir / KIND_FOLDERS[kind] / self.sys_id
         self._work = self.bundle_dir / PARTIAL_DIR / f"{kind}-{self.sys_id}-{uuid.uuid4().hex[:12]}"
         self._dir = self._work / "entity"
-        for attempt in range(5):
-            try:
-                self._dir.mkdir(parents=True)
-                break
-            except FileNotFoundError:  # another writer's commit removed an empty .partial meanwhile
-                if attempt == 4:
-                    raise
+        self._dir.mkdir(parents=True)
         self._lock = threading.RLock()
         self._info: dict[str, Any] = {"custom_run_id": None, "source_url": None, "modification_time": None}
         self._attributes: dict[str, dict[str, Any]] = {}
@@ -557,10 +551,6 @@ class EntityWriter:
             os.rename(self.target, old)
         os.rename(self._dir, self.target)
         shutil.rmtree(self._work, ignore_errors=True)
-        try:
-            self._work.parent.rmdir()  # tidy: .partial disappears when no other writer is working
-        except OSError:
-            pass
 
     def abort(self) -> None:
         """Drop everything written for this entity; an older copy in the bundle stays as it was."""
