@@ -21,6 +21,14 @@ from nmig.schema.format import (
     is_content_hash,
     safe_component,
 )
+from nmig.schema.frames import (
+    read_attributes,
+    read_file,
+    read_file_series,
+    read_float_series,
+    read_runs,
+    read_string_series,
+)
 from nmig.schema.reader import Bundle, EntityBundle, content_digest
 from nmig.schema.writer import EntityWriter, clean_partial, write_export_info
 
@@ -40,6 +48,12 @@ __all__ = [
     "encode_datetime",
     "encode_float",
     "is_content_hash",
+    "read_attributes",
+    "read_file",
+    "read_file_series",
+    "read_float_series",
+    "read_runs",
+    "read_string_series",
     "safe_component",
     "write_export_info",
 ]
