@@ -1,0 +1,740 @@
+"""The loopback Neptune 2.x server: the read API the unmodified `neptune` 1.x client uses, served from a fixture.
+
+Assumptions about the real service (we cannot observe it) are written next to the code they shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import math
+import secrets
+import threading
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import numpy as np
+
+from nmig.emulators.http import EmulatorInfo, FaultPlan, Request, Response, Router, serve_in_thread
+from nmig.emulators.legacy.fixture import (
+    Attribute,
+    Container,
+    FloatSeries,
+    ImageSeries,
+    LegacyFixture,
+    LegacyProject,
+    StringSeries,
+    load_fixture,
+)
+from nmig.emulators.legacy.nql import NqlSyntaxError, compile_query
+from nmig.emulators.legacy.spec import (
+    ARTIFACTS_OPERATIONS,
+    BACKEND_OPERATIONS,
+    LEADERBOARD_OPERATIONS,
+    SPECS,
+    ZIP_DOWNLOAD_PATH,
+)
+from nmig.emulators.legacy.tokens import TokenError, TokenIssuer
+from nmig.loopback import LOOPBACK_CLIENT_ENV
+from nmig.secrets import make_api_token
+
+# Assumption: the real API caps one page of series values or leaderboard entries at 10,000 items and refuses
+# offset + limit beyond 10,000 for leaderboard searches (the client's MAX_SERVER_OFFSET says the same).
+MAX_PAGE_LIMIT = 10_000
+MAX_LEADERBOARD_OFFSET = 10_000
+REALM_PATH = "/auth/realms/neptune"
+TOKEN_ENDPOINT = REALM_PATH + "/protocol/openid-connect/token"
+# Requests the pinned client (neptune 1.14) sends outside its retry loop (`with_api_exceptions_handler`):
+# - the API-token exchange and the OAuth refresh (oauthlib errors are not retried, and the exchange runs in
+#   the authenticator's constructor);
+# - getDownloadPrepareRequest (called bare in hosted_file_operations._get_download_url);
+# - searchLeaderboardEntries (fetch_runs_table pages lazily in a generator, after the retrying wrapper has
+#   returned).
+# A fault there would abort the client, not exercise its retries, so by default these are never faulted.
+# `fault_unretried=True` faults them too, for callers proving their own retries.
+CLIENT_UNRETRIED_PATHS = (
+    BACKEND_OPERATIONS["exchangeApiToken"][1],
+    TOKEN_ENDPOINT,
+    LEADERBOARD_OPERATIONS["getDownloadPrepareRequest"][1],
+    LEADERBOARD_OPERATIONS["searchLeaderboardEntries"][1],
+)
+# The client version range the emulator answers for (reported in getClientConfig).
+_CLIENT_VERSIONS = {
+    "minRecommendedVersion": "1.0.0",
+    "minCompatibleVersion": "1.0.0",
+    "maxCompatibleVersion": "1.99.0",
+}
+_ZIP_TIME = (2023, 1, 1, 0, 0, 0)
+_USER = "emulator-user"
+
+
+def _iso(moment: datetime) -> str:
+    """Datetimes as the 2.x API writes them: UTC, milliseconds, `Z`."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(status, json.dumps(payload, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+
+
+# Assumption: non-finite floats travel as the JSON strings "NaN", "Infinity" and "-Infinity" (JSON has no
+# literal for them, and the client parses with simplejson, which refuses bare NaN tokens). Typed getters turn
+# the strings back into floats (bravado's `double` format calls float()); raw leaderboard rows keep the strings.
+_FLOAT_WORDS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _f(value: float) -> float | str:
+    if math.isfinite(value):
+        return value
+    return "NaN" if math.isnan(value) else _FLOAT_WORDS[value]
+
+
+def _floats(values: np.ndarray) -> list[Any]:
+    items = values.tolist()
+    return items if np.isfinite(values).all() else [_f(v) for v in items]
+
+
+def _error(status: int, error_type: str, message: str) -> Response:
+    return _json({"code": status, "errorType": error_type, "title": message, "message": message}, status)
+
+
+def _not_found(what: str) -> Response:
+    return _error(404, "NOT_FOUND", what)
+
+
+def _bad_request(message: str) -> Response:
+    return _error(400, "BAD_REQUEST", message)
+
+
+def _series_stats(series: FloatSeries) -> dict[str, Any]:
+    if len(series.values) == 0:
+        return {}
+    values = series.values
+    finite = values[~(values != values)]  # NaN-free view; infinities stay, as they would in a running stat
+    stats: dict[str, Any] = {"last": _f(float(values[-1])), "lastStep": float(series.steps[-1])}
+    if len(finite):
+        stats.update(
+            min=_f(float(finite.min())), max=_f(float(finite.max())), average=_f(float(finite.mean()))
+        )
+    return stats
+
+
+def attribute_properties(attr: Attribute) -> dict[str, Any]:
+    """The `<type>Properties` object of an attribute, as in getExperimentAttributes and leaderboard entries.
+
+    Assumption for the shapes the client does not read itself: gitRef carries the commit, `currentBranch`,
+    `remotes` and `repositoryDirty` (the field names the client sends when creating a run); imageSeries carries
+    `lastStep`; fileSet its total `size`; empty series omit `last`/`lastStep`.
+    """
+    props: dict[str, Any] = {"attributeName": attr.path, "attributeType": attr.type}
+    value = attr.value
+    kind = attr.type
+    if kind == "float":
+        props["value"] = _f(value)
+    elif kind in ("int", "bool", "string", "experimentState"):
+        props["value"] = value
+    elif kind == "datetime":
+        props["value"] = _iso(value)
+    elif kind == "stringSet":
+        props["values"] = list(value)
+    elif kind == "floatSeries":
+        props.update(_series_stats(value))
+    elif kind == "stringSeries":
+        if value.values:
+            props.update(last=value.values[-1], lastStep=float(value.steps[-1]))
+    elif kind == "imageSeries":
+        if len(value.steps):
+            props["lastStep"] = float(value.steps[-1])
+    elif kind == "file":
+        props.update(name=_file_name(attr), ext=value["ext"], size=len(value["content"]))
+    elif kind == "fileSet":
+        props["size"] = sum(len(c) for c in value.values())
+    elif kind == "artifact":
+        props["hash"] = value["hash"]
+    elif kind == "gitRef":
+        props.update(
+            commit=value["commit"],
+            currentBranch=value["branch"],
+            remotes=value["remotes"],
+            repositoryDirty=value["dirty"],
+        )
+    elif kind == "notebookRef":
+        props.update({k: v for k, v in value.items() if v is not None})
+    return props
+
+
+def _file_name(attr: Attribute) -> str:
+    # Assumption: a File's name is the last path segment plus its extension, as the client names downloads.
+    base = attr.path.rsplit("/", 1)[-1]
+    return f"{base}.{attr.value['ext']}" if attr.value["ext"] else base
+
+
+def _attribute_dto(attr: Attribute) -> dict[str, Any]:
+    return {"name": attr.path, "type": attr.type, f"{attr.type}Properties": attribute_properties(attr)}
+
+
+def _content_type(content: bytes) -> str:
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if content.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if content.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    return "application/octet-stream"
+
+
+def _disposition(filename: str) -> str:
+    # Header values are Latin-1 on the wire; the client reads `filename=` verbatim, so non-ASCII is %-encoded.
+    return f'attachment; filename="{quote(filename, safe=" ._-()[]+,")}"'
+
+
+class _SortKey:
+    """Orders leaderboard entries by one attribute; objects lacking it sort last in either direction."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name = name
+        self.kind = kind
+
+    def value(self, container: Container) -> Any:
+        attr = container.attributes.get(self.name)
+        if attr is None:
+            return None
+        value = attr.value
+        if attr.type in ("int", "float"):
+            return None if isinstance(value, float) and math.isnan(value) else float(value)
+        if attr.type in ("string", "experimentState", "datetime", "bool"):
+            return value
+        if attr.type == "floatSeries" and len(value.values):
+            return float(value.values[-1])
+        return None
+
+
+class LegacyEmulator:
+    """A 2.x service over one fixture. `serve()` runs it; `stats` counts requests per operation for tests."""
+
+    def __init__(
+        self, fixture: str | Path | dict[str, Any] | LegacyFixture, *, token_ttl: float = 3600
+    ) -> None:
+        self.fixture = fixture if isinstance(fixture, LegacyFixture) else load_fixture(fixture)
+        self.token_ttl = token_ttl
+        if token_ttl <= 0:
+            raise ValueError("token_ttl must be positive")
+        self.stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        self._base_url = ""
+        self.api_token = ""
+        self._tokens: TokenIssuer | None = None
+        self._downloads: dict[str, tuple[str, str]] = {}
+        self._download_ids = itertools.count(1)
+        self._projects: dict[str, LegacyProject] = {}
+        self._containers: dict[str, Container] = {}
+        for project in self.fixture.projects:
+            self._projects[project.id] = project
+            self._projects[project.qualified_name] = project
+            for container in [project.container, *project.runs, *project.models, *project.model_versions]:
+                assert container is not None
+                self._containers[container.id] = container
+                self._containers[f"{project.qualified_name}/{container.sys_id}"] = container
+        self.router = self._build_router()
+
+    # ---- serving -------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def serve(self, faults: FaultPlan, host: str = "127.0.0.1", port: int = 0) -> Iterator[EmulatorInfo]:
+        with serve_in_thread(self.router, faults, host, port) as url:
+            self._base_url = url
+            self._tokens = TokenIssuer(url + REALM_PATH, self.token_ttl)
+            self.api_token = make_api_token(url, secrets.token_urlsafe(24))
+            yield EmulatorInfo(url, self.api_token, self.fixture.workspace, dict(LOOPBACK_CLIENT_ENV))
+
+    def _count(self, name: str) -> None:
+        with self._stats_lock:
+            self.stats[name] += 1
+
+    def _build_router(self) -> Router:
+        router = Router()
+        for path, spec in SPECS.items():
+            body = json.dumps(spec).encode("utf-8")
+            router.add("GET", path, lambda request, match, body=body: Response(200, body))
+        public = {"getClientConfig", "exchangeApiToken"}
+        for table in (BACKEND_OPERATIONS, LEADERBOARD_OPERATIONS, ARTIFACTS_OPERATIONS):
+            for operation_id, (method, path) in table.items():
+                handler = getattr(self, f"_op_{operation_id}")
+                router.add(method, path, self._wrap(operation_id, handler, operation_id not in public))
+        router.add("POST", TOKEN_ENDPOINT, self._wrap("refreshToken", self._op_refreshToken, False))
+        router.add(
+            "GET",
+            ZIP_DOWNLOAD_PATH + r"/(?P<id>[0-9]+)",
+            self._wrap("downloadZip", self._op_downloadZip, True),
+        )
+        return router
+
+    def _wrap(self, name: str, handler: Any, protected: bool) -> Any:
+        def run(request: Request, match: Any) -> Response:
+            self._count(name)
+            if protected:
+                refusal = self._check_bearer(request)
+                if refusal is not None:
+                    return refusal
+            return handler(request, match)
+
+        return run
+
+    def _check_bearer(self, request: Request) -> Response | None:
+        assert self._tokens is not None
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("bearer "):
+            return _error(401, "UNAUTHORIZED", "missing bearer token")
+        try:
+            self._tokens.verify(header[7:].strip(), "Bearer")
+        except TokenError as exc:
+            if exc.expired:
+                self._count("expiredTokenRefused")
+                # The client maps this errorType to NeptuneAuthTokenExpired and retries after refreshing.
+                return _error(401, "AUTHORIZATION_TOKEN_EXPIRED", "access token expired")
+            return _error(401, "UNAUTHORIZED", f"invalid access token ({exc})")
+        return None
+
+    # ---- auth and configuration ------------------------------------------------------------------------
+    def _api_token_ok(self, request: Request) -> bool:
+        return request.headers.get("x-neptune-api-token", "").strip() == self.api_token
+
+    def _op_getClientConfig(self, request: Request, match: Any) -> Response:
+        if not self._api_token_ok(request):
+            return _error(401, "UNAUTHORIZED", "invalid API token")
+        return _json(
+            {
+                "apiUrl": self._base_url,
+                "applicationUrl": self._base_url,
+                "pyLibVersions": _CLIENT_VERSIONS,
+                "multiPartUpload": {"enabled": False},
+                "artifacts": {"enabled": True, "apiVersion": 2},
+                "sysNameSetByBackend": False,
+            }
+        )
+
+    def _op_exchangeApiToken(self, request: Request, match: Any) -> Response:
+        if not self._api_token_ok(request):
+            return _error(401, "UNAUTHORIZED", "invalid API token")
+        assert self._tokens is not None
+        pair = self._tokens.issue(_USER)
+        return _json({"accessToken": pair["access"], "refreshToken": pair["refresh"], "username": _USER})
+
+    def _op_refreshToken(self, request: Request, match: Any) -> Response:
+        assert self._tokens is not None
+        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "refresh_token":
+            return _json({"error": "unsupported_grant_type"}, 400)
+        try:
+            claims = self._tokens.verify(form.get("refresh_token", ""), "Refresh")
+        except TokenError as exc:
+            return _json({"error": "invalid_grant", "error_description": str(exc)}, 400)
+        pair = self._tokens.issue(str(claims.get("sub", _USER)))
+        return _json(
+            {
+                "access_token": pair["access"],
+                "refresh_token": pair["refresh"],
+                "token_type": "Bearer",
+                "expires_in": pair["expires_in"],
+            }
+        )
+
+    # ---- projects --------------------------------------------------------------------------------------
+    def _project_dto(self, project: LegacyProject) -> dict[str, Any]:
+        return {
+            "id": project.id,
+            "name": project.name,
+            "organizationName": project.workspace,
+            "organizationId": project.workspace,
+            "projectKey": project.key,
+            "version": 2,
+            "visibility": project.visibility,
+            "description": project.description,
+        }
+
+    def _op_listProjects(self, request: Request, match: Any) -> Response:
+        projects = self.fixture.projects
+        workspace = request.arg("organizationIdentifier")
+        if workspace and workspace != self.fixture.workspace:
+            projects = []
+        term = (request.arg("searchTerm") or "").lower()
+        projects = [p for p in projects if term in p.name.lower()]
+        offset, limit = int(request.arg("offset") or 0), request.arg("limit")
+        page = projects[offset : offset + int(limit)] if limit else projects[offset:]
+        return _json(
+            {
+                "entries": [self._project_dto(p) for p in page],
+                "matchingItemCount": len(projects),
+                "totalItemCount": len(self.fixture.projects),
+            }
+        )
+
+    def _op_getProject(self, request: Request, match: Any) -> Response:
+        project = self._projects.get(request.arg("projectIdentifier") or "")
+        if project is None:
+            return _error(404, "PROJECT_NOT_FOUND", f"project {request.arg('projectIdentifier')} not found")
+        return _json(self._project_dto(project))
+
+    def _op_listOrganizations(self, request: Request, match: Any) -> Response:
+        return _json([{"id": self.fixture.workspace, "name": self.fixture.workspace}])
+
+    # ---- objects and attributes ------------------------------------------------------------------------
+    def _container(self, request: Request) -> Container | None:
+        return self._containers.get(request.arg("experimentId") or "")
+
+    def _experiment_dto(self, container: Container) -> dict[str, Any]:
+        project = container.project
+        return {
+            "id": container.id,
+            "type": container.kind,
+            "shortId": container.sys_id,
+            "organizationName": project.workspace,
+            "organizationId": project.workspace,
+            "projectName": project.name,
+            "projectId": project.id,
+            "trashed": container.trashed,
+        }
+
+    def _op_getExperiment(self, request: Request, match: Any) -> Response:
+        container = self._container(request)
+        if container is None or container.kind == "project":
+            # The client turns this errorType into its "object not found" exception.
+            return _error(404, "EXPERIMENT_NOT_FOUND", f"object {request.arg('experimentId')} not found")
+        return _json(self._experiment_dto(container))
+
+    def _op_getExperimentAttributes(self, request: Request, match: Any) -> Response:
+        container = self._container(request)
+        if container is None:
+            return _error(404, "EXPERIMENT_NOT_FOUND", f"object {request.arg('experimentId')} not found")
+        return _json({"attributes": [_attribute_dto(a) for a in container.attributes.values()]})
+
+    def _attribute(self, request: Request, *kinds: str) -> tuple[Attribute | None, Response | None]:
+        container = self._container(request)
+        if container is None:
+            return None, _error(
+                404, "EXPERIMENT_NOT_FOUND", f"object {request.arg('experimentId')} not found"
+            )
+        path = request.arg("attribute") or ""
+        attr = container.attributes.get(path)
+        if attr is None or attr.type not in kinds:
+            return None, _not_found(f"attribute {path!r} of type {'/'.join(kinds)} not found")
+        return attr, None
+
+    def _atom(self, request: Request, kind: str) -> Response:
+        attr, refusal = self._attribute(request, kind)
+        return refusal if attr is None else _json(attribute_properties(attr))  # type: ignore[return-value]
+
+    def _op_getFloatAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "float")
+
+    def _op_getIntAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "int")
+
+    def _op_getBoolAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "bool")
+
+    def _op_getStringAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "string")
+
+    def _op_getDatetimeAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "datetime")
+
+    def _op_getFileAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "file")
+
+    def _op_getStringSetAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "stringSet")
+
+    def _op_getFloatSeriesAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "floatSeries")
+
+    def _op_getStringSeriesAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "stringSeries")
+
+    def _op_getArtifactAttribute(self, request: Request, match: Any) -> Response:
+        return self._atom(request, "artifact")
+
+    # ---- series ----------------------------------------------------------------------------------------
+    def _page(self, request: Request, total: int) -> tuple[int, int] | Response:
+        try:
+            offset = int(request.arg("offset") or 0)
+            limit = int(request.arg("limit") or 100)
+        except ValueError:
+            return _bad_request("offset and limit must be integers")
+        if offset < 0 or limit < 0 or limit > MAX_PAGE_LIMIT:
+            return _bad_request(f"need offset >= 0 and 0 <= limit <= {MAX_PAGE_LIMIT}")
+        return offset, min(total, offset + limit)
+
+    def _op_getFloatSeriesValues(self, request: Request, match: Any) -> Response:
+        attr, refusal = self._attribute(request, "floatSeries")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        series: FloatSeries = attr.value
+        page = self._page(request, len(series.values))
+        if isinstance(page, Response):
+            return page
+        start, stop = page
+        points = [
+            {"step": s, "timestampMillis": t, "value": v}
+            for s, t, v in zip(
+                series.steps[start:stop].tolist(),
+                series.timestamps[start:stop].tolist(),
+                _floats(series.values[start:stop]),
+                strict=True,
+            )
+        ]
+        return _json({"totalItemCount": len(series.values), "values": points})
+
+    def _op_getStringSeriesValues(self, request: Request, match: Any) -> Response:
+        attr, refusal = self._attribute(request, "stringSeries")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        series: StringSeries = attr.value
+        page = self._page(request, len(series.values))
+        if isinstance(page, Response):
+            return page
+        start, stop = page
+        points = [
+            {"step": s, "timestampMillis": t, "value": v}
+            for s, t, v in zip(
+                series.steps[start:stop].tolist(),
+                series.timestamps[start:stop].tolist(),
+                series.values[start:stop],
+                strict=True,
+            )
+        ]
+        return _json({"totalItemCount": len(series.values), "values": points})
+
+    def _op_getImageSeriesValues(self, request: Request, match: Any) -> Response:
+        # Assumption: each value carries its step, timestamp, and the file's name, description and size; the
+        # content itself is fetched by index (getImageSeriesValue), as the client does.
+        attr, refusal = self._attribute(request, "imageSeries")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        series: ImageSeries = attr.value
+        page = self._page(request, len(series.steps))
+        if isinstance(page, Response):
+            return page
+        start, stop = page
+        points = [
+            {
+                "step": float(series.steps[i]),
+                "timestampMillis": int(series.timestamps[i]),
+                "value": {
+                    "name": series.names[i],
+                    "description": series.descriptions[i],
+                    "size": len(series.contents[i]),
+                },
+            }
+            for i in range(start, stop)
+        ]
+        return _json({"totalItemCount": len(series.steps), "values": points})
+
+    def _op_getImageSeriesValue(self, request: Request, match: Any) -> Response:
+        attr, refusal = self._attribute(request, "imageSeries")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        series: ImageSeries = attr.value
+        try:
+            index = int(request.arg("index") or "")
+        except ValueError:
+            return _bad_request("index must be an integer")
+        if not 0 <= index < len(series.contents):
+            return _not_found(f"no value {index} in {attr.path!r}")
+        content = series.contents[index]
+        kind = _content_type(content)
+        headers = {"Content-Disposition": _disposition(f"{index}.{kind.split('/')[-1]}")}
+        return Response(200, content, content_type=kind, headers=headers)
+
+    # ---- files -----------------------------------------------------------------------------------------
+    def _op_downloadAttribute(self, request: Request, match: Any) -> Response:
+        attr, refusal = self._attribute(request, "file")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        headers = {"Content-Disposition": _disposition(_file_name(attr))}
+        return Response(200, attr.value["content"], content_type="application/octet-stream", headers=headers)
+
+    def _op_lsFileSetAttribute(self, request: Request, match: Any) -> Response:
+        attr, refusal = self._attribute(request, "fileSet")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        prefix = (request.arg("path") or "").strip("/")
+        prefix = prefix + "/" if prefix else ""
+        children: dict[str, dict[str, Any]] = {}
+        mtime = _iso(datetime(*_ZIP_TIME, tzinfo=timezone.utc))
+        for name, content in attr.value.items():
+            if not name.startswith(prefix):
+                continue
+            head, sep, _ = name[len(prefix) :].partition("/")
+            entry = children.setdefault(
+                head, {"name": head, "size": 0, "mtime": mtime, "fileType": "directory" if sep else "file"}
+            )
+            entry["size"] += len(content)
+        if prefix and not children:
+            return _not_found(f"no directory {prefix!r} in {attr.path!r}")
+        return _json(list(children.values()))
+
+    def _op_prepareForDownloadFileSetAttributeZip(self, request: Request, match: Any) -> Response:
+        attr, refusal = self._attribute(request, "fileSet")
+        if attr is None:
+            return refusal  # type: ignore[return-value]
+        download_id = str(next(self._download_ids))
+        self._downloads[download_id] = (request.arg("experimentId") or "", attr.path)
+        # Assumption: preparing a zip may take a while on the real service (downloadUrl absent until ready);
+        # the emulator has it ready at once.
+        return _json({"id": download_id, "downloadUrl": f"{self._base_url}{ZIP_DOWNLOAD_PATH}/{download_id}"})
+
+    def _op_getDownloadPrepareRequest(self, request: Request, match: Any) -> Response:
+        download_id = request.arg("id") or ""
+        if download_id not in self._downloads:
+            return _not_found(f"no download request {download_id}")
+        return _json({"id": download_id, "downloadUrl": f"{self._base_url}{ZIP_DOWNLOAD_PATH}/{download_id}"})
+
+    def _op_downloadZip(self, request: Request, match: Any) -> Response:
+        target = self._downloads.get(match["id"])
+        container = self._containers.get(target[0]) if target else None
+        attr = container.attributes.get(target[1]) if container and target else None
+        if attr is None:
+            return _not_found("no such download")
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, content in attr.value.items():
+                # Entry names go into the zip exactly as stored, hostile ones included: guarding is the reader's job.
+                archive.writestr(zipfile.ZipInfo(name, _ZIP_TIME), content)
+        filename = attr.path.rsplit("/", 1)[-1] + ".zip"
+        return Response(
+            200,
+            buffer.getvalue(),
+            content_type="application/zip",
+            headers={"Content-Disposition": _disposition(filename)},
+        )
+
+    # ---- artifacts -------------------------------------------------------------------------------------
+    def _op_listArtifactFiles(self, request: Request, match: Any) -> Response:
+        project = self._projects.get(request.arg("projectIdentifier") or "")
+        wanted = request.arg("hash") or ""
+        if project is None:
+            return _error(404, "PROJECT_NOT_FOUND", "project not found")
+        for container in [project.container, *project.runs, *project.models, *project.model_versions]:
+            assert container is not None
+            for attr in container.attributes.values():
+                if attr.type == "artifact" and attr.value["hash"] == wanted:
+                    files = [
+                        {
+                            **{k: v for k, v in entry.items() if k != "metadata"},
+                            "metadata": [
+                                {"key": k, "value": str(v)} for k, v in entry.get("metadata", {}).items()
+                            ],
+                        }
+                        for entry in attr.value["files"]
+                    ]
+                    return _json({"files": files})
+        return _not_found(f"artifact {wanted} not found")
+
+    # ---- leaderboard -----------------------------------------------------------------------------------
+    def _children(self, project: LegacyProject, types: list[str]) -> list[Container]:
+        pools = {"run": project.runs, "model": project.models, "modelVersion": project.model_versions}
+        selected = [t for t in types if t in pools] if types else list(pools)
+        return [c for t in selected for c in pools[t]]
+
+    def _op_searchLeaderboardAttributes(self, request: Request, match: Any) -> Response:
+        project = self._projects.get(request.arg("projectIdentifier") or "")
+        if project is None:
+            return _error(404, "PROJECT_NOT_FOUND", "project not found")
+        search = request.arg("search") or ""
+        found: dict[tuple[str, str], None] = {}
+        for container in self._children(project, request.query.get("type", [])):
+            for attr in container.attributes.values():
+                if search in attr.path:
+                    found[(attr.path, attr.type)] = None
+        return _json({"entries": [{"name": name, "type": kind} for name, kind in found]})
+
+    def _op_searchLeaderboardEntries(self, request: Request, match: Any) -> Response:
+        project = self._projects.get(request.arg("projectIdentifier") or "")
+        if project is None:
+            return _error(404, "PROJECT_NOT_FOUND", "project not found")
+        try:
+            params = request.json() or {}
+        except ValueError:
+            return _bad_request("the body must be JSON")
+        if not isinstance(params, dict):
+            return _bad_request("the body must be a JSON object")
+        query_text = ((params.get("query") or {}).get("query")) or ""
+        try:
+            predicate = compile_query(query_text)
+        except NqlSyntaxError as exc:
+            # The client turns the title "Syntax error" into NeptuneInvalidQueryException for the user.
+            return _json(
+                {"code": 400, "errorType": "BAD_REQUEST", "title": "Syntax error", "message": str(exc)}, 400
+            )
+        pagination = params.get("pagination") or {}
+        try:
+            offset, limit = int(pagination.get("offset", 0)), int(pagination.get("limit", 100))
+        except (TypeError, ValueError):
+            return _bad_request("pagination offset and limit must be integers")
+        if offset < 0 or limit < 0 or offset + limit > MAX_LEADERBOARD_OFFSET:
+            return _bad_request(
+                f"need offset >= 0, limit >= 0 and offset + limit <= {MAX_LEADERBOARD_OFFSET}"
+            )
+        matching = [c for c in self._children(project, request.query.get("type", [])) if predicate(c)]
+        sorting = params.get("sorting") or {}
+        sort_by = (sorting.get("sortBy") or {}).get("name")
+        if sort_by:
+            key = _SortKey(sort_by, (sorting.get("sortBy") or {}).get("type", "string"))
+            present = [(key.value(c), c) for c in matching]
+            have = [pair for pair in present if pair[0] is not None]
+            missing = [c for v, c in present if v is None]
+            try:
+                have.sort(key=lambda pair: pair[0], reverse=sorting.get("dir") == "descending")
+            except TypeError:  # mixed types under one name: order by their text, as a string column would
+                have.sort(key=lambda pair: str(pair[0]), reverse=sorting.get("dir") == "descending")
+            matching = [c for _, c in have] + missing
+        columns = {f.get("path") for f in params.get("attributeFilters") or [] if isinstance(f, dict)}
+        entries = []
+        for container in matching[offset : offset + limit]:
+            attrs = container.attributes.values()
+            entries.append(
+                {
+                    "experimentId": container.id,
+                    "organizationName": container.project.workspace,
+                    "projectName": container.project.name,
+                    "type": container.kind,
+                    "attributes": [_attribute_dto(a) for a in attrs if not columns or a.path in columns],
+                }
+            )
+        return _json(
+            {"matchingItemCount": len(matching), "totalGroupCount": len(matching), "entries": entries}
+        )
+
+
+@contextlib.contextmanager
+def serve_legacy(
+    fixture: str | Path | dict[str, Any],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    fail_rate: float = 0.0,
+    throttle_rate: float = 0.0,
+    latency_ms: int = 0,
+    seed: int = 0,
+    token_ttl: float = 3600,
+    fault_unretried: bool = False,
+) -> Iterator[EmulatorInfo]:
+    """Serve `fixture` as a Neptune 2.x service on a background thread; yields what a client needs."""
+    emulator = LegacyEmulator(fixture, token_ttl=token_ttl)
+    faults = FaultPlan(
+        fail_rate=fail_rate,
+        throttle_rate=throttle_rate,
+        latency_ms=latency_ms,
+        seed=seed,
+        exempt=(*SPECS, *(() if fault_unretried else CLIENT_UNRETRIED_PATHS)),
+    )
+    with emulator.serve(faults, host, port) as info:
+        yield info

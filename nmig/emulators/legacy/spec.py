@@ -1,0 +1,294 @@
+"""The Swagger 2.0 specs the legacy emulator serves: written here, covering exactly the operations it implements.
+
+The `neptune` client downloads three specs at start-up (backend, leaderboard, artifacts) and calls operations
+by `operationId` through bravado, reading results by attribute; so every operation is tagged `api` and every
+JSON response is a `$ref` to a model. Paths are our own choice (the client only hard-codes the spec URLs).
+No `host` or `schemes` are given, so bravado serves the API from wherever it fetched the spec.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BACKEND_SPEC_PATH = "/api/backend/swagger.json"
+LEADERBOARD_SPEC_PATH = "/api/leaderboard/swagger.json"
+ARTIFACTS_SPEC_PATH = "/api/artifacts/swagger.json"
+
+# operationId -> (method, path); the server routes on the same table, so spec and server cannot drift apart.
+BACKEND_OPERATIONS: dict[str, tuple[str, str]] = {
+    "getClientConfig": ("GET", "/api/backend/v1/clients/config"),
+    "exchangeApiToken": ("GET", "/api/backend/v1/authorization/oauth-token"),
+    "listProjects": ("GET", "/api/backend/v1/projects"),
+    "getProject": ("GET", "/api/backend/v1/projects/get"),
+    "listOrganizations": ("GET", "/api/backend/v1/myOrganizations"),
+}
+LEADERBOARD_OPERATIONS: dict[str, tuple[str, str]] = {
+    "getExperiment": ("GET", "/api/leaderboard/v1/experiments"),
+    "getExperimentAttributes": ("GET", "/api/leaderboard/v1/attributes"),
+    "getFloatAttribute": ("GET", "/api/leaderboard/v1/attributes/float"),
+    "getIntAttribute": ("GET", "/api/leaderboard/v1/attributes/int"),
+    "getBoolAttribute": ("GET", "/api/leaderboard/v1/attributes/bool"),
+    "getStringAttribute": ("GET", "/api/leaderboard/v1/attributes/string"),
+    "getDatetimeAttribute": ("GET", "/api/leaderboard/v1/attributes/datetime"),
+    "getFileAttribute": ("GET", "/api/leaderboard/v1/attributes/file"),
+    "getStringSetAttribute": ("GET", "/api/leaderboard/v1/attributes/stringSet"),
+    "getFloatSeriesAttribute": ("GET", "/api/leaderboard/v1/attributes/floatSeries"),
+    "getStringSeriesAttribute": ("GET", "/api/leaderboard/v1/attributes/stringSeries"),
+    "getArtifactAttribute": ("GET", "/api/leaderboard/v1/attributes/artifact"),
+    "getFloatSeriesValues": ("GET", "/api/leaderboard/v1/attributes/series/float"),
+    "getStringSeriesValues": ("GET", "/api/leaderboard/v1/attributes/series/string"),
+    "getImageSeriesValues": ("GET", "/api/leaderboard/v1/attributes/series/image"),
+    "getImageSeriesValue": ("GET", "/api/leaderboard/v1/attributes/series/image/value"),
+    "downloadAttribute": ("GET", "/api/leaderboard/v1/attributes/download"),
+    "lsFileSetAttribute": ("GET", "/api/leaderboard/v1/attributes/fileSet/ls"),
+    "prepareForDownloadFileSetAttributeZip": ("POST", "/api/leaderboard/v1/attributes/fileSet/zip"),
+    "getDownloadPrepareRequest": ("GET", "/api/leaderboard/v1/storage/downloadPrepareRequest"),
+    "searchLeaderboardAttributes": ("POST", "/api/leaderboard/v1/leaderboard/attributes/query"),
+    "searchLeaderboardEntries": ("POST", "/api/leaderboard/v1/leaderboard/entries/search"),
+}
+ARTIFACTS_OPERATIONS: dict[str, tuple[str, str]] = {
+    "listArtifactFiles": ("GET", "/api/artifacts/v1/files"),
+}
+# Not an operation: the URL a prepared FileSet zip is fetched from (handed out in DownloadPrepareRequest).
+ZIP_DOWNLOAD_PATH = "/api/leaderboard/v1/storage/zip"
+
+
+def _query(name: str, kind: str = "string", required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "type": kind, "required": required}
+
+
+def _query_list(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "type": "array",
+        "items": {"type": "string"},
+        "collectionFormat": "multi",
+    }
+
+
+def _header(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "type": "string", "required": False}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "body", "required": False, "schema": {"type": "object"}}
+
+
+_EXPERIMENT_ATTRIBUTE = [_query("experimentId", required=True), _query("attribute", required=True)]
+_PAGE = [_query("limit", "integer"), _query("offset", "integer")]
+
+# operationId -> (parameters, response schema)
+_SIGNATURES: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
+    "getClientConfig": (
+        [_header("X-Neptune-Api-Token"), _query("alpha")],
+        {"$ref": "#/definitions/ClientConfig"},
+    ),
+    "exchangeApiToken": ([_header("X-Neptune-Api-Token")], {"$ref": "#/definitions/NeptuneOauthToken"}),
+    "listProjects": (
+        [
+            _query("limit", "integer"),
+            _query("offset", "integer"),
+            _query("organizationIdentifier"),
+            _query("searchTerm"),
+            _query_list("sortBy"),
+            _query_list("sortDirection"),
+            _query("userRelation"),
+        ],
+        {"$ref": "#/definitions/ProjectList"},
+    ),
+    "getProject": ([_query("projectIdentifier", required=True)], {"$ref": "#/definitions/Project"}),
+    "listOrganizations": ([], {"type": "array", "items": {"$ref": "#/definitions/Organization"}}),
+    "getExperiment": ([_query("experimentId", required=True)], {"$ref": "#/definitions/Experiment"}),
+    "getExperimentAttributes": (
+        [_query("experimentId", required=True)],
+        {"$ref": "#/definitions/Attributes"},
+    ),
+    "getFloatAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/FloatAttribute"}),
+    "getIntAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/IntAttribute"}),
+    "getBoolAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/BoolAttribute"}),
+    "getStringAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/StringAttribute"}),
+    "getDatetimeAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/DatetimeAttribute"}),
+    "getFileAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/FileAttribute"}),
+    "getStringSetAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/StringSetAttribute"}),
+    "getFloatSeriesAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/FloatSeriesAttribute"}),
+    "getStringSeriesAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/StringSeriesAttribute"}),
+    "getArtifactAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/ArtifactAttribute"}),
+    "getFloatSeriesValues": (_EXPERIMENT_ATTRIBUTE + _PAGE, {"$ref": "#/definitions/FloatSeriesValues"}),
+    "getStringSeriesValues": (_EXPERIMENT_ATTRIBUTE + _PAGE, {"$ref": "#/definitions/StringSeriesValues"}),
+    "getImageSeriesValues": (_EXPERIMENT_ATTRIBUTE + _PAGE, {"$ref": "#/definitions/ImageSeriesValues"}),
+    "getImageSeriesValue": (_EXPERIMENT_ATTRIBUTE + [_query("index", "integer", True)], {"type": "file"}),
+    "downloadAttribute": (_EXPERIMENT_ATTRIBUTE, {"type": "file"}),
+    "lsFileSetAttribute": (
+        _EXPERIMENT_ATTRIBUTE + [_query("path")],
+        {"type": "array", "items": {"$ref": "#/definitions/FileEntry"}},
+    ),
+    "prepareForDownloadFileSetAttributeZip": (
+        _EXPERIMENT_ATTRIBUTE,
+        {"$ref": "#/definitions/DownloadPrepareRequest"},
+    ),
+    "getDownloadPrepareRequest": (
+        [_query("id", required=True)],
+        {"$ref": "#/definitions/DownloadPrepareRequest"},
+    ),
+    "searchLeaderboardAttributes": (
+        [_query("projectIdentifier", required=True), _query("search"), _query_list("type"), _body("params")],
+        {"$ref": "#/definitions/LeaderboardAttributes"},
+    ),
+    "searchLeaderboardEntries": (
+        [_query("projectIdentifier", required=True), _query_list("type"), _body("params")],
+        {"$ref": "#/definitions/LeaderboardEntries"},
+    ),
+    "listArtifactFiles": (
+        [_query("projectIdentifier", required=True), _query("hash", required=True)],
+        {"$ref": "#/definitions/ArtifactFiles"},
+    ),
+}
+
+
+def _obj(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+_S = {"type": "string"}
+_I = {"type": "integer", "format": "int64"}
+_F = {"type": "number", "format": "double"}
+_B = {"type": "boolean"}
+_DT = {"type": "string", "format": "date-time"}
+_STRINGS = {"type": "array", "items": _S}
+_FREE = {"type": "object"}  # properties read as raw dicts by the client (leaderboard) or passed through
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/definitions/{name}"}
+
+
+def _list(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
+_GIT_COMMIT = _obj(commitId=_S, message=_S, authorName=_S, authorEmail=_S, commitDate=_DT)
+_DEFINITIONS: dict[str, dict[str, Any]] = {
+    "ClientConfig": _obj(
+        apiUrl=_S,
+        applicationUrl=_S,
+        pyLibVersions=_obj(minRecommendedVersion=_S, minCompatibleVersion=_S, maxCompatibleVersion=_S),
+        multiPartUpload=_obj(enabled=_B),
+        artifacts=_obj(enabled=_B, apiVersion=_I),
+        sysNameSetByBackend=_B,
+    ),
+    "NeptuneOauthToken": _obj(accessToken=_S, refreshToken=_S, username=_S),
+    "Project": _obj(
+        id=_S,
+        name=_S,
+        organizationName=_S,
+        organizationId=_S,
+        projectKey=_S,
+        version=_I,
+        visibility=_S,
+        description=_S,
+    ),
+    "ProjectList": _obj(entries=_list("Project"), matchingItemCount=_I, totalItemCount=_I),
+    "Organization": _obj(id=_S, name=_S),
+    "Experiment": _obj(
+        id=_S,
+        type=_S,
+        shortId=_S,
+        organizationName=_S,
+        organizationId=_S,
+        projectName=_S,
+        projectId=_S,
+        trashed=_B,
+    ),
+    "Attribute": _obj(
+        name=_S,
+        type=_S,
+        floatProperties=_ref("FloatAttribute"),
+        intProperties=_ref("IntAttribute"),
+        boolProperties=_ref("BoolAttribute"),
+        stringProperties=_ref("StringAttribute"),
+        datetimeProperties=_ref("DatetimeAttribute"),
+        experimentStateProperties=_obj(attributeName=_S, attributeType=_S, value=_S),
+        notebookRefProperties=_obj(
+            attributeName=_S,
+            attributeType=_S,
+            notebookId=_S,
+            notebookName=_S,
+            checkpointId=_S,
+            checkpointName=_S,
+        ),
+        gitRefProperties=_obj(
+            attributeName=_S,
+            attributeType=_S,
+            commit=_GIT_COMMIT,
+            currentBranch=_S,
+            remotes=_STRINGS,
+            repositoryDirty=_B,
+        ),
+        fileProperties=_ref("FileAttribute"),
+        fileSetProperties=_obj(attributeName=_S, attributeType=_S, size=_I),
+        imageSeriesProperties=_obj(attributeName=_S, attributeType=_S, lastStep=_F),
+        floatSeriesProperties=_ref("FloatSeriesAttribute"),
+        stringSeriesProperties=_ref("StringSeriesAttribute"),
+        stringSetProperties=_ref("StringSetAttribute"),
+        artifactProperties=_ref("ArtifactAttribute"),
+    ),
+    "Attributes": _obj(attributes=_list("Attribute")),
+    "FloatAttribute": _obj(attributeName=_S, attributeType=_S, value=_F),
+    "IntAttribute": _obj(attributeName=_S, attributeType=_S, value=_I),
+    "BoolAttribute": _obj(attributeName=_S, attributeType=_S, value=_B),
+    "StringAttribute": _obj(attributeName=_S, attributeType=_S, value=_S),
+    "DatetimeAttribute": _obj(attributeName=_S, attributeType=_S, value=_DT),
+    "FileAttribute": _obj(attributeName=_S, attributeType=_S, name=_S, ext=_S, size=_I),
+    "StringSetAttribute": _obj(attributeName=_S, attributeType=_S, values=_STRINGS),
+    "FloatSeriesAttribute": _obj(
+        attributeName=_S, attributeType=_S, last=_F, lastStep=_F, min=_F, max=_F, average=_F, variance=_F
+    ),
+    "StringSeriesAttribute": _obj(attributeName=_S, attributeType=_S, last=_S, lastStep=_F),
+    "ArtifactAttribute": _obj(attributeName=_S, attributeType=_S, hash=_S),
+    "FloatPoint": _obj(step=_F, timestampMillis=_I, value=_F),
+    "FloatSeriesValues": _obj(totalItemCount=_I, values=_list("FloatPoint")),
+    "StringPoint": _obj(step=_F, timestampMillis=_I, value=_S),
+    "StringSeriesValues": _obj(totalItemCount=_I, values=_list("StringPoint")),
+    "ImagePoint": _obj(step=_F, timestampMillis=_I, value=_obj(name=_S, description=_S, size=_I)),
+    "ImageSeriesValues": _obj(totalItemCount=_I, values=_list("ImagePoint")),
+    "FileEntry": _obj(name=_S, size=_I, mtime=_DT, fileType=_S),
+    "DownloadPrepareRequest": _obj(id=_S, downloadUrl=_S),
+    "LeaderboardAttribute": _obj(name=_S, type=_S),
+    "LeaderboardAttributes": _obj(entries=_list("LeaderboardAttribute")),
+    "LeaderboardEntries": _obj(
+        matchingItemCount=_I, totalGroupCount=_I, entries={"type": "array", "items": _FREE}
+    ),
+    "ArtifactFileMetadata": _obj(key=_S, value=_S),
+    "ArtifactFile": _obj(filePath=_S, fileHash=_S, type=_S, size=_I, metadata=_list("ArtifactFileMetadata")),
+    "ArtifactFiles": _obj(files=_list("ArtifactFile")),
+}
+
+
+def build_spec(title: str, operations: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for operation_id, (method, path) in operations.items():
+        parameters, schema = _SIGNATURES[operation_id]
+        produces = ["application/octet-stream"] if schema.get("type") == "file" else ["application/json"]
+        paths.setdefault(path, {})[method.lower()] = {
+            "tags": ["api"],
+            "operationId": operation_id,
+            "produces": produces,
+            "parameters": parameters,
+            "responses": {"200": {"description": "OK", "schema": schema}},
+        }
+    return {
+        "swagger": "2.0",
+        "info": {"title": f"nmig legacy emulator: {title}", "version": "2.0"},
+        "consumes": ["application/json"],
+        "produces": ["application/json"],
+        "paths": paths,
+        "definitions": _DEFINITIONS,
+    }
+
+
+SPECS: dict[str, dict[str, Any]] = {
+    BACKEND_SPEC_PATH: build_spec("backend", BACKEND_OPERATIONS),
+    LEADERBOARD_SPEC_PATH: build_spec("leaderboard", LEADERBOARD_OPERATIONS),
+    ARTIFACTS_SPEC_PATH: build_spec("artifacts", ARTIFACTS_OPERATIONS),
+}
