@@ -105,5 +105,55 @@ def export_command(
         raise PartialFailure(f"{len(result.failed)} incomplete{more}; re-run the same command to retry them")
 
 
+@emulate.command("legacy")
+@click.option("--fixture", "fixture_path", required=True, type=click.Path(dir_okay=False), help="Fixture JSON (format v1).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
+@click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500/503.")
+@click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After.")
+@click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic.")
+@click.option("--token-ttl", default=3600, show_default=True, type=click.FloatRange(min=0.1), help="Access-token lifetime in seconds.")
+@friendly_errors
+def emulate_legacy(
+    fixture_path: str,
+    host: str,
+    port: int,
+    fail_rate: float,
+    throttle_rate: float,
+    latency_ms: int,
+    seed: int,
+    token_ttl: float,
+) -> None:
+    """Serve a fixture as a Neptune 2.x (legacy) service that the unmodified `neptune` client reads from.
+
+    For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP on a
+    loopback address, with API-token auth and expiring access tokens, and can inject faults. When ready it
+    prints one JSON line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM; a client
+    process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md.
+    """
+    from nmig.emulators.http import print_and_wait
+    from nmig.emulators.legacy import serve_legacy
+
+    try:
+        server = serve_legacy(
+            fixture_path,
+            host=host,
+            port=port,
+            fail_rate=fail_rate,
+            throttle_rate=throttle_rate,
+            latency_ms=latency_ms,
+            seed=seed,
+            token_ttl=token_ttl,
+        )
+        info = server.__enter__()
+    except (ValueError, OSError) as exc:
+        raise NmigError(f"cannot start the legacy emulator: {exc}") from None
+    try:
+        print_and_wait(info)
+    finally:
+        server.__exit__(None, None, None)
+
+
 if __name__ == "__main__":
     main()
