@@ -55,6 +55,9 @@ class Neptune3App:
     workspace: str
     authority: TokenAuthority
     base_url: str = ""
+    # Files larger than this are uploaded in parts of this size. ASSUMPTION: 16 MiB, neptune-scale's default
+    # upload chunk; S3 itself requires at least 5 MiB per part (tests lower it to exercise multipart cheaply).
+    multipart_part_size: int = 16 * 1024 * 1024
     router: Router = field(default_factory=Router)
 
     # -- helpers for route modules -----------------------------------------------------------------------------
@@ -196,8 +199,10 @@ def build_app(store: Store, workspace: str, access_ttl_s: int = 3600) -> Neptune
     authority = TokenAuthority(api_key=api_key, secret=secret, issuer="", access_ttl_s=access_ttl_s)
     app = Neptune3App(store=store, workspace=workspace, authority=authority, router=_AuthenticatingRouter(authority))
     _register_backend(app)
-    _register_optional("nmig.emulators.neptune3.ingest", app, app)
-    _register_optional("nmig.emulators.neptune3.files", app, app)
+    from nmig.emulators.neptune3 import files, ingest
+
+    ingest.register(app)
+    files.register(app)
     _register_optional("nmig.emulators.neptune3.retrieval", app, app.router, app.store)
     return app
 
@@ -213,16 +218,19 @@ def serve_neptune3(
     latency_ms: int = 0,
     seed: int = 0,
     access_ttl_s: int = 3600,
+    multipart_part_size: int = 16 * 1024 * 1024,
 ) -> Iterator[EmulatorInfo]:
     """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
 
     `data_dir` keeps everything acknowledged across restarts (a temporary folder, removed on exit, when None).
-    `access_ttl_s` is the lifetime of access tokens (short values exercise the clients' token refresh).
+    `access_ttl_s` is the lifetime of access tokens (short values exercise the clients' token refresh);
+    files larger than `multipart_part_size` are uploaded in parts of that size.
     """
     faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
     store = Store(data_dir)
     try:
         app = build_app(store, workspace, access_ttl_s)
+        app.multipart_part_size = multipart_part_size
         with serve_in_thread(app.router, faults, host, port) as url:
             # No client knows the URL before this line, so no request can see an unset base_url.
             app.base_url = url

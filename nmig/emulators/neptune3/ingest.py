@@ -1,0 +1,686 @@
+"""Ingest of neptune-scale's RunOperation protobufs, request statuses, and the service's validation rules.
+
+Each ingest request is applied in one SQLite transaction together with its status row, so a request is either
+acknowledged and stored, or not applied at all. Items the service rejects (a non-increasing step, a type
+conflict, a limit) are left out and reported through the request status, as the real service reports them;
+the rest of the request is applied. The client learns the outcome by polling the bulk status check.
+
+Assumptions about the real service where its behaviour is not documented are marked "ASSUMPTION" here and
+collected in docs/neptune3-emulator.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import DecodeError
+from neptune_api.proto.google_rpc.code_pb2 import Code
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import SET_OPERATION, UpdateRunSnapshot, Value
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
+from neptune_api.proto.neptune_pb.ingest.v1.ingest_pb2 import IngestCode
+from neptune_api.proto.neptune_pb.ingest.v1.pub.client_pb2 import (
+    BulkCheckDetail,
+    BulkIngestResultDetail,
+    BulkRequestStatus,
+    IngestResultDetail,
+    RequestIdList,
+    SubmitResponse,
+)
+from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+from neptune_api.proto.neptune_pb.ingest.v1.pub.request_status_pb2 import RequestStatus
+
+from nmig.emulators.http import Request, Response
+from nmig.emulators.neptune3.store import Project, Store, now_ms
+
+if TYPE_CHECKING:
+    from nmig.emulators.neptune3.server import Neptune3App
+
+INGEST_PATH = "/api/client/v1/ingest"
+CHECK_PATH = "/api/client/v1/ingest/check"
+CHECK_DETAILS_PATH = "/api/client/v1/ingest/checkDetails"
+PROTOBUF = "application/x-protobuf"
+
+# Limits documented by the IngestCode enum of the pinned protocol.
+MAX_PATH_BYTES = 1024
+MAX_STRING_BYTES = 1024 * 1024
+MAX_STRING_SET_BYTES = 1024 * 1024
+MAX_FILE_REF_BYTES = 4 * 1024
+MAX_STEP_WHOLE = 1_000_000_000_000
+MAX_HISTOGRAM_EDGES = 513
+MAX_EXPERIMENT_NAME_CHARS = 730  # ASSUMPTION: neptune-scale's own client-side limit; the service's is unknown
+MAX_RUN_ID_CHARS = 730  # ASSUMPTION: as above
+MIN_DATETIME_MS = -2208988800000  # 1900-01-01T00:00:00Z
+MAX_DATETIME_MS = 10445875199999  # 2299-12-31T23:59:59.999Z
+MAX_REQUEST_BYTES = 32 * 1024 * 1024  # ASSUMPTION: generous; neptune-scale keeps requests under 16 MiB
+
+# sys/ attributes a client may write. ASSUMPTION: tags and group tags (the client's own tag API) and the
+# description; every other sys/ attribute is maintained by the service and rejected as non-writable.
+WRITABLE_SYS = frozenset({"sys/tags", "sys/group_tags", "sys/description"})
+
+# The gRPC code reported next to each ingest code (ASSUMPTION: the service's mapping is not published).
+_GRPC_FOR: dict[int, int] = {
+    IngestCode.PROJECT_NOT_FOUND: Code.NOT_FOUND,
+    IngestCode.RUN_NOT_FOUND: Code.NOT_FOUND,
+    IngestCode.RUN_DUPLICATE: Code.ALREADY_EXISTS,
+    IngestCode.RUN_CONFLICTING: Code.ALREADY_EXISTS,
+    IngestCode.RUN_FORK_PARENT_NOT_FOUND: Code.NOT_FOUND,
+    IngestCode.SERIES_POINT_DUPLICATE: Code.ALREADY_EXISTS,
+    IngestCode.FIELD_PATH_NON_WRITABLE: Code.PERMISSION_DENIED,
+    IngestCode.INTERNAL: Code.INTERNAL,
+}
+
+_SERIES_TYPE = {"float64": "float_series", "string": "string_series", "file_ref": "file_series",
+                "histogram": "histogram_series"}
+_CONFIG_TYPE = {"float64": "float", "int64": "int", "string": "string", "bool": "bool", "timestamp": "datetime",
+                "string_set": "string_set", "file_ref": "file"}
+
+
+class ItemRejected(Exception):
+    """One item of a request is rejected with an ingest code; the rest of the request goes on."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass
+class AttrState:
+    """What the ingest path needs to know about one attribute without reading the database."""
+
+    attr_pk: int
+    type: str
+    last_whole: int | None = None
+    last_micro: int | None = None
+    last_ts: int | None = None
+    count: int = 0
+    agg_min: float | None = None
+    agg_max: float | None = None
+    agg_sum: float = 0.0
+    agg_sumsq: float = 0.0
+    last_value: Any = None
+    dirty: bool = False
+
+
+@dataclass
+class RunState:
+    run_pk: int
+    project_pk: int
+    run_id: str
+    fork_whole: int | None
+    fork_micro: int | None
+    attrs: dict[str, AttrState] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """Accumulates a request's result: counts by (grpc code, ingest code) and the rejected items."""
+
+    ok: int = 0
+    errors: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def reject(self, path: str, code: int, detail: str) -> None:
+        self.errors.append((path, code, detail))
+
+    def status(self) -> RequestStatus:
+        counts: dict[tuple[int, int], int] = {}
+        for _, code, _ in self.errors:
+            key = (_GRPC_FOR.get(code, Code.INVALID_ARGUMENT), code)
+            counts[key] = counts.get(key, 0) + 1
+        status = RequestStatus()
+        if self.ok or not counts:
+            status.code_by_count.add(code=Code.OK, count=max(self.ok, 1), detail=IngestCode.OK)
+        for (grpc, code), count in sorted(counts.items()):
+            status.code_by_count.add(code=grpc, count=count, detail=code)
+        return status
+
+
+def _ts_ms(ts: Any) -> int:
+    # Rounded to the nearest millisecond: neptune-scale derives nanos from a float timestamp, so 0.678 s
+    # arrives as 677999999 ns. ASSUMPTION: the service keeps millisecond precision, as neptune-query returns.
+    return ts.seconds * 1000 + (ts.nanos + 500_000) // 1_000_000
+
+
+def _check_path(path: str) -> None:
+    if not path:
+        raise ItemRejected(IngestCode.FIELD_PATH_EMPTY, "attribute path is empty")
+    if len(path) * 4 > MAX_PATH_BYTES and len(path.encode("utf-8")) > MAX_PATH_BYTES:
+        raise ItemRejected(IngestCode.FIELD_PATH_EXCEEDS_SIZE_LIMIT, f"attribute path longer than {MAX_PATH_BYTES} bytes")
+
+
+def _check_writable(path: str) -> None:
+    if path.startswith("sys/") and path not in WRITABLE_SYS:
+        raise ItemRejected(IngestCode.FIELD_PATH_NON_WRITABLE, f"{path} is maintained by the service")
+
+
+def _check_string(text: str) -> str:
+    if len(text) * 4 > MAX_STRING_BYTES and len(text.encode("utf-8")) > MAX_STRING_BYTES:
+        raise ItemRejected(IngestCode.STRING_VALUE_EXCEEDS_SIZE_LIMIT, "string value longer than 1 MiB")
+    return text
+
+
+def _file_ref_json(value: Value) -> str:
+    ref = value.file_ref
+    if ref.ByteSize() > MAX_FILE_REF_BYTES:
+        raise ItemRejected(IngestCode.FILE_REF_EXCEEDS_SIZE_LIMIT, "file reference longer than 4 KiB")
+    return json.dumps({"path": ref.path, "size_bytes": ref.size_bytes, "mime_type": ref.mime_type})
+
+
+def _histogram_json(value: Value) -> str:
+    hist = value.histogram
+    edges = list(hist.bin_edges)
+    if any(math.isnan(e) for e in edges):
+        raise ItemRejected(IngestCode.HISTOGRAM_BIN_EDGES_CONTAINS_NAN, "histogram bin edges contain NaN")
+    if len(edges) > MAX_HISTOGRAM_EDGES:
+        raise ItemRejected(IngestCode.HISTOGRAM_TOO_MANY_BINS, "more than 512 histogram bins")
+    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        raise ItemRejected(IngestCode.HISTOGRAM_BIN_EDGES_NOT_INCREASING, "histogram bin edges not increasing")
+    kind = hist.WhichOneof("values")
+    values: list[float] = list(hist.counts.values) if kind == "counts" else list(hist.densities.values)
+    if len(values) != max(len(edges) - 1, 0):
+        raise ItemRejected(IngestCode.HISTOGRAM_VALUES_LENGTH_DOESNT_MATCH_BINS, "histogram values do not match bins")
+    return json.dumps({"type": "COUNTING" if kind == "counts" else "DENSITY", "edges": edges, "values": values})
+
+
+def config_value(value: Value) -> tuple[str, Any]:
+    """(neptune-query type, stored value) of an assigned value; string sets return their member list."""
+    kind = value.WhichOneof("value")
+    if kind == "float64":
+        return "float", value.float64  # NaN and +-Inf are accepted (the service accepts them; NaN is stored NULL)
+    if kind == "int64":
+        return "int", value.int64
+    if kind == "bool":
+        return "bool", int(value.bool)
+    if kind == "string":
+        return "string", _check_string(value.string)
+    if kind == "timestamp":
+        ms = _ts_ms(value.timestamp)
+        if not MIN_DATETIME_MS <= ms <= MAX_DATETIME_MS:
+            raise ItemRejected(IngestCode.DATETIME_VALUE_OUT_OF_RANGE, "datetime outside 1900-01-01..2299-12-31")
+        return "datetime", ms
+    if kind == "string_set":
+        members = list(value.string_set.values)
+        if sum(len(m.encode("utf-8")) for m in members) > MAX_STRING_SET_BYTES:
+            raise ItemRejected(IngestCode.STRING_SET_EXCEEDS_SIZE_LIMIT, "string set longer than 1 MiB")
+        return "string_set", members
+    if kind == "file_ref":
+        return "file", _file_ref_json(value)
+    raise ItemRejected(IngestCode.FIELD_TYPE_UNSUPPORTED, f"a {kind} value cannot be assigned")
+
+
+class IngestEngine:
+    """Applies RunOperations to a Store. Caches run and attribute state; the cache is dropped on any failure."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._runs: dict[tuple[int, str], RunState] = {}
+
+    # -- request level -----------------------------------------------------------------------------------------
+
+    def apply(self, project: Project | None, operation: RunOperation, request_id: str) -> RequestStatus:
+        """Apply one operation and record its status under `request_id`, all in one transaction."""
+        outcome = Outcome()
+        try:
+            with self.store.write() as conn:
+                if project is None:
+                    outcome.reject("", IngestCode.PROJECT_NOT_FOUND, f"project {operation.project} not found")
+                else:
+                    self._apply(conn, project, operation, outcome)
+                status = outcome.status()
+                conn.execute(
+                    "INSERT INTO requests (request_id, project_pk, received_ms, status) VALUES (?, ?, ?, ?)",
+                    (request_id, project.project_pk if project else 0, now_ms(), status.SerializeToString()),
+                )
+                if outcome.errors:
+                    conn.executemany(
+                        "INSERT INTO request_errors (request_id, seq, path, ingest_code, detail) VALUES (?, ?, ?, ?, ?)",
+                        [(request_id, i, p, c, d) for i, (p, c, d) in enumerate(outcome.errors)],
+                    )
+        except BaseException:
+            self._runs.clear()  # the transaction rolled back: cached state may be ahead of the database
+            raise
+        return status
+
+    def _apply(self, conn: sqlite3.Connection, project: Project, op: RunOperation, outcome: Outcome) -> None:
+        run_id = op.run_id
+        kind = op.WhichOneof("operation")
+        if kind == "create":
+            self._create_run(conn, project, run_id or op.create.run_id, op.create, outcome)
+            return
+        run = self._run(conn, project.project_pk, run_id)
+        if run is None:
+            outcome.reject("", IngestCode.RUN_NOT_FOUND, f"run {run_id!r} not found")
+            return
+        if kind == "update":
+            snapshots: Any = [op.update]
+        elif kind == "update_batch":
+            snapshots = op.update_batch.snapshots
+        else:
+            return  # an empty operation: nothing to do, reported OK
+        touched: dict[int, AttrState] = {}
+        points: list[tuple[Any, ...]] = []
+        for snapshot in snapshots:
+            self._apply_snapshot(conn, run, snapshot, outcome, points, touched)
+        if points:
+            conn.executemany(
+                "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value, preview, completion_ratio)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                points,
+            )
+        if touched:
+            conn.executemany(
+                "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
+                " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?",
+                [
+                    (s.last_value, s.last_whole, s.last_micro, s.last_ts, s.count, s.agg_min, s.agg_max,
+                     s.agg_sum if s.type == "float_series" else None,
+                     s.agg_sumsq if s.type == "float_series" else None, s.attr_pk)
+                    for s in touched.values()
+                ],
+            )
+        self._touch(conn, run)
+
+    # -- runs --------------------------------------------------------------------------------------------------
+
+    def _run(self, conn: sqlite3.Connection, project_pk: int, run_id: str) -> RunState | None:
+        key = (project_pk, run_id)
+        run = self._runs.get(key)
+        if run is not None:
+            return run
+        row = conn.execute(
+            "SELECT run_pk, fork_step_whole, fork_step_micro FROM runs WHERE project_pk = ? AND run_id = ?",
+            (project_pk, run_id),
+        ).fetchone()
+        if row is None:
+            return None
+        run = RunState(row[0], project_pk, run_id, row[1], row[2])
+        for attr in conn.execute(
+            "SELECT path, attr_pk, type, last_step_whole, last_step_micro, last_ts_ms, point_count, agg_min, agg_max,"
+            " agg_sum, agg_sumsq, value FROM attributes WHERE run_pk = ?",
+            (run.run_pk,),
+        ):
+            run.attrs[attr[0]] = AttrState(attr[1], attr[2], attr[3], attr[4], attr[5], attr[6], attr[7], attr[8],
+                                           attr[9] or 0.0, attr[10] or 0.0, attr[11])
+        self._runs[key] = run
+        return run
+
+    def _create_run(
+        self, conn: sqlite3.Connection, project: Project, run_id: str, create: CreateRun, outcome: Outcome
+    ) -> None:
+        if not run_id or len(run_id) > MAX_RUN_ID_CHARS:
+            outcome.reject("", IngestCode.RUN_INVALID_CREATION_PARAMETERS, "run id empty or too long")
+            return
+        experiment = create.experiment_id if create.HasField("experiment_id") else None
+        if experiment is not None and (not experiment or len(experiment) > MAX_EXPERIMENT_NAME_CHARS):
+            outcome.reject("", IngestCode.RUN_INVALID_CREATION_PARAMETERS, "experiment name empty or too long")
+            return
+        fork = create.fork_point if create.HasField("fork_point") else None
+        fork_whole = fork.step.whole if fork is not None and fork.HasField("step") else None
+        fork_micro = fork.step.micro if fork is not None and fork.HasField("step") else None
+        family = create.family if create.HasField("family") else None
+        existing = self._run(conn, project.project_pk, run_id)
+        if existing is not None:
+            # ASSUMPTION: creating an existing run resumes it silently when family and fork point match (the
+            # protocol documents CreateRun as idempotent on those two, and neptune-scale sends a CreateRun on
+            # every Run() since resuming is its default); a different family or fork point is reported as
+            # RUN_CONFLICTING (a client warning) and the existing run is kept unchanged. A given experiment
+            # name moves to the resumed run, as for a new run.
+            row = conn.execute(
+                "SELECT family, fork_parent_run_id, fork_step_whole, fork_step_micro, experiment_name, is_head"
+                " FROM runs WHERE run_pk = ?",
+                (existing.run_pk,),
+            ).fetchone()
+            same_fork = (row[1], row[2], row[3]) == (
+                fork.parent_run_id if fork else None, fork_whole, fork_micro)
+            if (family is not None and family != row[0]) or not same_fork:
+                outcome.reject("", IngestCode.RUN_CONFLICTING, f"run {run_id!r} exists with other creation parameters")
+                return
+            if experiment is not None and not (row[4] == experiment and row[5]):
+                self._take_experiment_name(conn, project.project_pk, existing.run_pk, experiment)
+            outcome.ok += 1
+            return
+
+        created = _ts_ms(create.creation_time) if create.HasField("creation_time") else now_ms()
+        owner = "unspecified"  # the protocol's documented default when no owner is given
+        if create.HasField("owner"):
+            which = create.owner.WhichOneof("owner_type")
+            if which == "user_id":
+                owner = create.owner.user_id
+            elif which == "service_account_id":
+                owner = f"{create.owner.service_account_id}@{project.workspace}"
+        parent: tuple[Any, ...] | None = None
+        parent_project = project
+        if fork is not None:
+            if fork.HasField("parent_project") and fork.parent_project != project.qualified_name:
+                workspace, _, name = fork.parent_project.partition("/")
+                parent_project = self.store.get_project(workspace, name) or project
+            parent = conn.execute(
+                "SELECT run_pk, family, fork_depth FROM runs WHERE project_pk = ? AND run_id = ?",
+                (parent_project.project_pk, fork.parent_run_id),
+            ).fetchone()
+            if parent is None:
+                # ASSUMPTION: the run is still created (the code is a warning), with its fork fields kept.
+                outcome.reject("", IngestCode.RUN_FORK_PARENT_NOT_FOUND, f"fork parent {fork.parent_run_id!r} not found")
+        if family is None:
+            family = parent[1] if parent is not None else run_id
+        depth = parent[2] + 1 if parent is not None else 0
+        number = conn.execute(
+            "UPDATE projects SET next_run_number = next_run_number + 1 WHERE project_pk = ? RETURNING next_run_number - 1",
+            (project.project_pk,),
+        ).fetchone()[0]
+        sys_id = f"{project.key}-{number}"
+        run_pk = conn.execute(
+            "INSERT INTO runs (project_pk, run_id, sys_id, experiment_name, is_head, family, creation_ms,"
+            " modification_ms, owner, fork_parent_project, fork_parent_run_id, fork_step_whole, fork_step_micro,"
+            " fork_depth) VALUES (?, ?, ?, NULL, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING run_pk",
+            (project.project_pk, run_id, sys_id, family, created, created, owner,
+             parent_project.qualified_name if fork else None, fork.parent_run_id if fork else None,
+             fork_whole, fork_micro, depth),
+        ).fetchone()[0]
+        sys_attrs: list[tuple[str, str, Any]] = [
+            ("sys/id", "string", sys_id),
+            ("sys/custom_run_id", "string", run_id),
+            # ASSUMPTION: a run created without an experiment name has sys/name "" (neptune-query labels such
+            # runs by sys/custom_run_id, and treats sys/name as the experiment name).
+            ("sys/name", "string", ""),
+            ("sys/creation_time", "datetime", created),
+            ("sys/modification_time", "datetime", created),
+            ("sys/ping_time", "datetime", created),
+            ("sys/owner", "string", owner),
+            ("sys/family", "string", family),
+            ("sys/forking/depth", "int", depth),
+            ("sys/description", "string", ""),
+            ("sys/archived", "bool", 0),
+            ("sys/trashed", "bool", 0),
+            ("sys/failed", "bool", 0),
+            ("sys/tags", "string_set", None),
+            ("sys/group_tags", "string_set", None),
+        ]
+        if fork is not None:
+            sys_attrs.append(("sys/forking/parent", "string", fork.parent_run_id))
+            if fork_whole is not None:
+                sys_attrs.append(("sys/forking/step", "float", fork_whole + (fork_micro or 0) / 1e6))
+        conn.executemany(
+            "INSERT INTO attributes (run_pk, path, type, value) VALUES (?, ?, ?, ?)",
+            [(run_pk, path, kind, value) for path, kind, value in sys_attrs],
+        )
+        if parent is not None and create.inherit_configs:
+            self._inherit_configs(conn, parent[0], run_pk)
+        if experiment is not None:
+            self._take_experiment_name(conn, project.project_pk, run_pk, experiment)
+        self._runs.pop((project.project_pk, run_id), None)
+        outcome.ok += 1
+
+    def _take_experiment_name(self, conn: sqlite3.Connection, project_pk: int, run_pk: int, name: str) -> None:
+        """Make `run_pk` the head of experiment `name`; the previous head keeps the name but is no longer head."""
+        previous = [r[0] for r in conn.execute(
+            "SELECT run_pk FROM runs WHERE project_pk = ? AND experiment_name = ? AND is_head = 1 AND run_pk != ?",
+            (project_pk, name, run_pk),
+        )]
+        for other in previous:
+            conn.execute("UPDATE runs SET is_head = 0 WHERE run_pk = ?", (other,))
+            conn.execute("UPDATE attributes SET value = 0 WHERE run_pk = ? AND path = 'sys/experiment/is_head'", (other,))
+        conn.execute("UPDATE runs SET experiment_name = ?, is_head = 1 WHERE run_pk = ?", (name, run_pk))
+        conn.executemany(
+            "INSERT INTO attributes (run_pk, path, type, value) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (run_pk, path) DO UPDATE SET value = excluded.value",
+            [(run_pk, "sys/name", "string", name), (run_pk, "sys/experiment/name", "string", name),
+             (run_pk, "sys/experiment/is_head", "bool", 1)],
+        )
+        # The attribute rows of these runs changed behind the cache: reload them on next use.
+        stale = {run_pk, *previous}
+        self._runs = {key: state for key, state in self._runs.items() if state.run_pk not in stale}
+
+    def _inherit_configs(self, conn: sqlite3.Connection, parent_pk: int, child_pk: int) -> None:
+        """Copy the parent's user-defined single-value attributes (`inherit_configs`)."""
+        rows = conn.execute(
+            "SELECT attr_pk, path, type, value FROM attributes WHERE run_pk = ? AND path NOT LIKE 'sys/%'"
+            " AND type IN ('float', 'int', 'string', 'bool', 'datetime', 'string_set', 'file')",
+            (parent_pk,),
+        ).fetchall()
+        for attr_pk, path, kind, value in rows:
+            new_pk = conn.execute(
+                "INSERT INTO attributes (run_pk, path, type, value) VALUES (?, ?, ?, ?) RETURNING attr_pk",
+                (child_pk, path, kind, value),
+            ).fetchone()[0]
+            if kind == "string_set":
+                conn.execute(
+                    "INSERT INTO string_set_members (attr_pk, member) SELECT ?, member FROM string_set_members"
+                    " WHERE attr_pk = ?",
+                    (new_pk, attr_pk),
+                )
+
+    def _touch(self, conn: sqlite3.Connection, run: RunState) -> None:
+        now = now_ms()
+        conn.execute("UPDATE runs SET modification_ms = ? WHERE run_pk = ?", (now, run.run_pk))
+        conn.execute(
+            "UPDATE attributes SET value = ? WHERE run_pk = ? AND path IN ('sys/modification_time', 'sys/ping_time')",
+            (now, run.run_pk),
+        )
+
+    # -- attributes --------------------------------------------------------------------------------------------
+
+    def _attr(self, conn: sqlite3.Connection, run: RunState, path: str, kind: str) -> AttrState:
+        state = run.attrs.get(path)
+        if state is None:
+            attr_pk = conn.execute(
+                "INSERT INTO attributes (run_pk, path, type) VALUES (?, ?, ?) RETURNING attr_pk", (run.run_pk, path, kind)
+            ).fetchone()[0]
+            state = run.attrs[path] = AttrState(attr_pk, kind)
+        elif state.type != kind:
+            raise ItemRejected(IngestCode.FIELD_TYPE_CONFLICTING, f"{path} is a {state.type}, not a {kind}")
+        return state
+
+    def _apply_snapshot(
+        self,
+        conn: sqlite3.Connection,
+        run: RunState,
+        snapshot: UpdateRunSnapshot,
+        outcome: Outcome,
+        points: list[tuple[Any, ...]],
+        touched: dict[int, AttrState],
+    ) -> None:
+        ts = _ts_ms(snapshot.timestamp) if snapshot.HasField("timestamp") else now_ms()
+        for path, value in snapshot.assign.items():
+            try:
+                _check_path(path)
+                _check_writable(path)
+                kind, stored = config_value(value)
+                if path in WRITABLE_SYS and kind != ("string_set" if path != "sys/description" else "string"):
+                    raise ItemRejected(IngestCode.FIELD_TYPE_CONFLICTING, f"{path} cannot hold a {kind}")
+                state = self._attr(conn, run, path, kind)
+                if kind == "string_set":
+                    conn.execute("DELETE FROM string_set_members WHERE attr_pk = ?", (state.attr_pk,))
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO string_set_members (attr_pk, member) VALUES (?, ?)",
+                        [(state.attr_pk, m) for m in stored],
+                    )
+                else:
+                    conn.execute("UPDATE attributes SET value = ? WHERE attr_pk = ?", (stored, state.attr_pk))
+                outcome.ok += 1
+            except ItemRejected as exc:
+                outcome.reject(path, exc.code, exc.detail)
+        for path, modify in snapshot.modify_sets.items():
+            try:
+                _check_path(path)
+                _check_writable(path)
+                state = self._attr(conn, run, path, "string_set")
+                add = [(state.attr_pk, m) for m, o in modify.string.values.items() if o == SET_OPERATION.ADD]
+                remove = [(state.attr_pk, m) for m, o in modify.string.values.items() if o == SET_OPERATION.REMOVE]
+                conn.executemany("INSERT OR IGNORE INTO string_set_members (attr_pk, member) VALUES (?, ?)", add)
+                conn.executemany("DELETE FROM string_set_members WHERE attr_pk = ? AND member = ?", remove)
+                outcome.ok += 1
+            except ItemRejected as exc:
+                outcome.reject(path, exc.code, exc.detail)
+        if snapshot.append:
+            self._append(conn, run, snapshot, ts, outcome, points, touched)
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        run: RunState,
+        snapshot: UpdateRunSnapshot,
+        ts: int,
+        outcome: Outcome,
+        points: list[tuple[Any, ...]],
+        touched: dict[int, AttrState],
+    ) -> None:
+        if snapshot.HasField("step"):
+            whole, micro = snapshot.step.whole, snapshot.step.micro
+        else:
+            # ASSUMPTION: "next full step of the run" = one whole step after the greatest last step among the
+            # run's series, 0 for a run without series.
+            lasts = [s.last_whole for s in run.attrs.values() if s.last_whole is not None]
+            whole, micro = (max(lasts) + 1 if lasts else 0), 0
+        preview = snapshot.preview.is_preview if snapshot.HasField("preview") else False
+        ratio = snapshot.preview.completion_ratio if preview else None
+        step_error: tuple[int, str] | None = None
+        if micro >= 1_000_000 or micro < 0 or whole < 0:
+            step_error = (IngestCode.SERIES_STEP_INVALID, f"invalid step {whole}+{micro}e-6")
+        elif whole >= MAX_STEP_WHOLE:
+            step_error = (IngestCode.SERIES_STEP_TOO_LARGE, "step must be smaller than 1e12")
+        elif run.fork_whole is not None and (whole, micro) <= (run.fork_whole, run.fork_micro or 0):
+            step_error = (IngestCode.SERIES_STEP_NOT_AFTER_FORK_POINT, "step not after the fork point")
+        attrs = run.attrs
+        ok = 0
+        for path, value in snapshot.append.items():
+            if step_error is not None:
+                outcome.reject(path, *step_error)
+                continue
+            state = attrs.get(path)
+            kind = value.WhichOneof("value")
+            try:
+                if kind == "float64":
+                    stored: Any = value.float64
+                    series_type = "float_series"
+                elif kind in _SERIES_TYPE:
+                    series_type = _SERIES_TYPE[kind]
+                    if kind == "string":
+                        stored = _check_string(value.string)
+                    elif kind == "file_ref":
+                        stored = _file_ref_json(value)
+                    else:
+                        stored = _histogram_json(value)
+                else:
+                    raise ItemRejected(IngestCode.FIELD_TYPE_UNSUPPORTED, f"a {kind} value cannot be appended")
+                if state is None:
+                    _check_path(path)
+                    _check_writable(path)
+                    state = self._attr(conn, run, path, series_type)
+                elif state.type != series_type:
+                    raise ItemRejected(IngestCode.FIELD_TYPE_CONFLICTING, f"{path} is a {state.type}, not a {series_type}")
+                last_whole = state.last_whole
+                if last_whole is not None:
+                    if whole < last_whole or (whole == last_whole and micro <= state.last_micro):  # type: ignore[operator]
+                        if whole == last_whole and micro == state.last_micro and _same(state.last_value, stored):
+                            raise ItemRejected(IngestCode.SERIES_POINT_DUPLICATE, f"{path}: point already logged")
+                        if preview:
+                            raise ItemRejected(IngestCode.SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP,
+                                               f"{path}: preview step not after the last committed step")
+                        raise ItemRejected(IngestCode.SERIES_STEP_NON_INCREASING,
+                                           f"{path}: step {whole + micro / 1e6} not after {last_whole + state.last_micro / 1e6}")  # type: ignore[operator]
+                    if state.last_ts is not None and ts < state.last_ts:
+                        raise ItemRejected(IngestCode.SERIES_TIMESTAMP_DECREASING, f"{path}: timestamp decreasing")
+            except ItemRejected as exc:
+                outcome.reject(path, exc.code, exc.detail)
+                continue
+            points.append((state.attr_pk, whole, micro, ts, stored, 1 if preview else 0, ratio))
+            ok += 1
+            if preview:
+                continue  # ASSUMPTION: previews neither advance the series nor count in its aggregates
+            state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
+            state.count += 1
+            if series_type == "float_series" and stored == stored:  # NaN stays out of the aggregates
+                if state.agg_min is None or stored < state.agg_min:
+                    state.agg_min = stored
+                if state.agg_max is None or stored > state.agg_max:
+                    state.agg_max = stored
+                state.agg_sum += stored
+                state.agg_sumsq += stored * stored
+            touched[state.attr_pk] = state
+        outcome.ok += ok
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+# -- HTTP ----------------------------------------------------------------------------------------------------------
+
+_PROJECT_PARAM = re.compile(r"[^/]+/[^/]+")
+
+
+def register(app: Neptune3App) -> None:
+    engine = IngestEngine(app.store)
+    router, store = app.router, app.store
+
+    @router.route("POST", INGEST_PATH)
+    def ingest(request: Request, match: re.Match[str]) -> Response:
+        if len(request.body) > MAX_REQUEST_BYTES:
+            return Response.error(413, "Payload too large")
+        try:
+            operation = RunOperation.FromString(request.body)
+        except DecodeError:
+            return Response.error(400, "Bad request", "body is not a RunOperation")
+        if operation.api_key and not app.authority.check_api_key(operation.api_key):
+            return Response.error(403, "Forbidden", "API key not valid for this operation")
+        # ASSUMPTION: an unknown project (or workspace) is accepted at the HTTP level and reported through
+        # the request status as PROJECT_NOT_FOUND, since ingest is asynchronous in the real service.
+        project = (app.ensure_project(operation.project) if operation.create_missing_project
+                   else app.project_from_qualified(operation.project))
+        request_id = str(uuid.uuid4())
+        engine.apply(project, operation, request_id)
+        response = SubmitResponse(request_id=request_id, request_ids=[request_id])
+        return Response(200, response.SerializeToString(), content_type=PROTOBUF)
+
+    @router.route("POST", CHECK_PATH)
+    def check(request: Request, match: re.Match[str]) -> Response:
+        try:
+            ids = [i.value for i in RequestIdList.FromString(request.body).ids]
+        except DecodeError:
+            return Response.error(400, "Bad request", "body is not a RequestIdList")
+        found: dict[str, bytes] = {}
+        conn = store.connection()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(conn.execute(f"SELECT request_id, status FROM requests WHERE request_id IN ({marks})", chunk))
+        bulk = BulkRequestStatus()
+        for request_id in ids:
+            if request_id in found:
+                bulk.statuses.append(RequestStatus.FromString(found[request_id]))
+            else:
+                # ASSUMPTION: an id the service never issued is reported as NOT_FOUND (not UNAVAILABLE, which
+                # would make the client wait for it forever).
+                bulk.statuses.add().code_by_count.add(code=Code.NOT_FOUND, count=1, detail=IngestCode.INTERNAL)
+        return Response(200, bulk.SerializeToString(), content_type=PROTOBUF)
+
+    @router.route("POST", CHECK_DETAILS_PATH)
+    def check_details(request: Request, match: re.Match[str]) -> Response:
+        try:
+            query = BulkCheckDetail.FromString(request.body)
+        except DecodeError:
+            return Response.error(400, "Bad request", "body is not a BulkCheckDetail")
+        limit = query.limit if query.HasField("limit") and query.limit > 0 else 1000
+        offset = int(query.next_cursor) if query.HasField("next_cursor") and query.next_cursor.isdigit() else 0
+        conn = store.connection()
+        rows: list[tuple[str, str, int, str]] = []
+        for rid in (i.value for i in query.ids):
+            rows.extend(conn.execute(
+                "SELECT request_id, path, ingest_code, detail FROM request_errors WHERE request_id = ? ORDER BY seq",
+                (rid,),
+            ))
+        page = rows[offset:offset + limit]
+        result = BulkIngestResultDetail(next_cursor=str(offset + limit) if offset + limit < len(rows) else "")
+        for rid, path, code, detail in page:
+            result.details.append(IngestResultDetail(path=path, ingest_code=code, error_detail=detail))
+            result.details[-1].request_id.value = rid
+        return Response(200, result.SerializeToString(), content_type=PROTOBUF)
+
+
