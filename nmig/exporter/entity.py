@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from nmig.errors import NmigError
 from nmig.exporter.source import EntityRef, LegacySource
 from nmig.schema.format import encode_datetime
 
@@ -72,6 +73,8 @@ def with_retries(action: Callable[[], T], attempts: int = OUR_ATTEMPTS) -> T:
     for attempt in range(attempts):
         try:
             return action()
+        except NmigError:
+            raise  # the user's input or the server's definite answer: asking again changes nothing
         except (AttributeFailed, OSError) as exc:
             if isinstance(exc, OSError) and not _is_network_error(exc):
                 raise  # a local disk problem: retrying the server will not help

@@ -188,14 +188,15 @@ def export_project(options: ExportOptions, echo: Callable[[str], None] = print) 
             (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
         )
 
+        # The client pages listings outside its retry loop, so ours covers them.
         refs = [
             r
-            for r in source.list_entities("run", options.query, options.include_trashed)
+            for r in with_retries(lambda: source.list_entities("run", options.query, options.include_trashed))
             if matcher.matches(r.sys_id, r.custom_run_id)
         ]
         if options.models:
-            refs += source.list_entities("model", None, options.include_trashed)
-            refs += source.list_entities("model_version", None, options.include_trashed)
+            for kind in ("model", "model_version"):
+                refs += with_retries(lambda k=kind: source.list_entities(k, None, options.include_trashed))
         todo: list[tuple[EntityRef, str]] = []
         seen: set[tuple[str, str]] = set()
         for ref in refs:

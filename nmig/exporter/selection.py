@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nmig.errors import NmigError
@@ -86,7 +86,3 @@ def needs_export(existing: Existing | None, modification_time: str | None, updat
         if existing.modification_time is None or modification_time > existing.modification_time:
             return "modified since"
     return None
-
-
-def in_shard(sys_ids: Iterable[str], shard: Shard | None) -> list[str]:
-    return [s for s in sys_ids if shard is None or shard.holds(s)]

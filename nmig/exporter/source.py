@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -79,10 +80,12 @@ def check_client_internals(project: Any | None = None) -> None:
                 ("backend_client", BACKEND_OPERATIONS),
                 ("artifacts_client", ARTIFACT_OPERATIONS),
             ):
+                from neptune.internal.backends.utils import MissingApiClient
+
                 client = getattr(backend, client_name)
-                swagger = getattr(client, "_swagger_client", None)
-                if swagger is None:  # the client's stub when the server lacks the feature (e.g. artifacts)
+                if isinstance(client, MissingApiClient):  # the server lacks the feature (e.g. artifacts)
                     continue
+                swagger = client._swagger_client
                 missing += [f"{client_name}.{op}" for op in operations if not hasattr(swagger.api, op)]
     if missing:
         raise ClientInternalsChanged(
@@ -133,10 +136,11 @@ class LegacySource:
 
     def __init__(self, project: str, api_token: str, *, quiet: bool = False) -> None:
         prepare_client_env(api_token)
-        if quiet:
-            logging.getLogger("neptune").setLevel(logging.ERROR)
         import neptune
         from neptune.common.exceptions import NeptuneException
+
+        if quiet:  # the client's own info lines ("Neptune initialized", "Shutting down") are noise in scripts
+            logging.getLogger("neptune").setLevel(logging.ERROR)
 
         self._token = api_token
         try:
@@ -228,13 +232,18 @@ class LegacySource:
         columns = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/trashed"]
         trashed = None if include_trashed else False
         try:
-            if kind == "run":
-                table = self._project.fetch_runs_table(query=query, trashed=trashed, columns=columns, progress_bar=False)
-            elif kind == "model":
-                table = self._project.fetch_models_table(trashed=trashed, columns=columns, progress_bar=False)
-            else:
-                table = self._model_versions_table(trashed, columns)
-            rows = list(table)
+            with warnings.catch_warnings():
+                # The client flags the model registry as deprecated on every call; exporting it is the point.
+                warnings.simplefilter("ignore")
+                if kind == "run":
+                    table = self._project.fetch_runs_table(
+                        query=query, trashed=trashed, columns=columns, progress_bar=False
+                    )
+                elif kind == "model":
+                    table = self._project.fetch_models_table(trashed=trashed, columns=columns, progress_bar=False)
+                else:
+                    table = self._model_versions_table(trashed, columns)
+                rows = list(table)
         except NeptuneInvalidQueryException as exc:
             raise NmigError(f"the server rejected the query {query!r}: {_server_message(exc)}") from None
         except NeptuneException as exc:
