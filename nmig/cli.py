@@ -155,5 +155,55 @@ def emulate_legacy(
         server.__exit__(None, None, None)
 
 
+@emulate.command("neptune3")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder keeping everything acknowledged across restarts; a temporary one when omitted.")
+@click.option("--workspace", default="demo", show_default=True, help="The one workspace that exists.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
+@click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500/503.")
+@click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After.")
+@click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic.")
+@friendly_errors
+def emulate_neptune3(
+    data_dir: str | None,
+    workspace: str,
+    host: str,
+    port: int,
+    fail_rate: float,
+    throttle_rate: float,
+    latency_ms: int,
+    seed: int,
+) -> None:
+    """Serve a Neptune 3.x service that the unmodified `neptune-scale` and `neptune-query` clients use.
+
+    For rehearsing an import and for tests: ingest, request statuses, file storage and the read API over
+    plain HTTP on a loopback address, with state in SQLite under --data-dir. When ready it prints one JSON
+    line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM. See
+    docs/neptune3-emulator.md.
+    """
+    from nmig.emulators.http import print_and_wait
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    try:
+        server = serve_neptune3(
+            data_dir=data_dir,
+            workspace=workspace,
+            host=host,
+            port=port,
+            fail_rate=fail_rate,
+            throttle_rate=throttle_rate,
+            latency_ms=latency_ms,
+            seed=seed,
+        )
+        info = server.__enter__()
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise NmigError(f"cannot start the neptune3 emulator: {exc}") from None
+    try:
+        print_and_wait(info)
+    finally:
+        server.__exit__(None, None, None)
+
+
 if __name__ == "__main__":
     main()
