@@ -52,9 +52,10 @@ FileSource = bytes | bytearray | memoryview | IO[bytes] | os.PathLike
 
 # Rows per Parquet row group. Row groups are cut at fixed row counts, never at the caller's page
 # boundaries, so the same series gives the same bytes however it was paged.
-ROW_GROUP_ROWS = 1_000_000
-# Series data buffered in memory before it is spilled to an Arrow IPC file in the work folder.
-SPILL_BYTES = 64 * 1024 * 1024
+ROW_GROUP_ROWS = 262_144
+# Series data buffered in memory before it is spilled to an Arrow IPC file in the work folder. Per entity:
+# the exporter writes several entities at once, so this is multiplied by its worker count.
+SPILL_BYTES = 16 * 1024 * 1024
 # Files are fed to zstd in chunks of exactly this size, so the compressed bytes do not depend on how the
 # source stream happened to split its reads.
 FILE_CHUNK = 1024 * 1024

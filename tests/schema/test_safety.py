@@ -118,7 +118,9 @@ def test_killed_writer_leaves_old_copy_or_nothing(bundle_dir: Path, write_run) -
             writer.add_file("f", b"partial")
         os._exit(9)  # killed before commit
     """)
-    result = subprocess.run([sys.executable, "-c", script], timeout=60)
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", script], timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(repo)})
     assert result.returncode == 9
     assert _files(bundle_dir / "runs" / "R-1") == before
     assert not (bundle_dir / "runs" / "R-2").exists()
