@@ -205,5 +205,74 @@ def emulate_neptune3(
         server.__exit__(None, None, None)
 
 
+@main.command("import")
+@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.option("--project", required=True, help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name.")
+@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
+@click.option("--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable).")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (runs, target ids, remapped paths, what is skipped or adjusted); write nothing.")
+@click.option("--no-create-project", is_flag=True, help="Fail instead of creating a missing target project.")
+@click.option("--state", "state_path", type=click.Path(dir_okay=False), default=None, help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
+@click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
+@friendly_errors
+def import_command(
+    bundle_dir: str,
+    project: str,
+    api_token: str | None,
+    runs: tuple[str, ...],
+    max_workers: int,
+    dry_run: bool,
+    no_create_project: bool,
+    state_path: str | None,
+    quiet: bool,
+) -> None:
+    """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
+    from pathlib import Path
+
+    from nmig.importer.runner import ImportOptions, run_import
+
+    run_import(
+        ImportOptions(
+            bundle_dir=Path(bundle_dir),
+            project=project,
+            api_token=api_token,
+            runs=list(runs),
+            max_workers=max_workers,
+            dry_run=dry_run,
+            create_project=not no_create_project,
+            state_path=Path(state_path) if state_path else None,
+            quiet=quiet,
+        )
+    )
+
+
+@main.command("inspect")
+@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.argument("run_id", required=False)
+@click.option("--check", is_flag=True, help="Verify every checksum and file; exit 1 on any problem or incomplete entity.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@friendly_errors
+def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: bool) -> None:
+    """Summarise a bundle, or detail one run (RUN_ID: a sys/id of a run, model or model version)."""
+    import json
+
+    from nmig.errors import PartialFailure
+    from nmig.schema import Bundle
+    from nmig.schema.inspect import describe_entity, find_entity, render_entity, render_summary, summarize
+
+    bundle = Bundle(bundle_dir)
+    if run_id is None:
+        report = summarize(bundle, check=check, progress=not as_json)
+        incomplete = len(report["incomplete"])
+    else:
+        report = describe_entity(find_entity(bundle, run_id), check=check)
+        incomplete = 0 if report["complete"] else 1
+    click.echo(json.dumps(report, indent=1, default=str) if as_json else (
+        render_summary(report) if run_id is None else render_entity(report)))
+    if check and (report["problems"] or incomplete):
+        raise PartialFailure(f"check failed: {len(report['problems'])} problem(s), {incomplete} incomplete")
+
+
 if __name__ == "__main__":
     main()
