@@ -5,13 +5,19 @@ Public API: `serve_legacy(fixture, ...)` (context manager yielding an `EmulatorI
 """
 
 from nmig.emulators.legacy.fixture import FixtureError, LegacyFixture, load_fixture
-from nmig.emulators.legacy.server import CLIENT_UNRETRIED_PATHS, LegacyEmulator, serve_legacy
+from nmig.emulators.legacy.server import (
+    CLIENT_UNRETRIED_PATHS,
+    LegacyEmulator,
+    legacy_fault_plan,
+    serve_legacy,
+)
 
 __all__ = [
     "CLIENT_UNRETRIED_PATHS",
     "FixtureError",
     "LegacyEmulator",
     "LegacyFixture",
+    "legacy_fault_plan",
     "load_fixture",
     "serve_legacy",
 ]

@@ -729,12 +729,24 @@ def serve_legacy(
 ) -> Iterator[EmulatorInfo]:
     """Serve `fixture` as a Neptune 2.x service on a background thread; yields what a client needs."""
     emulator = LegacyEmulator(fixture, token_ttl=token_ttl)
-    faults = FaultPlan(
+    faults = legacy_fault_plan(fail_rate, throttle_rate, latency_ms, seed, fault_unretried=fault_unretried)
+    with emulator.serve(faults, host, port) as info:
+        yield info
+
+
+def legacy_fault_plan(
+    fail_rate: float = 0.0,
+    throttle_rate: float = 0.0,
+    latency_ms: int = 0,
+    seed: int = 0,
+    *,
+    fault_unretried: bool = False,
+) -> FaultPlan:
+    """The fault plan for the legacy emulator: spec downloads and client-unretried calls are exempt."""
+    return FaultPlan(
         fail_rate=fail_rate,
         throttle_rate=throttle_rate,
         latency_ms=latency_ms,
         seed=seed,
         exempt=(*SPECS, *(() if fault_unretried else CLIENT_UNRETRIED_PATHS)),
     )
-    with emulator.serve(faults, host, port) as info:
-        yield info
