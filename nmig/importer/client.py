@@ -1,0 +1,302 @@
+"""The one place nmig touches neptune-scale, including the internals the fast path needs.
+
+Why internals: the public `Run` commits its SQLite operation log once per call (~4,000 points/s when a series
+is replayed point by point) and starts one sync process per run (~0.5 s of CPU each just to start). The
+pinned client (0.30.x) offers, underneath:
+
+* `Run(mode="offline")`: the official run object records the run creation, configs, tags and file uploads in
+  its operation log without starting a sync process;
+* `OperationsRepository.save_update_run_snapshots(list)`: many `UpdateRunSnapshot` protobufs per SQLite
+  transaction (one per step, exactly what `Run.log_metrics` would have produced);
+* the sync process's own `SenderThread`, `StatusTrackingThread` and `FileUploaderThread`, which nmig starts
+  in this process, one trio per run, sharing one authenticated API client per role and worker instead of
+  logging in three times per run.
+
+tests/importer/test_client_internals.py checks every one of these names and signatures, so a client upgrade
+that changes them fails loudly there instead of misbehaving here. pyproject.toml pins neptune-scale to 0.30.x.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot, Value
+from neptune_scale import Run
+from neptune_scale.exceptions import (
+    NeptuneRetryableError,
+    NeptuneScaleError,
+    NeptuneScaleWarning,
+    NeptuneSeriesPointDuplicate,
+)
+from neptune_scale.net.api_client import ApiClient
+from neptune_scale.sync.operations_repository import OperationsRepository
+from neptune_scale.sync.parameters import MAX_SINGLE_OPERATION_SIZE_BYTES
+from neptune_scale.sync.sync_process import FileUploaderThread, SenderThread, StatusTrackingThread
+from neptune_scale.types import File
+
+# The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
+# script; an import waits on them, so a short poll keeps small runs from idling).
+SYNC_POLL_S = 0.02
+# Operations written per SQLite transaction on the fast path (bounded memory: one batch of protobufs).
+SNAPSHOTS_PER_SAVE = 20_000
+
+
+def quiet_client_logs() -> None:
+    """neptune-scale logs every retry and wait; nmig reports outcomes itself."""
+    logging.getLogger("neptune").setLevel(logging.CRITICAL)
+
+
+class _SharedClient:
+    """One authenticated ApiClient reused by many runs' sync threads; their close() must not close it."""
+
+    def __init__(self, api_token: str) -> None:
+        self._client: ApiClient | None = None
+        self._api_token = api_token
+
+    def get(self) -> _SharedClient:
+        if self._client is None:
+            self._client = ApiClient(api_token=self._api_token)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        assert self._client is not None
+        return getattr(self._client, name)
+
+    def close(self) -> None:
+        """Called by a sync thread at its end: the client stays open for the next run."""
+
+    def really_close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class ClientPool:
+    """Per worker thread: one API client per sync role, reused across the runs the worker imports."""
+
+    def __init__(self, api_token: str) -> None:
+        self.sender = _SharedClient(api_token)
+        self.status = _SharedClient(api_token)
+        self.uploader = _SharedClient(api_token)
+
+    def close(self) -> None:
+        for client in (self.sender, self.status, self.uploader):
+            client.really_close()
+
+
+@dataclass(frozen=True)
+class ClientError:
+    """An error the client recorded for this run (the same records its on_error_callback is fed from)."""
+
+    kind: str  # "error" | "warning" | "retryable"
+    error_type: str
+    message: str
+    sequence_id: int | None
+
+
+def _classify(exc: BaseException) -> str:
+    # Mirrors neptune_scale.sync.errors_tracking.ErrorsMonitor, which routes these records to the callbacks:
+    # retryable ones to on_network_error/on_warning, warnings to on_warning, the rest to on_error.
+    if isinstance(exc, NeptuneRetryableError):
+        return "retryable"
+    if isinstance(exc, (NeptuneScaleWarning, NeptuneSeriesPointDuplicate)):
+        return "warning"
+    if isinstance(exc, NeptuneScaleError):
+        return "error"
+    return "error"
+
+
+def make_timestamp(ms: int) -> Timestamp:
+    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def float_snapshots(path: str, micros: Sequence[int], values: Sequence[float], timestamps_ms: Sequence[int]) -> list[UpdateRunSnapshot]:
+    """One UpdateRunSnapshot per point, as Run.log_metrics builds them (step as whole + micro parts)."""
+    out = []
+    append = out.append
+    for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
+        update = UpdateRunSnapshot(
+            step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
+            timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
+        )
+        update.append[path].float64 = value
+        append(update)
+    return out
+
+
+def string_snapshots(path: str, micros: Sequence[int], values: Sequence[str], timestamps_ms: Sequence[int]) -> list[UpdateRunSnapshot]:
+    out = []
+    for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
+        update = UpdateRunSnapshot(
+            step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
+            timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
+        )
+        update.append[path].CopyFrom(Value(string=value))
+        out.append(update)
+    return out
+
+
+class _Uploader(FileUploaderThread):
+    """The client's uploader sets its asyncio loop only when it creates its own API client; with a shared
+    client it is set here, once, in the uploader's thread."""
+
+    _loop_set = False
+
+    def work(self) -> None:
+        if not self._loop_set:
+            asyncio.set_event_loop(self._aio_loop)
+            self._loop_set = True
+        super().work()
+
+
+class RunSink:
+    """One target run: the official Run in offline mode records operations; this process syncs them."""
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        api_token: str,
+        run_id: str,
+        experiment_name: str | None,
+        creation_time: dt.datetime | None,
+        log_directory: Path,
+        clients: ClientPool,
+    ) -> None:
+        self.run_id = run_id
+        self.run = Run(
+            run_id=run_id,
+            project=project,
+            api_token=api_token,
+            mode="offline",
+            experiment_name=experiment_name,
+            creation_time=creation_time,
+            log_directory=log_directory,
+            # The importing machine's console and git repository must never reach a migrated run.
+            enable_console_log_capture=False,
+            source_tracking_config=None,
+        )
+        self.work_dir: Path = self.run._storage_directory_path  # type: ignore[assignment]
+        repo_path: Path = self.run._operations_repository_path
+        self._repo: OperationsRepository = self.run._operations_repo  # type: ignore[assignment]
+        # The sync side opens its own connection to the same log, as the client's sync process does.
+        self._sync_repo = OperationsRepository(db_path=repo_path)
+        self._sender = SenderThread(api_token=api_token, family=run_id, operations_repository=self._sync_repo)
+        self._status = StatusTrackingThread(api_token=api_token, project=project, operations_repository=self._sync_repo)
+        self._uploader = _Uploader(project=project, api_token=api_token, operations_repository=self._sync_repo)
+        self._sender._backend = clients.sender.get()  # type: ignore[assignment]
+        self._status._backend = clients.status.get()  # type: ignore[assignment]
+        self._uploader._api_client = clients.uploader.get()  # type: ignore[assignment]
+        self._threads = (self._sender, self._status, self._uploader)
+        for thread in self._threads:
+            thread._sleep_time = SYNC_POLL_S
+        self._started = False
+        self._closed = False
+        # (last sequence id, labels) of every batch of operations nmig saved, for error attribution
+        self.op_labels: list[tuple[int, tuple[str, ...]]] = []
+
+    # ---- writing -------------------------------------------------------------------------------------
+
+    def start_sync(self) -> None:
+        if not self._started:
+            for thread in self._threads:
+                thread.start()
+            self._started = True
+
+    def save_snapshots(self, snapshots: list[UpdateRunSnapshot], labels: Iterable[str]) -> None:
+        """Append operations to the run's log in one transaction per ~2 MB (the client's own chunking)."""
+        if not snapshots:
+            return
+        last = self._repo.save_update_run_snapshots(snapshots)
+        self.op_labels.append((int(last), tuple(labels)))
+
+    def log_configs(self, configs: dict[str, Any]) -> None:
+        if configs:
+            self.run.log_configs(configs)
+            self._mark(configs.keys())
+
+    def add_tags(self, tags: list[str], group_tags: bool) -> None:
+        if tags:
+            self.run.add_tags(tags, group_tags=group_tags)
+            self._mark(["sys/group_tags" if group_tags else "sys/tags"])
+
+    def assign_file(self, path: str, local: Path, size: int, mime_type: str | None) -> None:
+        self.run.assign_files({path: File(source=local, size=size, mime_type=mime_type)})
+        self._mark([path])
+
+    def log_file(self, path: str, local: Path, size: int, mime_type: str | None, step: float, timestamp: dt.datetime) -> None:
+        self.run.log_files({path: File(source=local, size=size, mime_type=mime_type)}, step=step, timestamp=timestamp)
+        self._mark([path])
+
+    def _mark(self, labels: Iterable[str]) -> None:
+        # Operations the Run API saved: their sequence ids are found from the log's current maximum.
+        seq_range = self._repo.get_operations_sequence_id_range()
+        if seq_range is not None:
+            self.op_labels.append((int(seq_range[1]), tuple(labels)))
+
+    # ---- syncing -------------------------------------------------------------------------------------
+
+    def pending(self) -> tuple[int, int]:
+        """(operations not yet confirmed processed, files not yet uploaded): what wait_for_processing waits on."""
+        return (
+            self._sync_repo.get_operation_count(limit=1_000_000),
+            self._sync_repo.get_file_upload_requests_count(limit=1_000_000),
+        )
+
+    def sync_alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+    def wait_for_processing(self, timeout_s: float, backlog_ops: int = 0) -> bool:
+        """Wait until at most `backlog_ops` operations (and no files, when 0) are unconfirmed; False on
+        timeout or when a sync thread stopped (a fatal client error, recorded in the log's errors)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ops, files = self.pending()
+            if ops <= backlog_ops and (backlog_ops or not files):
+                return True
+            if not self.sync_alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(SYNC_POLL_S if not backlog_ops else 0.05)
+
+    def drain_errors(self) -> list[ClientError]:
+        """Every error the client recorded so far (removed from its log, as its ErrorsMonitor does)."""
+        found: list[ClientError] = []
+        while batch := self._sync_repo.get_errors(limit=1000):
+            for record in batch:
+                exc = record.deserialize_error()
+                found.append(ClientError(_classify(exc), record.error_type, str(exc).strip(), record.sequence_id))
+            self._sync_repo.delete_errors([r.error_id for r in batch if r.error_id is not None])
+        return found
+
+    def labels_for(self, sequence_id: int | None) -> tuple[str, ...]:
+        """The attribute paths of the batch of operations holding `sequence_id` (empty when unknown)."""
+        if sequence_id is None:
+            return ()
+        for last, labels in self.op_labels:
+            if sequence_id <= last:
+                return labels
+        return ()
+
+    def close(self) -> None:
+        """Stop the sync threads and close the run; the log and its folder are removed once empty."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._started:
+            for thread in self._threads:
+                thread.interrupt()
+            for thread in self._threads:
+                thread.join(timeout=30)
+        self._sync_repo.close(cleanup_files=False)
+        self.run.close()
+
+
+MAX_OPERATION_BYTES = MAX_SINGLE_OPERATION_SIZE_BYTES

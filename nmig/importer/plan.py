@@ -1,0 +1,327 @@
+"""From one bundle entity to what will be written in 3.x: a RunPlan. Pure apart from reading the bundle.
+
+The plan holds everything small (configs, tags, file references, which series go where, what is adjusted or
+left out and why); series points stay in the bundle and are streamed at replay time. The dry run prints
+plans; the replay executes them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from nmig.importer import limits
+from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, map_attribute
+from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float
+
+ConfigValue = float | int | bool | str | dt.datetime | list[str]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of the import report: something adjusted, skipped, not written, or failed."""
+
+    run: str  # the legacy sys/id
+    path: str  # the legacy path ("" for the run as a whole)
+    case: str  # a short machine-readable name
+    detail: str  # what was done, for humans
+
+    def to_json(self) -> dict[str, str]:
+        return {"run": self.run, "path": self.path, "case": self.case, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class FileItem:
+    target: str
+    legacy_path: str
+    content_hash: str
+    size: int | None
+    name: str  # a file name for the upload destination (safe: no separators)
+
+
+@dataclass(frozen=True)
+class SeriesItem:
+    kind: str  # "float" | "string" | "file" (the bundle's parquet kind)
+    legacy_path: str
+    target: str
+    points: int
+
+
+@dataclass
+class RunPlan:
+    sys_id: str
+    target_run_id: str
+    experiment_name: str | None = None
+    creation_time: dt.datetime | None = None
+    configs: dict[str, ConfigValue] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    group_tags: list[str] = field(default_factory=list)
+    files: list[FileItem] = field(default_factory=list)
+    series: list[SeriesItem] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    # the legacy path of every attribute written, keyed by its 3.x path (for error attribution and the report)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def series_target(self, kind: str, legacy_path: str) -> SeriesItem | None:
+        return self._series_index().get((kind, legacy_path))
+
+    def _series_index(self) -> dict[tuple[str, str], SeriesItem]:
+        return {(s.kind, s.legacy_path): s for s in self.series}
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run": self.sys_id,
+            "target_run_id": self.target_run_id,
+            "experiment_name": self.experiment_name,
+            "creation_time": self.creation_time.isoformat() if self.creation_time else None,
+            "configs": len(self.configs),
+            "tags": len(self.tags),
+            "group_tags": len(self.group_tags),
+            "files": len(self.files),
+            "series": [{"from": s.legacy_path, "to": s.target, "kind": s.kind, "points": s.points} for s in self.series],
+            "remapped": {legacy: target for target, legacy in sorted(self.sources.items()) if legacy != target},
+        }
+
+
+class PlanRefused(Exception):
+    """The entity cannot be imported at all (model, incomplete export, damaged bundle); the message says why."""
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_name(name: object, ext: object, fallback: str) -> str:
+    """A plain file name for the upload destination: bundle names are data, never paths."""
+    base = name if isinstance(name, str) and name else fallback
+    base = _SAFE_NAME.sub("_", base.rsplit("/", 1)[-1]).strip("._") or "file"
+    if isinstance(ext, str) and ext and not base.endswith("." + ext):
+        base = f"{base}.{_SAFE_NAME.sub('_', ext)}"
+    return base[:150]
+
+
+def _safe_entry(entry: object) -> str | None:
+    """A fileSet entry name usable inside an attribute path, or None (absolute, `..`, empty parts)."""
+    if not isinstance(entry, str) or not entry or entry.startswith("/") or "\\" in entry or "\x00" in entry:
+        return None
+    parts = entry.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    return entry
+
+
+def _target_run_id(entity: EntityBundle) -> str:
+    custom = entity.custom_run_id
+    if isinstance(custom, str) and custom:
+        return custom
+    custom_attr = entity.attribute("sys/custom_run_id")
+    if custom_attr and isinstance(custom_attr.get("value"), str) and custom_attr["value"]:
+        return custom_attr["value"]
+    return entity.sys_id
+
+
+def _git_configs(value: Any) -> dict[str, ConfigValue]:
+    """The native 3.x source fields from a legacy gitRef's raw properties (see the legacy client's
+    create_run payload: commit{commitId, message, authorName, authorEmail, commitDate}, repositoryDirty,
+    currentBranch, remotes[urls])."""
+    if not isinstance(value, dict):
+        return {}
+    ns = SOURCE_CODE_NAMESPACE
+    out: dict[str, ConfigValue] = {}
+    commit = value.get("commit") if isinstance(value.get("commit"), dict) else {}
+    for legacy_key, suffix in (
+        ("commitId", "commit/commit_id"),
+        ("message", "commit/message"),
+        ("authorName", "commit/author_name"),
+        ("authorEmail", "commit/author_email"),
+    ):
+        if isinstance(commit.get(legacy_key), str):
+            out[f"{ns}/{suffix}"] = commit[legacy_key]
+    date = commit.get("commitDate")
+    if isinstance(date, str) and date:
+        try:
+            moment = dt.datetime.fromisoformat(date.replace("Z", "+00:00"))
+            out[f"{ns}/commit/commit_date"] = moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+        except ValueError:
+            out[f"{ns}/commit/commit_date"] = date
+    elif isinstance(date, (int, float)) and not isinstance(date, bool):
+        out[f"{ns}/commit/commit_date"] = dt.datetime.fromtimestamp(date / 1000, tz=dt.timezone.utc)
+    if isinstance(value.get("currentBranch"), str):
+        out[f"{ns}/branch"] = value["currentBranch"]
+    if isinstance(value.get("repositoryDirty"), bool):
+        out[f"{ns}/dirty"] = value["repositoryDirty"]
+    remotes = value.get("remotes")
+    if isinstance(remotes, list):
+        # The legacy client keeps remote URLs only, without their names: the first is named origin (what git
+        # calls the remote a clone comes from), the others by position.
+        for index, remote in enumerate(remotes):
+            url = remote.get("url") if isinstance(remote, dict) else remote
+            name = remote.get("name") if isinstance(remote, dict) and isinstance(remote.get("name"), str) else None
+            if isinstance(url, str):
+                out[f"{ns}/remote/{name or ('origin' if index == 0 else f'remote_{index + 1}')}"] = url
+    return out
+
+
+def _artifact_configs(target: str, attribute: dict[str, Any]) -> dict[str, ConfigValue]:
+    out: dict[str, ConfigValue] = {}
+    if isinstance(attribute.get("hash"), str):
+        out[f"{target}/hash"] = attribute["hash"]
+    files = attribute.get("files") if isinstance(attribute.get("files"), list) else []
+    out[f"{target}/files/count"] = len(files)
+    for index, item in enumerate(files):
+        if not isinstance(item, dict):
+            continue
+        base = f"{target}/files/{index}"
+        for legacy_key, key in (("filePath", "file_path"), ("fileHash", "file_hash"), ("type", "type")):
+            if isinstance(item.get(legacy_key), str):
+                out[f"{base}/{key}"] = item[legacy_key]
+        if isinstance(item.get("size"), int) and not isinstance(item.get("size"), bool):
+            out[f"{base}/size"] = item["size"]
+        metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        for key, meta_value in sorted(metadata.items()):
+            if isinstance(key, str) and isinstance(meta_value, (str, int, float, bool)):
+                out[f"{base}/metadata/{key}"] = meta_value if isinstance(meta_value, (str, bool)) else str(meta_value)
+    return out
+
+
+def plan_run(entity: EntityBundle) -> RunPlan:
+    """The plan for one run, or PlanRefused with the reason."""
+    if entity.kind in NOT_IMPORTED_KINDS:
+        raise PlanRefused(NOT_IMPORTED_KINDS[entity.kind])
+    if not entity.complete:
+        raise PlanRefused(f"incomplete in the bundle: {entity.incomplete_reason}")
+    sys_id = entity.sys_id
+    legacy_run_id = _target_run_id(entity)
+    plan = RunPlan(sys_id=sys_id, target_run_id=limits.fit_run_id(legacy_run_id))
+    if plan.target_run_id != legacy_run_id:
+        plan.events.append(
+            Event(sys_id, "sys/custom_run_id", "run_id_adjusted", f"run id {legacy_run_id[:80]!r} -> {plan.target_run_id[:80]!r}")
+        )
+
+    def claim(target: str, legacy_path: str) -> str | None:
+        """The 3.x path to write (shortened if too long), or None when another attribute already has it."""
+        fitted = limits.fit_attribute_path(target)
+        if fitted != target:
+            plan.events.append(Event(sys_id, legacy_path, "path_shortened", f"3.x path over 1,024 bytes shortened to {fitted!r}"))
+        if fitted in plan.sources:
+            plan.events.append(
+                Event(sys_id, legacy_path, "path_collision", f"3.x path {fitted!r} is already written from {plan.sources[fitted]!r}; not written")
+            )
+            return None
+        plan.sources[fitted] = legacy_path
+        return fitted
+
+    def add_config(target: str, legacy_path: str, value: ConfigValue) -> None:
+        path = claim(target, legacy_path)
+        if path is not None:
+            plan.configs[path] = value
+
+    for skipped in entity.skipped:
+        plan.events.append(
+            Event(sys_id, str(skipped.get("path")), "skipped_at_export", f"{skipped.get('type')}: {skipped.get('reason')}")
+        )
+
+    for attribute in entity.attributes:
+        path = attribute.get("path")
+        legacy_type = attribute.get("type")
+        if not isinstance(path, str) or not isinstance(legacy_type, str):
+            plan.events.append(Event(sys_id, str(path), "malformed", "attribute without a path or type; not written"))
+            continue
+        mapping = map_attribute(path, legacy_type)
+        action = mapping.action
+        try:
+            if action is Action.CONFIG:
+                value = decode_atom(legacy_type, attribute.get("value"))
+                if value is None:
+                    plan.events.append(Event(sys_id, path, "empty_value", "attribute has no value; not written"))
+                else:
+                    add_config(mapping.target, path, value)
+            elif action is Action.STRING_SET_CONFIG:
+                add_config(mapping.target, path, sorted(str(v) for v in attribute.get("values") or []))
+            elif action is Action.FLOAT_SECONDS_CONFIG:
+                value = attribute.get("value")
+                seconds = decode_float(value) if legacy_type == "float" else value
+                if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+                    add_config(mapping.target, path, float(seconds))
+                else:
+                    plan.events.append(Event(sys_id, path, "malformed", f"{legacy_type} value is not a number; not written"))
+            elif action is Action.INT_BYTES_CONFIG:
+                value = attribute.get("value")
+                number = decode_float(value) if legacy_type == "float" else value
+                if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+                    add_config(mapping.target, path, int(round(number)))
+                else:
+                    plan.events.append(Event(sys_id, path, "malformed", f"{legacy_type} value is not a size; not written"))
+            elif action is Action.RUN_NAME:
+                name = attribute.get("value")
+                if isinstance(name, str) and name:
+                    plan.experiment_name = limits.fit_experiment_name(name)
+                    if plan.experiment_name != name:
+                        plan.events.append(Event(sys_id, path, "name_shortened", f"run name over 730 bytes shortened to {plan.experiment_name!r}"))
+                    plan.sources["sys/name"] = path
+                # also kept under legacy_sys/ so the full legacy name is always readable
+                if isinstance(name, str):
+                    add_config("legacy_sys/name", path, name)
+            elif action is Action.DESCRIPTION:
+                description = attribute.get("value")
+                if isinstance(description, str):
+                    add_config(mapping.target, path, description)
+            elif action in (Action.TAGS, Action.GROUP_TAGS):
+                values = sorted(str(v) for v in attribute.get("values") or [])
+                (plan.tags if action is Action.TAGS else plan.group_tags).extend(values)
+                plan.sources[mapping.target] = path
+            elif action in (Action.METRIC, Action.STRING_SERIES, Action.FILE_SERIES):
+                kind = {"floatSeries": "float", "stringSeries": "string"}.get(legacy_type, "file")
+                target = claim(mapping.target, path)
+                if target is not None:
+                    plan.series.append(SeriesItem(kind, path, target, int(attribute.get("points") or 0)))
+            elif action is Action.FILE:
+                info = attribute.get("file") if isinstance(attribute.get("file"), dict) else {}
+                target = claim(mapping.target, path)
+                if target is not None:
+                    plan.files.append(
+                        FileItem(target, path, str(info.get("hash")), info.get("size"), safe_file_name(info.get("name"), info.get("ext"), path))
+                    )
+            elif action is Action.FILESET_ENTRIES:
+                for entry in attribute.get("entries") or []:
+                    entry_name = _safe_entry(entry.get("entry") if isinstance(entry, dict) else None)
+                    if entry_name is None:
+                        shown = entry.get("entry") if isinstance(entry, dict) else entry
+                        plan.events.append(
+                            Event(sys_id, path, "unsafe_entry", f"fileSet entry {str(shown)[:120]!r} is not a safe relative path; not written")
+                        )
+                        continue
+                    target = claim(f"{mapping.target}/{entry_name}", f"{path}/{entry_name}")
+                    if target is not None:
+                        plan.files.append(
+                            FileItem(target, path, str(entry.get("hash")), entry.get("size"), safe_file_name(entry_name, None, "file"))
+                        )
+            elif action is Action.SOURCE_CODE:
+                git = _git_configs(attribute.get("value"))
+                if not git:
+                    plan.events.append(Event(sys_id, path, "malformed", "gitRef without readable commit data; not written"))
+                for target, value in git.items():
+                    add_config(target, path, value)
+            elif action is Action.ARTIFACT_CONFIGS:
+                for target, value in _artifact_configs(mapping.target, attribute).items():
+                    add_config(target, path, value)
+            elif action is Action.REPORT_ONLY:
+                plan.events.append(Event(sys_id, path, "not_written", f"{legacy_type}: {mapping.why}; value {attribute.get('value')!r:.200}"))
+            elif action is Action.NOT_COPIED:
+                plan.events.append(Event(sys_id, path, "not_copied", mapping.why))
+            else:
+                plan.events.append(Event(sys_id, path, "skipped", mapping.why))
+        except BundleError as exc:
+            plan.events.append(Event(sys_id, path, "malformed", f"{exc}; not written"))
+
+    creation = entity.attribute("sys/creation_time")
+    if creation is not None:
+        try:
+            plan.creation_time = decode_atom("datetime", creation.get("value"))
+        except BundleError as exc:
+            plan.events.append(Event(sys_id, "sys/creation_time", "malformed", f"{exc}; the run gets the import time"))
+    else:
+        plan.events.append(Event(sys_id, "sys/creation_time", "missing", "no legacy creation time; the run gets the import time"))
+    return plan

@@ -1,0 +1,272 @@
+"""Replaying one planned run into 3.x through a RunSink, streaming series from the bundle.
+
+Order matters for exactly-once and error attribution: the run creation, configs, tags, files and file
+series go through the official Run API first (small, idempotent: configs overwrite, tags are a set, a file
+attribute is re-pointed), then the sync threads start and float and string series follow on the fast path
+with back-pressure. On a resumed run, series points at or below the last step the target already holds are
+not sent again (`ResumePoint`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import mimetypes
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from nmig.importer import client as nclient
+from nmig.importer.limits import SeriesFilter
+from nmig.importer.plan import Event, RunPlan, safe_file_name
+from nmig.schema import BundleError, EntityBundle
+
+# Unconfirmed operations allowed in a run's log before the writer waits for the service (bounds the log's
+# size and the client's per-request scan of it; ~12 MB of float points).
+BACKLOG_OPS = 300_000
+BATCH_ROWS = 65_536
+PROCESSING_TIMEOUT_S = 600.0
+
+# Client errors that relate to series points, configs, files: used to narrow an error to the paths it can be
+# about when a request carried several attributes.
+_SERIES_ERRORS = ("Series", "Step", "Timestamp", "Preview")
+_FILE_ERRORS = ("File",)
+
+
+@dataclass
+class ResumePoint:
+    """What the target already holds for a run that was interrupted: the last step (in micro-units) of each
+    series, keyed by 3.x path."""
+
+    last_micros: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunOutcome:
+    sys_id: str
+    target_run_id: str
+    imported: bool
+    events: list[Event] = field(default_factory=list)
+    points_sent: int = 0
+    files_sent: int = 0
+    warnings: int = 0
+
+
+def _segments(batch: pa.RecordBatch) -> Iterator[tuple[str, int, int]]:
+    """(path, start, end) runs of equal path within a batch (rows are grouped by path in the bundle)."""
+    column = batch.column(0)
+    if isinstance(column, pa.DictionaryArray):
+        indices = column.indices.to_numpy(zero_copy_only=False)
+        names = column.dictionary.to_pylist()
+    else:
+        decoded = column.dictionary_encode()
+        indices = decoded.indices.to_numpy(zero_copy_only=False)
+        names = decoded.dictionary.to_pylist()
+    if len(indices) == 0:
+        return
+    cuts = np.flatnonzero(np.diff(indices)) + 1
+    starts = np.concatenate(([0], cuts))
+    ends = np.concatenate((cuts, [len(indices)]))
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        yield names[int(indices[start])], start, end
+
+
+def _timestamps_ms(column: pa.Array) -> np.ndarray:
+    return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+class RunReplayer:
+    def __init__(
+        self,
+        plan: RunPlan,
+        entity: EntityBundle,
+        sink: nclient.RunSink,
+        resume: ResumePoint | None,
+        on_points: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.plan = plan
+        self.entity = entity
+        self.sink = sink
+        self.resume = resume
+        self.on_points = on_points
+        self.outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
+        self._tmp = sink.work_dir.parent / f"{sink.work_dir.name}.files"
+        self._tmp_count = 0
+
+    # ---- helpers ----------------------------------------------------------------------------------------
+
+    def _event(self, path: str, case: str, detail: str) -> None:
+        self.outcome.events.append(Event(self.plan.sys_id, path, case, detail))
+
+    def _filter(self, target: str) -> SeriesFilter:
+        last = self.resume.last_micros.get(target) if self.resume else None
+        return SeriesFilter(resume_after_micros=last)
+
+    def _report_adjustments(self, legacy_path: str, series_filter: SeriesFilter) -> None:
+        for case, detail in series_filter.adjustments.events():
+            self._event(legacy_path, case, detail)
+
+    def _materialize(self, content_hash: str, size: int | None, name: str) -> tuple[Path, int]:
+        """Decompress a bundle file into the run's scratch folder (verified against its hash and size)."""
+        self._tmp_count += 1
+        folder = self._tmp / str(self._tmp_count)
+        folder.mkdir(parents=True, exist_ok=True)
+        local = folder / name
+        with self.entity.open_file(content_hash, size) as source, open(local, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        return local, local.stat().st_size
+
+    # ---- the replay ----------------------------------------------------------------------------------------
+
+    def replay(self) -> RunOutcome:
+        plan, sink = self.plan, self.sink
+        try:
+            sink.log_configs(dict(plan.configs))
+            sink.add_tags(plan.tags, group_tags=False)
+            sink.add_tags(plan.group_tags, group_tags=True)
+            self._files()
+            self._file_series()
+            sink.start_sync()
+            self._value_series("float")
+            self._value_series("string")
+            finished = sink.wait_for_processing(PROCESSING_TIMEOUT_S)
+            self._collect_errors(finished)
+        finally:
+            sink.close()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+        return self.outcome
+
+    def _files(self) -> None:
+        for item in self.plan.files:
+            try:
+                local, size = self._materialize(item.content_hash, item.size, item.name)
+            except (BundleError, OSError) as exc:
+                self._event(item.legacy_path, "failed", f"{item.target}: {exc}")
+                continue
+            mime = mimetypes.guess_type(item.name)[0] or "application/octet-stream"
+            self.sink.assign_file(item.target, local, size, mime)
+            self.outcome.files_sent += 1
+
+    def _file_series(self) -> None:
+        filters: dict[str, SeriesFilter] = {}
+        descriptions: dict[str, int] = {}
+        try:
+            batches = self.entity.iter_series("file", batch_rows=1024)
+            for batch in batches:
+                table = pa.Table.from_batches([batch])
+                for legacy_path, start, end in _segments(batch):
+                    item = self.plan.series_target("file", legacy_path)
+                    if item is None:
+                        continue
+                    part = table.slice(start, end - start)
+                    series_filter = filters.setdefault(legacy_path, self._filter(item.target))
+                    steps = part.column("step").to_numpy()
+                    keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(part.column("timestamp").combine_chunks()))
+                    names = part.column("name").to_pylist()
+                    descs = part.column("description").to_pylist()
+                    hashes = part.column("file_hash").to_pylist()
+                    sizes = part.column("file_size").to_pylist()
+                    exts = part.column("ext").to_pylist()
+                    for i in np.flatnonzero(keep).tolist():
+                        if descs[i]:
+                            descriptions[legacy_path] = descriptions.get(legacy_path, 0) + 1
+
+                        name = safe_file_name(names[i], exts[i], f"step_{int(micros[i])}")
+                        try:
+                            local, size = self._materialize(hashes[i], sizes[i], name)
+                        except (BundleError, OSError) as exc:
+                            self._event(legacy_path, "failed", f"point at step {steps[i]!r}: {exc}")
+                            continue
+                        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                        moment = dt.datetime.fromtimestamp(int(stamps[i]) / 1000, tz=dt.timezone.utc)
+                        self.sink.log_file(item.target, local, size, mime, int(micros[i]) / 1e6, moment)
+                        self.outcome.files_sent += 1
+        except BundleError as exc:
+            self._event("", "failed", f"file series: {exc}")
+        for legacy_path, series_filter in filters.items():
+            self._report_adjustments(legacy_path, series_filter)
+        for legacy_path, count in descriptions.items():
+            self._event(
+                legacy_path,
+                "description_not_written",
+                f"{count} point description(s): 3.x file series have no description field; they stay in the bundle",
+            )
+
+    def _value_series(self, kind: str) -> None:
+        filters: dict[str, SeriesFilter] = {}
+        try:
+            for batch in self.entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=["path", "step", "value", "timestamp"]):
+                for legacy_path, start, end in _segments(batch):
+                    item = self.plan.series_target(kind, legacy_path)
+                    if item is None:
+                        continue
+                    part = batch.slice(start, end - start)
+                    series_filter = filters.setdefault(legacy_path, self._filter(item.target))
+                    steps = part.column(1).to_numpy(zero_copy_only=False)
+                    keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(part.column(3)))
+                    if not keep.any():
+                        continue
+                    kept_micros = micros[keep].tolist()
+                    kept_stamps = stamps[keep].tolist()
+                    if kind == "float":
+                        values = part.column(2).to_numpy(zero_copy_only=False)[keep].tolist()
+                        make = nclient.float_snapshots
+                    else:
+                        raw = part.column(2).to_pylist()
+                        values = [raw[i] if raw[i] is not None else "" for i in np.flatnonzero(keep).tolist()]
+                        values = series_filter.fit_values(values, steps[keep])
+                        make = nclient.string_snapshots
+                    for offset in range(0, len(kept_micros), nclient.SNAPSHOTS_PER_SAVE):
+                        chunk = slice(offset, offset + nclient.SNAPSHOTS_PER_SAVE)
+                        snapshots = make(item.target, kept_micros[chunk], values[chunk], kept_stamps[chunk])
+                        self._wait_for_room()
+                        self.sink.save_snapshots(snapshots, [item.target])
+                        self.outcome.points_sent += len(snapshots)
+                        self.on_points(len(snapshots))
+        except BundleError as exc:
+            self._event("", "failed", f"{kind} series: {exc}")
+        for legacy_path, series_filter in filters.items():
+            self._report_adjustments(legacy_path, series_filter)
+
+    def _wait_for_room(self) -> None:
+        while True:
+            ops, _files = self.sink.pending()
+            if ops < BACKLOG_OPS or not self.sink.sync_alive():
+                return
+            time.sleep(0.05)
+
+    def _collect_errors(self, finished: bool) -> None:
+        errors = self.sink.drain_errors()
+        failed = any(e.case == "failed" for e in self.outcome.events)
+        legacy_of = self.plan.sources
+        for error in errors:
+            if error.kind == "retryable":
+                self.outcome.warnings += 1
+                continue
+            labels = self.sink.labels_for(error.sequence_id)
+            if error.error_type.startswith(_SERIES_ERRORS) or any(s in error.error_type for s in _SERIES_ERRORS):
+                narrowed = [p for p in labels if any(p == s.target for s in self.plan.series)]
+                labels = tuple(narrowed) or labels
+            where = ", ".join(legacy_of.get(p, p) for p in labels) if labels else ""
+            detail = f"{error.error_type}: {error.message.splitlines()[0] if error.message else ''}"
+            if len(labels) > 1:
+                detail += f" (one of the {len(labels)} attributes sent together: {', '.join(labels)[:300]})"
+            if error.kind == "warning":
+                self.outcome.warnings += 1
+                self._event(where, "client_warning", detail)
+            else:
+                failed = True
+                self._event(where, "failed", detail)
+        if not finished:
+            failed = True
+            ops, files = self.sink.pending()
+            self._event(
+                "",
+                "failed",
+                f"the service did not confirm everything sent ({ops} operation(s), {files} file(s) unconfirmed); re-run to resume",
+            )
+        self.outcome.imported = not failed

@@ -1,0 +1,123 @@
+"""The import state file: which runs of a bundle are imported into which project, written atomically.
+
+A run is "started" before anything is sent for it, and "imported" only after the client confirmed that the
+service processed everything sent and no error came back. A run found "started" or "failed" on a re-run is
+resumed (the target is asked what it already holds). One state file per target project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nmig.errors import NmigError
+
+STATE_FORMAT = "nmig-import-state"
+STATE_VERSION = 1
+STARTED, IMPORTED, FAILED = "started", "imported", "failed"
+
+
+def _slug(project: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", project.replace("/", "__"))
+
+
+def default_state_path(bundle_dir: Path, project: str) -> Path:
+    return bundle_dir / f"import-state.{_slug(project)}.json"
+
+
+def report_path_for(state_path: Path) -> Path:
+    """The import report lives next to the state file (inside the bundle by default)."""
+    name = state_path.name
+    stem = name[: -len(".json")] if name.endswith(".json") else name
+    stem = stem.replace("import-state", "import-report", 1) if "import-state" in stem else stem + ".report"
+    return state_path.with_name(stem + ".json")
+
+
+def write_json_atomically(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(doc, out, indent=1, sort_keys=True, allow_nan=False)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class RunState:
+    status: str
+    target_run_id: str
+    attempts: int = 0
+    earlier_errors: list[dict[str, str]] | None = None
+
+
+class ImportState:
+    """Thread-safe; every change is written through to disk before the call returns."""
+
+    def __init__(self, path: Path, project: str, bundle_dir: Path) -> None:
+        self.path = path
+        self.project = project
+        self._lock = threading.Lock()
+        self.runs: dict[str, RunState] = {}
+        if path.exists():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise NmigError(f"state file {path} is unreadable ({exc}); move it away to start over") from None
+            if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
+                raise NmigError(f"{path} is not an nmig import state file")
+            if doc.get("project") != project:
+                raise NmigError(
+                    f"state file {path} belongs to project {doc.get('project')!r}, not {project!r}; pass --state for another"
+                )
+            for sys_id, entry in (doc.get("runs") or {}).items():
+                if isinstance(entry, dict) and entry.get("status") in (STARTED, IMPORTED, FAILED):
+                    self.runs[sys_id] = RunState(
+                        entry["status"], str(entry.get("target_run_id")), int(entry.get("attempts") or 0), entry.get("earlier_errors")
+                    )
+        self._bundle = str(bundle_dir.resolve())
+
+    def status(self, sys_id: str) -> str | None:
+        entry = self.runs.get(sys_id)
+        return entry.status if entry else None
+
+    def mark(self, sys_id: str, status: str, target_run_id: str, errors: list[dict[str, str]] | None = None) -> None:
+        with self._lock:
+            entry = self.runs.get(sys_id)
+            if entry is None:
+                entry = self.runs[sys_id] = RunState(status, target_run_id)
+            entry.status = status
+            entry.target_run_id = target_run_id
+            if status == STARTED:
+                entry.attempts += 1
+            if errors:
+                entry.earlier_errors = (entry.earlier_errors or []) + errors
+            self._save()
+
+    def _save(self) -> None:
+        doc = {
+            "format": STATE_FORMAT,
+            "format_version": STATE_VERSION,
+            "project": self.project,
+            "bundle": self._bundle,
+            "runs": {
+                sys_id: {
+                    "status": e.status,
+                    "target_run_id": e.target_run_id,
+                    "attempts": e.attempts,
+                    **({"earlier_errors": e.earlier_errors} if e.earlier_errors else {}),
+                }
+                for sys_id, e in sorted(self.runs.items())
+            },
+        }
+        write_json_atomically(self.path, doc)

@@ -1,0 +1,156 @@
+"""What nmig asks the 3.x service before writing: the project (created when missing) and, for a resumed run,
+what the target already holds (read through neptune-query, the same client users read 3.x with)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from nmig.errors import NmigError
+from nmig.importer.limits import step_micros
+from nmig.importer.plan import RunPlan
+from nmig.importer.replay import ResumePoint
+
+_QUERY_LOCK = threading.Lock()  # neptune-query keeps a process-wide context: one query at a time
+
+
+def _client_error_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] or type(exc).__name__
+
+
+def legacy_visibility(value: object) -> str:
+    """The 3.x visibility ("priv" | "pub" | "workspace") of a legacy project's visibility."""
+    text = str(value or "").lower()
+    if text.startswith("pub"):
+        return "pub"
+    if text.startswith("work"):
+        return "workspace"
+    return "priv"
+
+
+@dataclass
+class ProjectOutcome:
+    project: str
+    created: bool
+    key_dropped: str | None = None  # the legacy key, when it was taken and the project was created without it
+    message: str = ""
+
+
+def ensure_project(
+    project: str, api_token: str, source: dict[str, Any], create: bool
+) -> ProjectOutcome:
+    """Make sure `project` exists; NmigError with one clear line for a bad token or workspace."""
+    from neptune_scale.exceptions import (
+        NeptuneBadRequestError,
+        NeptuneProjectAlreadyExists,
+        NeptuneScaleError,
+    )
+    from neptune_scale.projects import create_project, list_projects
+
+    workspace, name = project.split("/", 1)
+    try:
+        existing = set(list_projects(api_token=api_token))
+    except NeptuneScaleError as exc:
+        raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
+    except Exception as exc:  # the client raises plain httpx/ValueError for a token it cannot even parse
+        raise NmigError(f"could not talk to the 3.x service with this API token: {_client_error_line(exc)}") from None
+    if project in existing:
+        return ProjectOutcome(project, created=False, message=f"project {project} exists; importing into it")
+    if not create:
+        raise NmigError(f"project {project} does not exist (and --no-create-project was given)")
+    key = source.get("key") if isinstance(source.get("key"), str) and source.get("key") else None
+    kwargs = {
+        "workspace": workspace,
+        "visibility": legacy_visibility(source.get("visibility")),
+        "description": source.get("description") if isinstance(source.get("description"), str) else None,
+        "api_token": api_token,
+    }
+    try:
+        create_project(name, key=key, fail_if_exists=True, **kwargs)
+        return ProjectOutcome(project, created=True, message=f"created project {project}" + (f" with key {key}" if key else ""))
+    except NeptuneProjectAlreadyExists:
+        # The name is free (it was not listed), so the conflict is the key: the one-shot copier ignores this
+        # answer and ends up with no project; nmig creates it without the key and says so.
+        pass
+    except NeptuneBadRequestError as exc:
+        text = str(exc)
+        if "Workspace" in text and "not found" in text:
+            raise NmigError(f"workspace {workspace!r} does not exist on the 3.x service") from None
+        if key is None or "key" not in text.lower():
+            raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
+    except NeptuneScaleError as exc:
+        raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
+    try:
+        create_project(name, key=None, fail_if_exists=False, **kwargs)
+    except NeptuneScaleError as exc:
+        raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
+    return ProjectOutcome(
+        project,
+        created=True,
+        key_dropped=key,
+        message=f"created project {project} WITHOUT the legacy key {key!r}: that key is taken in workspace {workspace}",
+    )
+
+
+def existing_run_ids(project: str, api_token: str) -> set[str]:
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    with _QUERY_LOCK:
+        neptune_query.set_api_token(api_token)
+        return set(nq_runs.list_runs(project=project))
+
+
+def _last_steps(frame: Any, targets: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Per column, the step of its last present value; columns whose tail value is missing or NaN (a NaN
+    metric point looks like no point in a wide table) are returned for a one-by-one query."""
+    found: dict[str, float] = {}
+    unclear: list[str] = []
+    if frame is None or len(frame) == 0:
+        return found, []
+    flat = frame.reset_index()
+    if "step" not in flat.columns:
+        return found, list(targets)
+    for target in targets:
+        if target not in flat.columns:
+            continue
+        column = flat[target]
+        if getattr(column, "ndim", 1) != 1:  # sub-columns (value/absolute_time): take the value one
+            column = column.iloc[:, 0]
+        present = column.notna()
+        if present.any():
+            found[target] = float(flat.loc[present, "step"].max())
+        else:
+            unclear.append(target)
+    return found, unclear
+
+
+def resume_point(project: str, api_token: str, plan: RunPlan) -> ResumePoint:
+    """The last step of every series of `plan` the target run already holds (none for a new run)."""
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    point = ResumePoint()
+    by_kind: dict[str, list[str]] = {}
+    for item in plan.series:
+        by_kind.setdefault(item.kind, []).append(item.target)
+    with _QUERY_LOCK:
+        neptune_query.set_api_token(api_token)
+        for kind, targets in by_kind.items():
+            fetch = nq_runs.fetch_metrics if kind == "float" else nq_runs.fetch_series
+            common = {"project": project, "runs": [plan.target_run_id], "tail_limit": 1, "lineage_to_the_root": False}
+            try:
+                frame = fetch(attributes=targets, **common)
+            except Exception as exc:
+                raise NmigError(f"could not read run {plan.target_run_id!r} back to resume it: {_client_error_line(exc)}") from None
+            found, unclear = _last_steps(frame, targets)
+            for target in unclear:
+                single = fetch(attributes=[target], **common)
+                flat = single.reset_index() if single is not None else None
+                if flat is not None and len(flat) and "step" in flat.columns:
+                    found[target] = float(flat["step"].max())
+            for target, step in found.items():
+                point.last_micros[target] = int(step_micros([step])[0])
+    return point
