@@ -8,6 +8,7 @@ fails after the client's retries and ours is recorded as an error, which leaves 
 
 from __future__ import annotations
 
+import errno
 import tempfile
 import threading
 import time
@@ -87,6 +88,15 @@ def with_retries(action: Callable[[], T], attempts: int = OUR_ATTEMPTS) -> T:
     raise AssertionError("unreachable")
 
 
+DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """No space (or quota, or file size limit) for our own writes; pyarrow's errors carry only the text."""
+    text = str(exc)
+    return exc.errno in DISK_FULL_ERRNOS or "No space left" in text or "File too large" in text
+
+
 def _is_network_error(exc: OSError) -> bool:
     import requests
 
@@ -138,6 +148,10 @@ class EntityExporter:
                 continue
             try:
                 self._export_attribute(ref, writer, path, type_, attribute.get(f"{type_}Properties") or {})
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise  # not this attribute's fault: the whole export must stop
+                writer.error(path, describe(exc))
             except Exception as exc:
                 writer.error(path, describe(exc))
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import errno
 import os
 import threading
 import time
@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from nmig.errors import NmigError
-from nmig.exporter.entity import DEFAULT_PAGE_SIZE, Counters, EntityExporter, describe, with_retries
+from nmig.exporter.entity import (
+    DEFAULT_PAGE_SIZE,
+    Counters,
+    EntityExporter,
+    describe,
+    is_disk_full,
+    with_retries,
+)
 from nmig.exporter.selection import Existing, RunMatcher, Shard, needs_export
 from nmig.exporter.source import EntityRef, LegacySource
 from nmig.schema.format import (
@@ -31,7 +38,6 @@ from nmig.schema.format import (
 )
 
 DEFAULT_MAX_WORKERS = 8
-_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass
@@ -83,7 +89,7 @@ def prepare_out_dir(out: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        if exc.errno in _DISK_FULL:
+        if is_disk_full(exc):
             raise DiskFull(f"no space left to write to {out}") from None
         raise NmigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     known = {EXPORT_INFO, EXPORT_LOG, PARTIAL_DIR, *KIND_FOLDERS.values()}
@@ -137,12 +143,15 @@ class _Log:
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
-        with self._lock:
+        # Best effort: the log is for people, the bundle itself is the record. A full disk is reported by the
+        # bundle writes, not by a log line failing first.
+        with self._lock, contextlib.suppress(OSError):
             self._fh.write(f"{_now()} {text}\n")
             self._fh.flush()
 
     def close(self) -> None:
-        self._fh.close()
+        with contextlib.suppress(OSError):
+            self._fh.close()
 
 
 class _Bars:
@@ -234,6 +243,10 @@ def export_project(options: ExportOptions, echo: Callable[[str], None] = print) 
         counters = Counters(lambda n: bars.add(bars.points, n), lambda n: bars.add(bars.bytes, n))
         try:
             _export_all(options, source, todo, counters, log, bars, result)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise _disk_error(exc, out) from None
+            raise
         finally:
             bars.close()
             log.line(f"export finished: {result.summary()}")
@@ -253,7 +266,7 @@ def _write_info(out: Path, info: dict[str, Any], write: Callable[[Path, dict[str
 
 
 def _disk_error(exc: OSError, out: Path) -> NmigError:
-    if exc.errno in _DISK_FULL:
+    if is_disk_full(exc):
         return DiskFull(f"no space left on the device of {out} (or a file size limit was hit); free space and re-run")
     return NmigError(f"cannot write to {out}: {exc.strerror or exc}")
 
@@ -287,7 +300,7 @@ def _export_all(
                 entity = EntityBundle(writer.target, ref.kind, ref.sys_id)
                 problem = entity.incomplete_reason
             except OSError as exc:
-                if exc.errno in _DISK_FULL:
+                if is_disk_full(exc):
                     raise _disk_error(exc, out) from None
                 problem = f"cannot write: {describe(exc)}"
             except Exception as exc:  # a bug or an unexpected answer: this entity fails, the others go on
