@@ -118,6 +118,8 @@ class FaultPlan:
     exempt: tuple[str, ...] = ()
     _rng: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    # How many faults (errors and throttles) were injected so far; tests check that faults really happened.
+    injected: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         for name in ("fail_rate", "throttle_rate"):
@@ -138,6 +140,8 @@ class FaultPlan:
         with self._lock:
             draw = self._rng.random()
             status = self._rng.choice((500, 503))
+            if draw < self.fail_rate + self.throttle_rate:
+                self.injected += 1
         if draw < self.fail_rate:
             return Response.error(status, "Injected fault", "emulated server error (--fail-rate)")
         if draw < self.fail_rate + self.throttle_rate:

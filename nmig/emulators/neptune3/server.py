@@ -219,14 +219,17 @@ def serve_neptune3(
     seed: int = 0,
     access_ttl_s: int = 3600,
     multipart_part_size: int = 16 * 1024 * 1024,
+    faults: FaultPlan | None = None,
 ) -> Iterator[EmulatorInfo]:
     """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
 
     `data_dir` keeps everything acknowledged across restarts (a temporary folder, removed on exit, when None).
     `access_ttl_s` is the lifetime of access tokens (short values exercise the clients' token refresh);
-    files larger than `multipart_part_size` are uploaded in parts of that size.
+    files larger than `multipart_part_size` are uploaded in parts of that size. `faults` replaces the plan
+    built from the four fault arguments (a caller keeping it can read how many faults were injected).
     """
-    faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
+    if faults is None:
+        faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
     store = Store(data_dir)
     try:
         app = build_app(store, workspace, access_ttl_s)

@@ -1,0 +1,260 @@
+"""The write path of the Neptune 3.x emulator, driven by the unmodified neptune_scale.Run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from nmig.emulators.neptune3.files import blob_name
+
+
+def _blob_bytes(emulator: Any, file_value: str) -> bytes:
+    """The bytes uploaded for a stored file reference (JSON {"path", "size_bytes", "mime_type"})."""
+    key = json.loads(file_value)["path"]
+    db = emulator.db()
+    row = db.execute("SELECT project_pk, size, sha256 FROM blobs WHERE path = ?", (key,)).fetchone()
+    assert row is not None, f"no blob uploaded under {key}"
+    data = (emulator.data_dir / "blobs" / blob_name(row[0], key)).read_bytes()
+    assert len(data) == row[1] and hashlib.sha256(data).hexdigest() == row[2]
+    return data
+
+
+def test_run_writes_every_kind_of_data_and_invalid_items_are_rejected(neptune3, open_run, store_view) -> None:
+    from neptune_scale.types import Histogram
+
+    created = datetime(2023, 5, 6, 7, 8, 9, 123000, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    big = os.urandom(600 * 1024)  # above the fixture's 256 KiB part size: a 3-part multipart upload
+    run, callbacks = open_run(neptune3.info, run_id="every-kind", experiment_name="exp-every", creation_time=created)
+    run.log_configs(
+        {
+            "cfg/float": 0.25,
+            "cfg/int": 42,
+            "cfg/str": "adam",
+            "cfg/bool": True,
+            "cfg/when": datetime(2022, 12, 31, 23, 59, 58, 999000, tzinfo=timezone.utc),
+            "cfg/set": ["a", "b"],
+        }
+    )
+    run.log_configs({"cfg/str": "sgd"})  # configs overwrite
+    for step in range(5):
+        run.log_metrics({"m/loss": 1.0 / (step + 1), "m/acc": step / 10}, step=step, timestamp=t0 + timedelta(seconds=step))
+    run.log_metrics({"m/fine": 0.5}, step=1.25, timestamp=t0)
+    run.log_string_series({"logs/text": "first line"}, step=1, timestamp=t0)
+    run.log_string_series({"logs/text": "second line"}, step=2, timestamp=t0 + timedelta(seconds=1))
+    run.add_tags(["t1", "t2", "t3"])
+    run.add_tags(["t1"])  # idempotent
+    run.remove_tags(["t2"])
+    run.add_tags(["g1"], group_tags=True)
+    run.assign_files({"files/small": b"small file bytes", "files/big": big})
+    run.log_files({"files/series": b"step one bytes"}, step=1, timestamp=t0)
+    run.log_histograms({"h/hist": Histogram(bin_edges=[0.0, 1.0, 2.0], counts=[3, 4])}, step=1, timestamp=t0)
+    # Invalid items the client forwards and the service rejects:
+    run.log_metrics({"m/loss": 9.0}, step=2, timestamp=t0 + timedelta(seconds=9))  # step not increasing
+    run.log_configs({"m/acc": "text"})  # type conflict with the float series
+    run.log_configs({"sys/owner": "someone"})  # read-only sys attribute
+    run.close()
+
+    assert sorted(callbacks.kinds()) == sorted(
+        ["NeptuneSeriesStepNonIncreasing", "NeptuneAttributeTypeMismatch", "NeptuneAttributePathNonWritable"]
+    ), callbacks.errors
+    db = neptune3.db()
+    attrs = store_view.attributes(db, "every-kind")
+    assert attrs["cfg/float"] == ("float", 0.25)
+    assert attrs["cfg/int"] == ("int", 42)
+    assert attrs["cfg/str"] == ("string", "sgd")
+    assert attrs["cfg/bool"] == ("bool", 1)
+    assert attrs["cfg/when"] == ("datetime", int(datetime(2022, 12, 31, 23, 59, 58, 999000, tzinfo=timezone.utc).timestamp() * 1000))
+    assert attrs["cfg/set"] == ("string_set", ["a", "b"])
+    assert attrs["sys/tags"] == ("string_set", ["t1", "t3"])
+    assert attrs["sys/group_tags"] == ("string_set", ["g1"])
+    assert attrs["sys/custom_run_id"] == ("string", "every-kind")
+    assert attrs["sys/name"] == ("string", "exp-every")
+    assert attrs["sys/experiment/name"] == ("string", "exp-every")
+    assert attrs["sys/experiment/is_head"] == ("bool", 1)
+    assert attrs["sys/creation_time"] == ("datetime", 1683356889123)
+    assert attrs["sys/owner"] == ("string", "unspecified")
+    assert attrs["m/acc"][0] == "float_series"
+
+    t0_ms = 1704164645678
+    # The rejected point (step 2, value 9.0) is not stored; steps keep whole and micro parts.
+    assert store_view.points(db, "every-kind", "m/loss") == [
+        (step, 0, t0_ms + 1000 * step, 1.0 / (step + 1)) for step in range(5)
+    ]
+    assert store_view.points(db, "every-kind", "m/fine") == [(1, 250000, t0_ms, 0.5)]
+    assert store_view.points(db, "every-kind", "logs/text") == [(1, 0, t0_ms, "first line"), (2, 0, t0_ms + 1000, "second line")]
+    [(_, _, _, hist)] = store_view.points(db, "every-kind", "h/hist")
+    assert json.loads(hist) == {"type": "COUNTING", "edges": [0.0, 1.0, 2.0], "values": [3, 4]}
+    [(whole, micro, _, series_file)] = store_view.points(db, "every-kind", "files/series")
+    assert (whole, micro) == (1, 0)
+    assert _blob_bytes(neptune3, series_file) == b"step one bytes"
+    assert _blob_bytes(neptune3, attrs["files/small"][1]) == b"small file bytes"
+    assert _blob_bytes(neptune3, attrs["files/big"][1]) == big
+    assert json.loads(attrs["files/big"][1])["size_bytes"] == len(big)
+    assert not list((neptune3.data_dir / "uploads").iterdir()), "multipart parts left behind"
+
+
+def test_creating_an_existing_run_resumes_it(neptune3, open_run, store_view) -> None:
+    created = datetime(2021, 1, 1, tzinfo=timezone.utc)
+    run, first = open_run(neptune3.info, run_id="resumed", creation_time=created)
+    run.log_configs({"cfg/lr": 0.1, "cfg/name": "before"})
+    for step in range(3):
+        run.log_metrics({"m/x": float(step)}, step=step)
+    run.close()
+
+    run, second = open_run(neptune3.info, run_id="resumed")
+    run.log_configs({"cfg/name": "after"})
+    for step in range(3, 6):
+        run.log_metrics({"m/x": float(step)}, step=step)
+    run.close()
+
+    assert first.errors == first.warnings == second.errors == second.warnings == []
+    db = neptune3.db()
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE run_id = 'resumed'").fetchone() == (1,)
+    attrs = store_view.attributes(db, "resumed")
+    assert attrs["sys/creation_time"] == ("datetime", int(created.timestamp() * 1000))
+    assert attrs["cfg/lr"] == ("float", 0.1)
+    assert attrs["cfg/name"] == ("string", "after")
+    assert [(s, v) for s, _, _, v in store_view.points(db, "resumed", "m/x")] == [(s, float(s)) for s in range(6)]
+
+
+def test_project_in_an_unknown_workspace_is_refused(neptune3, open_run) -> None:
+    import pytest
+    from neptune_scale.exceptions import NeptuneBadRequestError
+    from neptune_scale.projects import create_project
+
+    with pytest.raises(NeptuneBadRequestError, match="Workspace 'elsewhere' not found"):
+        create_project("elsewhere/project", api_token=neptune3.info.api_token)
+
+    run, callbacks = open_run(neptune3.info, project="elsewhere/project", run_id="lost")
+    run.log_metrics({"m/x": 1.0}, step=1)
+    run.close(timeout=60)
+    assert "NeptuneProjectNotFound" in callbacks.kinds(), callbacks.errors
+    db = neptune3.db()
+    assert db.execute("SELECT COUNT(*) FROM projects WHERE workspace = 'elsewhere'").fetchone() == (0,)
+    assert db.execute("SELECT COUNT(*) FROM runs WHERE run_id = 'lost'").fetchone() == (0,)
+
+
+def test_unauthenticated_requests_are_refused(neptune3) -> None:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(neptune3.info.url + "/api/client/v1/ingest", data=b"", method="POST",
+                                     headers={"Authorization": "Bearer not-a-token"})
+    try:
+        urllib.request.urlopen(request)
+        raise AssertionError("an ingest without a valid token was accepted")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+
+
+def _dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    tables = ["projects", "runs", "attributes", "points", "string_set_members", "blobs", "requests"]
+    return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+
+
+def _start_emulator_process(data_dir: Path) -> tuple[Any, dict[str, Any]]:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nmig.cli", "emulate", "neptune3", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    line = process.stdout.readline() if process.stdout else ""
+    if not line:
+        process.kill()
+        raise AssertionError(f"emulator did not start: {process.communicate(timeout=10)[1]}")
+    return process, json.loads(line)
+
+
+def test_a_killed_server_restarted_on_the_same_folder_loses_nothing_acknowledged(tmp_path, open_run, store_view) -> None:
+    import signal
+
+    from neptune_scale.projects import create_project
+
+    from nmig.emulators.http import EmulatorInfo
+
+    data_dir = tmp_path / "data"
+    process, ready = _start_emulator_process(data_dir)
+    try:
+        info = EmulatorInfo(**ready)
+        create_project("demo/durable", api_token=info.api_token)
+        run, callbacks = open_run(info, project="demo/durable", run_id="durable")
+        run.log_configs({"cfg/a": 1, "cfg/tags": ["x"]})
+        for step in range(50):
+            run.log_metrics({"m/a": step * 0.5, "m/b": -step}, step=step)
+        run.assign_files({"files/f": b"durable bytes"})
+        run.close()  # returns when the server has acknowledged and processed everything
+        assert callbacks.errors == []
+        before = _dump(data_dir / "neptune3.sqlite3")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+
+    process, ready = _start_emulator_process(data_dir)
+    try:
+        assert _dump(data_dir / "neptune3.sqlite3") == before
+        info = EmulatorInfo(**ready)
+        # The restarted server knows the same project and run: resuming continues the series.
+        run, callbacks = open_run(info, project="demo/durable", run_id="durable")
+        run.log_metrics({"m/a": 100.0}, step=50)
+        run.close()
+        assert callbacks.errors == [] and callbacks.warnings == []
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    db = __import__("sqlite3").connect(data_dir / "neptune3.sqlite3")
+    values = [v for _, _, _, v in store_view.points(db, "durable", "m/a", project="demo/durable")]
+    assert values == [step * 0.5 for step in range(50)] + [100.0]
+    key = json.loads(store_view.attributes(db, "durable", project="demo/durable")["files/f"][1])["path"]
+    project_pk = db.execute("SELECT project_pk FROM projects WHERE name = 'durable'").fetchone()[0]
+    assert (data_dir / "blobs" / blob_name(project_pk, key)).read_bytes() == b"durable bytes"
+
+
+def test_under_a_ten_percent_fail_rate_every_write_arrives_exactly_once(tmp_path, open_run, store_view) -> None:
+    import time
+
+    from neptune_scale.projects import create_project
+
+    from nmig.emulators.http import FaultPlan
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.emulators.neptune3.server import FAULT_EXEMPT
+
+    # Seed 83 faults the 2nd, 3rd and 5th faultable request, so at least three faults happen whatever the
+    # order in which the client's threads call; the rest of the sequence is 10% as well.
+    faults = FaultPlan(fail_rate=0.1, seed=83, exempt=FAULT_EXEMPT)
+    # Short-lived access tokens: the clients also refresh their tokens while faults happen.
+    with serve_neptune3(data_dir=tmp_path / "data", faults=faults, access_ttl_s=32) as info:
+        create_project("demo/faulty", api_token=info.api_token)
+        run, callbacks = open_run(info, project="demo/faulty", run_id="faulty")
+        for batch in range(40):
+            for step in range(batch * 10, batch * 10 + 10):
+                run.log_metrics({"m/a": step * 1.5, "m/b": float(step)}, step=step)
+            run.log_configs({f"cfg/c{batch}": batch})
+            time.sleep(0.05)  # spread the writes over many ingest requests
+        run.assign_files({"files/f": b"through faults"})
+        run.close()
+        db = __import__("sqlite3").connect(tmp_path / "data" / "neptune3.sqlite3")
+        requests = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+    assert faults.injected >= 3, f"only {faults.injected} faults injected over {requests} requests"
+    assert callbacks.errors == [], callbacks.errors
+    assert [w for w in callbacks.warnings if "Duplicate" in type(w).__name__] == []
+    assert [(s, v) for s, _, _, v in store_view.points(db, "faulty", "m/a", project="demo/faulty")] == [
+        (s, s * 1.5) for s in range(400)
+    ]
+    assert len(store_view.points(db, "faulty", "m/b", project="demo/faulty")) == 400
+    attrs = store_view.attributes(db, "faulty", project="demo/faulty")
+    assert all(attrs[f"cfg/c{b}"] == ("int", b) for b in range(40))
+    assert db.execute("SELECT COUNT(*) FROM request_errors").fetchone() == (0,)
