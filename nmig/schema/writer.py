@@ -65,17 +65,20 @@ _DICTIONARY_COLUMNS = ["path", "name", "ext", "file_hash"]
 
 def dump_json(doc: Any) -> bytes:
     """The one canonical JSON serialisation of the format: sorted keys, UTF-8, no NaN literals."""
-    return (json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False, indent=1) + "\n").encode()
+    # Compact: with an indent, json falls back to its slow pure-Python encoder.
+    return (json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write via a temporary sibling and rename, so readers see the old content or the new, never half."""
+def write_atomically(path: Path, data: bytes, durable: bool = False) -> None:
+    """Write via a temporary sibling and rename, so readers see the old content or the new, never half.
+    `durable` also fsyncs (against power loss; a killed process needs only the rename)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -90,7 +93,7 @@ def write_export_info(bundle_dir: str | os.PathLike, info: Mapping[str, Any]) ->
     doc["format"] = FORMAT_NAME
     doc["format_version"] = FORMAT_VERSION
     doc.setdefault("nmig_version", __version__)
-    write_atomically(root / EXPORT_INFO, dump_json(doc))
+    write_atomically(root / EXPORT_INFO, dump_json(doc), durable=True)
 
 
 def clean_partial(bundle_dir: str | os.PathLike) -> None:
@@ -160,12 +163,14 @@ class _SeriesSink:
     written at the end grouped by path (paths in sorted order, each in the order its pages came)."""
 
     def __init__(self, kind: str, spill_dir: Path) -> None:
+        self._spill_dir = spill_dir
         self.kind = kind
         self.schema = SERIES_SCHEMAS[kind]
         self._data_schema = pa.schema([f for f in self.schema if f.name != "path"])
         self._spill_path = spill_dir / f"spill_{kind}.arrow"
         self._spill: ipc.RecordBatchFileWriter | None = None
         self._spilled = 0
+        self._spill_closed = False
         self._chunks: dict[str, list[pa.RecordBatch | int]] = {}
         self._mem = 0
         self.points: dict[str, int] = {}
@@ -187,6 +192,7 @@ class _SeriesSink:
 
     def _spill_all(self) -> None:
         if self._spill is None:
+            self._spill_dir.mkdir(exist_ok=True)
             self._spill = ipc.new_file(str(self._spill_path), self._data_schema)
         for chunks in self._chunks.values():
             for i, chunk in enumerate(chunks):
@@ -196,13 +202,19 @@ class _SeriesSink:
                     self._spilled += 1
         self._mem = 0
 
+    def close(self) -> None:
+        """Close the spill file (idempotent)."""
+        if self._spill is not None and not self._spill_closed:
+            self._spill_closed = True
+            self._spill.close()
+
     def write(self, out: Path) -> bool:
         """Write the Parquet file; False (and no file) when the series have no points at all."""
         if not any(self.points.values()):
             return False
         reader = None
         if self._spill is not None:
-            self._spill.close()
+            self.close()
             # Read spilled batches into fresh buffers one at a time (no memory map: mapped pages would count
             # towards RSS until the whole file is done).
             reader = ipc.open_file(pa.OSFile(str(self._spill_path)))
@@ -275,8 +287,10 @@ class EntityWriter:
         self.kind = kind
         self.sys_id = safe_component(sys_id)
         self.target = self.bundle_dir / KIND_FOLDERS[kind] / self.sys_id
-        self._work = self.bundle_dir / PARTIAL_DIR / f"{kind}-{self.sys_id}-{uuid.uuid4().hex[:12]}"
-        self._dir = self._work / "entity"
+        # The entity is built in .partial/<name>; spilled series and a replaced older copy go to
+        # .partial/<name>.spill and .partial/<name>.old, so a commit is a single rename.
+        self._dir = self.bundle_dir / PARTIAL_DIR / f"{kind}-{self.sys_id}-{uuid.uuid4().hex[:12]}"
+        self._spill_dir = self._dir.with_name(self._dir.name + ".spill")
         self._dir.mkdir(parents=True)
         self._lock = threading.RLock()
         self._info: dict[str, Any] = {"custom_run_id": None, "source_url": None, "modification_time": None}
@@ -424,7 +438,7 @@ class EntityWriter:
 
     def _sink(self, kind: str) -> _SeriesSink:
         if kind not in self._sinks:
-            self._sinks[kind] = _SeriesSink(kind, self._work)
+            self._sinks[kind] = _SeriesSink(kind, self._spill_dir)
         return self._sinks[kind]
 
     # ---- files -------------------------------------------------------------------------------------
@@ -539,29 +553,38 @@ class EntityWriter:
                 self._move_into_place()
             except BaseException:
                 self._state = "aborted"
-                shutil.rmtree(self._work, ignore_errors=True)
+                self._remove_work()
                 raise
             self._state = "committed"
             return self.target
 
     def _move_into_place(self) -> None:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
+        if not self.target.parent.is_dir():  # a stat, cheaper than a failing mkdir on slow file systems
+            self.target.parent.mkdir(parents=True, exist_ok=True)
         if self.target.exists():
             # Two renames: a kill between them leaves nothing in place, never a mix of old and new.
-            old = self._work / "replaced"
+            old = self._dir.with_name(self._dir.name + ".old")
             os.rename(self.target, old)
-        os.rename(self._dir, self.target)
-        shutil.rmtree(self._work, ignore_errors=True)
+            os.rename(self._dir, self.target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(self._dir, self.target)
+        if self._spill_dir.exists():
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+    def _remove_work(self) -> None:
+        for sink in self._sinks.values():
+            sink.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self._spill_dir, ignore_errors=True)
 
     def abort(self) -> None:
         """Drop everything written for this entity; an older copy in the bundle stays as it was."""
         with self._lock:
             if self._state == "open":
                 self._state = "aborted"
-            for sink in self._sinks.values():
-                if sink._spill is not None:
-                    sink._spill.close()
-            shutil.rmtree(self._work, ignore_errors=True)
+            if self._state != "committed":
+                self._remove_work()
 
 
 def _sha256_file(path: Path) -> str:
