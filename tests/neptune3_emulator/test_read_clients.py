@@ -1,0 +1,263 @@
+"""The read path end to end: runs written by the unmodified neptune_scale.Run, read back by neptune_query.
+
+One emulator and three runs are shared by the whole module (each Run starts a sync process, so they are few):
+- "main" (experiment "exp-a"): configs of every type, metrics with whole and fractional steps, a rejected
+  point, string series, histograms, tags and group tags, an assigned file and a file series;
+- "other" (experiment "exp-b"): a few configs and metrics, for filters and sorting;
+- "fork": forked from "main" at step 3, with metrics of its own after the fork.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import neptune_query as nq
+import neptune_query.runs as nq_runs
+import pandas as pd
+import pytest
+from neptune_query.filters import Attribute, AttributeFilter, Filter
+from neptune_query.types import File as QueryFile
+from neptune_query.types import Histogram as QueryHistogram
+from neptune_scale import Run
+from neptune_scale.projects import create_project
+from neptune_scale.types import Histogram
+
+from nmig.emulators.neptune3 import retrieval_series, serve_neptune3
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
+CONFIG_DATETIME = dt.datetime(2023, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+MAIN_LOSS = {1.0: 1.0, 2.0: 0.5, 3.0: 0.25, 4.0: 0.125, 5.0: 0.0625, 5.5: 0.03125}
+FORK_LOSS = {4.0: 40.0, 5.0: 50.0}
+REJECTED_VALUE = 999.0
+FILE_BYTES = b"assigned file \x00\x01 bytes"
+SERIES_FILE_BYTES = {1.0: b"first series file", 2.0: b"second series file"}
+HISTOGRAMS = {1.0: ([0.0, 1.0, 2.0], [3, 4]), 2.0: ([0.0, 0.5, 1.0], [1, 9])}  # counts must be ints: the client drops others
+
+
+def metric_time(step: float) -> dt.datetime:
+    # Distinct milliseconds per point, so a timestamp read back proves itself to the ms.
+    return T0 + dt.timedelta(seconds=step, milliseconds=7)
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("read_clients")
+    errors: list[BaseException] = []
+    with serve_neptune3(data_dir=tmp / "data") as info:
+        saved_env = {key: os.environ.get(key) for key in info.env}
+        os.environ.update(info.env)
+        project = f"{info.workspace}/readpath"
+        create_project("readpath", workspace=info.workspace, api_token=info.api_token)
+        common: dict[str, Any] = dict(
+            project=project,
+            api_token=info.api_token,
+            log_directory=tmp / "client",
+            enable_console_log_capture=False,
+            source_tracking_config=None,
+            on_error_callback=lambda exc, ts: errors.append(exc),
+        )
+        (tmp / "assigned.bin").write_bytes(FILE_BYTES)
+        with Run(run_id="main", experiment_name="exp-a", creation_time=T0, **common) as run:
+            run.log_configs(
+                {"cfg/f": 1.5, "cfg/i": 3, "cfg/s": "text", "cfg/b": True, "cfg/d": CONFIG_DATETIME,
+                 "cfg/set": {"a", "b"}}
+            )
+            for step, value in MAIN_LOSS.items():
+                run.log_metrics({"m/loss": value}, step=step, timestamp=metric_time(step))
+            run.log_metrics({"m/loss": REJECTED_VALUE}, step=2, timestamp=metric_time(6))  # not after the last step
+            for step in range(1, 31):
+                run.log_string_series({"logs/out": f"line {step}"}, step=step, timestamp=metric_time(step))
+            for step, (edges, counts) in HISTOGRAMS.items():
+                run.log_histograms({"h/dist": Histogram(bin_edges=edges, counts=counts)}, step=step,
+                                   timestamp=metric_time(step))
+            run.add_tags(["t1", "t2", "t3"])
+            run.remove_tags(["t3"])
+            run.add_tags(["g1"], group_tags=True)
+            run.assign_files({"files/a": str(tmp / "assigned.bin")})
+            for step, data in SERIES_FILE_BYTES.items():
+                run.log_files({"fs/x": data}, step=step, timestamp=metric_time(step))
+            run.wait_for_processing()
+        with Run(run_id="other", experiment_name="exp-b", creation_time=T0 + dt.timedelta(days=1), **common) as run:
+            run.log_configs({"cfg/f": 0.5, "cfg/i": 7})
+            for step in (1, 2, 3):
+                run.log_metrics({"m/loss": 2.0 * step}, step=step, timestamp=metric_time(step))
+            run.add_tags(["t2"])
+        with Run(run_id="fork", fork_run_id="main", fork_step=3, creation_time=T0 + dt.timedelta(days=2), **common) as run:
+            for step, value in FORK_LOSS.items():
+                run.log_metrics({"m/loss": value}, step=step, timestamp=metric_time(step))
+        nq.set_api_token(info.api_token)
+        try:
+            yield {"project": project, "errors": errors, "tmp": tmp}
+        finally:
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def series_points(frame: pd.DataFrame, run: str, attribute: str) -> dict[float, Any]:
+    """{step: value} of one run's series in a fetch_metrics / fetch_series frame (NaN rows dropped)."""
+    column = frame[attribute]
+    if isinstance(column, pd.DataFrame):
+        column = column["value"]
+    rows = column.xs(run, level="run")
+    return {float(step): value for step, value in rows.items() if not (isinstance(value, float) and math.isnan(value))}
+
+
+def series_times(frame: pd.DataFrame, run: str, attribute: str) -> dict[float, dt.datetime]:
+    rows = frame[attribute]["absolute_time"].xs(run, level="run").dropna()
+    return {float(step): stamp.to_pydatetime() for step, stamp in rows.items()}
+
+
+def test_the_write_errors_are_only_the_rejected_point(written: dict[str, Any]) -> None:
+    assert written["errors"], "the non-increasing step must reach on_error_callback"
+
+
+def test_list_runs_and_experiments(written: dict[str, Any]) -> None:
+    project = written["project"]
+    assert nq_runs.list_runs(project=project) == ["fork", "main", "other"]
+    assert nq_runs.list_runs(project=project, runs="^ma") == ["main"]
+    assert nq_runs.list_runs(project=project, runs=Filter.gt("cfg/i", 5)) == ["other"]
+    assert nq_runs.list_runs(project=project, runs=Filter.contains_all("sys/tags", ["t1"])) == ["main"]
+    assert nq_runs.list_runs(project=project, runs=Filter.contains_none("sys/tags", ["t3"])) == ["fork", "main", "other"]
+    assert nq.list_experiments(project=project) == ["exp-a", "exp-b"]
+
+
+def test_list_attributes_with_name_and_type_filters(written: dict[str, Any]) -> None:
+    project = written["project"]
+    assert nq_runs.list_attributes(project=project, runs=["main"], attributes="^cfg/") == [
+        "cfg/b", "cfg/d", "cfg/f", "cfg/i", "cfg/s", "cfg/set",
+    ]
+    assert nq_runs.list_attributes(project=project, attributes=AttributeFilter(type="float_series")) == ["m/loss"]
+    every = nq_runs.list_attributes(project=project, runs=["main"])
+    for name in ("files/a", "fs/x", "h/dist", "logs/out", "m/loss", "sys/custom_run_id", "sys/tags"):
+        assert name in every
+
+
+def test_runs_table_values_of_every_type(written: dict[str, Any]) -> None:
+    table = nq_runs.fetch_runs_table(project=written["project"], runs=["main"], attributes="^cfg/|^m/loss$|^files/a$")
+    row = table.loc["main"]
+    assert row["cfg/f"] == 1.5
+    assert row["cfg/i"] == 3
+    assert row["cfg/s"] == "text"
+    assert row["cfg/b"] is True or row["cfg/b"] == True  # noqa: E712 - numpy bools
+    assert row["cfg/d"].to_pydatetime() == CONFIG_DATETIME
+    assert row["cfg/set"] == {"a", "b"}
+    assert row["m/loss"] == MAIN_LOSS[5.5]  # last value; the rejected point did not become the last
+    assert isinstance(row["files/a"], QueryFile) and row["files/a"].size_bytes == len(FILE_BYTES)
+
+
+def test_sys_attributes(written: dict[str, Any]) -> None:
+    table = nq_runs.fetch_runs_table(project=written["project"], attributes="^sys/")
+    main, fork = table.loc["main"], table.loc["fork"]
+    assert main["sys/custom_run_id"] == "main"
+    assert main["sys/name"] == "exp-a" and main["sys/experiment/name"] == "exp-a"
+    assert main["sys/creation_time"].to_pydatetime() == T0
+    assert main["sys/modification_time"].to_pydatetime() >= T0
+    assert isinstance(main["sys/owner"], str) and main["sys/owner"]
+    assert main["sys/tags"] == {"t1", "t2"}
+    assert main["sys/group_tags"] == {"g1"}
+    assert main["sys/description"] == ""
+    assert main["sys/forking/depth"] == 0
+    assert isinstance(main["sys/id"], str) and main["sys/id"] != fork["sys/id"]
+    assert fork["sys/forking/depth"] == 1
+    assert fork["sys/forking/parent"] == "main"
+    assert fork["sys/forking/step"] == 3.0
+    assert fork["sys/creation_time"].to_pydatetime() == T0 + dt.timedelta(days=2)
+
+
+def test_runs_table_filter_sort_and_limit(written: dict[str, Any]) -> None:
+    project = written["project"]
+    ascending = nq_runs.fetch_runs_table(
+        project=project, runs=["main", "other"], attributes=["cfg/i"], sort_by="cfg/i", sort_direction="asc"
+    )
+    assert list(ascending.index) == ["main", "other"]
+    descending = nq_runs.fetch_runs_table(
+        project=project, runs=["main", "other"], attributes=["cfg/i"], sort_by="cfg/i", sort_direction="desc"
+    )
+    assert list(descending.index) == ["other", "main"]
+    by_metric = nq_runs.fetch_runs_table(
+        project=project, runs=["main", "other"], attributes=["m/loss"],
+        sort_by=Attribute("m/loss", type="float_series"), sort_direction="desc",
+    )
+    assert list(by_metric.index) == ["other", "main"]  # last values 6.0 and 0.03125
+    newest = nq_runs.fetch_runs_table(project=project, attributes=["sys/custom_run_id"], limit=1)
+    assert list(newest.index) == ["fork"]  # default sort: sys/creation_time, newest first
+    filtered = nq_runs.fetch_runs_table(
+        project=project, runs=Filter.eq("cfg/s", "text") & Filter.lt(Attribute("m/loss", type="float_series"), 1.0),
+        attributes=["cfg/s"],
+    )
+    assert list(filtered.index) == ["main"]  # "fork" inherited cfg/s, but its last m/loss is 50
+
+
+def test_metrics_values_steps_and_absolute_times_to_the_ms(written: dict[str, Any]) -> None:
+    frame = nq_runs.fetch_metrics(project=written["project"], runs=["main"], attributes="^m/loss$", include_time="absolute")
+    assert series_points(frame, "main", "m/loss") == MAIN_LOSS  # the rejected value is absent
+    times = series_times(frame, "main", "m/loss")
+    assert times == {step: metric_time(step) for step in MAIN_LOSS}
+    assert all(stamp.tzinfo is not None and stamp.utcoffset() == dt.timedelta(0) for stamp in times.values())
+
+
+def test_metrics_step_range_and_tail_limit(written: dict[str, Any]) -> None:
+    project = written["project"]
+    ranged = nq_runs.fetch_metrics(project=project, runs=["main"], attributes=["m/loss"], step_range=(2, 4))
+    assert series_points(ranged, "main", "m/loss") == {s: MAIN_LOSS[s] for s in (2.0, 3.0, 4.0)}
+    tail = nq_runs.fetch_metrics(project=project, runs=["main"], attributes=["m/loss"], tail_limit=2)
+    assert series_points(tail, "main", "m/loss") == {s: MAIN_LOSS[s] for s in (5.0, 5.5)}
+    both = nq_runs.fetch_metrics(project=project, runs="^(main|other)$", attributes="^m/", tail_limit=1)
+    assert series_points(both, "main", "m/loss") == {5.5: MAIN_LOSS[5.5]}
+    assert series_points(both, "other", "m/loss") == {3.0: 6.0}
+
+
+def test_forked_run_metrics_follow_the_lineage(written: dict[str, Any]) -> None:
+    project = written["project"]
+    full = nq_runs.fetch_metrics(project=project, runs=["fork"], attributes=["m/loss"])
+    inherited = {s: MAIN_LOSS[s] for s in (1.0, 2.0, 3.0)}
+    assert series_points(full, "fork", "m/loss") == {**inherited, **FORK_LOSS}
+    own = nq_runs.fetch_metrics(project=project, runs=["fork"], attributes=["m/loss"], lineage_to_the_root=False)
+    assert series_points(own, "fork", "m/loss") == FORK_LOSS
+
+
+def test_string_series_with_times_and_paging(written: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    project = written["project"]
+    expected = {float(step): f"line {step}" for step in range(1, 31)}
+    frame = nq_runs.fetch_series(project=project, runs=["main"], attributes=["logs/out"], include_time="absolute")
+    assert series_points(frame, "main", "logs/out") == expected
+    assert series_times(frame, "main", "logs/out") == {step: metric_time(step) for step in expected}
+    # The server's own page size, small: the client must page with searchAfter tokens and lose nothing.
+    monkeypatch.setattr(retrieval_series, "SERIES_PAGE_POINTS", 7)
+    paged = nq_runs.fetch_series(project=project, runs=["main"], attributes=["logs/out"])
+    assert series_points(paged, "main", "logs/out") == expected
+    tail = nq_runs.fetch_series(project=project, runs=["main"], attributes=["logs/out"], tail_limit=10)
+    assert series_points(tail, "main", "logs/out") == {float(s): f"line {s}" for s in range(21, 31)}
+    ranged = nq_runs.fetch_series(project=project, runs=["main"], attributes=["logs/out"], step_range=(5, 9))
+    assert series_points(ranged, "main", "logs/out") == {float(s): f"line {s}" for s in range(5, 10)}
+
+
+def test_histogram_series(written: dict[str, Any]) -> None:
+    frame = nq_runs.fetch_series(project=written["project"], runs=["main"], attributes=["h/dist"])
+    points = series_points(frame, "main", "h/dist")
+    assert set(points) == set(HISTOGRAMS)
+    for step, (edges, counts) in HISTOGRAMS.items():
+        assert isinstance(points[step], QueryHistogram)
+        assert points[step].edges == edges and points[step].values == counts
+
+
+def test_download_assigned_and_series_files(written: dict[str, Any]) -> None:
+    project, tmp = written["project"], written["tmp"]
+    table = nq_runs.fetch_runs_table(project=project, runs=["main"], attributes=["files/a"])
+    downloaded = nq_runs.download_files(files=table, destination=tmp / "assigned")
+    assert [Path(path).read_bytes() for path in downloaded["files/a"].dropna()] == [FILE_BYTES]
+    series = nq_runs.fetch_series(project=project, runs=["main"], attributes=["fs/x"])
+    files = series_points(series, "main", "fs/x")
+    assert set(files) == set(SERIES_FILE_BYTES)
+    result = nq_runs.download_files(files=series, destination=tmp / "series")
+    got = {float(step): Path(path).read_bytes() for (_, step), path in result["fs/x"].items()}
+    assert got == SERIES_FILE_BYTES
