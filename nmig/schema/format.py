@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import numbers
 import re
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from nmig.errors import NmigError
@@ -142,7 +144,7 @@ def encode_float(value: float | int | None) -> float | str | None:
     """A float as JSON can hold it exactly: finite floats as numbers, NaN/±Inf as the strings of the contract."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"expected a float, got {type(value).__name__}")
     value = float(value)
     if math.isnan(value):
@@ -209,13 +211,13 @@ def encode_atom(type_: str, value: Any) -> Any:
     if type_ == "float":
         return encode_float(value)
     if type_ == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise TypeError(f"expected an int, got {type(value).__name__}")
         return int(value)
     if type_ == "bool":
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"expected a bool, got {type(value).__name__}")
-        return value
+        return bool(value)
     if type_ == "string":
         if not isinstance(value, str):
             raise TypeError(f"expected a str, got {type(value).__name__}")

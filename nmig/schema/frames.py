@@ -71,9 +71,12 @@ def read_runs(bundle_dir: PathLike, kind: str = "run") -> pd.DataFrame:
             "skipped": len(entity.skipped),
             "errors": len(entity.errors),
         }
+        fixed = set(row)
         for attribute in entity.attributes:
             if attribute.get("type") in ATOM_TYPES or attribute.get("type") == "stringSet":
-                row.setdefault(str(attribute.get("path")), _decoded(attribute))
+                column = str(attribute.get("path"))
+                # An attribute named like a fixed column (a user may log run["complete"]) keeps its value.
+                row[f"{column} (attribute)" if column in fixed else column] = _decoded(attribute)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:

@@ -119,6 +119,7 @@ class EntityBundle:
         self.problems: list[str] = []  # found while loading (unreadable manifest, wrong version, ...)
         self.manifest: dict[str, Any] = {}
         self._checksums: dict[str, str] | None = None
+        self._sizes: dict[str, int] | None = None
         try:
             manifest = _load_json(self.path / MANIFEST, f"{kind} {sys_id}: manifest.json")
             check_format(manifest, f"{kind} {sys_id}: manifest.json")
@@ -244,16 +245,27 @@ class EntityBundle:
     # ---- files -------------------------------------------------------------------------------------
 
     def _known_size(self, content_hash: str) -> int | None:
-        for attribute in self.attributes:
-            if attribute.get("type") == "file":
-                info = attribute.get("file") or {}
-                if info.get("hash") == content_hash:
-                    return info.get("size")
-            elif attribute.get("type") == "fileSet":
-                for entry in attribute.get("entries") or []:
-                    if isinstance(entry, dict) and entry.get("hash") == content_hash:
-                        return entry.get("size")
-        return None
+        """The original size the manifest (or series_file.parquet) records for a hash: it bounds what a
+        decompression may produce, so a hostile tiny .zst cannot expand without limit."""
+        if self._sizes is None:
+            sizes: dict[str, int] = {}
+            for attribute in self.attributes:
+                if attribute.get("type") == "file" and isinstance(attribute.get("file"), dict):
+                    sizes[str(attribute["file"].get("hash"))] = attribute["file"].get("size")
+                elif attribute.get("type") == "fileSet":
+                    for entry in attribute.get("entries") or []:
+                        if isinstance(entry, dict):
+                            sizes[str(entry.get("hash"))] = entry.get("size")
+            path = self.series_path("file")
+            if path is not None:
+                try:
+                    table = pq.read_table(path, columns=["file_hash", "file_size"])
+                    hashes = table.column("file_hash").to_pylist()
+                    sizes.update(zip(hashes, table.column("file_size").to_pylist(), strict=True))
+                except (OSError, pa.ArrowException):
+                    pass  # verify() reports a damaged series file
+            self._sizes = {h: s for h, s in sizes.items() if isinstance(s, int) and not isinstance(s, bool)}
+        return self._sizes.get(content_hash)
 
     def has_file(self, content_hash: str) -> bool:
         return is_content_hash(content_hash) and (self.path / file_relpath(content_hash)).is_file()

@@ -91,3 +91,10 @@ def test_damaged_series_raises_instead_of_returning(two_runs: Path) -> None:
     parquet.write_bytes(parquet.read_bytes().replace(b"metrics/loss", b"metrics/lose"))
     with pytest.raises(BundleError, match="checksum"):
         read_float_series(two_runs)
+
+
+def test_attribute_named_like_a_fixed_column_is_kept(bundle_dir: Path) -> None:
+    with EntityWriter(bundle_dir, "run", "R-1") as run:
+        run.add_atom("complete", "string", "user value")
+    runs = read_runs(bundle_dir)
+    assert bool(runs.loc[0, "complete"]) is True and runs.loc[0, "complete (attribute)"] == "user value"

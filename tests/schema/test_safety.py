@@ -231,3 +231,26 @@ def test_symlinked_entity_folder_is_not_followed(sample_bundle: Path, tmp_path: 
     assert "LINK-1" in bundle.strays()
     with pytest.raises(BundleError):
         bundle.entity("run", "LINK-1")
+
+
+def test_decompression_is_bounded_by_the_recorded_size(bundle_dir: Path) -> None:
+    import zstandard
+
+    with EntityWriter(bundle_dir, "run", "R-1") as run:
+        run.add_file_series_point("images/x", 0, 0, "n", None, b"tiny", "png")
+    entity = Bundle(bundle_dir).entity("run", "R-1")
+    content_hash = next(entity.iter_series("file")).column("file_hash")[0].as_py()
+    stored = entity.path / "files" / f"{content_hash}.zst"
+    stored.write_bytes(zstandard.ZstdCompressor().compress(b"\0" * 50_000_000))  # a bomb in its place
+    with pytest.raises(BundleError, match="larger than the manifest says"):
+        entity.read_file(content_hash)  # no size given: taken from series_file.parquet
+
+
+def test_numpy_scalars_are_accepted_as_their_python_values(bundle_dir: Path) -> None:
+    with EntityWriter(bundle_dir, "run", "R-1") as run:
+        run.add_atom("i", "int", np.int64(2**62))
+        run.add_atom("b", "bool", np.bool_(True))
+        run.add_atom("f", "float", np.float32(0.5))
+    values = {a["path"]: a["value"] for a in Bundle(bundle_dir).entity("run", "R-1").attributes}
+    assert values == {"i": 2**62, "b": True, "f": 0.5}
+    assert type(values["i"]) is int and type(values["b"]) is bool
