@@ -27,6 +27,9 @@ class Served:
     def token(self) -> str:
         return self.info.api_token
 
+    def __repr__(self) -> str:  # keeps the API token out of assertion messages
+        return f"Served(url={self.info.url!r})"
+
 
 @contextlib.contextmanager
 def client_env(workdir: Path) -> Iterator[None]:

@@ -227,7 +227,8 @@ class LegacyEmulator:
         self.token_ttl = token_ttl
         if token_ttl <= 0:
             raise ValueError("token_ttl must be positive")
-        self.stats: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()  # requests that reached a handler (faulted ones do not)
+        self.faults: FaultPlan | None = None
         self._stats_lock = threading.Lock()
         self._base_url = ""
         self.api_token = ""
@@ -248,6 +249,7 @@ class LegacyEmulator:
     # ---- serving -------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def serve(self, faults: FaultPlan, host: str = "127.0.0.1", port: int = 0) -> Iterator[EmulatorInfo]:
+        self.faults = faults
         with serve_in_thread(self.router, faults, host, port) as url:
             self._base_url = url
             self._tokens = TokenIssuer(url + REALM_PATH, self.token_ttl)
@@ -742,11 +744,14 @@ def legacy_fault_plan(
     *,
     fault_unretried: bool = False,
 ) -> FaultPlan:
-    """The fault plan for the legacy emulator: spec downloads and client-unretried calls are exempt."""
+    """The fault plan for the legacy emulator: calls the client does not retry are exempt (see above).
+
+    Spec downloads are faulted like anything else: the client fetches them inside its retry loop.
+    """
     return FaultPlan(
         fail_rate=fail_rate,
         throttle_rate=throttle_rate,
         latency_ms=latency_ms,
         seed=seed,
-        exempt=(*SPECS, *(() if fault_unretried else CLIENT_UNRETRIED_PATHS)),
+        exempt=() if fault_unretried else CLIENT_UNRETRIED_PATHS,
     )
