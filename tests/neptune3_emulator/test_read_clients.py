@@ -93,7 +93,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                 run.log_metrics({"m/loss": value}, step=step, timestamp=metric_time(step))
         nq.set_api_token(info.api_token)
         try:
-            yield {"project": project, "errors": errors, "tmp": tmp}
+            yield {"project": project, "errors": errors, "tmp": tmp, "info": info}
         finally:
             for key, value in saved_env.items():
                 if value is None:
@@ -261,3 +261,117 @@ def test_download_assigned_and_series_files(written: dict[str, Any]) -> None:
     result = nq_runs.download_files(files=series, destination=tmp / "series")
     got = {float(step): Path(path).read_bytes() for (_, step), path in result["fs/x"].items()}
     assert got == SERIES_FILE_BYTES
+
+
+# -- the wire protocol directly: paging and errors the client hides ---------------------------------------------
+
+
+def post(info: Any, path: str, body: Any, **query: str) -> tuple[int, bytes]:
+    """POST a JSON body to the emulator with a bearer token obtained the way the clients obtain it."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    exchange = urllib.request.Request(
+        info.url + "/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": info.api_token}
+    )
+    with urllib.request.urlopen(exchange, timeout=10) as answer:
+        access = json.loads(answer.read())["accessToken"]
+    url = info.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def float_request(project: str, after: float | None, descending: bool, limit: int) -> dict[str, Any]:
+    request: dict[str, Any] = {
+        "requestId": "0",
+        "series": {"holder": {"identifier": f"CUSTOM/{project}/main", "type": "experiment"}, "attribute": "m/loss",
+                   "lineage": "FULL", "lineageEntityType": "RUN", "includePreview": False},
+    }
+    if after is not None:
+        request["afterStep"] = after
+    return {"requests": [request], "stepRange": {"from": None, "to": None},
+            "order": "descending" if descending else "ascending", "perSeriesPointsLimit": limit}
+
+
+@pytest.mark.parametrize("descending", [True, False])
+def test_float_series_pages_with_after_step(written: dict[str, Any], descending: bool) -> None:
+    from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
+        ProtoFloatSeriesValuesResponseDTO,
+    )
+
+    seen: list[float] = []
+    after = None
+    for _ in range(10):
+        status, body = post(written["info"], "/api/leaderboard/v1/proto/attributes/series/float",
+                            float_request(written["project"], after, descending, limit=4))
+        assert status == 200
+        page = [p.step for p in ProtoFloatSeriesValuesResponseDTO.FromString(body).series[0].series.values]
+        seen.extend(page)
+        if len(page) < 4:
+            break
+        after = page[-1]
+    assert seen == sorted(MAIN_LOSS, reverse=descending)
+
+
+def test_series_answer_defers_what_does_not_fit_and_the_client_still_gets_everything(
+    written: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
+        ProtoSeriesValuesResponseDTO,
+    )
+
+    project = written["project"]
+    monkeypatch.setattr(retrieval_series, "RESPONSE_POINTS", 12)
+    holder = {"identifier": f"CUSTOM/{project}/main", "type": "experiment"}
+    body = {
+        "requests": [
+            {"requestId": "a", "series": {"holder": holder, "attribute": "logs/out", "lineage": "NONE"}},
+            {"requestId": "b", "series": {"holder": holder, "attribute": "h/dist", "lineage": "NONE"}},
+            {"requestId": "c", "series": {"holder": holder, "attribute": "no/such", "lineage": "NONE"}},
+        ],
+        "stepRange": {"from": None, "to": None},
+        "order": "ascending",
+    }
+    status, raw = post(written["info"], "/api/leaderboard/v1/proto/attributes/series", body, useDeprecatedStringFields="false")
+    assert status == 200
+    answer = {series.requestId: series for series in ProtoSeriesValuesResponseDTO.FromString(raw).series}
+    assert set(answer) == {"a", "b"}  # a series that does not exist is left out
+    assert [p.object.stringValue for p in answer["a"].seriesValues.values] == [f"line {s}" for s in range(1, 13)]
+    assert answer["a"].HasField("searchAfter") and not answer["a"].searchAfter.finished
+    assert not answer["b"].HasField("searchAfter") and not answer["b"].seriesValues.values  # deferred
+    frame = nq_runs.fetch_series(project=project, runs=["main"], attributes=["logs/out", "h/dist", "fs/x"])
+    assert len(series_points(frame, "main", "logs/out")) == 30
+    assert set(series_points(frame, "main", "h/dist")) == set(HISTOGRAMS)
+    assert set(series_points(frame, "main", "fs/x")) == set(SERIES_FILE_BYTES)
+
+
+def test_unknown_project_and_other_workspace_are_refused_with_the_clients_clear_error(written: dict[str, Any]) -> None:
+    from neptune_query.exceptions import NeptuneProjectInaccessible
+
+    for project in (f"{written['info'].workspace}/no-such-project", "elsewhere/readpath"):
+        with pytest.raises(NeptuneProjectInaccessible):
+            nq_runs.list_runs(project=project)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/leaderboard/v1/proto/leaderboard/entries/search/", b"not json"),
+        ("/api/leaderboard/v1/proto/leaderboard/entries/search/", {"query": {"query": "`a` LIKE \"b\""}}),
+        ("/api/leaderboard/v1/proto/attributes/series", {"requests": [{"requestId": "0"}]}),
+        ("/api/leaderboard/v1/proto/attributes/series/float", {"requests": [{"requestId": "0", "series": {
+            "holder": {"identifier": "nonsense"}, "attribute": "m/loss"}}]}),
+    ],
+)
+def test_malformed_requests_are_answered_400(written: dict[str, Any], path: str, body: Any) -> None:
+    status, raw = post(written["info"], path, body, projectIdentifier=written["project"])
+    assert status == 400, raw
