@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -43,14 +44,25 @@ _MAX_JSON_BYTES = 512 * 1024 * 1024
 
 def _load_json(path: Path, what: str) -> Any:
     try:
+        if path.is_symlink():
+            raise BundleError(f"{what} is a symlink; a bundle's files must be regular files")
         if path.stat().st_size > _MAX_JSON_BYTES:
             raise BundleError(f"{what} is implausibly large")
         with open(path, "rb") as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise BundleError(f"{what} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{what} is unreadable: {exc}") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise BundleError(f"{what} is unreadable: {str(exc)[:200]}") from None
+
+
+def _regular_file(path: Path) -> bool:
+    """True for a regular file that is not a symlink: a bundle from elsewhere may carry symlinks pointing
+    out of it, and a reader must not follow them."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _sha256_file(path: Path) -> str:
@@ -195,7 +207,7 @@ class EntityBundle:
     def series_path(self, kind: str) -> Path | None:
         """The Parquet file of a series kind, or None when the entity has no points of that kind."""
         path = self.path / series_file_name(kind)
-        return path if path.is_file() else None
+        return path if _regular_file(path) else None
 
     def _check_checksum(self, relpath: str) -> None:
         if self._checksums is None:
@@ -268,14 +280,14 @@ class EntityBundle:
         return self._sizes.get(content_hash)
 
     def has_file(self, content_hash: str) -> bool:
-        return is_content_hash(content_hash) and (self.path / file_relpath(content_hash)).is_file()
+        return is_content_hash(content_hash) and _regular_file(self.path / file_relpath(content_hash))
 
     def open_file(self, content_hash: str, size: int | None = None) -> IO[bytes]:
         """A binary stream of the original content; raises BundleError at its end if size/sha256 differ."""
         relpath = file_relpath(content_hash)  # validates: the only name ever used for a stored file
         path = self.path / relpath
-        if not path.is_file():
-            raise BundleError(f"{self.kind} {self.sys_id}: file {content_hash[:12]}... is missing")
+        if not _regular_file(path):
+            raise BundleError(f"{self.kind} {self.sys_id}: file {content_hash[:12]}... is missing or not a regular file")
         if size is None:
             size = self._known_size(content_hash)
         return io.BufferedReader(VerifiedStream(path, content_hash, size if isinstance(size, int) else None))
@@ -310,6 +322,7 @@ class EntityBundle:
                 for p in sorted(on_disk)
                 if not _is_format_relpath(p) and p != COMPLETE
             ]
+        problems += [f"{where}: {p} is a symlink or special file" for p in sorted(_special_files(self.path))]
         problems += self._check_references(on_disk, deep)
         problems += self._check_series_counts()
         return problems
@@ -387,11 +400,24 @@ def _is_format_relpath(relpath: str) -> bool:
     return relpath.startswith(prefix) and relpath.endswith(".zst") and is_content_hash(relpath[len(prefix) : -4])
 
 
+def _special_files(root: Path) -> set[str]:
+    found = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames + dirnames:
+            path = Path(dirpath, name)
+            if path.is_symlink() or not (path.is_dir() or _regular_file(path)):
+                found.add(path.relative_to(root).as_posix())
+    return found
+
+
 def _list_files(root: Path) -> set[str]:
+    """Regular files under root, relative; symlinks and other special files are left out (so a listed
+    file that is a symlink shows up as missing)."""
     found = set()
     for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
         for name in filenames:
-            found.add(Path(dirpath, name).relative_to(root).as_posix())
+            if _regular_file(Path(dirpath, name)):
+                found.add(Path(dirpath, name).relative_to(root).as_posix())
     return found
 
 

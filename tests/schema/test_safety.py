@@ -254,3 +254,18 @@ def test_numpy_scalars_are_accepted_as_their_python_values(bundle_dir: Path) -> 
     values = {a["path"]: a["value"] for a in Bundle(bundle_dir).entity("run", "R-1").attributes}
     assert values == {"i": 2**62, "b": True, "f": 0.5}
     assert type(values["i"]) is int and type(values["b"]) is bool
+
+
+def test_symlinks_inside_an_entity_are_not_followed(sample_bundle: Path, tmp_path: Path) -> None:
+    folder = sample_bundle / "runs" / "VIS-1"
+    run = Bundle(sample_bundle).entity("run", "VIS-1")
+    main_hash = run.attribute("source/main")["file"]["hash"]
+    outside = tmp_path / "outside.zst"
+    (folder / "files" / f"{main_hash}.zst").rename(outside)
+    os.symlink(outside, folder / "files" / f"{main_hash}.zst")
+    run = Bundle(sample_bundle).entity("run", "VIS-1")
+    with pytest.raises(BundleError, match="not a regular file"):
+        run.read_file(main_hash)
+    problems = run.verify()
+    assert any(f"files/{main_hash}.zst is a symlink" in p for p in problems)
+    assert any(f"files/{main_hash}.zst is missing" in p for p in problems)
