@@ -213,11 +213,13 @@ class _SeriesSink:
         if not any(self.points.values()):
             return False
         reader = None
+        spilled = None
         if self._spill is not None:
             self.close()
             # Read spilled batches into fresh buffers one at a time (no memory map: mapped pages would count
             # towards RSS until the whole file is done).
-            reader = ipc.open_file(pa.OSFile(str(self._spill_path)))
+            spilled = pa.OSFile(str(self._spill_path))
+            reader = ipc.open_file(spilled)
         writer = pq.ParquetWriter(
             str(out),
             self.schema,
@@ -239,6 +241,8 @@ class _SeriesSink:
                 self._emit(writer, pending, pending_rows)
         finally:
             writer.close()
+            if spilled is not None:
+                spilled.close()
         self._chunks.clear()
         return True
 
