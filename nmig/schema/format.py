@@ -81,6 +81,10 @@ class BundleError(NmigError):
     """The folder is not a bundle this nmig can read, or a part of it is damaged."""
 
 
+class BundleWarning(UserWarning):
+    """A damaged entity left out of a multi-entity read (the others are still returned)."""
+
+
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -5,6 +5,8 @@ returned quietly."""
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -16,6 +18,7 @@ from nmig.schema.format import (
     SERIES_SCHEMAS,
     SERIES_TYPE_KIND,
     BundleError,
+    BundleWarning,
     decode_atom,
     decode_datetime,
     decode_float,
@@ -36,6 +39,16 @@ def _usable(entity: EntityBundle) -> EntityBundle:
     if entity.problems:
         raise BundleError(f"{entity.kind} {entity.sys_id} cannot be read: {'; '.join(entity.problems)}")
     return entity
+
+
+def _each_readable(bundle_dir: PathLike, run_id: str | None, kind: str) -> Iterator[EntityBundle]:
+    """The entities to read. Asked for one, its damage raises; reading all, a damaged one is left out
+    with a BundleWarning naming it and the others are still read."""
+    for entity in _entities(bundle_dir, run_id, kind):
+        if run_id is not None or not entity.problems:
+            yield _usable(entity)
+        else:
+            warnings.warn(f"left out: {'; '.join(entity.problems)}", BundleWarning, stacklevel=3)
 
 
 def _decoded(attribute: dict[str, Any]) -> Any:
@@ -98,8 +111,7 @@ def read_attributes(bundle_dir: PathLike, run_id: str | None = None, kind: str =
     """One row per attribute (and per skipped item): run_id, path, type, value, points, last_step,
     file_hash, file_size, name, ext, detail (fileSet entries / artifact files / raw values), skipped."""
     rows = []
-    for entity in _entities(bundle_dir, run_id, kind):
-        _usable(entity)
+    for entity in _each_readable(bundle_dir, run_id, kind):
         for attribute in entity.attributes:
             type_ = attribute.get("type")
             info = attribute.get("file") if type_ == "file" else None
@@ -136,16 +148,16 @@ def _read_series(bundle_dir: PathLike, series_kind: str, run_id: str | None, pat
                  kind: str) -> pd.DataFrame:
     wanted = [path] if isinstance(path, str) else path
     tables = []
-    for entity in _entities(bundle_dir, run_id, kind):
-        parquet = _usable(entity).open_series(series_kind)
-        if parquet is None:
-            continue
+    for entity in _each_readable(bundle_dir, run_id, kind):
         try:
-            table = parquet.read()
-        except (OSError, pa.ArrowException) as exc:
-            raise BundleError(f"{entity.kind} {entity.sys_id}: series_{series_kind}.parquet is damaged: {exc}") from None
-        finally:
-            parquet.close()
+            table = _read_table(entity, series_kind)
+        except BundleError as exc:
+            if run_id is not None:
+                raise
+            warnings.warn(f"left out: {exc}", BundleWarning, stacklevel=3)
+            continue
+        if table is None:
+            continue
         table = table.set_column(0, "path", table.column("path").cast(pa.string()))
         if wanted is not None:
             table = table.filter(pc.is_in(table.column("path"), pa.array(wanted, pa.string())))
@@ -155,6 +167,18 @@ def _read_series(bundle_dir: PathLike, series_kind: str, run_id: str | None, pat
                       + [f for f in schema if f.name != "path"])
     table = pa.concat_tables(tables) if tables else empty.empty_table()
     return table.to_pandas()
+
+
+def _read_table(entity: EntityBundle, series_kind: str) -> pa.Table | None:
+    parquet = entity.open_series(series_kind)
+    if parquet is None:
+        return None
+    try:
+        return parquet.read()
+    except (OSError, pa.ArrowException) as exc:
+        raise BundleError(f"{entity.kind} {entity.sys_id}: series_{series_kind}.parquet is damaged: {exc}") from None
+    finally:
+        parquet.close()
 
 
 def read_float_series(bundle_dir: PathLike, run_id: str | None = None, path: str | list[str] | None = None,

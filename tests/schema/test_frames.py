@@ -10,6 +10,7 @@ import pytest
 
 from nmig.schema import (
     BundleError,
+    BundleWarning,
     EntityWriter,
     read_attributes,
     read_file,
@@ -86,11 +87,20 @@ def test_read_file(two_runs: Path) -> None:
         read_file(two_runs, "VIS-9", "source/main")
 
 
-def test_damaged_series_raises_instead_of_returning(two_runs: Path) -> None:
+def test_damaged_run_raises_alone_and_is_left_out_with_a_warning_among_all(two_runs: Path) -> None:
     parquet = two_runs / "runs" / "VIS-1" / "series_float.parquet"
     parquet.write_bytes(parquet.read_bytes().replace(b"metrics/loss", b"metrics/lose"))
     with pytest.raises(BundleError, match="checksum"):
-        read_float_series(two_runs)
+        read_float_series(two_runs, "VIS-1")
+    with pytest.warns(BundleWarning, match="VIS-1: series_float.parquet does not match its checksum"):
+        frame = read_float_series(two_runs)
+    assert set(frame["run_id"]) == {"VIS-2"} and len(frame) == 2
+    (two_runs / "runs" / "VIS-2" / "manifest.json").write_text("{broken")
+    with pytest.warns(BundleWarning, match="run VIS-2: manifest.json is unreadable"):
+        attrs = read_attributes(two_runs)
+    assert set(attrs["run_id"]) == {"VIS-1"}
+    runs = read_runs(two_runs).set_index("sys_id")
+    assert not runs.loc["VIS-2", "complete"] and "unreadable" in runs.loc["VIS-2", "incomplete_reason"]
 
 
 def test_attribute_named_like_a_fixed_column_is_kept(bundle_dir: Path) -> None:
