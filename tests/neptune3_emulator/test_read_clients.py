@@ -375,3 +375,40 @@ def test_unknown_project_and_other_workspace_are_refused_with_the_clients_clear_
 def test_malformed_requests_are_answered_400(written: dict[str, Any], path: str, body: Any) -> None:
     status, raw = post(written["info"], path, body, projectIdentifier=written["project"])
     assert status == 400, raw
+
+
+def _copy_data_folder(source: Path, target: Path) -> None:
+    """A consistent copy of a served data folder: the SQLite backup API reads committed data only."""
+    import shutil
+    import sqlite3
+
+    from nmig.emulators.neptune3.store import DB_FILE
+
+    target.mkdir(parents=True)
+    with sqlite3.connect(f"file:{source / DB_FILE}?mode=ro", uri=True) as src, sqlite3.connect(target / DB_FILE) as dst:
+        src.backup(dst)
+    shutil.copytree(source / "blobs", target / "blobs")
+
+
+@pytest.mark.slow
+def test_reads_under_injected_faults_return_the_same_data(written: dict[str, Any]) -> None:
+    """neptune-query retries 5xx and 429 answers: with faults injected, it still reads everything exactly."""
+    from neptune_query.warnings import Http5xxWarning, Http429Warning, Http503Warning
+
+    project, tmp = written["project"], written["tmp"]
+    expected_metrics = nq_runs.fetch_metrics(project=project, runs=".*", attributes=".*", include_time="absolute")
+    expected_table = nq_runs.fetch_runs_table(project=project, attributes="^cfg/|^sys/(tags|custom_run_id)$")
+    faulty_dir = tmp / "faulty"
+    _copy_data_folder(tmp / "data", faulty_dir)
+    with serve_neptune3(data_dir=faulty_dir, fail_rate=0.2, throttle_rate=0.05, seed=3) as info:
+        nq.set_api_token(info.api_token)
+        try:
+            with pytest.warns((Http5xxWarning, Http503Warning, Http429Warning)):  # faults happened and were retried
+                metrics = nq_runs.fetch_metrics(project=project, runs=".*", attributes=".*", include_time="absolute")
+                table = nq_runs.fetch_runs_table(project=project, attributes="^cfg/|^sys/(tags|custom_run_id)$")
+                series = nq_runs.fetch_series(project=project, runs=["main"], attributes=["logs/out"])
+        finally:
+            nq.set_api_token(written["info"].api_token)
+    pd.testing.assert_frame_equal(metrics, expected_metrics)
+    pd.testing.assert_frame_equal(table, expected_table)
+    assert len(series_points(series, "main", "logs/out")) == 30
