@@ -237,3 +237,13 @@ def test_missing_run_is_reported_by_the_client(token: str) -> None:
 
     with pytest.raises(MetadataContainerNotFound):
         neptune.init_run(project="acme/all-types", with_id="AT-99", api_token=token, mode="read-only")
+
+
+def test_empty_project_tables(token: str) -> None:
+    empty = neptune.init_project(project="acme/empty-project", api_token=token, mode="read-only")
+    try:
+        assert len(empty.fetch_runs_table().to_pandas()) == 0
+        assert len(empty.fetch_models_table().to_pandas()) == 0
+        assert empty["sys/id"].fetch() == "EMP"
+    finally:
+        empty.stop()

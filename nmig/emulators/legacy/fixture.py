@@ -43,6 +43,26 @@ _DEFAULT_OWNER = "emulator-user"
 _ID_NAMESPACE = uuid.UUID("6f1d2c1e-8d0b-4a53-9b7e-3f0c5a2b9e11")
 
 
+# The sys/* attributes every run, model and model version has on a real 2.x service, with their types.
+STANDARD_SYS_TYPES = {
+    "sys/id": "string",
+    "sys/name": "string",
+    "sys/description": "string",
+    "sys/creation_time": "datetime",
+    "sys/modification_time": "datetime",
+    "sys/ping_time": "datetime",
+    "sys/owner": "string",
+    "sys/state": "experimentState",
+    "sys/tags": "stringSet",
+    "sys/group_tags": "stringSet",
+    "sys/trashed": "bool",
+    "sys/failed": "bool",
+    "sys/size": "float",
+    "sys/running_time": "float",
+    "sys/monitoring_time": "int",
+}
+
+
 class FixtureError(NmigError):
     """The fixture cannot be served; the message names the project, object and path at fault."""
 
@@ -251,35 +271,31 @@ def _parse_container(
 def _fill_defaults(container: Container, base: dict[str, Any], *, minimal: bool) -> None:
     """Add the sys/* attributes a real 2.x object always has, unless the fixture gives them."""
     attrs = container.attributes
-    defaults: dict[str, tuple[str, Any]] = {}
-    for path, value in base.items():
-        kind = "datetime" if isinstance(value, datetime) else "string"
-        defaults[path] = (kind, value)
+    defaults = dict(base)
     if not minimal:
         created = (
             attrs["sys/creation_time"].value if "sys/creation_time" in attrs else base["sys/creation_time"]
         )
-        size = sum(_content_size(a) for a in attrs.values())
         defaults.update(
             {
-                "sys/name": ("string", "Untitled"),
-                "sys/description": ("string", ""),
-                "sys/modification_time": ("datetime", created),
-                "sys/ping_time": ("datetime", created),
-                "sys/owner": ("string", _DEFAULT_OWNER),
-                "sys/state": ("experimentState", "idle"),
-                "sys/tags": ("stringSet", []),
-                "sys/group_tags": ("stringSet", []),
-                "sys/trashed": ("bool", False),
-                "sys/failed": ("bool", False),
-                "sys/size": ("float", float(size)),
-                "sys/running_time": ("float", 0.0),
-                "sys/monitoring_time": ("int", 0),
+                "sys/name": "Untitled",
+                "sys/description": "",
+                "sys/modification_time": created,
+                "sys/ping_time": created,
+                "sys/owner": _DEFAULT_OWNER,
+                "sys/state": "idle",
+                "sys/tags": [],
+                "sys/group_tags": [],
+                "sys/trashed": False,
+                "sys/failed": False,
+                "sys/size": float(sum(_content_size(a) for a in attrs.values())),
+                "sys/running_time": 0.0,
+                "sys/monitoring_time": 0,
             }
         )
-    for path, (kind, value) in defaults.items():
+    for path, value in defaults.items():
         if path not in attrs:
-            attrs[path] = Attribute(path, kind, value)
+            attrs[path] = Attribute(path, STANDARD_SYS_TYPES.get(path, "string"), value)
 
 
 def _content_size(attr: Attribute) -> int:

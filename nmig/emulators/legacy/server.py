@@ -24,6 +24,7 @@ import numpy as np
 
 from nmig.emulators.http import EmulatorInfo, FaultPlan, Request, Response, Router, serve_in_thread
 from nmig.emulators.legacy.fixture import (
+    STANDARD_SYS_TYPES,
     Attribute,
     Container,
     FloatSeries,
@@ -651,7 +652,11 @@ class LegacyEmulator:
         if project is None:
             return _error(404, "PROJECT_NOT_FOUND", "project not found")
         search = request.arg("search") or ""
-        found: dict[tuple[str, str], None] = {}
+        # Assumption: the service knows the standard sys/* columns of a project even before it has objects
+        # (otherwise the client's default sort by sys/creation_time fails on an empty project).
+        found: dict[tuple[str, str], None] = {
+            (p, t): None for p, t in STANDARD_SYS_TYPES.items() if search in p
+        }
         for container in self._children(project, request.query.get("type", [])):
             for attr in container.attributes.values():
                 if search in attr.path:
