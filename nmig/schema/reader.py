@@ -446,7 +446,7 @@ class Bundle:
 
     def _names(self, kind: str) -> list[tuple[str, bool]]:
         if kind not in KIND_FOLDERS:
-            raise ValueError(f"unknown entity kind {kind!r}")
+            raise BundleError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
         folder = self.path / KIND_FOLDERS[kind]
         if not folder.is_dir():
             return []
@@ -461,12 +461,14 @@ class Bundle:
         return result
 
     def entities(self, kind: str = "run") -> list[EntityBundle]:
-        folder = self.path / KIND_FOLDERS[kind] if kind in KIND_FOLDERS else None
-        return [EntityBundle(folder / name, kind, name) for name in self.sys_ids(kind)] if folder else []
+        """Every entity of a kind, sorted by id; damaged ones included (see EntityBundle.problems)."""
+        names = self.sys_ids(kind)
+        folder = self.path / KIND_FOLDERS[kind]
+        return [EntityBundle(folder / name, kind, name) for name in names]
 
     def entity(self, kind: str, sys_id: str) -> EntityBundle:
         if kind not in KIND_FOLDERS:
-            raise BundleError(f"unknown entity kind {kind!r}")
+            raise BundleError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
         safe_component(sys_id)
         path = self.path / KIND_FOLDERS[kind] / sys_id
         if not path.is_dir() or path.is_symlink():

@@ -40,4 +40,5 @@ def test_ten_million_points_in_bounded_memory(tmp_path: Path) -> None:
                             text=True, timeout=240, env=env, check=True)
     rows, last, peak_mb = result.stdout.split()
     assert int(rows) == 10_000_000 and float(last) == 9_999_999.0
+    print(f"10,000,000 float points written and read back; peak RSS {peak_mb} MB (limit {LIMIT_MB} MB)")
     assert int(peak_mb) < LIMIT_MB, f"peak RSS {peak_mb} MB"

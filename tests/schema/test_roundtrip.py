@@ -176,3 +176,12 @@ def test_writer_refuses_wrong_values_and_duplicates(bundle_dir: Path) -> None:
         with pytest.raises(ValueError):
             run.add_float_points("t", [0, 1], [1.0], [0, 1])
     assert Bundle(bundle_dir).entity("run", "R-1").complete
+
+
+def test_unknown_kind_is_refused(sample_bundle: Path) -> None:
+    from nmig.schema import BundleError
+
+    with pytest.raises(BundleError, match="unknown entity kind"):
+        Bundle(sample_bundle).entities("experiment")
+    with pytest.raises(ValueError, match="unknown entity kind"):
+        EntityWriter(sample_bundle, "experiment", "X-1")
