@@ -1,0 +1,121 @@
+"""Killing the export at several points and re-running, or exporting through a server failing 10% of its
+requests, gives a bundle identical in content to a clean export; an attribute that stays unreadable leaves
+its run incomplete with a non-zero exit, and a re-run completes it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from exporter_helpers import PROJECT, WORKSPACE, digests, export, serving, standard_fixture
+
+from nmig.emulators.http import EmulatorInfo
+from nmig.schema import KIND_FOLDERS
+
+
+def _committed(out: Path) -> int:
+    return sum(len(list((out / f).iterdir())) for f in KIND_FOLDERS.values() if (out / f).is_dir())
+
+
+def _partial_work(out: Path) -> bool:
+    partial = out / ".partial"
+    return partial.is_dir() and any(p.is_dir() for p in partial.iterdir())
+
+
+def _export_process(info: EmulatorInfo, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "NEPTUNE_API_TOKEN": info.api_token, **info.env}
+    command = [sys.executable, "-m", "nmig", "export", "--project", f"{WORKSPACE}/{PROJECT}", "--out", str(out)]
+    return subprocess.Popen(
+        [*command, "--include-trashed", "--quiet", "--max-workers", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _kill_when(process: subprocess.Popen[bytes], condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        while not condition():
+            if process.poll() is not None:
+                return  # finished before the kill point: the re-run then has less to do, still a valid case
+            if time.monotonic() > deadline:
+                pytest.fail("the export never reached the kill point")
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+        if process.stderr:
+            process.stderr.close()
+
+
+@pytest.mark.slow
+def test_killed_at_several_points_then_rerun_equals_clean(
+    standard_server: EmulatorInfo, clean_bundle: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bundle"
+    kill_points: list[Callable[[], bool]] = [
+        lambda: _partial_work(out) and _committed(out) == 0,  # inside the first entity
+        lambda: _committed(out) >= 3,
+        lambda: _committed(out) >= 6 and _partial_work(out),  # between commits, with work in flight
+    ]
+    killed_with: list[int] = []
+    for condition in kill_points:
+        process = _export_process(standard_server, out)
+        _kill_when(process, condition)
+        killed_with.append(_committed(out))
+    assert killed_with[0] < len(digests(clean_bundle))  # the kills really interrupted the export
+    final = _export_process(standard_server, out)
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()
+    assert digests(out) == digests(clean_bundle)
+    assert standard_server.api_token not in (out / "export.log").read_text("utf-8")
+
+
+@pytest.mark.slow
+def test_ten_percent_failing_server_gives_the_same_bundle(tmp_path: Path) -> None:
+    # Both servers on the same port: the bundle records source URLs, which name it.
+    with serving(standard_fixture()) as info:
+        clean = export(info, tmp_path / "clean", include_trashed=True)
+        port = int(info.url.rsplit(":", 1)[1])
+    with serving(standard_fixture(), port=port, fail_rate=0.10, throttle_rate=0.02, seed=11) as info:
+        result = export(info, tmp_path / "bundle", include_trashed=True)
+    assert not clean.failed and not result.failed, result.failed
+    assert len(digests(tmp_path / "bundle")) == 10
+    assert digests(tmp_path / "bundle") == digests(tmp_path / "clean")
+
+
+def test_unreadable_attribute_leaves_run_incomplete_then_rerun_completes(
+    standard_server: EmulatorInfo, clean_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nmig.exporter import source
+
+    real_page = source.LegacySource.series_page
+
+    def failing_page(self: source.LegacySource, kind: str, container_id: str, path: str, offset: int, limit: int):  # type: ignore[no-untyped-def]
+        if path == "metrics/loss" and offset >= 1_000 and container_id == failing_container:
+            raise ConnectionError("connection reset by the test")
+        return real_page(self, kind, container_id, path, offset, limit)
+
+    failing_container = ""
+    with source.LegacySource(f"{WORKSPACE}/{PROJECT}", standard_server.api_token, quiet=True) as probe:
+        failing_container = next(r.container_id for r in probe.list_entities("run", None, True) if r.sys_id == "VIS-3")
+    monkeypatch.setattr(source.LegacySource, "series_page", failing_page)
+    monkeypatch.setattr("nmig.exporter.entity.time.sleep", lambda s: None)  # our back-off, not the server's
+    out = tmp_path / "bundle"
+    result = export(standard_server, out, include_trashed=True)
+    assert [(ref.sys_id if ref else None) for ref, _, _ in result.failed] == ["VIS-3"]
+    reason = result.failed[0][2]
+    assert "metrics/loss" in reason and "connection reset by the test" in reason
+    assert not (out / "runs" / "VIS-3" / "COMPLETE").exists()
+    assert "INCOMPLETE" in (out / "export.log").read_text("utf-8")
+    monkeypatch.setattr(source.LegacySource, "series_page", real_page)
+    again = export(standard_server, out, include_trashed=True)
+    assert [r.sys_id for r in again.exported] == ["VIS-3"] and not again.failed
+    assert digests(out) == digests(clean_bundle)
