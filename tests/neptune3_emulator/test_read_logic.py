@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from neptune_query.filters import Attribute, Filter
@@ -162,3 +163,68 @@ def test_attribute_selection_combines_names_regexes_and_types() -> None:
     assert not selection.accepts("other/loss", "float_series")
     exact = AttributeSelection.from_params({"attributeNamesFilter": ["a", "b"]})
     assert exact.accepts("a", "int") and not exact.accepts("c", "int")
+
+
+# -- fork lineage on a store filled directly (cases the client cannot produce: own points below the fork step) --
+
+
+@pytest.fixture
+def lineage_store(tmp_path: Any) -> Any:
+    from nmig.emulators.neptune3.store import Store
+
+    store = Store(tmp_path / "data")
+    conn = store.connection()
+    conn.execute("INSERT INTO projects (workspace, name, key, created_ms) VALUES ('demo', 'p', 'P', 0)")
+
+    def add_run(run_id: str, parent: str | None, fork_step: float | None, steps: list[float]) -> None:
+        whole, micro = step_key(fork_step) if fork_step is not None else (None, None)
+        run_pk = conn.execute(
+            "INSERT INTO runs (project_pk, run_id, sys_id, family, creation_ms, modification_ms, owner,"
+            " fork_parent_project, fork_parent_run_id, fork_step_whole, fork_step_micro)"
+            " VALUES (1, ?, ?, ?, 0, 0, 'o', ?, ?, ?, ?) RETURNING run_pk",
+            (run_id, f"P-{run_id}", run_id, "demo/p" if parent else None, parent, whole, micro),
+        ).fetchone()[0]
+        attr_pk = conn.execute(
+            "INSERT INTO attributes (run_pk, path, type, point_count) VALUES (?, 'm', 'float_series', ?)"
+            " RETURNING attr_pk",
+            (run_pk, len(steps)),
+        ).fetchone()[0]
+        conn.executemany(
+            "INSERT INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, 0, ?)",
+            [(attr_pk, *step_key(step), step * 10) for step in steps],
+        )
+
+    add_run("P", None, None, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    add_run("C", "P", 5, [4.5, 6, 7])
+    add_run("G", "C", 6, [8, 9])
+    yield store
+    store.close()
+
+
+def _lineage_steps(store: Any, run_id: str, full: bool, descending: bool = True, limit: int | None = None,
+                   lo: tuple[int, int] = LOWEST, hi: tuple[int, int] = HIGHEST) -> list[float]:
+    from nmig.emulators.neptune3.retrieval_runs import find_run
+    from nmig.emulators.neptune3.retrieval_series import lineage_segments, read_points
+
+    conn = store.connection()
+    run = find_run(conn, 1, RunIdentifier("demo/p", run_id=run_id))
+    assert run is not None
+
+    def parent_of(child: Any) -> Any:
+        return find_run(conn, 1, RunIdentifier("demo/p", run_id=child.fork_parent_run_id))
+
+    segments = lineage_segments(conn, run, "m", frozenset({"float_series"}), full, parent_of)
+    return [w + m / 1e6 for w, m, *_ in read_points(conn, segments, lo, hi, descending, limit)]
+
+
+def test_lineage_keeps_own_points_and_inherits_only_below_them_and_the_fork_step(lineage_store: Any) -> None:
+    assert _lineage_steps(lineage_store, "C", full=True, descending=False) == [1, 2, 3, 4, 4.5, 6, 7]
+    assert _lineage_steps(lineage_store, "G", full=True, descending=False) == [1, 2, 3, 4, 4.5, 6, 8, 9]
+    assert _lineage_steps(lineage_store, "G", full=False, descending=False) == [8, 9]
+    assert _lineage_steps(lineage_store, "P", full=True, descending=False) == list(range(1, 11))
+
+
+def test_lineage_pages_across_runs_in_both_directions(lineage_store: Any) -> None:
+    assert _lineage_steps(lineage_store, "G", full=True, limit=4) == [9, 8, 6, 4.5]
+    assert _lineage_steps(lineage_store, "G", full=True, limit=3, hi=step_key(4.5)) == [4, 3, 2]
+    assert _lineage_steps(lineage_store, "G", full=True, descending=False, limit=3, lo=next_key(step_key(4))) == [4.5, 6, 8]

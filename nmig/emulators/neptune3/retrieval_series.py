@@ -90,14 +90,15 @@ def lineage_segments(
         ).fetchone()
         if attr is not None and attr[1] in types:
             segments.append(Segment(attr[0], LOWEST, hi, int(attr[2] or 0)))
+        if not full_lineage or current.fork_parent_run_id is None or current.fork_step_whole is None:
+            break
+        if attr is not None and attr[1] in types:
             first = conn.execute(
                 "SELECT step_whole, step_micro FROM points WHERE attr_pk = ? ORDER BY step_whole, step_micro LIMIT 1",
                 (attr[0],),
             ).fetchone()
             if first is not None:
                 hi = min(hi, (first[0], first[1]))
-        if not full_lineage or current.fork_parent_run_id is None or current.fork_step_whole is None:
-            break
         hi = min(hi, next_key((current.fork_step_whole, current.fork_step_micro or 0)))
         current = parent_of(current)
     return segments
