@@ -269,3 +269,27 @@ def test_symlinks_inside_an_entity_are_not_followed(sample_bundle: Path, tmp_pat
     problems = run.verify()
     assert any(f"files/{main_hash}.zst is a symlink" in p for p in problems)
     assert any(f"files/{main_hash}.zst is missing" in p for p in problems)
+
+
+def test_concurrent_writers_of_one_entity_give_the_sequential_result(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fill(run: EntityWriter, index: int) -> None:
+        steps = np.arange(index * 10, index * 10 + 3000, dtype=np.float64)
+        for start in range(0, 3000, 500):
+            run.add_float_points(f"m/{index}", steps[start:start + 500], steps[start:start + 500] / 7,
+                                 steps[start:start + 500].astype(np.int64))
+        run.add_file(f"f/{index}", bytes([index]) * 100_000 + b"shared" * 1000, name=str(index), ext="bin")
+        run.add_file(f"g/{index}", b"same everywhere", name="g", ext=None)
+
+    write_export_info(tmp_path / "seq", {})
+    with EntityWriter(tmp_path / "seq", "run", "C-1") as run:
+        for index in range(8):
+            fill(run, index)
+    write_export_info(tmp_path / "par", {})
+    with EntityWriter(tmp_path / "par", "run", "C-1") as run, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: fill(run, i), reversed(range(8))))
+    sequential = Bundle(tmp_path / "seq").entity("run", "C-1")
+    parallel = Bundle(tmp_path / "par").entity("run", "C-1")
+    assert parallel.verify(deep=True) == []
+    assert content_digest(sequential) == content_digest(parallel)
