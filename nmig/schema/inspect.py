@@ -217,7 +217,9 @@ def render_summary(summary: dict[str, Any], limit: int = 20) -> str:
     lines.append(f"errors: {summary['errors']}")
     lines.append(f"incomplete: {len(summary['incomplete'])}")
     for item in summary["incomplete"][:limit]:
-        lines.append(f"  {item['kind']} {item['sys_id']}: {item['reason']}")
+        prefix = f"{item['kind']} {item['sys_id']}: "
+        reason = str(item["reason"]).replace(prefix, "")
+        lines.append(f"  {prefix}{reason}")
     if len(summary["incomplete"]) > limit:
         lines.append(f"  ... and {len(summary['incomplete']) - limit} more (--json lists all)")
     if summary["strays"] and not summary["checked"]:

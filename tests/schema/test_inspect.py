@@ -64,3 +64,17 @@ def test_bad_input_is_one_line(tmp_path: Path, sample_bundle: Path) -> None:
     newer = _inspect(str(sample_bundle))
     assert newer.exit_code == 2 and "newer than this nmig supports" in newer.output
     assert len(newer.output.strip().splitlines()) == 1
+
+
+def test_damaged_entity_is_reported_and_the_rest_summarised(sample_bundle: Path, write_run) -> None:
+    write_run(sample_bundle, "VIS-2")
+    (sample_bundle / "runs" / "VIS-2" / "manifest.json").write_text("[1, 2")
+    (sample_bundle / "runs" / "bad..name").mkdir()
+    (sample_bundle / "runs" / ".hidden").mkdir()
+    result = _inspect(str(sample_bundle), "--check")
+    assert result.exit_code == 1
+    assert "entities: 3 runs (1 complete)" in result.output  # bad..name is a plain id: an empty entity
+    assert "run bad..name: manifest.json is missing" in result.output
+    assert "run VIS-2: manifest.json is unreadable" in result.output
+    assert "runs/.hidden: not an entity folder" in result.output
+    assert "series points: 4 float" in result.output  # VIS-1 still counted
