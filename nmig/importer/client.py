@@ -8,6 +8,10 @@ pinned client (0.30.x) offers, underneath:
   its operation log without starting a sync process;
 * `OperationsRepository.save_update_run_snapshots(list)`: many `UpdateRunSnapshot` protobufs per SQLite
   transaction (one per step, exactly what `Run.log_metrics` would have produced);
+* `SenderThread.submit` and `StatusTrackingThread.check_batch` (the client's own request and status calls,
+  with its retry/backoff and error mapping): series points go straight from the bundle into
+  `UpdateRunSnapshots` requests of up to ~8 MB, one snapshot per step as `Run.log_metrics` builds them,
+  skipping the operation log's per-point SQLite write and read-back;
 * the sync process's own `SenderThread`, `StatusTrackingThread` and `FileUploaderThread`, which nmig starts
   in this process, one trio per run, sharing one authenticated API client per role and worker instead of
   logging in three times per run.
@@ -28,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot, Value
+from neptune_api.proto.google_rpc.code_pb2 import Code
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import (
+    Step,
+    UpdateRunSnapshot,
+    UpdateRunSnapshots,
+)
+from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 from neptune_scale import Run
 from neptune_scale.exceptions import (
     NeptuneRetryableError,
@@ -38,8 +48,13 @@ from neptune_scale.exceptions import (
 )
 from neptune_scale.net.api_client import ApiClient
 from neptune_scale.sync.operations_repository import OperationsRepository
-from neptune_scale.sync.parameters import MAX_SINGLE_OPERATION_SIZE_BYTES
-from neptune_scale.sync.sync_process import FileUploaderThread, SenderThread, StatusTrackingThread
+from neptune_scale.sync.parameters import MAX_REQUEST_SIZE_BYTES
+from neptune_scale.sync.sync_process import (
+    FileUploaderThread,
+    SenderThread,
+    StatusTrackingThread,
+    code_to_exception,
+)
 from neptune_scale.types import File
 
 # The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
@@ -118,30 +133,35 @@ def make_timestamp(ms: int) -> Timestamp:
     return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
 
 
-def float_snapshots(path: str, micros: Sequence[int], values: Sequence[float], timestamps_ms: Sequence[int]) -> list[UpdateRunSnapshot]:
+def new_request(project: str, run_id: str) -> RunOperation:
+    """An empty update request for one run; points are added in place (no per-point message copies)."""
+    return RunOperation(project=project, run_id=run_id, update_batch=UpdateRunSnapshots())
+
+
+def append_float_points(
+    request: RunOperation, path: str, micros: Sequence[int], values: Sequence[float], timestamps_ms: Sequence[int]
+) -> None:
     """One UpdateRunSnapshot per point, as Run.log_metrics builds them (step as whole + micro parts)."""
-    out = []
-    append = out.append
+    add = request.update_batch.snapshots.add
     for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
-        update = UpdateRunSnapshot(
+        snapshot = add(
             step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
             timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
         )
-        update.append[path].float64 = value
-        append(update)
-    return out
+        snapshot.append[path].float64 = value
 
 
-def string_snapshots(path: str, micros: Sequence[int], values: Sequence[str], timestamps_ms: Sequence[int]) -> list[UpdateRunSnapshot]:
-    out = []
+def append_string_points(
+    request: RunOperation, path: str, micros: Sequence[int], values: Sequence[str], timestamps_ms: Sequence[int]
+) -> None:
+    """As Run.log_string_series builds them."""
+    add = request.update_batch.snapshots.add
     for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
-        update = UpdateRunSnapshot(
+        snapshot = add(
             step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
             timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
         )
-        update.append[path].CopyFrom(Value(string=value))
-        out.append(update)
-    return out
+        snapshot.append[path].string = value
 
 
 class _Uploader(FileUploaderThread):
@@ -172,6 +192,7 @@ class RunSink:
         clients: ClientPool,
     ) -> None:
         self.run_id = run_id
+        self.project = project
         self.run = Run(
             run_id=run_id,
             project=project,
@@ -254,17 +275,18 @@ class RunSink:
     def sync_alive(self) -> bool:
         return all(thread.is_alive() for thread in self._threads)
 
-    def wait_for_processing(self, timeout_s: float, backlog_ops: int = 0) -> bool:
-        """Wait until at most `backlog_ops` operations (and no files, when 0) are unconfirmed; False on
-        timeout or when a sync thread stopped (a fatal client error, recorded in the log's errors)."""
+    def wait_for_processing(self, timeout_s: float, files_too: bool = True) -> bool:
+        """What Run.wait_for_processing waits for: every operation confirmed processed (and, with
+        files_too, every file uploaded). False on timeout or when a sync thread stopped (a fatal client
+        error, recorded in the log's errors)."""
         deadline = time.monotonic() + timeout_s
         while True:
             ops, files = self.pending()
-            if ops <= backlog_ops and (backlog_ops or not files):
+            if not ops and (not files or not files_too):
                 return True
             if not self.sync_alive() or time.monotonic() > deadline:
                 return False
-            time.sleep(SYNC_POLL_S if not backlog_ops else 0.05)
+            time.sleep(SYNC_POLL_S)
 
     def drain_errors(self) -> list[ClientError]:
         """Every error the client recorded so far (removed from its log, as its ErrorsMonitor does)."""
@@ -299,4 +321,73 @@ class RunSink:
         self.run.close()
 
 
-MAX_OPERATION_BYTES = MAX_SINGLE_OPERATION_SIZE_BYTES
+
+
+# Direct requests: well under the client's 16 MB request limit, so a request never needs splitting.
+DIRECT_REQUEST_BYTES = min(8 * 1024 * 1024, MAX_REQUEST_SIZE_BYTES // 2)
+DIRECT_REQUEST_POINTS = 100_000
+
+
+@dataclass
+class _Request:
+    request_id: str
+    labels: tuple[str, ...]
+    points: int
+
+
+class DirectSeriesSender:
+    """Series points sent as UpdateRunSnapshots requests through the client's own submit/check_batch calls.
+
+    Each request carries the points of one attribute, so a status error names its attribute exactly.
+    """
+
+    def __init__(self, sink: RunSink, project: str) -> None:
+        self._sink = sink
+        self._project = project
+        self._pending: list[_Request] = []
+        self.errors: list[tuple[tuple[str, ...], ClientError]] = []
+        self.points_confirmed = 0
+
+    def new_request(self) -> RunOperation:
+        return new_request(self._project, self._sink.run_id)
+
+    def send(self, request: RunOperation, labels: tuple[str, ...]) -> None:
+        response = self._sink._sender.submit(operation=request)
+        if response is None or not response.request_ids:
+            raise RuntimeError("the service answered a submit without a request id")
+        self._pending.append(_Request(response.request_ids[-1], labels, len(request.update_batch.snapshots)))
+
+    def poll(self) -> int:
+        """Check the status of sent requests; returns how many are still being processed."""
+        while self._pending:
+            batch = self._pending[:1000]
+            status = self._sink._status.check_batch(request_ids=[r.request_id for r in batch])
+            if status is None:
+                return len(self._pending)
+            done = 0
+            for request, request_status in zip(batch, status.statuses, strict=False):
+                codes = list(request_status.code_by_count)
+                if any(c.code == Code.UNAVAILABLE for c in codes):
+                    break
+                for code in codes:
+                    if code.code != Code.OK:
+                        exc = code_to_exception(code.detail)
+                        self.errors.append(
+                            (request.labels, ClientError(_classify(exc), type(exc).__name__, str(exc).strip(), None))
+                        )
+                self.points_confirmed += request.points
+                done += 1
+            del self._pending[:done]
+            if done < len(batch):
+                return len(self._pending)
+        return 0
+
+    def wait(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while self.poll():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return True

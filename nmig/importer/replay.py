@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -25,9 +28,9 @@ from nmig.importer.limits import SeriesFilter
 from nmig.importer.plan import Event, RunPlan, safe_file_name
 from nmig.schema import BundleError, EntityBundle
 
-# Unconfirmed operations allowed in a run's log before the writer waits for the service (bounds the log's
-# size and the client's per-request scan of it; ~12 MB of float points).
-BACKLOG_OPS = 300_000
+# Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in
+# flight: ~8 MB each).
+MAX_IN_FLIGHT = 8
 BATCH_ROWS = 65_536
 PROCESSING_TIMEOUT_S = 600.0
 
@@ -77,6 +80,86 @@ def _segments(batch: pa.RecordBatch) -> Iterator[tuple[str, int, int]]:
 
 def _timestamps_ms(column: pa.Array) -> np.ndarray:
     return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+
+
+class _PipelinedSender:
+    """Builds requests of one attribute's points in the caller's thread and submits them from a second
+    thread, so building the next request overlaps with the service ingesting the last one."""
+
+    def __init__(self, direct: nclient.DirectSeriesSender, on_points: Callable[[int], None]) -> None:
+        self._direct = direct
+        self._on_points = on_points
+        self._queue: queue.Queue[tuple[Any, tuple[str, ...]] | None] = queue.Queue(maxsize=2)
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._submit_loop, name="nmig-submit", daemon=True)
+        self._request: Any = None
+        self._points = 0
+        self._path: str | None = None
+        self._bytes = 0
+
+    def __enter__(self) -> _PipelinedSender:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self._flush()
+        finally:
+            self._queue.put(None)
+            self._thread.join()
+        if self._failure is not None and exc_type is None:
+            raise self._failure
+
+    def _submit_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue
+            request, labels = item
+            try:
+                while self._direct.poll() >= MAX_IN_FLIGHT:
+                    time.sleep(0.01)
+                self._direct.send(request, labels)
+                self._on_points(len(request.update_batch.snapshots))
+            except BaseException as exc:  # surfaced in the caller's thread by __exit__
+                self._failure = exc
+
+    def _flush(self) -> None:
+        if self._points:
+            assert self._path is not None
+            self._queue.put((self._request, (self._path,)))
+        self._request, self._points, self._bytes = None, 0, 0
+        if self._failure is not None:
+            raise self._failure
+
+    def _room(self, path: str, points: int, size: int) -> None:
+        """Start a new request when the path changes (one attribute per request) or this one is full."""
+        if path != self._path or self._points + points > nclient.DIRECT_REQUEST_POINTS or (
+            self._points and self._bytes + size > nclient.DIRECT_REQUEST_BYTES
+        ):
+            self._flush()
+            self._path = path
+        if self._request is None:
+            self._request = self._direct.new_request()
+        self._points += points
+        self._bytes += size
+
+    def add_float(self, path: str, micros: list[int], values: list[float], stamps: list[int]) -> None:
+        per_point = len(path) + 40
+        start = 0
+        while start < len(micros):
+            if path != self._path or self._points >= nclient.DIRECT_REQUEST_POINTS:
+                self._flush()
+                self._path = path
+            end = min(len(micros), start + nclient.DIRECT_REQUEST_POINTS - self._points)
+            self._room(path, end - start, per_point * (end - start))
+            nclient.append_float_points(self._request, path, micros[start:end], values[start:end], stamps[start:end])
+            start = end
+
+    def add_strings(self, path: str, micros: list[int], values: list[str], stamps: list[int]) -> None:
+        for micro, value, stamp in zip(micros, values, stamps, strict=True):
+            self._room(path, 1, len(path) + len(value.encode("utf-8")) + 40)
+            nclient.append_string_points(self._request, path, [micro], [value], [stamp])
 
 
 class RunReplayer:
@@ -131,10 +214,16 @@ class RunReplayer:
             self._files()
             self._file_series()
             sink.start_sync()
-            self._value_series("float")
-            self._value_series("string")
-            finished = sink.wait_for_processing(PROCESSING_TIMEOUT_S)
-            self._collect_errors(finished)
+            # Series go straight to the service; the run must exist there first.
+            created = sink.wait_for_processing(PROCESSING_TIMEOUT_S, files_too=False)
+            direct = nclient.DirectSeriesSender(sink, sink.project)
+            finished = False
+            if created:
+                with _PipelinedSender(direct, self.on_points) as sender:
+                    self._value_series("float", sender)
+                    self._value_series("string", sender)
+                finished = direct.wait(PROCESSING_TIMEOUT_S) and sink.wait_for_processing(PROCESSING_TIMEOUT_S)
+            self._collect_errors(finished, direct)
         finally:
             sink.close()
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -196,7 +285,7 @@ class RunReplayer:
                 f"{count} point description(s): 3.x file series have no description field; they stay in the bundle",
             )
 
-    def _value_series(self, kind: str) -> None:
+    def _value_series(self, kind: str, sender: _PipelinedSender) -> None:
         filters: dict[str, SeriesFilter] = {}
         try:
             for batch in self.entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=["path", "step", "value", "timestamp"]):
@@ -214,40 +303,26 @@ class RunReplayer:
                     kept_stamps = stamps[keep].tolist()
                     if kind == "float":
                         values = part.column(2).to_numpy(zero_copy_only=False)[keep].tolist()
-                        make = nclient.float_snapshots
+                        sender.add_float(item.target, kept_micros, values, kept_stamps)
                     else:
                         raw = part.column(2).to_pylist()
                         values = [raw[i] if raw[i] is not None else "" for i in np.flatnonzero(keep).tolist()]
                         values = series_filter.fit_values(values, steps[keep])
-                        make = nclient.string_snapshots
-                    for offset in range(0, len(kept_micros), nclient.SNAPSHOTS_PER_SAVE):
-                        chunk = slice(offset, offset + nclient.SNAPSHOTS_PER_SAVE)
-                        snapshots = make(item.target, kept_micros[chunk], values[chunk], kept_stamps[chunk])
-                        self._wait_for_room()
-                        self.sink.save_snapshots(snapshots, [item.target])
-                        self.outcome.points_sent += len(snapshots)
-                        self.on_points(len(snapshots))
+                        sender.add_strings(item.target, kept_micros, values, kept_stamps)
+                    self.outcome.points_sent += len(kept_micros)
         except BundleError as exc:
             self._event("", "failed", f"{kind} series: {exc}")
         for legacy_path, series_filter in filters.items():
             self._report_adjustments(legacy_path, series_filter)
 
-    def _wait_for_room(self) -> None:
-        while True:
-            ops, _files = self.sink.pending()
-            if ops < BACKLOG_OPS or not self.sink.sync_alive():
-                return
-            time.sleep(0.05)
-
-    def _collect_errors(self, finished: bool) -> None:
-        errors = self.sink.drain_errors()
+    def _collect_errors(self, finished: bool, direct: nclient.DirectSeriesSender) -> None:
+        errors = [(self.sink.labels_for(e.sequence_id), e) for e in self.sink.drain_errors()] + direct.errors
         failed = any(e.case == "failed" for e in self.outcome.events)
         legacy_of = self.plan.sources
-        for error in errors:
+        for labels, error in errors:
             if error.kind == "retryable":
                 self.outcome.warnings += 1
                 continue
-            labels = self.sink.labels_for(error.sequence_id)
             if error.error_type.startswith(_SERIES_ERRORS) or any(s in error.error_type for s in _SERIES_ERRORS):
                 narrowed = [p for p in labels if any(p == s.target for s in self.plan.series)]
                 labels = tuple(narrowed) or labels
