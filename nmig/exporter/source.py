@@ -34,7 +34,15 @@ CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
     ("neptune.internal.backends.utils", "build_operation_url"),
     ("bravado.client", "construct_request"),
     ("bravado.config", "RequestConfig"),
+    ("neptune.internal.backends.utils", "MissingApiClient"),
+    ("neptune.internal.backends.nql", "NQLEmptyQuery"),
+    ("neptune.internal.container_type", "ContainerType"),
+    ("neptune.metadata_containers.metadata_container", "MetadataContainer"),
+    ("neptune.metadata_containers.utils", "build_raw_query"),
+    ("neptune.exceptions", "NeptuneInvalidQueryException"),
 )
+# Attributes of a table row (neptune.table.TableEntry) read directly: its container id and raw attributes.
+TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
 BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
 PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
 # Operations of the 2.x API called by name on the client's swagger clients.
@@ -87,9 +95,15 @@ def check_client_internals(project: Any | None = None) -> None:
                     continue
                 swagger = client._swagger_client
                 missing += [f"{client_name}.{op}" for op in operations if not hasattr(swagger.api, op)]
+    if not hasattr(
+        importlib.import_module("neptune.metadata_containers.metadata_container").MetadataContainer,
+        "_fetch_entries",
+    ):
+        missing.append("MetadataContainer._fetch_entries")
     if missing:
         raise ClientInternalsChanged(
-            "the installed neptune client differs from the one nmig was built for; missing: " + ", ".join(missing)
+            "the installed neptune client differs from the one nmig was built for; missing: "
+            + ", ".join(missing)
         )
 
 
@@ -127,7 +141,9 @@ def utc_ms(value: Any) -> str | None:
 def _client_error_message(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     # Neptune's exception texts are long multi-line banners; one line is enough for a summary.
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not set(line.strip()) <= set("-=")]
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not set(line.strip()) <= set("-=")
+    ]
     return redact(" ".join(lines)[:500])
 
 
@@ -148,7 +164,9 @@ class LegacySource:
         except NeptuneException as exc:
             raise _connect_error(exc, project, api_token) from None
         except (ValueError, OSError) as exc:  # malformed token / unreachable address
-            raise NmigError(f"cannot connect to Neptune for project {project}: {redact(str(exc), api_token)}") from None
+            raise NmigError(
+                f"cannot connect to Neptune for project {project}: {redact(str(exc), api_token)}"
+            ) from None
         check_client_internals(self._project)
         self._backend = self._project._backend
         self.project_uuid: str = self._project._project_id
@@ -185,21 +203,29 @@ class LegacySource:
 
     # ---- raw requests ------------------------------------------------------------------------------
 
-    def _json_once(self, client: Any, operation: str, extra_headers: dict[str, str] | None, params: dict[str, Any]) -> Any:
+    def _json_once(
+        self, client: Any, operation: str, extra_headers: dict[str, str] | None, params: dict[str, Any]
+    ) -> Any:
         options = dict(self._default_options)
         if extra_headers:
             options["headers"] = {**options.get("headers", {}), **extra_headers}
         request_config = self._request_config_class(options, True)
         request = self._construct_request(getattr(client.api, operation), options, **params)
-        future = client.swagger_spec.http_client.request(request, operation=None, request_config=request_config)
+        future = client.swagger_spec.http_client.request(
+            request, operation=None, request_config=request_config
+        )
         return future.response().incoming_response.json()
 
-    def call(self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any) -> Any:
+    def call(
+        self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
+    ) -> Any:
         return self._json(getattr(self._backend, client_name), operation, headers, params)
 
     def _operation_url(self, operation: str) -> str:
         client = self._backend.leaderboard_client
-        return self._build_url(client.swagger_spec.api_url, getattr(client.api, operation).operation.path_name)
+        return self._build_url(
+            client.swagger_spec.api_url, getattr(client.api, operation).operation.path_name
+        )
 
     @contextlib.contextmanager
     def _stream(self, url: str, query: dict[str, Any] | None, accept: str | None) -> Iterator[Any]:
@@ -214,7 +240,9 @@ class LegacySource:
     # ---- project -----------------------------------------------------------------------------------
 
     def project_info(self) -> dict[str, Any]:
-        raw = self.call("backend_client", "getProject", projectIdentifier=f"{self.workspace}/{self.project_name}")
+        raw = self.call(
+            "backend_client", "getProject", projectIdentifier=f"{self.workspace}/{self.project_name}"
+        )
         return {
             "workspace": raw.get("organizationName") or self.workspace,
             "project": raw.get("name") or self.project_name,
@@ -240,7 +268,9 @@ class LegacySource:
                         query=query, trashed=trashed, columns=columns, progress_bar=False
                     )
                 elif kind == "model":
-                    table = self._project.fetch_models_table(trashed=trashed, columns=columns, progress_bar=False)
+                    table = self._project.fetch_models_table(
+                        trashed=trashed, columns=columns, progress_bar=False
+                    )
                 else:
                     table = self._model_versions_table(trashed, columns)
                 rows = list(table)
@@ -256,6 +286,8 @@ class LegacySource:
             raise NmigError(f"cannot list the {kind}s of the project: {_client_error_message(exc)}") from None
         refs = []
         for row in rows:
+            if not all(hasattr(row, a) for a in TABLE_ENTRY_ATTRIBUTES):
+                raise ClientInternalsChanged(f"neptune's table rows lack {', '.join(TABLE_ENTRY_ATTRIBUTES)}")
             values = {a.path: a.properties.get("value") for a in row._attributes}
             sys_id = values.get("sys/id")
             if not isinstance(sys_id, str):
@@ -312,11 +344,18 @@ class LegacySource:
         return list(raw.get("attributes") or [])
 
     def series_page(self, kind: str, container_id: str, path: str, offset: int, limit: int) -> dict[str, Any]:
-        operation = {"float": "getFloatSeriesValues", "string": "getStringSeriesValues", "file": "getImageSeriesValues"}[
-            kind
-        ]
+        operation = {
+            "float": "getFloatSeriesValues",
+            "string": "getStringSeriesValues",
+            "file": "getImageSeriesValues",
+        }[kind]
         return self.call(
-            "leaderboard_client", operation, experimentId=container_id, attribute=path, offset=offset, limit=limit
+            "leaderboard_client",
+            operation,
+            experimentId=container_id,
+            attribute=path,
+            offset=offset,
+            limit=limit,
         )
 
     @contextlib.contextmanager
@@ -328,7 +367,9 @@ class LegacySource:
             yield response.raw
 
     @contextlib.contextmanager
-    def open_file_series_item(self, container_id: str, path: str, index: int) -> Iterator[tuple[IO[bytes], str]]:
+    def open_file_series_item(
+        self, container_id: str, path: str, index: int
+    ) -> Iterator[tuple[IO[bytes], str]]:
         """The content of one FileSeries point and the extension its content type gives (as the client does)."""
         url = self._operation_url("getImageSeriesValue")
         query = {"experimentId": container_id, "attribute": path, "index": index}
@@ -342,7 +383,10 @@ class LegacySource:
     def open_file_set_zip(self, container_id: str, path: str) -> Iterator[IO[bytes]]:
         client = self._backend.leaderboard_client
         prepared = self.call(
-            "leaderboard_client", "prepareForDownloadFileSetAttributeZip", experimentId=container_id, attribute=path
+            "leaderboard_client",
+            "prepareForDownloadFileSetAttributeZip",
+            experimentId=container_id,
+            attribute=path,
         )
         download_url = self._get_download_url(client, prepared["id"])
         delay = 0.25
@@ -363,7 +407,11 @@ class LegacySource:
         )
         artifact_hash = attribute["hash"]
         listing = self.call(
-            "artifacts_client", "listArtifactFiles", headers, projectIdentifier=self.project_uuid, hash=artifact_hash
+            "artifacts_client",
+            "listArtifactFiles",
+            headers,
+            projectIdentifier=self.project_uuid,
+            hash=artifact_hash,
         )
         return artifact_hash, [_artifact_file(f) for f in listing.get("files") or []]
 
@@ -411,5 +459,7 @@ def _connect_error(exc: BaseException, project: str, api_token: str) -> NmigErro
     if isinstance(exc, ProjectNotFound):
         return NmigError(f"project {project} not found (or the token has no access to it)")
     if isinstance(exc, NeptuneConnectionLostException):
-        return NmigError(f"cannot reach the Neptune server for project {project}: connection lost after retries")
+        return NmigError(
+            f"cannot reach the Neptune server for project {project}: connection lost after retries"
+        )
     return NmigError(f"cannot open project {project}: {redact(_client_error_message(exc), api_token)}")
