@@ -216,3 +216,36 @@ def test_client_completes_under_faults_and_throttling(legacy_server: Any) -> Non
     # Faulted requests never reach a handler: each of the 12 pages was served once, after the client's retries.
     assert served.emulator.stats["getFloatSeriesValues"] == 12
     assert served.emulator.faults.injected >= 2
+
+
+@pytest.mark.slow
+def test_downloads_and_atoms_complete_under_faults(legacy_server: Any, tmp_path: Path) -> None:
+    import zipfile
+
+    with legacy_server(ALL_TYPES, fail_rate=0.1, throttle_rate=0.02, seed=5, token_ttl=2) as served:
+        run = neptune.init_run(project="acme/all-types", with_id="AT-3", api_token=served.token, mode="read-only")
+        try:
+            run["files/picture"].download(str(tmp_path / "p.png"))
+            run["files/empty"].download(str(tmp_path / "e.bin"))
+            run["source_code/files"].download(str(tmp_path / "fs.zip"))
+            assert (tmp_path / "p.png").read_bytes().startswith(b"\x89PNG")
+            assert (tmp_path / "e.bin").read_bytes() == b""
+            with zipfile.ZipFile(tmp_path / "fs.zip") as archive:
+                assert len(archive.namelist()) == 4
+            assert run["params/optimizer"].fetch() == "adam" and run["params/epochs"].fetch() == 30
+        finally:
+            run.stop()
+        run = neptune.init_run(project="acme/all-types", with_id="AT-2", api_token=served.token, mode="read-only")
+        try:
+            run["images/samples"].download(str(tmp_path / "img"))
+            assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["0.png", "1.png"]
+            assert len(run["logs/stdout"].fetch_values()) == 4
+        finally:
+            run.stop()
+        run = neptune.init_run(project="acme/all-types", with_id="AT-1", api_token=served.token, mode="read-only")
+        try:
+            assert len(run["datasets/train"].fetch_files_list()) == 2
+            assert run["sys/tags"].fetch() == {"baseline", "résumé", "with space"}
+        finally:
+            run.stop()
+    assert served.emulator.faults.injected >= 2
