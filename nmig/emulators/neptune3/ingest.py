@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
 import sqlite3
 import uuid
@@ -263,26 +264,28 @@ class IngestEngine:
             snapshots = op.update_batch.snapshots
         else:
             return  # an empty operation: nothing to do, reported OK
-        touched: dict[int, AttrState] = {}
+        touched: dict[int, tuple[AttrState, list[Any]]] = {}
         points: list[tuple[Any, ...]] = []
+        previews: list[tuple[Any, ...]] = []
         for snapshot in snapshots:
-            self._apply_snapshot(conn, run, snapshot, outcome, points, touched)
-        if points:
+            self._apply_snapshot(conn, run, snapshot, outcome, points, previews, touched)
+        if previews:
             conn.executemany(
                 "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value, preview, completion_ratio)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                previews,
+            )
+        if points:
+            # REPLACE: a committed point takes the place of a preview logged at the same step.
+            conn.executemany(
+                "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, ?, ?)",
                 points,
             )
         if touched:
             conn.executemany(
                 "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
                 " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?",
-                [
-                    (s.last_value, s.last_whole, s.last_micro, s.last_ts, s.count, s.agg_min, s.agg_max,
-                     s.agg_sum if s.type == "float_series" else None,
-                     s.agg_sumsq if s.type == "float_series" else None, s.attr_pk)
-                    for s in touched.values()
-                ],
+                [_series_row(state, fresh) for state, fresh in touched.values()],
             )
         self._touch(conn, run)
 
@@ -484,7 +487,8 @@ class IngestEngine:
         snapshot: UpdateRunSnapshot,
         outcome: Outcome,
         points: list[tuple[Any, ...]],
-        touched: dict[int, AttrState],
+        previews: list[tuple[Any, ...]],
+        touched: dict[int, tuple[AttrState, list[Any]]],
     ) -> None:
         ts = _ts_ms(snapshot.timestamp) if snapshot.HasField("timestamp") else now_ms()
         for path, value in snapshot.assign.items():
@@ -519,7 +523,7 @@ class IngestEngine:
             except ItemRejected as exc:
                 outcome.reject(path, exc.code, exc.detail)
         if snapshot.append:
-            self._append(conn, run, snapshot, ts, outcome, points, touched)
+            self._append(conn, run, snapshot, ts, outcome, points, previews, touched)
 
     def _append(
         self,
@@ -529,7 +533,8 @@ class IngestEngine:
         ts: int,
         outcome: Outcome,
         points: list[tuple[Any, ...]],
-        touched: dict[int, AttrState],
+        previews: list[tuple[Any, ...]],
+        touched: dict[int, tuple[AttrState, list[Any]]],
     ) -> None:
         if snapshot.HasField("step"):
             whole, micro = snapshot.step.whole, snapshot.step.micro
@@ -549,62 +554,128 @@ class IngestEngine:
             step_error = (IngestCode.SERIES_STEP_NOT_AFTER_FORK_POINT, "step not after the fork point")
         attrs = run.attrs
         ok = 0
+        add_point = points.append
+        # Fast path for the bulk of an import: a float point for an existing float series, after its last step.
+        fast = step_error is None and not preview
         for path, value in snapshot.append.items():
+            if fast:
+                stored = value.float64  # 0.0 when the value is another kind (a oneof), checked below
+                state = attrs.get(path)
+                if (
+                    state is not None
+                    and state.type == "float_series"
+                    and (stored != 0.0 or value.WhichOneof("value") == "float64")
+                ):
+                    last_whole = state.last_whole
+                    if (
+                        last_whole is None
+                        or whole > last_whole
+                        or (whole == last_whole and micro > state.last_micro)  # type: ignore[operator]
+                    ) and (state.last_ts is None or ts >= state.last_ts):
+                        add_point((state.attr_pk, whole, micro, ts, stored))
+                        state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
+                        state.count += 1
+                        fresh = touched.get(state.attr_pk)
+                        if fresh is None:
+                            touched[state.attr_pk] = (state, [stored])
+                        else:
+                            fresh[1].append(stored)
+                        ok += 1
+                        continue
             if step_error is not None:
                 outcome.reject(path, *step_error)
                 continue
-            state = attrs.get(path)
-            kind = value.WhichOneof("value")
-            try:
-                if kind == "float64":
-                    stored: Any = value.float64
-                    series_type = "float_series"
-                elif kind in _SERIES_TYPE:
-                    series_type = _SERIES_TYPE[kind]
-                    if kind == "string":
-                        stored = _check_string(value.string)
-                    elif kind == "file_ref":
-                        stored = _file_ref_json(value)
-                    else:
-                        stored = _histogram_json(value)
-                else:
-                    raise ItemRejected(IngestCode.FIELD_TYPE_UNSUPPORTED, f"a {kind} value cannot be appended")
-                if state is None:
-                    _check_path(path)
-                    _check_writable(path)
-                    state = self._attr(conn, run, path, series_type)
-                elif state.type != series_type:
-                    raise ItemRejected(IngestCode.FIELD_TYPE_CONFLICTING, f"{path} is a {state.type}, not a {series_type}")
-                last_whole = state.last_whole
-                if last_whole is not None:
-                    if whole < last_whole or (whole == last_whole and micro <= state.last_micro):  # type: ignore[operator]
-                        if whole == last_whole and micro == state.last_micro and _same(state.last_value, stored):
-                            raise ItemRejected(IngestCode.SERIES_POINT_DUPLICATE, f"{path}: point already logged")
-                        if preview:
-                            raise ItemRejected(IngestCode.SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP,
-                                               f"{path}: preview step not after the last committed step")
-                        raise ItemRejected(IngestCode.SERIES_STEP_NON_INCREASING,
-                                           f"{path}: step {whole + micro / 1e6} not after {last_whole + state.last_micro / 1e6}")  # type: ignore[operator]
-                    if state.last_ts is not None and ts < state.last_ts:
-                        raise ItemRejected(IngestCode.SERIES_TIMESTAMP_DECREASING, f"{path}: timestamp decreasing")
-            except ItemRejected as exc:
-                outcome.reject(path, exc.code, exc.detail)
-                continue
-            points.append((state.attr_pk, whole, micro, ts, stored, 1 if preview else 0, ratio))
-            ok += 1
-            if preview:
-                continue  # ASSUMPTION: previews neither advance the series nor count in its aggregates
-            state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
-            state.count += 1
-            if series_type == "float_series" and stored == stored:  # NaN stays out of the aggregates
-                if state.agg_min is None or stored < state.agg_min:
-                    state.agg_min = stored
-                if state.agg_max is None or stored > state.agg_max:
-                    state.agg_max = stored
-                state.agg_sum += stored
-                state.agg_sumsq += stored * stored
-            touched[state.attr_pk] = state
+            if self._append_one(conn, run, path, value, whole, micro, ts, preview, ratio, outcome, points, previews, touched):
+                ok += 1
         outcome.ok += ok
+
+    def _append_one(
+        self,
+        conn: sqlite3.Connection,
+        run: RunState,
+        path: str,
+        value: Value,
+        whole: int,
+        micro: int,
+        ts: int,
+        preview: bool,
+        ratio: float | None,
+        outcome: Outcome,
+        points: list[tuple[Any, ...]],
+        previews: list[tuple[Any, ...]],
+        touched: dict[int, tuple[AttrState, list[Any]]],
+    ) -> bool:
+        """Validate and queue one point of any kind; False (and the rejection recorded) when it is refused."""
+        state = run.attrs.get(path)
+        kind = value.WhichOneof("value")
+        try:
+            if kind == "float64":
+                stored: Any = value.float64
+                series_type = "float_series"
+            elif kind in _SERIES_TYPE:
+                series_type = _SERIES_TYPE[kind]
+                if kind == "string":
+                    stored = _check_string(value.string)
+                elif kind == "file_ref":
+                    stored = _file_ref_json(value)
+                else:
+                    stored = _histogram_json(value)
+            else:
+                raise ItemRejected(IngestCode.FIELD_TYPE_UNSUPPORTED, f"a {kind} value cannot be appended")
+            if state is None:
+                _check_path(path)
+                _check_writable(path)
+                state = self._attr(conn, run, path, series_type)
+            elif state.type != series_type:
+                raise ItemRejected(IngestCode.FIELD_TYPE_CONFLICTING, f"{path} is a {state.type}, not a {series_type}")
+            last_whole, last_micro = state.last_whole, state.last_micro
+            if last_whole is not None and last_micro is not None:
+                if (whole, micro) <= (last_whole, last_micro):
+                    if (whole, micro) == (last_whole, last_micro) and _same(state.last_value, stored):
+                        raise ItemRejected(IngestCode.SERIES_POINT_DUPLICATE, f"{path}: point already logged")
+                    if preview:
+                        raise ItemRejected(IngestCode.SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP,
+                                           f"{path}: preview step not after the last committed step")
+                    raise ItemRejected(IngestCode.SERIES_STEP_NON_INCREASING,
+                                       f"{path}: step {whole + micro / 1e6} not after {last_whole + last_micro / 1e6}")
+                if state.last_ts is not None and ts < state.last_ts:
+                    raise ItemRejected(IngestCode.SERIES_TIMESTAMP_DECREASING, f"{path}: timestamp decreasing")
+        except ItemRejected as exc:
+            outcome.reject(path, exc.code, exc.detail)
+            return False
+        if preview:
+            # ASSUMPTION: previews neither advance the series nor count in its aggregates; a later committed
+            # point at the same step replaces the preview.
+            previews.append((state.attr_pk, whole, micro, ts, stored, 1, ratio))
+            return True
+        points.append((state.attr_pk, whole, micro, ts, stored))
+        state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
+        state.count += 1
+        fresh = touched.get(state.attr_pk)
+        if fresh is None:
+            touched[state.attr_pk] = (state, [stored])
+        else:
+            fresh[1].append(stored)
+        return True
+
+
+def _series_row(state: AttrState, fresh: list[Any]) -> tuple[Any, ...]:
+    """The attributes-row update of a series after this request's points `fresh` (aggregates in C builtins)."""
+    if state.type == "float_series":
+        total = sum(fresh)
+        if total != total:  # NaN points stay out of the aggregates
+            fresh = [v for v in fresh if v == v]
+            total = sum(fresh)
+        if fresh:
+            low, high = min(fresh), max(fresh)
+            state.agg_min = low if state.agg_min is None else min(state.agg_min, low)
+            state.agg_max = high if state.agg_max is None else max(state.agg_max, high)
+            state.agg_sum += total
+            state.agg_sumsq += sum(map(operator.mul, fresh, fresh))
+        aggregates: tuple[Any, ...] = (state.agg_min, state.agg_max, state.agg_sum, state.agg_sumsq)
+    else:
+        aggregates = (None, None, None, None)
+    return (state.last_value, state.last_whole, state.last_micro, state.last_ts, state.count, *aggregates, state.attr_pk)
 
 
 def _same(a: Any, b: Any) -> bool:
