@@ -99,7 +99,10 @@ def fit_string_value(value: str) -> str:
 def step_micros(steps: np.ndarray) -> np.ndarray:
     """Steps as whole micro-units (int64), the way neptune-scale's decompose_step computes them:
     int(round(step * 1e6, 6)), i.e. truncation after a 6-decimal rounding that absorbs float noise."""
-    return np.trunc(np.round(np.asarray(steps, dtype=np.float64) * 1e6, 6)).astype(np.int64)
+    values = np.asarray(steps, dtype=np.float64)
+    # Out-of-range steps (never sent) are zeroed first so the cast cannot overflow.
+    safe = np.where(np.isfinite(values) & (np.abs(values) < MAX_STEP), values, 0.0)
+    return np.trunc(np.round(safe * 1e6, 6)).astype(np.int64)
 
 
 @dataclass

@@ -274,9 +274,15 @@ def plan_run(entity: EntityBundle) -> RunPlan:
                 plan.sources[mapping.target] = path
             elif action in (Action.METRIC, Action.STRING_SERIES, Action.FILE_SERIES):
                 kind = {"floatSeries": "float", "stringSeries": "string"}.get(legacy_type, "file")
+                points = int(attribute.get("points") or 0)
+                if points == 0:
+                    plan.events.append(
+                        Event(sys_id, path, "empty_series", f"{legacy_type} without points: 3.x creates a series with its first point; not created")
+                    )
+                    continue
                 target = claim(mapping.target, path)
                 if target is not None:
-                    plan.series.append(SeriesItem(kind, path, target, int(attribute.get("points") or 0)))
+                    plan.series.append(SeriesItem(kind, path, target, points))
             elif action is Action.FILE:
                 info = attribute.get("file") if isinstance(attribute.get("file"), dict) else {}
                 target = claim(mapping.target, path)
