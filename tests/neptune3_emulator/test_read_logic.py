@@ -228,3 +228,31 @@ def test_lineage_pages_across_runs_in_both_directions(lineage_store: Any) -> Non
     assert _lineage_steps(lineage_store, "G", full=True, limit=4) == [9, 8, 6, 4.5]
     assert _lineage_steps(lineage_store, "G", full=True, limit=3, hi=step_key(4.5)) == [4, 3, 2]
     assert _lineage_steps(lineage_store, "G", full=True, descending=False, limit=3, lo=next_key(step_key(4))) == [4.5, 6, 8]
+
+
+def test_fast_float_encoding_equals_point_by_point_protobuf() -> None:
+    from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model.series_values_pb2 import (
+        ProtoFloatSeriesValuesDTO,
+    )
+
+    from nmig.emulators.neptune3.retrieval_series import encode_committed_float_points
+
+    rows = [
+        (2**35, -3.5, float("inf")),
+        (1_714_564_800_123, 0.000001, -0.0),
+        (1_714_564_800_124, 1e11 + 0.25, 1e308),
+        (2**42 - 1, 7.0, float("nan")),
+        (1_714_564_800_125, 0.0, 0.0),  # zeros: written explicitly here, omitted by protobuf; same message
+    ]
+    expected = ProtoFloatSeriesValuesDTO()
+    for ts_ms, step, value in rows:
+        expected.values.add(timestamp_millis=ts_ms, step=step, value=value, completion_ratio=1.0)
+    encoded = encode_committed_float_points(rows)
+    assert encoded is not None
+    decoded = ProtoFloatSeriesValuesDTO.FromString(encoded)
+    assert decoded.SerializeToString() == expected.SerializeToString()
+    assert [(p.timestamp_millis, p.step) for p in decoded.values] == [(ts, step) for ts, step, _ in rows]
+    assert encode_committed_float_points([]) == b""
+    # Outside the fixed layout: the caller falls back to point-by-point encoding.
+    assert encode_committed_float_points([(2**35 - 1, 1.0, 1.0)]) is None
+    assert encode_committed_float_points([(-5, 1.0, 1.0)]) is None

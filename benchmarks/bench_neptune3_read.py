@@ -1,0 +1,147 @@
+"""Read speed of the Neptune 3.x emulator for neptune-query, on series of a million points.
+
+Starts `nmig emulate neptune3` as its own process (as `nmig verify` would use it), writes one run over the
+ingest API (a float series and a string series of `--points` points each, in large batches), then measures:
+
+- fetch_metrics of the whole float series through the unmodified neptune_query (client included);
+- fetch_series of the whole string series through neptune_query (server pages of 10,000 points);
+- the server's time for one 10,000-point page of the float series at the START and at the END of the series
+  (afterStep paging), next to a naive page server measured on the same database file in the same run: load
+  the whole series, sort, slice (what "serve a page" costs when pages are not range scans).
+
+    python benchmarks/bench_neptune3_read.py [--points 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot, UpdateRunSnapshots
+from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = "demo/bench-read"
+PAGE = 10_000
+
+
+def _client(url: str, api_token: str) -> httpx.Client:
+    exchanged = httpx.get(f"{url}/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": api_token})
+    exchanged.raise_for_status()
+    access = exchanged.json()["accessToken"]
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {access}"}, timeout=300)
+
+
+def _write(client: httpx.Client, points: int) -> None:
+    client.post("/api/backend/v1/projects", json={"name": "bench-read", "organizationIdentifier": "demo"})
+    create = RunOperation(project=PROJECT, run_id="big", create=CreateRun(family="big"))
+    client.post("/api/client/v1/ingest", content=create.SerializeToString()).raise_for_status()
+    per_request = 5_000
+    for start in range(0, points, per_request):
+        batch = UpdateRunSnapshots()
+        for step in range(start, min(points, start + per_request)):
+            snapshot = UpdateRunSnapshot(step=Step(whole=step, micro=0))
+            snapshot.timestamp.seconds = 1_700_000_000 + step
+            snapshot.append["metrics/loss"].float64 = step * 0.5
+            snapshot.append["logs/line"].string = f"line {step}"
+            batch.snapshots.append(snapshot)
+        op = RunOperation(project=PROJECT, run_id="big", update_batch=batch)
+        client.post("/api/client/v1/ingest", content=op.SerializeToString()).raise_for_status()
+
+
+def _float_page(client: httpx.Client, after: float | None, limit: int = PAGE) -> float:
+    request: dict[str, object] = {
+        "requestId": "0",
+        "series": {"holder": {"identifier": f"CUSTOM/{PROJECT}/big", "type": "experiment"},
+                   "attribute": "metrics/loss", "lineage": "FULL", "lineageEntityType": "RUN", "includePreview": False},
+    }
+    if after is not None:
+        request["afterStep"] = after
+    body = {"requests": [request], "stepRange": {"from": None, "to": None}, "order": "descending",
+            "perSeriesPointsLimit": limit}
+    start = time.perf_counter()
+    client.post("/api/leaderboard/v1/proto/attributes/series/float", json=body).raise_for_status()
+    return time.perf_counter() - start
+
+
+def _naive_page(db: Path, after: float | None) -> float:
+    """Load the whole series, sort it, slice one page: the cost a page has when it is not a range scan."""
+    start = time.perf_counter()
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    rows = conn.execute(
+        "SELECT p.step_whole, p.step_micro, p.ts_ms, p.value FROM points p JOIN attributes a USING (attr_pk)"
+        " WHERE a.path = 'metrics/loss'"
+    ).fetchall()
+    rows.sort(reverse=True)
+    if after is not None:
+        rows = [row for row in rows if row[0] + row[1] / 1e6 < after]
+    rows[:PAGE]
+    conn.close()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=1_000_000, help="points in each of the two series")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="nmig-bench-n3r-") as tmp:
+        data = Path(tmp) / "data"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "nmig.cli", "emulate", "neptune3", "--data-dir", str(data)],
+            stdout=subprocess.PIPE, text=True, cwd=REPO,
+        )
+        try:
+            assert server.stdout is not None
+            ready = json.loads(server.stdout.readline())
+            url, token = ready["url"], ready["api_token"]
+            os.environ.update(ready.get("env") or {})
+            with _client(url, token) as client:
+                started = time.perf_counter()
+                _write(client, args.points)
+                print(f"written: 2 x {args.points:,} points in {time.perf_counter() - started:.1f} s")
+
+                import neptune_query as nq
+                import neptune_query.runs as nq_runs
+
+                nq.set_api_token(token)
+                started = time.perf_counter()
+                metrics = nq_runs.fetch_metrics(project=PROJECT, runs=["big"], attributes=["metrics/loss"])
+                metrics_s = time.perf_counter() - started
+                assert len(metrics) == args.points, f"fetch_metrics returned {len(metrics)} rows"
+                started = time.perf_counter()
+                series = nq_runs.fetch_series(project=PROJECT, runs=["big"], attributes=["logs/line"])
+                series_s = time.perf_counter() - started
+                assert len(series) == args.points, f"fetch_series returned {len(series)} rows"
+
+                first = min(_float_page(client, None) for _ in range(3))
+                last = min(_float_page(client, float(PAGE)) for _ in range(3))
+                whole = _float_page(client, None, limit=args.points)
+            db = data / "neptune3.sqlite3"
+            naive_first = min(_naive_page(db, None) for _ in range(2))
+            naive_last = min(_naive_page(db, float(PAGE)) for _ in range(2))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+    print(f"fetch_metrics, {args.points:,} float points: {metrics_s:.2f} s -> {args.points / metrics_s:,.0f} points/s")
+    print(f"  of which the server (one HTTP request for the whole float series, as the client makes it): "
+          f"{whole:.2f} s -> {args.points / whole:,.0f} points/s")
+    print(f"fetch_series, {args.points:,} string points: {series_s:.2f} s -> {args.points / series_s:,.0f} points/s")
+    print(f"one {PAGE:,}-point float page (HTTP round trip): first {first * 1000:.1f} ms, last {last * 1000:.1f} ms")
+    print(f"naive page (load whole series, sort, slice):  first {naive_first * 1000:.1f} ms, "
+          f"last {naive_last * 1000:.1f} ms")
+    print(f"ratio naive/range-scan: first page {naive_first / first:.1f}x, last page {naive_last / last:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
