@@ -52,10 +52,8 @@ def ensure_project(
     workspace, name = project.split("/", 1)
     try:
         existing = set(list_projects(api_token=api_token))
-    except NeptuneScaleError as exc:
+    except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
         raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
-    except Exception as exc:  # the client raises plain httpx/ValueError for a token it cannot even parse
-        raise NmigError(f"could not talk to the 3.x service with this API token: {_client_error_line(exc)}") from None
     if project in existing:
         return ProjectOutcome(project, created=False, message=f"project {project} exists; importing into it")
     if not create:
