@@ -263,6 +263,16 @@ def test_download_assigned_and_series_files(written: dict[str, Any]) -> None:
     assert got == SERIES_FILE_BYTES
 
 
+
+def test_experiments_api_reads_the_runs_heading_each_experiment(written: dict[str, Any]) -> None:
+    project = written["project"]
+    table = nq.fetch_experiments_table(project=project, experiments=["exp-a"], attributes=["cfg/i"])
+    assert list(table.index) == ["exp-a"] and table.loc["exp-a", "cfg/i"] == 3
+    metrics = nq.fetch_metrics(project=project, experiments="^exp-", attributes=["m/loss"], include_time="absolute")
+    by_experiment = {name: series_points(metrics.rename_axis(index={"experiment": "run"}), name, "m/loss")
+                     for name in ("exp-a", "exp-b")}
+    assert by_experiment == {"exp-a": MAIN_LOSS, "exp-b": {1.0: 2.0, 2.0: 4.0, 3.0: 6.0}}
+
 # -- the wire protocol directly: paging and errors the client hides ---------------------------------------------
 
 
