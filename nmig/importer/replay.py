@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import mimetypes
 import queue
+import re
 import shutil
 import threading
 import time
@@ -76,6 +77,18 @@ def _segments(batch: pa.RecordBatch) -> Iterator[tuple[str, int, int]]:
     ends = np.concatenate((cuts, [len(indices)]))
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         yield names[int(indices[start])], start, end
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(message: str) -> str:
+    """The first meaningful line of a client error message (which comes with colour codes and banners)."""
+    for line in _ANSI.sub("", message or "").splitlines():
+        line = line.strip()
+        if line and not line.endswith(":") or line.startswith("Neptune"):
+            return line[:300]
+    return ""
 
 
 def _timestamps_ms(column: pa.Array) -> np.ndarray:
@@ -170,12 +183,14 @@ class RunReplayer:
         sink: nclient.RunSink,
         resume: ResumePoint | None,
         on_points: Callable[[int], None] = lambda n: None,
+        narrow_configs: Callable[[dict[str, Any]], list[str] | None] = lambda expected: None,
     ) -> None:
         self.plan = plan
         self.entity = entity
         self.sink = sink
         self.resume = resume
         self.on_points = on_points
+        self.narrow_configs = narrow_configs
         self.outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
         self._tmp = sink.work_dir.parent / f"{sink.work_dir.name}.files"
         self._tmp_count = 0
@@ -323,11 +338,17 @@ class RunReplayer:
             if error.kind == "retryable":
                 self.outcome.warnings += 1
                 continue
-            if error.error_type.startswith(_SERIES_ERRORS) or any(s in error.error_type for s in _SERIES_ERRORS):
+            if any(s in error.error_type for s in _SERIES_ERRORS):
                 narrowed = [p for p in labels if any(p == s.target for s in self.plan.series)]
                 labels = tuple(narrowed) or labels
+            elif len(labels) > 1 and all(p in self.plan.configs for p in labels):
+                # The service names no attribute in a request status: read the configs back and keep the
+                # ones the target does not hold as sent.
+                differing = self.narrow_configs({p: self.plan.configs[p] for p in labels})
+                labels = tuple(differing) if differing else labels
             where = ", ".join(legacy_of.get(p, p) for p in labels) if labels else ""
-            detail = f"{error.error_type}: {error.message.splitlines()[0] if error.message else ''}"
+            line = _first_line(error.message)
+            detail = line if line.startswith(error.error_type) else f"{error.error_type}: {line}"
             if len(labels) > 1:
                 detail += f" (one of the {len(labels)} attributes sent together: {', '.join(labels)[:300]})"
             if error.kind == "warning":

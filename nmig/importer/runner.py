@@ -246,7 +246,14 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
             log_directory=scratch,
             clients=clients(),
         )
-        outcome = RunReplayer(plan, entity, sink, resume, on_points=progress or (lambda n: None)).replay()
+        outcome = RunReplayer(
+            plan,
+            entity,
+            sink,
+            resume,
+            on_points=progress or (lambda n: None),
+            narrow_configs=lambda expected: target.configs_not_as_sent(project, api_token, plan.target_run_id, expected),
+        ).replay()
         if resume is not None:
             outcome.events.append(
                 Event(plan.sys_id, "", "resumed", f"resumed: the target already held {len(resume.last_micros)} series in part or whole")

@@ -152,3 +152,40 @@ def resume_point(project: str, api_token: str, plan: RunPlan) -> ResumePoint:
             for target, step in found.items():
                 point.last_micros[target] = int(step_micros([step])[0])
     return point
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    import datetime as dt
+    import math
+
+    if isinstance(expected, float) and isinstance(actual, float) and math.isnan(expected) and math.isnan(actual):
+        return True
+    if isinstance(expected, list):
+        return isinstance(actual, (set, list, frozenset)) and set(actual) == set(expected)
+    if isinstance(expected, dt.datetime) and hasattr(actual, "to_pydatetime"):
+        actual = actual.to_pydatetime()
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    try:
+        return bool(expected == actual)
+    except (TypeError, ValueError):
+        return False
+
+
+def configs_not_as_sent(project: str, api_token: str, run_id: str, expected: dict[str, Any]) -> list[str] | None:
+    """Which of `expected` configs the target does not hold as sent (read back with neptune-query), to name
+    the attribute an error was about when the service reported it for a request carrying several; None when
+    the read-back itself fails."""
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    try:
+        with _QUERY_LOCK:
+            neptune_query.set_api_token(api_token)
+            frame = nq_runs.fetch_runs_table(project=project, runs=[run_id], attributes=list(expected))
+    except Exception:
+        return None
+    if frame is None or len(frame) == 0:
+        return list(expected)
+    row = frame.iloc[0]
+    return [path for path, value in expected.items() if path not in row.index or not _same(value, row[path])]
