@@ -139,19 +139,6 @@ def test_project_in_an_unknown_workspace_is_refused(neptune3, open_run) -> None:
     assert db.execute("SELECT COUNT(*) FROM runs WHERE run_id = 'lost'").fetchone() == (0,)
 
 
-def test_unauthenticated_requests_are_refused(neptune3) -> None:
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(neptune3.info.url + "/api/client/v1/ingest", data=b"", method="POST",
-                                     headers={"Authorization": "Bearer not-a-token"})
-    try:
-        urllib.request.urlopen(request)
-        raise AssertionError("an ingest without a valid token was accepted")
-    except urllib.error.HTTPError as exc:
-        assert exc.code == 401
-
-
 def _dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
     import sqlite3
 
@@ -258,3 +245,96 @@ def test_under_a_ten_percent_fail_rate_every_write_arrives_exactly_once(tmp_path
     attrs = store_view.attributes(db, "faulty", project="demo/faulty")
     assert all(attrs[f"cfg/c{b}"] == ("int", b) for b in range(40))
     assert db.execute("SELECT COUNT(*) FROM request_errors").fetchone() == (0,)
+
+
+def _authorized(info: Any) -> Any:
+    import httpx
+
+    exchanged = httpx.get(f"{info.url}/api/backend/v1/authorization/oauth-token",
+                          headers={"X-Neptune-Api-Token": info.api_token})
+    assert exchanged.status_code == 200
+    return httpx.Client(base_url=info.url, headers={"Authorization": f"Bearer {exchanged.json()['accessToken']}"})
+
+
+def test_tokens_are_exchanged_refreshed_and_checked(neptune3) -> None:
+    import httpx
+
+    from nmig.secrets import make_api_token
+
+    url = neptune3.info.url
+    assert httpx.get(f"{url}/api/backend/v1/authorization/oauth-token",
+                     headers={"X-Neptune-Api-Token": make_api_token(url, "wrong-key")}).status_code == 401
+    tokens = httpx.get(f"{url}/api/backend/v1/authorization/oauth-token",
+                       headers={"X-Neptune-Api-Token": neptune3.info.api_token}).json()
+    config = httpx.get(f"{url}/api/backend/v1/clients/config").json()
+    discovery = httpx.get(config["security"]["openIdDiscovery"]).json()
+    refreshed = httpx.post(discovery["token_endpoint"], data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refreshToken"], "client_id": config["security"]["clientId"]})
+    assert refreshed.status_code == 200
+    access = refreshed.json()["access_token"]
+    assert access != tokens["accessToken"]
+    listed = httpx.get(f"{url}/api/backend/v1/projects", headers={"Authorization": f"Bearer {access}"})
+    assert listed.status_code == 200 and "write-path" in [p["name"] for p in listed.json()["entries"]]
+    for bad in ("Bearer not-a-token", f"Bearer {tokens['refreshToken']}", ""):
+        assert httpx.post(f"{url}/api/client/v1/ingest", content=b"", headers={"Authorization": bad}).status_code == 401
+    assert httpx.post(discovery["token_endpoint"], data={
+        "grant_type": "refresh_token", "refresh_token": tokens["accessToken"]}).status_code == 400
+
+
+def test_request_status_and_details_report_each_rejected_item(neptune3) -> None:
+    from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
+    from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot
+    from neptune_api.proto.neptune_pb.ingest.v1.ingest_pb2 import IngestCode
+    from neptune_api.proto.neptune_pb.ingest.v1.pub.client_pb2 import (
+        BulkCheckDetail,
+        BulkIngestResultDetail,
+        BulkRequestStatus,
+        RequestId,
+        RequestIdList,
+        SubmitResponse,
+    )
+    from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+    def submit(client: Any, op: RunOperation) -> str:
+        answer = client.post("/api/client/v1/ingest", content=op.SerializeToString())
+        assert answer.status_code == 200
+        return SubmitResponse.FromString(answer.content).request_ids[0]
+
+    with _authorized(neptune3.info) as client:
+        project = "demo/write-path"
+        created = submit(client, RunOperation(project=project, run_id="raw", create=CreateRun(family="raw")))
+        update = UpdateRunSnapshot(step=Step(whole=5, micro=250000))
+        update.timestamp.seconds = 1_700_000_000
+        update.append["m/x"].float64 = 1.0
+        update.assign["sys/name"].string = "renamed"  # read-only
+        update.assign["c/bad"].string = "x" * (1024 * 1024 + 1)  # over the 1 MiB limit
+        first = submit(client, RunOperation(project=project, run_id="raw", update=update))
+        again = UpdateRunSnapshot(step=Step(whole=5, micro=0))  # before the last step
+        again.timestamp.seconds = 1_700_000_001
+        again.append["m/x"].float64 = 2.0
+        second = submit(client, RunOperation(project=project, run_id="raw", update=again))
+        missing = submit(client, RunOperation(project=project, run_id="no-such-run", update=again))
+
+        ids = [created, first, second, missing, "never-issued"]
+        answer = client.post(f"/api/client/v1/ingest/check?projectIdentifier={project}",
+                             content=RequestIdList(ids=[RequestId(value=i) for i in ids]).SerializeToString())
+        statuses = BulkRequestStatus.FromString(answer.content).statuses
+        codes = [sorted((c.detail, c.count) for c in s.code_by_count) for s in statuses]
+        assert codes == [
+            [(IngestCode.OK, 1)],
+            sorted([(IngestCode.OK, 1), (IngestCode.FIELD_PATH_NON_WRITABLE, 1),
+                    (IngestCode.STRING_VALUE_EXCEEDS_SIZE_LIMIT, 1)]),
+            [(IngestCode.SERIES_STEP_NON_INCREASING, 1)],
+            [(IngestCode.RUN_NOT_FOUND, 1)],
+            [(IngestCode.INTERNAL, 1)],
+        ]
+        query = BulkCheckDetail(project=project, ids=[RequestId(value=first), RequestId(value=second)])
+        answer = client.post(f"/api/client/v1/ingest/checkDetails?projectIdentifier={project}",
+                             content=query.SerializeToString())
+        details = BulkIngestResultDetail.FromString(answer.content).details
+        assert sorted((d.request_id.value, d.path, d.ingest_code) for d in details) == sorted([
+            (first, "sys/name", IngestCode.FIELD_PATH_NON_WRITABLE),
+            (first, "c/bad", IngestCode.STRING_VALUE_EXCEEDS_SIZE_LIMIT),
+            (second, "m/x", IngestCode.SERIES_STEP_NON_INCREASING),
+        ])
+        assert client.post("/api/client/v1/ingest", content=b"\xff\xff not protobuf").status_code == 400

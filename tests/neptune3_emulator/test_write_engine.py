@@ -1,0 +1,101 @@
+"""IngestEngine on plain protobuf data: a request is applied entirely or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshots
+from neptune_api.proto.neptune_pb.ingest.v1.ingest_pb2 import IngestCode
+from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+from nmig.emulators.neptune3.ingest import IngestEngine
+from nmig.emulators.neptune3.store import DB_FILE, Store, StoreLocked
+
+
+class _CrashBeforeCommit(IngestEngine):
+    """Fails at the very end of applying a request, after all its rows were written in the transaction."""
+
+    crash = True
+
+    def _touch(self, conn: sqlite3.Connection, run: object) -> None:
+        if self.crash:
+            raise OSError("disk vanished")
+        super()._touch(conn, run)  # type: ignore[arg-type]
+
+
+def _batch(first_step: int, steps: int) -> RunOperation:
+    batch = UpdateRunSnapshots()
+    for step in range(first_step, first_step + steps):
+        snapshot = batch.snapshots.add(step=Step(whole=step))
+        snapshot.timestamp.seconds = 1_700_000_000 + step
+        snapshot.append["m/a"].float64 = step / 2
+        snapshot.append["m/b"].float64 = -step
+        snapshot.assign["c/last"].int64 = step
+    return RunOperation(project="demo/p", run_id="r", update_batch=batch)
+
+
+def test_a_failing_request_leaves_nothing_behind_and_can_be_sent_again(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        project = store.create_project("demo", "p")
+        engine = _CrashBeforeCommit(store)
+        engine.crash = False
+        engine.apply(project, RunOperation(project="demo/p", run_id="r", create=CreateRun(family="r")), "create")
+        engine.apply(project, _batch(0, 10), "ok-1")
+        engine.crash = True
+        with pytest.raises(OSError):
+            engine.apply(project, _batch(10, 10), "lost")
+        db = sqlite3.connect(tmp_path / DB_FILE)
+        assert db.execute("SELECT COUNT(*) FROM points").fetchone() == (20,)
+        assert db.execute("SELECT value FROM attributes WHERE path = 'c/last'").fetchone() == (9,)
+        assert db.execute("SELECT COUNT(*) FROM requests WHERE request_id = 'lost'").fetchone() == (0,)
+        # The client sends the same data again: accepted in full, as if the failed attempt never happened.
+        engine.crash = False
+        status = engine.apply(project, _batch(10, 10), "retry")
+        assert [(c.code, c.count) for c in status.code_by_count] == [(0, 30)]
+        steps = [s for (s,) in db.execute(
+            "SELECT p.step_whole FROM points p JOIN attributes a USING (attr_pk) WHERE a.path = 'm/a' ORDER BY 1")]
+        assert steps == list(range(20))
+        assert db.execute(
+            "SELECT point_count, last_step_whole, agg_min, agg_max, agg_sum FROM attributes WHERE path = 'm/b'"
+        ).fetchone() == (20, 19, -19.0, 0.0, float(-sum(range(20))))
+    finally:
+        store.close()
+
+
+def test_one_process_owns_a_data_folder(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        with pytest.raises(StoreLocked):
+            Store(tmp_path)
+    finally:
+        store.close()
+    Store(tmp_path).close()  # free again once closed
+
+
+def test_steps_keep_whole_and_micro_parts_and_previews_give_way(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        project = store.create_project("demo", "p")
+        engine = IngestEngine(store)
+        engine.apply(project, RunOperation(project="demo/p", run_id="r", create=CreateRun()), "create")
+        batch = UpdateRunSnapshots()
+        for value, (whole, micro, preview) in enumerate([(1, 999999, False), (2, 1, True), (2, 1, False), (2, 2, True)]):
+            snapshot = batch.snapshots.add(step=Step(whole=whole, micro=micro))
+            snapshot.timestamp.seconds = 1_700_000_000
+            if preview:
+                snapshot.preview.is_preview = True
+                snapshot.preview.completion_ratio = 0.5
+            snapshot.append["m/x"].float64 = float(value)
+        bad = batch.snapshots.add(step=Step(whole=3, micro=1_000_000))
+        bad.append["m/x"].float64 = 1.0
+        status = engine.apply(project, RunOperation(project="demo/p", run_id="r", update_batch=batch), "u")
+        assert sorted((c.detail, c.count) for c in status.code_by_count) == [(IngestCode.OK, 4), (IngestCode.SERIES_STEP_INVALID, 1)]
+        db = sqlite3.connect(tmp_path / DB_FILE)
+        assert db.execute("SELECT step_whole, step_micro, value, preview FROM points ORDER BY 1, 2").fetchall() == [
+            (1, 999999, 0.0, 0), (2, 1, 2.0, 0), (2, 2, 3.0, 1)]  # the committed 2.0 replaced preview 1.0
+    finally:
+        store.close()
