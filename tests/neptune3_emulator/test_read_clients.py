@@ -380,6 +380,11 @@ def test_unknown_project_and_other_workspace_are_refused_with_the_clients_clear_
         ("/api/leaderboard/v1/proto/attributes/series", {"requests": [{"requestId": "0"}]}),
         ("/api/leaderboard/v1/proto/attributes/series/float", {"requests": [{"requestId": "0", "series": {
             "holder": {"identifier": "nonsense"}, "attribute": "m/loss"}}]}),
+        ("/api/leaderboard/v1/proto/attributes/series/float", {"requests": [], "perSeriesPointsLimit": "many"}),
+        # More points than one request may carry: refused, never answered short (a short page ends the series).
+        ("/api/leaderboard/v1/proto/attributes/series/float",
+         {**float_request("demo/readpath", None, True, limit=600_000), "requests": 2 * float_request(
+             "demo/readpath", None, True, limit=1)["requests"]}),
     ],
 )
 def test_malformed_requests_are_answered_400(written: dict[str, Any], path: str, body: Any) -> None:

@@ -100,6 +100,24 @@ def _offset_token(value: Any) -> int:
     return offset
 
 
+# ASSUMPTION: like the real service, one float-series request carries at most a million points in all;
+# neptune-query keeps to it (perSeriesPointsLimit = 1,000,000 // number of series). A request asking for more is
+# refused rather than answered short, since a short page would tell the client the series has ended.
+MAX_FLOAT_POINTS_PER_REQUEST = 1_000_000
+
+
+def _float_points_limit(params: dict[str, Any]) -> int:
+    series = len(params.get("requests") or [])
+    raw = params.get("perSeriesPointsLimit")
+    try:
+        limit = int(raw) if raw is not None else max(1, MAX_FLOAT_POINTS_PER_REQUEST // max(1, series))
+    except (TypeError, ValueError) as exc:
+        raise BadRequest(f"not a point limit: {raw!r}") from exc
+    if limit < 0 or limit * series > MAX_FLOAT_POINTS_PER_REQUEST + series:
+        raise BadRequest(f"at most {MAX_FLOAT_POINTS_PER_REQUEST:,} points per request")
+    return limit
+
+
 def _protobuf(message: Any) -> Response:
     return Response(200, message.SerializeToString(), content_type=PROTOBUF)
 
@@ -215,7 +233,7 @@ def register(app: Any, router: Router, store: Store) -> None:
     def float_series(request: Request) -> Response:
         params = _body(request)
         get_project = projects_cache()
-        limit = params.get("perSeriesPointsLimit")
+        limit = _float_points_limit(params)
         with store.read() as conn:
             parent_of = parent_resolver(conn, get_project)
             requests = []
@@ -238,8 +256,7 @@ def register(app: Any, router: Router, store: Store) -> None:
                     )
                 )
             response = float_series_response(
-                conn, requests, params.get("stepRange"), params.get("order") == "descending",
-                max(0, int(limit)) if limit is not None else None,
+                conn, requests, params.get("stepRange"), params.get("order") == "descending", limit
             )
         return _protobuf(response)
 
