@@ -338,3 +338,29 @@ def test_request_status_and_details_report_each_rejected_item(neptune3) -> None:
             (second, "m/x", IngestCode.SERIES_STEP_NON_INCREASING),
         ])
         assert client.post("/api/client/v1/ingest", content=b"\xff\xff not protobuf").status_code == 400
+
+
+def test_a_forked_run_starts_after_its_fork_point_and_inherits_configs(neptune3, open_run, store_view) -> None:
+    parent, parent_callbacks = open_run(neptune3.info, run_id="fork-parent")
+    parent.log_configs({"cfg/lr": 0.5})
+    for step in range(10):
+        parent.log_metrics({"m/x": float(step)}, step=step)
+    parent.close()
+
+    child, callbacks = open_run(neptune3.info, run_id="fork-child", fork_run_id="fork-parent", fork_step=5)
+    child.log_metrics({"m/x": 50.0}, step=4)  # not after the fork point: rejected
+    child.log_metrics({"m/x": 60.0}, step=6)
+    child.close()
+
+    assert parent_callbacks.errors == []
+    assert callbacks.kinds() == ["NeptuneSeriesStepNotAfterForkPoint"], callbacks.errors
+    db = neptune3.db()
+    row = db.execute(
+        "SELECT fork_parent_run_id, fork_step_whole, fork_step_micro, fork_depth FROM runs WHERE run_id = 'fork-child'"
+    ).fetchone()
+    assert row == ("fork-parent", 5, 0, 1)
+    attrs = store_view.attributes(db, "fork-child")
+    assert attrs["sys/forking/depth"] == ("int", 1)
+    assert attrs["sys/forking/parent"] == ("string", "fork-parent")
+    assert attrs["cfg/lr"] == ("float", 0.5)  # inherit_configs (the client's default)
+    assert [(s, v) for s, _, _, v in store_view.points(db, "fork-child", "m/x")] == [(6, 60.0)]
