@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -213,7 +212,11 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
             continue
         todo.append((plan, by_id[plan.sys_id]))
 
-    scratch = Path(tempfile.mkdtemp(prefix="nmig-import-"))
+    # The client's operation logs and decompressed files live next to the state file. What an interrupted
+    # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
+    scratch = state_path.parent / f".{state_path.name}.work"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
     local = threading.local()
     pools: list[nclient.ClientPool] = []
     pools_lock = threading.Lock()
