@@ -1,0 +1,81 @@
+"""Guards on the neptune-scale internals nmig's import uses (nmig/importer/client.py). A client upgrade that
+changes any of them fails here, loudly, instead of silently misbehaving during a migration."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import neptune_scale
+from neptune_scale import Run
+from neptune_scale.sync import sync_process
+from neptune_scale.sync.operations_repository import OperationsRepository
+from neptune_scale.util.daemon import Daemon
+
+from nmig.importer import client
+
+
+def test_pinned_client_version() -> None:
+    from importlib.metadata import version
+
+    assert version("neptune-scale").startswith("0.30."), "client.py was written against neptune-scale 0.30.x"
+    assert neptune_scale.Run is Run
+
+
+def test_offline_run_exposes_its_operation_log(tmp_path: Path) -> None:
+    run = Run(run_id="guard-1", project="ws/p", mode="offline", log_directory=tmp_path,
+              enable_console_log_capture=False, source_tracking_config=None)
+    try:
+        assert isinstance(run._operations_repo, OperationsRepository)
+        assert run._operations_repository_path.name == "run_operations.sqlite3"
+        assert run._storage_directory_path.is_dir()
+        assert run._sync_process is None  # offline: no sync process of its own
+        # the creation operation is in the log
+        assert run._operations_repo.get_operation_count() == 1
+    finally:
+        run.close()
+
+
+def test_repository_methods_used() -> None:
+    for name, params in {
+        "save_update_run_snapshots": ["updates"],
+        "get_operation_count": ["limit"],
+        "get_file_upload_requests_count": ["limit"],
+        "get_operations_sequence_id_range": [],
+        "get_errors": ["limit"],
+        "delete_errors": ["error_ids"],
+        "close": ["cleanup_files"],
+    }.items():
+        signature = inspect.signature(getattr(OperationsRepository, name))
+        assert all(p in signature.parameters for p in params), (name, signature)
+
+
+def test_sync_threads_and_their_attributes() -> None:
+    for cls in (sync_process.SenderThread, sync_process.StatusTrackingThread, sync_process.FileUploaderThread):
+        assert issubclass(cls, Daemon)
+    assert set(inspect.signature(sync_process.SenderThread).parameters) >= {"api_token", "family", "operations_repository"}
+    assert set(inspect.signature(sync_process.StatusTrackingThread).parameters) >= {"api_token", "project", "operations_repository"}
+    assert set(inspect.signature(sync_process.FileUploaderThread).parameters) >= {"project", "api_token", "operations_repository"}
+    assert "operation" in inspect.signature(sync_process.SenderThread.submit).parameters
+    assert "request_ids" in inspect.signature(sync_process.StatusTrackingThread.check_batch).parameters
+    # the attributes client.py sets on the thread objects (shared API clients, poll interval, asyncio loop)
+    for cls, attribute in (
+        (sync_process.SenderThread, "self._backend"),
+        (sync_process.StatusTrackingThread, "self._backend"),
+        (sync_process.FileUploaderThread, "self._api_client"),
+        (sync_process.FileUploaderThread, "self._aio_loop"),
+        (Daemon, "self._sleep_time"),
+    ):
+        assert attribute in inspect.getsource(cls), (cls.__name__, attribute)
+    assert callable(sync_process.code_to_exception)
+
+
+def test_step_decomposition_matches() -> None:
+    from neptune_scale.sync.metadata_splitter import make_step
+
+    request = client.new_request("ws/p", "r")
+    client.append_float_points(request, "m", [7_654_321], [1.5], [1_700_000_000_123])
+    snapshot = request.update_batch.snapshots[0]
+    assert snapshot.step == make_step(7.654321)
+    assert snapshot.timestamp.seconds == 1_700_000_000 and snapshot.timestamp.nanos == 123_000_000
+    assert snapshot.append["m"].float64 == 1.5
