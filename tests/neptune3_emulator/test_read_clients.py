@@ -377,6 +377,12 @@ def test_unknown_project_and_other_workspace_are_refused_with_the_clients_clear_
     [
         ("/api/leaderboard/v1/proto/leaderboard/entries/search/", b"not json"),
         ("/api/leaderboard/v1/proto/leaderboard/entries/search/", {"query": {"query": "`a` LIKE \"b\""}}),
+        ("/api/leaderboard/v1/proto/leaderboard/entries/search/", {"pagination": {"offset": "ten"}}),
+        ("/api/leaderboard/v1/leaderboard/attributes/definitions/query",
+         {"projectIdentifiers": ["demo/readpath"], "attributeNameFilter": {"mustMatchAny": [{"mustMatchRegexes": ["("]}]}}),
+        ("/api/leaderboard/v1/proto/attributes/series", {"requests": [{"requestId": "0", "series": {
+            "holder": {"identifier": "CUSTOM/demo/readpath/main"}, "attribute": "logs/out"},
+            "searchAfter": {"token": "forged"}}]}),
         ("/api/leaderboard/v1/proto/attributes/series", {"requests": [{"requestId": "0"}]}),
         ("/api/leaderboard/v1/proto/attributes/series/float", {"requests": [{"requestId": "0", "series": {
             "holder": {"identifier": "nonsense"}, "attribute": "m/loss"}}]}),

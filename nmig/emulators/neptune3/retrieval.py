@@ -128,7 +128,7 @@ def _guarded(handler: Callable[[Request], Response]) -> Callable[[Request, re.Ma
     def wrapped(request: Request, match: re.Match[str]) -> Response:
         try:
             return handler(request)
-        except (BadRequest, QueryError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # BadRequest and QueryError among them
             detail = str(exc) if isinstance(exc, BadRequest | QueryError) else f"malformed request ({type(exc).__name__})"
             return Response.error(400, "Bad request", detail)
         except NoAccess as exc:
