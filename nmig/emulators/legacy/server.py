@@ -12,6 +12,7 @@ import json
 import math
 import secrets
 import threading
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -98,9 +99,17 @@ def _f(value: float) -> float | str:
     return "NaN" if math.isnan(value) else _FLOAT_WORDS[value]
 
 
-def _floats(values: np.ndarray) -> list[Any]:
-    items = values.tolist()
-    return items if np.isfinite(values).all() else [_f(v) for v in items]
+_FLOAT_POINT = '{{"step":{!r},"timestampMillis":{},"value":{!r}}}'.format
+
+
+class _FloatText:
+    """Formats as its JSON text under %r: a finite float as itself, a non-finite one as its JSON string."""
+
+    def __init__(self, value: float | str) -> None:
+        self.text = json.dumps(value)
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def _error(status: int, error_type: str, message: str) -> Response:
@@ -230,6 +239,7 @@ class LegacyEmulator:
             raise ValueError("token_ttl must be positive")
         self.stats: Counter[str] = Counter()  # requests that reached a handler (faulted ones do not)
         self.faults: FaultPlan | None = None
+        self.busy_seconds = 0.0  # time spent in handlers (auth check + building the answer)
         self._stats_lock = threading.Lock()
         self._base_url = ""
         self.api_token = ""
@@ -281,12 +291,18 @@ class LegacyEmulator:
 
     def _wrap(self, name: str, handler: Any, protected: bool) -> Any:
         def run(request: Request, match: Any) -> Response:
-            self._count(name)
-            if protected:
-                refusal = self._check_bearer(request)
-                if refusal is not None:
-                    return refusal
-            return handler(request, match)
+            started = time.perf_counter()
+            try:
+                if protected:
+                    refusal = self._check_bearer(request)
+                    if refusal is not None:
+                        return refusal
+                return handler(request, match)
+            finally:
+                elapsed = time.perf_counter() - started
+                with self._stats_lock:
+                    self.stats[name] += 1
+                    self.busy_seconds += elapsed
 
         return run
 
@@ -484,16 +500,14 @@ class LegacyEmulator:
         if isinstance(page, Response):
             return page
         start, stop = page
-        points = [
-            {"step": s, "timestampMillis": t, "value": v}
-            for s, t, v in zip(
-                series.steps[start:stop].tolist(),
-                series.timestamps[start:stop].tolist(),
-                _floats(series.values[start:stop]),
-                strict=True,
-            )
-        ]
-        return _json({"totalItemCount": len(series.values), "values": points})
+        # The hot path of a big export: the page is formatted straight to JSON text (a float's repr is valid
+        # JSON), about twice as fast as building dicts for json.dumps.
+        values = series.values[start:stop]
+        texts = values.tolist() if np.isfinite(values).all() else [_FloatText(_f(v)) for v in values.tolist()]
+        steps, stamps = series.steps[start:stop].tolist(), series.timestamps[start:stop].tolist()
+        body = ",".join(map(_FLOAT_POINT, steps, stamps, texts))
+        payload = f'{{"totalItemCount":{len(series.values)},"values":[{body}]}}'
+        return Response(200, payload.encode("utf-8"))
 
     def _op_getStringSeriesValues(self, request: Request, match: Any) -> Response:
         attr, refusal = self._attribute(request, "stringSeries")
