@@ -5,11 +5,13 @@ ingest API (a float series and a string series of `--points` points each, in lar
 
 - fetch_metrics of the whole float series through the unmodified neptune_query (client included);
 - fetch_series of the whole string series through neptune_query (server pages of 10,000 points);
+- a project of many small runs (`--runs`, each with 10 configs and 5 metrics of 100 points): list_runs,
+  fetch_runs_table of every attribute, fetch_metrics of every metric, as `nmig verify` reads a migrated project;
 - the server's time for one 10,000-point page of the float series at the START and at the END of the series
   (afterStep paging), next to a naive page server measured on the same database file in the same run: load
   the whole series, sort, slice (what "serve a page" costs when pages are not range scans).
 
-    python benchmarks/bench_neptune3_read.py [--points 1000000]
+    python benchmarks/bench_neptune3_read.py [--points 1000000] [--runs 1000]
 """
 
 from __future__ import annotations
@@ -58,6 +60,27 @@ def _write(client: httpx.Client, points: int) -> None:
         client.post("/api/client/v1/ingest", content=op.SerializeToString()).raise_for_status()
 
 
+def _write_small_runs(client: httpx.Client, runs: int) -> None:
+    for index in range(runs):
+        run_id = f"small-{index:05d}"
+        create = RunOperation(project=PROJECT, run_id=run_id, create=CreateRun(family=run_id))
+        client.post("/api/client/v1/ingest", content=create.SerializeToString()).raise_for_status()
+        batch = UpdateRunSnapshots()
+        first = UpdateRunSnapshot(step=Step(whole=0, micro=0))
+        first.timestamp.seconds = 1_700_000_000
+        for c in range(10):
+            first.assign[f"config/c{c}"].float64 = index + c / 10
+        batch.snapshots.append(first)
+        for step in range(1, 101):
+            snapshot = UpdateRunSnapshot(step=Step(whole=step, micro=0))
+            snapshot.timestamp.seconds = 1_700_000_000 + step
+            for m in range(5):
+                snapshot.append[f"metrics/m{m}"].float64 = step * 0.1 + m
+            batch.snapshots.append(snapshot)
+        op = RunOperation(project=PROJECT, run_id=run_id, update_batch=batch)
+        client.post("/api/client/v1/ingest", content=op.SerializeToString()).raise_for_status()
+
+
 def _float_page(client: httpx.Client, after: float | None, limit: int = PAGE) -> float:
     request: dict[str, object] = {
         "requestId": "0",
@@ -92,6 +115,7 @@ def _naive_page(db: Path, after: float | None) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=1_000_000, help="points in each of the two series")
+    parser.add_argument("--runs", type=int, default=1_000, help="small runs in the many-runs scenario")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nmig-bench-n3r-") as tmp:
@@ -123,6 +147,20 @@ def main() -> None:
                 series_s = time.perf_counter() - started
                 assert len(series) == args.points, f"fetch_series returned {len(series)} rows"
 
+                _write_small_runs(client, args.runs)
+                started = time.perf_counter()
+                listed = nq_runs.list_runs(project=PROJECT, runs="^small-")
+                list_s = time.perf_counter() - started
+                assert len(listed) == args.runs
+                started = time.perf_counter()
+                table = nq_runs.fetch_runs_table(project=PROJECT, runs="^small-", attributes=".*")
+                table_s = time.perf_counter() - started
+                assert len(table) == args.runs
+                started = time.perf_counter()
+                small = nq_runs.fetch_metrics(project=PROJECT, runs="^small-", attributes="^metrics/")
+                small_s = time.perf_counter() - started
+                assert len(small) == args.runs * 100, f"fetch_metrics returned {len(small)} rows"
+
                 first = min(_float_page(client, None) for _ in range(3))
                 last = min(_float_page(client, float(PAGE)) for _ in range(3))
                 whole = _float_page(client, None, limit=args.points)
@@ -137,6 +175,8 @@ def main() -> None:
     print(f"  of which the server (one HTTP request for the whole float series, as the client makes it): "
           f"{whole:.2f} s -> {args.points / whole:,.0f} points/s")
     print(f"fetch_series, {args.points:,} string points: {series_s:.2f} s -> {args.points / series_s:,.0f} points/s")
+    print(f"{args.runs:,} small runs: list_runs {list_s:.2f} s, fetch_runs_table (every attribute, "
+          f"{table.shape[1]} columns) {table_s:.2f} s, fetch_metrics ({args.runs * 500:,} points) {small_s:.2f} s")
     print(f"one {PAGE:,}-point float page (HTTP round trip): first {first * 1000:.1f} ms, last {last * 1000:.1f} ms")
     print(f"naive page (load whole series, sort, slice):  first {naive_first * 1000:.1f} ms, "
           f"last {naive_last * 1000:.1f} ms")
