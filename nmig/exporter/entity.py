@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from nmig.errors import NmigError
+from nmig.exporter.pages import ValuePage
 from nmig.exporter.source import EntityRef, LegacySource
 from nmig.schema.format import encode_datetime
 
@@ -182,54 +183,55 @@ class EntityExporter:
         else:
             writer.skip(path, type_, f"attribute type {type_!r} is not known to nmig; its value was not read")
 
-    def _pages(self, kind: str, ref: EntityRef, path: str) -> Iterator[list[dict[str, Any]]]:
-        """The points of a series page by page, in order, with up to PAGES_IN_FLIGHT requests at once.
+    def _pages(self, kind: str, ref: EntityRef, path: str) -> Iterator[Any]:
+        """The pages of a series, in order, with up to PAGES_IN_FLIGHT requests at once: `ValuePage`s for
+        float/string series, lists of points for file series.
 
         Offsets advance by what the server actually returned, so a server that caps the page size below ours
         is still read completely; the count is checked against totalItemCount at the end.
         """
 
-        def fetch(offset: int) -> dict[str, Any]:
-            return with_retries(
+        def fetch(offset: int) -> tuple[int, Any]:
+            page = with_retries(
                 lambda: self.source.series_page(kind, ref.container_id, path, offset, self.page_size)
             )
+            if isinstance(page, ValuePage):
+                return page.total, page
+            return int(page.get("totalItemCount") or 0), list(page.get("values") or [])
 
-        first = fetch(0)
-        total = int(first.get("totalItemCount") or 0)
-        values = list(first.get("values") or [])
-        received = len(values)
-        if values:
-            yield values
-        if received >= total or not values:
+        total, points = fetch(0)
+        received = len(points)
+        if received:
+            yield points
+        if received >= total or not received:
             _check_count(path, received, total)
             return
-        page = len(values)
-        queue: deque[Future[dict[str, Any]]] = deque()
+        page = received
+        queue: deque[Future[tuple[int, Any]]] = deque()
         next_offset = received
         while next_offset < total and len(queue) < PAGES_IN_FLIGHT:
             queue.append(self.page_pool.submit(fetch, next_offset))
             next_offset += page
         while queue:
-            result = queue.popleft().result()
-            values = list(result.get("values") or [])
-            if len(values) != min(page, total - received):
+            _, points = queue.popleft().result()
+            if len(points) != min(page, total - received):
                 # A shorter page than planned (the series changed, or the server capped this page): fall back
                 # to strictly sequential paging from what we have, discarding the speculative requests.
                 for future in queue:
                     future.cancel()
                 queue.clear()
-                if values:
-                    received += len(values)
-                    yield values
+                if len(points):
+                    received += len(points)
+                    yield points
                 while received < total:
-                    values = list(fetch(received).get("values") or [])
-                    if not values:
+                    _, points = fetch(received)
+                    if not len(points):
                         break
-                    received += len(values)
-                    yield values
+                    received += len(points)
+                    yield points
                 break
-            received += len(values)
-            yield values
+            received += len(points)
+            yield points
             if next_offset < total:
                 queue.append(self.page_pool.submit(fetch, next_offset))
                 next_offset += page
@@ -237,15 +239,9 @@ class EntityExporter:
 
     def _export_value_series(self, kind: str, ref: EntityRef, writer: Any, path: str) -> None:
         add = writer.add_float_points if kind == "float" else writer.add_string_points
-        for values in self._pages(kind, ref, path):
-            steps = [float(v["step"]) for v in values]
-            timestamps = [int(v["timestampMillis"]) for v in values]
-            if kind == "float":
-                points: list[Any] = [_float(v["value"]) for v in values]
-            else:
-                points = [v.get("value") for v in values]
-            add(path, steps, points, timestamps)
-            self.counters.add_points(len(values))
+        for page in self._pages(kind, ref, path):
+            add(path, page.steps, page.values, page.timestamps)
+            self.counters.add_points(len(page))
 
     def _spool(self, opener: Callable[[], Any], expected_size: int | None = None) -> tuple[IO[bytes], str | None]:
         """Download fully into a spool (memory, then disk), retrying the whole download on failure.

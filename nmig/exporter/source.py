@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from nmig.errors import NmigError
+from nmig.exporter.pages import decode_value_page
 from nmig.loopback import prepare_client_env
 from nmig.secrets import redact
 
@@ -187,7 +189,7 @@ class LegacySource:
         self._get_download_url = with_api_exceptions_handler(_get_download_url)
         self._build_url = build_operation_url
         # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
-        self._json = with_api_exceptions_handler(self._json_once)
+        self._request = with_api_exceptions_handler(self._request_once)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -203,9 +205,11 @@ class LegacySource:
 
     # ---- raw requests ------------------------------------------------------------------------------
 
-    def _json_once(
+    def _request_once(
         self, client: Any, operation: str, extra_headers: dict[str, str] | None, params: dict[str, Any]
-    ) -> Any:
+    ) -> bytes:
+        """One request of a Swagger operation on the client's own swagger client and session; the body as
+        bytes (no bravado model per item: that unmarshalling is what makes the client slow)."""
         options = dict(self._default_options)
         if extra_headers:
             options["headers"] = {**options.get("headers", {}), **extra_headers}
@@ -214,12 +218,17 @@ class LegacySource:
         future = client.swagger_spec.http_client.request(
             request, operation=None, request_config=request_config
         )
-        return future.response().incoming_response.json()
+        return future.response().incoming_response.raw_bytes
+
+    def call_raw(
+        self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
+    ) -> bytes:
+        return self._request(getattr(self._backend, client_name), operation, headers, params)
 
     def call(
         self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
     ) -> Any:
-        return self._json(getattr(self._backend, client_name), operation, headers, params)
+        return json.loads(self.call_raw(client_name, operation, headers, **params))
 
     def _operation_url(self, operation: str) -> str:
         client = self._backend.leaderboard_client
@@ -343,20 +352,17 @@ class LegacySource:
         raw = self.call("leaderboard_client", "getExperimentAttributes", experimentId=container_id)
         return list(raw.get("attributes") or [])
 
-    def series_page(self, kind: str, container_id: str, path: str, offset: int, limit: int) -> dict[str, Any]:
+    def series_page(self, kind: str, container_id: str, path: str, offset: int, limit: int) -> Any:
+        """One page of a series: float/string as an Arrow `ValuePage`, file series as the decoded JSON."""
         operation = {
             "float": "getFloatSeriesValues",
             "string": "getStringSeriesValues",
             "file": "getImageSeriesValues",
         }[kind]
-        return self.call(
-            "leaderboard_client",
-            operation,
-            experimentId=container_id,
-            attribute=path,
-            offset=offset,
-            limit=limit,
+        body = self.call_raw(
+            "leaderboard_client", operation, experimentId=container_id, attribute=path, offset=offset, limit=limit
         )
+        return json.loads(body) if kind == "file" else decode_value_page(body, kind)
 
     @contextlib.contextmanager
     def open_file(self, container_id: str, path: str) -> Iterator[IO[bytes]]:
