@@ -267,7 +267,15 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     if not options.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="run", desc="Importing", file=sys.stderr)
+        total_points = sum(item.points for plan, _ in todo for item in plan.series)
+        bar = tqdm(total=total_points, unit="pt", unit_scale=True, desc=f"Importing {len(todo)} run(s)", file=sys.stderr)
+        bar_lock = threading.Lock()
+
+        def advance(points: int) -> None:
+            with bar_lock:
+                bar.update(points)
+
+        progress = progress or advance
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.max_workers), thread_name_prefix="nmig-import") as pool:
             futures: dict[Future[RunOutcome], RunPlan] = {}
@@ -288,7 +296,8 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
                         outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
                     _record(outcome, state, result)
                     if bar is not None:
-                        bar.update(1)
+                        with bar_lock:
+                            bar.set_postfix_str(f"{len(result.imported) + len(result.failed) + len(result.refused)}/{len(todo)} runs")
     finally:
         if bar is not None:
             bar.close()
