@@ -95,6 +95,32 @@ def _timestamps_ms(column: pa.Array) -> np.ndarray:
     return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
+def scan_adjustments(plan: RunPlan, entity: EntityBundle) -> list[Event]:
+    """What the 3.x limits will change in this run's series, found by reading them without sending (for the
+    dry run; the replay applies the same SeriesFilter while it streams)."""
+    events: list[Event] = []
+    for kind in ("float", "string", "file"):
+        filters: dict[str, SeriesFilter] = {}
+        columns = ["path", "step", "timestamp"] + (["value"] if kind != "file" else [])
+        try:
+            for batch in entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=columns):
+                for legacy_path, start, end in _segments(batch):
+                    if plan.series_target(kind, legacy_path) is None:
+                        continue
+                    part = batch.slice(start, end - start)
+                    series_filter = filters.setdefault(legacy_path, SeriesFilter())
+                    steps = part.column("step").to_numpy(zero_copy_only=False)
+                    keep, _micros, _stamps = series_filter.apply(steps, _timestamps_ms(part.column("timestamp")))
+                    if kind == "string":
+                        raw = part.column("value").to_pylist()
+                        series_filter.fit_values([raw[i] or "" for i in np.flatnonzero(keep).tolist()], steps[keep])
+        except BundleError as exc:
+            events.append(Event(plan.sys_id, "", "failed", f"{kind} series: {exc}"))
+        for legacy_path, series_filter in filters.items():
+            events.extend(Event(plan.sys_id, legacy_path, case, detail) for case, detail in series_filter.adjustments.events())
+    return events
+
+
 class _PipelinedSender:
     """Builds requests of one attribute's points in the caller's thread and submits them from a second
     thread, so building the next request overlaps with the service ingesting the last one."""

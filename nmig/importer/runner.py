@@ -181,7 +181,12 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
         result.plans.append(plan)
 
     if options.dry_run:
-        result.events.extend(e for plan in result.plans for e in plan.events)
+        from nmig.importer.replay import scan_adjustments
+
+        by_sys_id = {e.sys_id: e for e in entities}
+        for plan in result.plans:
+            result.events.extend(plan.events)
+            result.events.extend(scan_adjustments(plan, by_sys_id[plan.sys_id]))
         _print_plan(result.plans, result.events, project)
         return result
 

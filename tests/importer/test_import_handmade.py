@@ -99,12 +99,15 @@ def test_each_limit_is_handled_and_reported(handmade: Path, nq: Any) -> None:
 
 
 def test_dry_run_writes_nothing(neptune3: EmulatorInfo, tmp_path: Path, run_cli: Any, nq: Any) -> None:
-    bundle = write_bundle(tmp_path / "b", {"DRY-1": _mapping_run})
+    bundle = write_bundle(tmp_path / "b", {"DRY-1": _mapping_run, "DRY-2": _limits_run})
     before = sorted(p.relative_to(bundle) for p in bundle.rglob("*"))
     result = run_cli("import", str(bundle), "--project", "demo/dry", "--api-token", neptune3.api_token, "--dry-run")
     assert result.exit_code == 0, result.output
     assert "DRY-1 -> DRY-1" in result.stdout and "monitoring/cpu -> runtime/cpu" in result.stdout
     assert "sys/running_time -> legacy_sys/running_time" in result.stdout
+    for case in ("run_id_adjusted", "path_shortened", "string_value_too_long", "step_out_of_range", "step_collision",
+                 "timestamp_decreasing"):
+        assert f": {case}: " in result.stdout, case
     assert sorted(p.relative_to(bundle) for p in bundle.rglob("*")) == before
     from neptune_scale.projects import list_projects
 

@@ -1,0 +1,418 @@
+"""`nmig verify`: read a 3.x project back through neptune-query and compare it with the bundle it came from.
+
+What each run should hold in 3.x comes from the importer's own `plan_run` (configs, tags, name, creation
+time, files, which series go where) and, for series points, `limits.SeriesFilter` (verify_series.py): the
+remapping lives in one place and verify cannot disagree with import about it. Items the import report lists
+as deliberately adjusted (shortened paths, dropped colliding steps, ...) are therefore expected; they are shown
+next to the run, not counted as differences.
+
+A run matches when every expected item is there with the same type and value, and nothing unexpected is in
+the run outside `sys/` (which the service owns).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmig.errors import NmigError, PartialFailure
+from nmig.importer.plan import PlanRefused, RunPlan, plan_run
+from nmig.importer.runner import _check_token, _select, default_report_path, resolve_project
+from nmig.importer.state import write_json_atomically
+from nmig.importer.verify_series import (
+    Difference,
+    SeriesChecker,
+    TargetSeriesReader,
+    _shown,
+    discard_downloads,
+    download_files,
+    sha256_of,
+)
+from nmig.schema import Bundle, EntityBundle
+
+REPORT_FORMAT = "nmig-verify-report"
+
+# Import report cases that are failures or bookkeeping, not deliberate adjustments.
+_NOT_ADJUSTMENTS = {"failed", "earlier_attempt_failed", "client_warning", "already_imported", "resumed", "refused"}
+
+
+@dataclass
+class VerifyOptions:
+    bundle_dir: Path
+    project: str | None
+    api_token: str | None
+    runs: list[str] = field(default_factory=list)
+    sample: int | None = None
+    report: Path | None = None
+    import_report: Path | None = None
+    quiet: bool = False
+
+
+@dataclass
+class RunCheck:
+    sys_id: str
+    target_run_id: str | None
+    status: str = "ok"  # ok | differs | missing | not_importable
+    checked: dict[str, int] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+    adjusted: list[dict[str, str]] = field(default_factory=list)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run": self.sys_id,
+            "target_run_id": self.target_run_id,
+            "status": self.status,
+            "checked": self.checked,
+            "differences": [d.to_json() for d in self.differences],
+            "adjusted_by_import": self.adjusted,
+            "note": self.note,
+        }
+
+
+@dataclass
+class VerifyResult:
+    project: str
+    runs: list[RunCheck] = field(default_factory=list)
+    not_imported: list[str] = field(default_factory=list)  # models and model versions, by design
+    expected_totals: dict[str, int] = field(default_factory=lambda: {"runs": 0, "points": 0, "files": 0, "bytes": 0})
+    found_totals: dict[str, int] = field(default_factory=lambda: {"runs": 0, "points": 0, "files": 0, "bytes": 0})
+    sample: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return all(run.status == "ok" for run in self.runs)
+
+    @property
+    def difference_count(self) -> int:
+        return sum(len(run.differences) for run in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": REPORT_FORMAT,
+            "format_version": "1.0",
+            "project": self.project,
+            "ok": self.ok,
+            "sample": self.sample,
+            "runs": [run.to_json() for run in self.runs],
+            "not_imported": self.not_imported,
+            "differences": self.difference_count,
+            "expected_totals": self.expected_totals,
+            "found_totals": self.found_totals,
+        }
+
+
+# ---- configs, tags and files --------------------------------------------------------------------------------
+
+
+def _expected_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, list):
+        return "string_set"
+    return "string"
+
+
+def _ms(value: Any) -> int | None:
+    """Milliseconds since the epoch of a datetime or pandas Timestamp (naive ones are UTC)."""
+    if value is None:
+        return None
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if not isinstance(value, dt.datetime):
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
+
+
+def same_value(expected: Any, found: Any) -> bool:
+    """Equality as 3.x keeps values: NaN equals NaN, datetimes to the millisecond, string sets as sets."""
+    if isinstance(expected, bool) or isinstance(found, bool):
+        return type(found).__name__ in ("bool", "bool_") and bool(found) == expected
+    if isinstance(expected, float):
+        try:
+            number = float(found)
+        except (TypeError, ValueError):
+            return False
+        return (math.isnan(expected) and math.isnan(number)) or expected == number
+    if isinstance(expected, int):
+        try:
+            return int(found) == expected and float(found) == float(int(found))
+        except (TypeError, ValueError, OverflowError):
+            return False
+    if isinstance(expected, dt.datetime):
+        return _ms(expected) == _ms(found)
+    if isinstance(expected, list):
+        return isinstance(found, (set, frozenset, list, tuple)) and set(expected) == {str(v) for v in found}
+    return expected == found
+
+
+def _target_table(project: str, run_id: str) -> dict[str, tuple[str, Any]]:
+    """{3.x path: (neptune-query type, value)} of every attribute of one run (series: their last value)."""
+    from neptune_query import runs as nq_runs
+
+    frame = nq_runs.fetch_runs_table(project=project, runs=[run_id], attributes=".", type_suffix_in_column_names=True)
+    if frame is None or len(frame) == 0:
+        return {}
+    row = frame.iloc[0]
+    table: dict[str, tuple[str, Any]] = {}
+    for column, value in row.items():
+        path, _, type_ = str(column).rpartition(":")
+        # one row: a column exists only for attributes the run has, so a NaN here is a NaN value
+        table[path] = (type_, value)
+    return table
+
+
+class _RunVerifier:
+    def __init__(self, project: str, entity: EntityBundle, plan: RunPlan, sample: int | None, on_points: Any) -> None:
+        self.project = project
+        self.entity = entity
+        self.plan = plan
+        self.sample = sample
+        self.on_points = on_points
+        self.check = RunCheck(entity.sys_id, plan.target_run_id)
+
+    def _diff(self, path: str, what: str, expected: Any, found: Any, detail: str = "") -> None:
+        self.check.differences.append(Difference(self.plan.sys_id, path, what, expected, found, detail))
+
+    def run(self) -> tuple[RunCheck, dict[str, int]]:
+        plan = self.plan
+        table = _target_table(self.project, plan.target_run_id)
+        found = {"points": 0, "files": 0, "bytes": 0}
+        expected_paths = set(plan.configs) | {f.target for f in plan.files} | {s.target for s in plan.series}
+
+        self._check_configs(table)
+        self._check_sys(table)
+        files_found, bytes_found = self._check_files(table)
+        found["files"] += files_found
+        found["bytes"] += bytes_found
+
+        checker = SeriesChecker(
+            self.entity, plan, TargetSeriesReader(self.project, plan.target_run_id),
+            {path: type_ for path, (type_, _) in table.items()}, self.sample, self.on_points, download_files,
+        )
+        tally = checker.check()
+        self.check.differences.extend(tally.differences)
+        found["points"] += tally.found_points
+        found["files"] += tally.found_files
+        found["bytes"] += tally.found_bytes
+
+        for path in sorted(table):
+            if path not in expected_paths and not path.startswith("sys/"):
+                type_, value = table[path]
+                self._diff(path, "unexpected_attribute", None, f"{type_}: {_shown(value)}")
+
+        self.check.checked = {
+            "configs": len(plan.configs),
+            "files": len(plan.files),
+            "series": tally.series,
+            "points": tally.expected_points,
+            "file_series_files": tally.expected_files,
+        }
+        self.expected = {
+            "points": tally.expected_points,
+            "files": len(plan.files) + tally.expected_files,
+            "bytes": sum(int(f.size or 0) for f in plan.files) + tally.expected_bytes,
+        }
+        if self.check.differences:
+            self.check.status = "differs"
+        return self.check, found
+
+    def _check_configs(self, table: dict[str, tuple[str, Any]]) -> None:
+        for path, value in sorted(self.plan.configs.items()):
+            if path not in table:
+                self._diff(path, "missing_config", value, None)
+                continue
+            type_, got = table[path]
+            want_type = _expected_type(value)
+            if type_ != want_type:
+                self._diff(path, "wrong_type", f"{want_type}: {_shown(value)}", f"{type_}: {_shown(got)}")
+            elif not same_value(value, got):
+                self._diff(path, "config_differs", value, got)
+
+    def _check_sys(self, table: dict[str, tuple[str, Any]]) -> None:
+        plan = self.plan
+        if plan.experiment_name is not None:
+            got = table.get("sys/name", ("", None))[1]
+            if got != plan.experiment_name:
+                self._diff("sys/name", "name_differs", plan.experiment_name, got)
+        for path, want in (("sys/tags", plan.tags), ("sys/group_tags", plan.group_tags)):
+            got = table.get(path, ("", None))[1]
+            got_set = {str(v) for v in got} if isinstance(got, (set, frozenset, list, tuple)) else set()
+            if set(want) != got_set:
+                self._diff(path, "tags_differ", sorted(want), sorted(got_set))
+        if plan.creation_time is not None:
+            got = table.get("sys/creation_time", ("", None))[1]
+            if _ms(plan.creation_time) != _ms(got):
+                self._diff("sys/creation_time", "creation_time_differs", plan.creation_time, got)
+
+    def _check_files(self, table: dict[str, tuple[str, Any]]) -> tuple[int, int]:
+        present = []
+        for item in self.plan.files:
+            type_, got = table.get(item.target, (None, None))
+            if type_ is None:
+                self._diff(item.target, "missing_file", f"{item.size} bytes", None)
+            elif type_ != "file":
+                self._diff(item.target, "wrong_type", "file", type_)
+            else:
+                present.append((item, got))
+        found_bytes = sum(int(getattr(got, "size_bytes", 0) or 0) for _, got in present)
+        local = download_files([got for _, got in present]) if present else {}
+        for item, got in present:
+            size = getattr(got, "size_bytes", None)
+            if item.size is not None and size != item.size:
+                self._diff(item.target, "file_size_differs", item.size, size)
+                continue
+            path = local.get(got)
+            digest = sha256_of(path) if path is not None else None
+            if digest != item.content_hash:
+                self._diff(item.target, "file_hash_differs", item.content_hash, digest)
+        return len(present), found_bytes
+
+
+# ---- the command --------------------------------------------------------------------------------------------
+
+
+def _import_report_items(path: Path) -> dict[str, list[dict[str, str]]]:
+    """Deliberate adjustments the import report lists, by legacy run id (empty when there is no report)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    by_run: dict[str, list[dict[str, str]]] = {}
+    for item in doc.get("items") or [] if isinstance(doc, dict) else []:
+        if isinstance(item, dict) and item.get("case") not in _NOT_ADJUSTMENTS:
+            by_run.setdefault(str(item.get("run")), []).append(
+                {k: str(item.get(k, "")) for k in ("path", "case", "detail")}
+            )
+    return by_run
+
+
+def verify_bundle(options: VerifyOptions) -> VerifyResult:
+    """Everything `nmig verify` does; raises NmigError for bad input. The caller renders and decides the exit."""
+    if options.sample is not None and options.sample < 1:
+        raise NmigError("--sample must be at least 1")
+    bundle = Bundle(options.bundle_dir)
+    project = resolve_project(options.project, bundle)
+    api_token = _check_token(options.api_token)
+    result = VerifyResult(project=project, sample=options.sample)
+    for kind in ("model", "model_version"):
+        result.not_imported += [e.sys_id for e in bundle.entities(kind)]
+    entities = _select(bundle.entities("run"), options.runs)
+    adjusted = _import_report_items(options.import_report or default_report_path(options.bundle_dir, project))
+
+    from nmig.importer import client as nclient
+    from nmig.loopback import prepare_client_env
+
+    prepare_client_env(api_token)
+    nclient.quiet_client_logs()
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    neptune_query.set_api_token(api_token)
+    try:
+        existing = set(nq_runs.list_runs(project=project))
+    except Exception as exc:  # neptune-query raises its own kinds for auth, not-found and transport errors
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise NmigError(f"cannot read project {project} from the 3.x service: {text}") from None
+
+    plans: list[tuple[EntityBundle, RunPlan]] = []
+    for entity in entities:
+        try:
+            plans.append((entity, plan_run(entity)))
+        except PlanRefused as exc:
+            # an incomplete export: that run is not in 3.x, so the migration is not complete
+            result.runs.append(RunCheck(entity.sys_id, None, "not_importable", note=str(exc)))
+    total = sum(s.points if not options.sample else min(s.points, options.sample) for _, p in plans for s in p.series)
+    bar = None
+    if not options.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit=" pts", unit_scale=True, desc="Verifying", file=sys.stderr)
+    try:
+        for entity, plan in plans:
+            result.expected_totals["runs"] += 1
+            if plan.target_run_id not in existing:
+                check = RunCheck(entity.sys_id, plan.target_run_id, "missing", note="the run is not in the target project")
+                check.differences.append(Difference(entity.sys_id, "", "missing_run", plan.target_run_id, None))
+                check.adjusted = adjusted.get(entity.sys_id, [])
+                result.runs.append(check)
+                skipped = sum(s.points if not options.sample else min(s.points, options.sample) for s in plan.series)
+                if bar is not None:
+                    bar.update(skipped)
+                continue
+            verifier = _RunVerifier(project, entity, plan, options.sample, bar.update if bar is not None else (lambda n: None))
+            try:
+                check, found = verifier.run()
+            finally:
+                discard_downloads()
+            check.adjusted = adjusted.get(entity.sys_id, [])
+            result.runs.append(check)
+            result.found_totals["runs"] += 1
+            for key in ("points", "files", "bytes"):
+                result.found_totals[key] += found[key]
+                result.expected_totals[key] += verifier.expected[key]
+    finally:
+        if bar is not None:
+            bar.close()
+    if options.report is not None:
+        write_json_atomically(options.report, result.to_json())
+    return result
+
+
+def render(result: VerifyResult) -> str:
+    """The per-run table of what matches and what differs (path, expected, found)."""
+    lines = [f"Verify of {result.project}" + (f" (sampled: {result.sample} points per series)" if result.sample else "")]
+    lines.append(f"{'run':<22} {'3.x run id':<28} {'configs':>7} {'files':>6} {'series':>6} {'points':>11}  result")
+    for run in result.runs:
+        checked = run.checked
+        verdict = {"ok": "OK", "differs": f"{len(run.differences)} DIFFERENCE(S)", "missing": "MISSING",
+                   "not_importable": "NOT IMPORTED"}[run.status]
+        lines.append(
+            f"{run.sys_id:<22} {str(run.target_run_id or '-'):<28} {checked.get('configs', 0):>7} {checked.get('files', 0):>6} "
+            f"{checked.get('series', 0):>6} {checked.get('points', 0):>11,}  {verdict}"
+        )
+        if run.note:
+            lines.append(f"    {run.note}")
+        for diff in run.differences[:50]:
+            lines.append(
+                f"    {diff.path or '(run)'}: {diff.what}: expected {_shown(diff.expected)!r}, found {_shown(diff.found)!r}"
+                + (f" ({diff.detail})" if diff.detail else "")
+            )
+        if len(run.differences) > 50:
+            lines.append(f"    ... and {len(run.differences) - 50} more (see --report)")
+        if run.adjusted:
+            lines.append(f"    {len(run.adjusted)} item(s) deliberately adjusted by the import (expected; see the import report)")
+    if result.not_imported:
+        lines.append(f"Not imported by design (3.x has no model registry): {len(result.not_imported)} model entities")
+    e, f = result.expected_totals, result.found_totals
+    lines.append(
+        f"Expected {e['runs']} runs, {e['points']:,} points, {e['files']} files, {e['bytes']:,} bytes; "
+        f"found {f['runs']} runs, {f['points']:,} points, {f['files']} files, {f['bytes']:,} bytes"
+    )
+    lines.append("All runs match." if result.ok else f"DIFFERENCES FOUND in {sum(r.status != 'ok' for r in result.runs)} run(s).")
+    return "\n".join(lines)
+
+
+def run_verify(options: VerifyOptions) -> VerifyResult:
+    """verify_bundle + the table on stdout; PartialFailure (exit 1) unless everything matches."""
+    result = verify_bundle(options)
+    print(render(result))
+    if not result.ok:
+        raise PartialFailure(
+            f"verify found {result.difference_count} difference(s) in {sum(r.status != 'ok' for r in result.runs)} run(s)"
+            + (f"; report: {options.report}" if options.report else "")
+        )
+    return result

@@ -1,0 +1,380 @@
+"""`nmig verify`, series part: the points a bundle run should have in 3.x against what neptune-query returns.
+
+What is expected is not a second copy of the import rules: the bundle's points go through the importer's own
+plan (`RunPlan.series_target`, which 3.x path) and `limits.SeriesFilter` (which points are sent, with which
+timestamps), exactly as `nmig import` sends them. Points are compared on the micro-step 3.x keeps.
+
+Memory is bounded: the bundle is streamed batch by batch and the target read window by window
+(`step_range`), at most WINDOW_POINTS expected points at a time, whatever the series length.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nmig.importer.limits import SeriesFilter
+from nmig.importer.plan import RunPlan
+from nmig.importer.replay import _segments, _timestamps_ms  # the replay's own batch slicing, reused as is
+from nmig.schema import EntityBundle
+
+WINDOW_POINTS = 100_000  # expected points per target read (and per comparison)
+EXAMPLES_PER_CASE = 3  # differences shown per series and case; all are counted
+_NEPTUNE_TYPE = {"float": "float_series", "string": "string_series", "file": "file_series"}
+
+
+@dataclass
+class Difference:
+    run: str  # legacy sys/id
+    path: str  # 3.x path
+    what: str  # short machine-readable case
+    expected: Any
+    found: Any
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run, "path": self.path, "what": self.what, "expected": _shown(self.expected),
+                "found": _shown(self.found), "detail": self.detail}
+
+
+def _shown(value: Any) -> Any:
+    """A JSON-safe, short rendering of a value for tables and reports."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value if not isinstance(value, str) or len(value) <= 200 else value[:197] + "..."
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_shown(v) for v in sorted(value, key=str)][:50]
+    return _shown(str(value))
+
+
+@dataclass
+class SeriesTally:
+    """What was checked for one run, and what was found there."""
+
+    series: int = 0
+    expected_points: int = 0
+    found_points: int = 0
+    found_files: int = 0
+    found_bytes: int = 0
+    expected_files: int = 0
+    expected_bytes: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+
+@dataclass
+class _Expected:
+    """Expected points of one series in one step window (arrays aligned by position)."""
+
+    micros: np.ndarray
+    stamps: np.ndarray
+    values: list[Any]  # float | str values; for file series the (hash, size) pairs
+
+    def __len__(self) -> int:
+        return len(self.micros)
+
+
+class TargetSeriesReader:
+    """Reads series of one run through neptune-query (the caller has set the API token)."""
+
+    def __init__(self, project: str, run_id: str) -> None:
+        self.project = project
+        self.run_id = run_id
+
+    def fetch(self, kind: str, paths: list[str], lo: float | None, hi: float | None) -> dict[str, tuple[np.ndarray, np.ndarray, list[Any]]]:
+        """{path: (micro-steps, timestamps in ms, values)} of the points in [lo, hi] (None: open end)."""
+        from neptune_query import runs as nq_runs
+
+        fetch = nq_runs.fetch_metrics if kind == "float" else nq_runs.fetch_series
+        frame = fetch(
+            project=self.project, runs=[self.run_id], attributes=paths, include_time="absolute",
+            step_range=(lo, hi), lineage_to_the_root=False,
+        )
+        out: dict[str, tuple[np.ndarray, np.ndarray, list[Any]]] = {}
+        if frame is None or len(frame) == 0:
+            return out
+        steps = frame.index.get_level_values("step").to_numpy(dtype=np.float64)
+        for path in paths:
+            if (path, "absolute_time") not in frame.columns:
+                continue
+            times = frame[(path, "absolute_time")]
+            # A wide table has a row for every step of any series asked for: a point of this series is a row
+            # with a time (a NaN value alone cannot tell a NaN point from no point).
+            present = times.notna().to_numpy()
+            stamps_us = times[present].astype("datetime64[us, UTC]").astype("int64").to_numpy()
+            values = frame[(path, "value")].to_numpy()[present]
+            out[path] = (np.round(steps[present] * 1e6).astype(np.int64), stamps_us // 1000, list(values))
+        return out
+
+
+def sample_positions(points: int, sample: int) -> set[int]:
+    """`sample` positions among `points`, evenly spread and always with the first and the last (deterministic)."""
+    if points <= sample:
+        return set(range(points))
+    if sample == 1:
+        return {points - 1}
+    return {round(k * (points - 1) / (sample - 1)) for k in range(sample)}
+
+
+def _expected_windows(
+    entity: EntityBundle, plan: RunPlan, kind: str, sample: int | None
+) -> Iterator[tuple[str, bool, _Expected]]:
+    """(3.x path, last window of that series?, expected points) windows, streaming the bundle once."""
+    columns = ["path", "step", "timestamp"] + (["file_hash", "file_size"] if kind == "file" else ["value"])
+    current: str | None = None
+    buffer: list[_Expected] = []
+    buffered = 0
+    series_filter = SeriesFilter()
+    raw_seen = 0
+    wanted: set[int] = set()
+
+    def flush(last: bool) -> Iterator[tuple[str, bool, _Expected]]:
+        nonlocal buffer, buffered
+        assert current is not None
+        merged = _Expected(
+            np.concatenate([b.micros for b in buffer]) if buffer else np.zeros(0, np.int64),
+            np.concatenate([b.stamps for b in buffer]) if buffer else np.zeros(0, np.int64),
+            [v for b in buffer for v in b.values],
+        )
+        buffer, buffered = [], 0
+        yield current, last, merged
+
+    for batch in entity.iter_series(kind, batch_rows=65_536, columns=columns):
+        by_name = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        for legacy_path, start, end in _segments(batch):
+            item = plan.series_target(kind, legacy_path)
+            if item is None:
+                continue  # not written by the import (empty, colliding path): the plan's events say why
+            if item.target != current:
+                if current is not None:
+                    yield from flush(True)
+                current = item.target
+                series_filter = SeriesFilter()
+                raw_seen = 0
+                wanted = sample_positions(item.points, sample) if sample else set()
+            length = end - start
+            steps = by_name["step"].slice(start, length).to_numpy(zero_copy_only=False)
+            keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(by_name["timestamp"].slice(start, length)))
+            if sample:
+                positions = np.arange(raw_seen, raw_seen + length)
+                keep &= np.isin(positions, list(wanted))
+            raw_seen += length
+            index = np.flatnonzero(keep)
+            if kind == "file":
+                hashes = by_name["file_hash"].slice(start, length).to_pylist()
+                sizes = by_name["file_size"].slice(start, length).to_pylist()
+                values: list[Any] = [(hashes[i], sizes[i]) for i in index.tolist()]
+            elif kind == "float":
+                values = by_name["value"].slice(start, length).to_numpy(zero_copy_only=False)[index].tolist()
+            else:
+                raw = by_name["value"].slice(start, length).to_pylist()
+                values = series_filter.fit_values([raw[i] if raw[i] is not None else "" for i in index.tolist()], steps[index])
+            buffer.append(_Expected(micros[index], stamps[index], values))
+            buffered += len(index)
+            if buffered >= WINDOW_POINTS:
+                yield from flush(False)
+    if current is not None:
+        yield from flush(True)
+
+
+def _same_float(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or a == b
+
+
+class SeriesChecker:
+    """Compares every planned series of one run (one kind at a time) with the target."""
+
+    def __init__(
+        self,
+        entity: EntityBundle,
+        plan: RunPlan,
+        reader: TargetSeriesReader,
+        found_types: dict[str, str],
+        sample: int | None,
+        on_points: Callable[[int], None],
+        download: Callable[[list[Any]], dict[Any, Path]],
+    ) -> None:
+        self.entity = entity
+        self.plan = plan
+        self.reader = reader
+        self.found_types = found_types  # 3.x path -> neptune-query type, from the run's table
+        self.sample = sample
+        self.on_points = on_points
+        self.download = download
+        self.tally = SeriesTally()
+
+    def _diff(self, path: str, what: str, expected: Any, found: Any, detail: str = "") -> None:
+        self.tally.differences.append(Difference(self.plan.sys_id, path, what, expected, found, detail))
+
+    def check(self) -> SeriesTally:
+        for kind in ("float", "string", "file"):
+            items = [s for s in self.plan.series if s.kind == kind]
+            if items:
+                self._check_kind(kind, {s.target for s in items})
+        return self.tally
+
+    def _check_kind(self, kind: str, targets: set[str]) -> None:
+        wanted_type = _NEPTUNE_TYPE[kind]
+        present: set[str] = set()
+        for target in sorted(targets):
+            found_type = self.found_types.get(target)
+            if found_type is None:
+                self._diff(target, "missing_series", wanted_type, None, "the series is not in the target run")
+            elif found_type != wanted_type:
+                self._diff(target, "wrong_type", wanted_type, found_type)
+            else:
+                present.add(target)
+        self.tally.series += len(targets)
+        lo_by_path: dict[str, float | None] = {}
+        pending: dict[int, dict[str, _Expected]] = {}  # sampled mode: micro-step -> path -> its one point
+        for path, last, expected in _expected_windows(self.entity, self.plan, kind, self.sample):
+            self.tally.expected_points += len(expected)
+            if kind == "file":
+                self.tally.expected_files += len(expected)
+                self.tally.expected_bytes += sum(int(size or 0) for _, size in expected.values)
+            if path not in present:
+                self.on_points(len(expected))
+                continue
+            if self.sample:
+                for i, micro in enumerate(expected.micros.tolist()):
+                    one = _Expected(expected.micros[i : i + 1], expected.stamps[i : i + 1], expected.values[i : i + 1])
+                    pending.setdefault(int(micro), {})[path] = one
+                continue
+            lo = lo_by_path.get(path)
+            hi = None if last else float(expected.micros[-1]) / 1e6
+            found = self.reader.fetch(kind, [path], lo, hi).get(path)
+            self._compare(kind, path, expected, found)
+            if not last:
+                # the next window starts one micro-step above this one's last expected point, so a point the
+                # target holds between two windows is still read (and reported as unexpected)
+                lo_by_path[path] = (int(expected.micros[-1]) + 1) / 1e6
+            self.on_points(len(expected))
+        for micro, by_path in sorted(pending.items()):
+            step = micro / 1e6
+            found_all = self.reader.fetch(kind, sorted(by_path), step, step)
+            for path, expected in by_path.items():
+                self._compare(kind, path, expected, found_all.get(path))
+                self.on_points(1)
+
+    def _compare(self, kind: str, path: str, expected: _Expected, found: tuple[np.ndarray, np.ndarray, list[Any]] | None) -> None:
+        f_micros, f_stamps, f_values = found if found is not None else (np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+        self.tally.found_points += len(f_micros)
+        common, e_idx, f_idx = np.intersect1d(expected.micros, f_micros, assume_unique=True, return_indices=True)
+        missing = np.setdiff1d(expected.micros, common, assume_unique=True)
+        extra = np.setdiff1d(f_micros, common, assume_unique=True)
+        if len(missing):
+            shown = ", ".join(f"{m / 1e6:g}" for m in missing[:EXAMPLES_PER_CASE].tolist())
+            self._diff(path, "missing_points", f"{len(missing)} more point(s)", None, f"at step(s) {shown}" + (" ..." if len(missing) > EXAMPLES_PER_CASE else ""))
+        if len(extra):
+            shown = ", ".join(f"{m / 1e6:g}" for m in extra[:EXAMPLES_PER_CASE].tolist())
+            self._diff(path, "unexpected_points", None, f"{len(extra)} point(s)", f"at step(s) {shown}" + (" ..." if len(extra) > EXAMPLES_PER_CASE else ""))
+        shifted = np.flatnonzero(expected.stamps[e_idx] != f_stamps[f_idx])
+        if len(shifted):
+            first = shifted[0]
+            self._diff(
+                path, "timestamp_differs", _ms_text(int(expected.stamps[e_idx[first]])), _ms_text(int(f_stamps[f_idx[first]])),
+                f"{len(shifted)} point(s); first at step {common[first] / 1e6:g}",
+            )
+        if kind == "file":
+            self._compare_files(path, [(int(c), expected.values[e], f_values[f]) for c, e, f in zip(common.tolist(), e_idx.tolist(), f_idx.tolist(), strict=True)])
+            self.tally.found_files += len(f_values)
+            self.tally.found_bytes += sum(int(getattr(v, "size_bytes", 0) or 0) for v in f_values)
+            return
+        bad = [
+            (int(c), expected.values[e], f_values[f])
+            for c, e, f in zip(common.tolist(), e_idx.tolist(), f_idx.tolist(), strict=True)
+            if not (_same_float(float(expected.values[e]), float(f_values[f])) if kind == "float" else expected.values[e] == f_values[f])
+        ]
+        if bad:
+            micro, want, got = bad[0]
+            self._diff(path, "value_differs", want, got, f"{len(bad)} point(s); first at step {micro / 1e6:g}")
+
+    def _compare_files(self, path: str, pairs: list[tuple[int, tuple[str, int], Any]]) -> None:
+        if not pairs:
+            return
+        local = self.download([found for _, _, found in pairs])
+        for micro, (want_hash, want_size), found in pairs:
+            size = getattr(found, "size_bytes", None)
+            if want_size is not None and size != want_size:
+                self._diff(path, "file_size_differs", want_size, size, f"file series point at step {micro / 1e6:g}")
+                continue
+            got = local.get(found)
+            digest = sha256_of(got) if got is not None else None
+            if digest != want_hash:
+                self._diff(path, "file_hash_differs", want_hash, digest, f"file series point at step {micro / 1e6:g}")
+
+
+def _ms_text(ms: int) -> str:
+    import datetime as dt
+
+    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as source:
+        for block in iter(lambda: source.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_files(files: list[Any]) -> dict[Any, Path]:
+    """Download `files` (neptune-query File objects) into a fresh temporary folder; {file: local path}.
+
+    neptune-query names downloads after the run, attribute and step with unusual characters replaced, so two
+    attributes can land on the same name: such files are fetched again one by one, each into its own folder.
+    The caller removes the folder with `discard_downloads`."""
+    from neptune_query import runs as nq_runs
+
+    folder = Path(tempfile.mkdtemp(prefix="nmig-verify-"))
+    _FOLDERS.append(folder)
+    out: dict[Any, Path] = {}
+    if not files:
+        return out
+    frame = nq_runs.download_files(files=list(files), destination=folder / "all")
+    by_key: dict[tuple[str, float | None], str] = {}
+    for (_, step), row in frame.iterrows():
+        for attribute, local in row.items():
+            if isinstance(local, str):
+                by_key[(str(attribute), None if step is None or (isinstance(step, float) and math.isnan(step)) else float(step))] = local
+    counts: dict[str, int] = {}
+    for local in by_key.values():
+        counts[local] = counts.get(local, 0) + 1
+    for index, file in enumerate(files):
+        local = by_key.get((file.attribute_path, None if file.step is None else float(file.step)))
+        if local is None or counts.get(local, 0) > 1:
+            single = nq_runs.download_files(files=[file], destination=folder / f"one-{index}")
+            paths = [v for v in single.to_numpy().ravel().tolist() if isinstance(v, str)]
+            local = paths[0] if paths else None
+        if local is not None:
+            out[file] = Path(local)
+    return out
+
+
+_FOLDERS: list[Path] = []
+
+
+def discard_downloads() -> None:
+    while _FOLDERS:
+        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
+
+
+__all__ = [
+    "Difference",
+    "SeriesChecker",
+    "SeriesTally",
+    "TargetSeriesReader",
+    "discard_downloads",
+    "download_files",
+    "sample_positions",
+    "sha256_of",
+]
