@@ -223,7 +223,9 @@ def test_downloads_and_atoms_complete_under_faults(legacy_server: Any, tmp_path:
     import zipfile
 
     with legacy_server(ALL_TYPES, fail_rate=0.1, throttle_rate=0.02, seed=5, token_ttl=2) as served:
-        run = neptune.init_run(project="acme/all-types", with_id="AT-3", api_token=served.token, mode="read-only")
+        run = neptune.init_run(
+            project="acme/all-types", with_id="AT-3", api_token=served.token, mode="read-only"
+        )
         try:
             run["files/picture"].download(str(tmp_path / "p.png"))
             run["files/empty"].download(str(tmp_path / "e.bin"))
@@ -235,17 +237,78 @@ def test_downloads_and_atoms_complete_under_faults(legacy_server: Any, tmp_path:
             assert run["params/optimizer"].fetch() == "adam" and run["params/epochs"].fetch() == 30
         finally:
             run.stop()
-        run = neptune.init_run(project="acme/all-types", with_id="AT-2", api_token=served.token, mode="read-only")
+        run = neptune.init_run(
+            project="acme/all-types", with_id="AT-2", api_token=served.token, mode="read-only"
+        )
         try:
             run["images/samples"].download(str(tmp_path / "img"))
             assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["0.png", "1.png"]
             assert len(run["logs/stdout"].fetch_values()) == 4
         finally:
             run.stop()
-        run = neptune.init_run(project="acme/all-types", with_id="AT-1", api_token=served.token, mode="read-only")
+        run = neptune.init_run(
+            project="acme/all-types", with_id="AT-1", api_token=served.token, mode="read-only"
+        )
         try:
             assert len(run["datasets/train"].fetch_files_list()) == 2
             assert run["sys/tags"].fetch() == {"baseline", "résumé", "with space"}
         finally:
             run.stop()
     assert served.emulator.faults.injected >= 2
+
+
+def test_queries_the_client_builds_itself(all_types: Any) -> None:
+    project = neptune.init_project(project="acme/all-types", api_token=all_types.token, mode="read-only")
+    try:
+
+        def ids(**filters: Any) -> list[str]:
+            table = project.fetch_runs_table(columns=["sys/id"], progress_bar=False, **filters).to_pandas()
+            return sorted(table["sys/id"]) if len(table) else []
+
+        assert ids(state="active") == ["AT-1"]
+        assert ids(state="inactive") == ["AT-2", "AT-3"]
+        assert ids(owner="ana") == ["AT-1"]
+        assert ids(tag=["baseline", "résumé"]) == ["AT-1"]
+        assert ids(id=["AT-2", "AT-4"]) == ["AT-2"]  # AT-4 is trashed
+        assert ids(id=["AT-2", "AT-4"], trashed=None) == ["AT-2", "AT-4"]
+        assert ids(limit=2) == ["AT-2", "AT-3"]  # newest first
+        table = project.fetch_runs_table(columns=["sys/id"], sort_by="params/lr", ascending=True).to_pandas()
+        assert list(table["sys/id"]) == ["AT-1", "AT-2", "AT-3"]
+    finally:
+        project.stop()
+
+
+def test_throttling_is_429_with_retry_after_and_the_client_waits(legacy_server: Any) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    with legacy_server(ALL_TYPES, throttle_rate=1.0) as served:
+        with pytest.raises(urllib.error.HTTPError) as throttled:
+            urllib.request.urlopen(served.info.url + "/api/backend/swagger.json")
+        assert throttled.value.code == 429 and throttled.value.headers["Retry-After"] == "1"
+    with legacy_server(ALL_TYPES, throttle_rate=0.15, seed=1) as served:
+        started = time.monotonic()
+        run = neptune.init_run(
+            project="acme/all-types", with_id="AT-2", api_token=served.token, mode="read-only"
+        )
+        try:
+            assert len(run["train/loss"].fetch_values()) == 5
+            assert run["params/optimizer"].fetch() == "sgd"
+        finally:
+            run.stop()
+        throttles = served.emulator.faults.injected
+        assert throttles >= 1
+        assert time.monotonic() - started >= throttles  # the client honoured Retry-After: 1 each time
+
+
+def test_latency_delays_every_answer(legacy_server: Any) -> None:
+    import time
+    import urllib.request
+
+    with legacy_server(ALL_TYPES, latency_ms=150) as served:
+        for _ in range(2):
+            started = time.monotonic()
+            with urllib.request.urlopen(served.info.url + "/api/leaderboard/swagger.json") as response:
+                assert response.status == 200
+            assert time.monotonic() - started >= 0.15
