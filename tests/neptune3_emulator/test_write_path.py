@@ -219,32 +219,42 @@ def test_under_a_ten_percent_fail_rate_every_write_arrives_exactly_once(tmp_path
     from nmig.emulators.neptune3.server import FAULT_EXEMPT
 
     # Seed 83 faults the 2nd, 3rd and 5th faultable request, so at least three faults happen whatever the
-    # order in which the client's threads call; the rest of the sequence is 10% as well.
+    # order in which the clients' threads call; the rest of the sequence is 10% as well.
     faults = FaultPlan(fail_rate=0.1, seed=83, exempt=FAULT_EXEMPT)
-    # Short-lived access tokens: the clients also refresh their tokens while faults happen.
+    run_ids = ("faulty-1", "faulty-2")
+    # Two runs (two client sync processes) write at once; short-lived access tokens make the clients
+    # refresh their tokens while faults happen.
     with serve_neptune3(data_dir=tmp_path / "data", faults=faults, access_ttl_s=32) as info:
         create_project("demo/faulty", api_token=info.api_token)
-        run, callbacks = open_run(info, project="demo/faulty", run_id="faulty")
+        opened = [open_run(info, project="demo/faulty", run_id=run_id) for run_id in run_ids]
         for batch in range(40):
-            for step in range(batch * 10, batch * 10 + 10):
-                run.log_metrics({"m/a": step * 1.5, "m/b": float(step)}, step=step)
-            run.log_configs({f"cfg/c{batch}": batch})
+            for run, _ in opened:
+                for step in range(batch * 10, batch * 10 + 10):
+                    run.log_metrics({"m/a": step * 1.5, "m/b": float(step)}, step=step)
+                run.log_configs({f"cfg/c{batch}": batch})
             time.sleep(0.05)  # spread the writes over many ingest requests
-        run.assign_files({"files/f": b"through faults"})
-        run.close()
+        for index, (run, _) in enumerate(opened):
+            run.assign_files({"files/f": f"through faults {index}".encode()})
+        for run, _ in opened:
+            run.close()
         db = __import__("sqlite3").connect(tmp_path / "data" / "neptune3.sqlite3")
         requests = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
 
-    assert faults.injected >= 3, f"only {faults.injected} faults injected over {requests} requests"
-    assert callbacks.errors == [], callbacks.errors
-    assert [w for w in callbacks.warnings if "Duplicate" in type(w).__name__] == []
-    assert [(s, v) for s, _, _, v in store_view.points(db, "faulty", "m/a", project="demo/faulty")] == [
-        (s, s * 1.5) for s in range(400)
-    ]
-    assert len(store_view.points(db, "faulty", "m/b", project="demo/faulty")) == 400
-    attrs = store_view.attributes(db, "faulty", project="demo/faulty")
-    assert all(attrs[f"cfg/c{b}"] == ("int", b) for b in range(40))
-    assert db.execute("SELECT COUNT(*) FROM request_errors").fetchone() == (0,)
+        assert faults.injected >= 3, f"only {faults.injected} faults injected over {requests} requests"
+        for index, (run_id, (_, callbacks)) in enumerate(zip(run_ids, opened, strict=True)):
+            assert callbacks.errors == [], callbacks.errors
+            assert [w for w in callbacks.warnings if "Duplicate" in type(w).__name__] == []
+            assert [(s, v) for s, _, _, v in store_view.points(db, run_id, "m/a", project="demo/faulty")] == [
+                (s, s * 1.5) for s in range(400)
+            ]
+            assert len(store_view.points(db, run_id, "m/b", project="demo/faulty")) == 400
+            attrs = store_view.attributes(db, run_id, project="demo/faulty")
+            assert all(attrs[f"cfg/c{b}"] == ("int", b) for b in range(40))
+            key = json.loads(attrs["files/f"][1])["path"]
+            project_pk = db.execute("SELECT project_pk FROM projects WHERE name = 'faulty'").fetchone()[0]
+            blob = tmp_path / "data" / "blobs" / blob_name(project_pk, key)
+            assert blob.read_bytes() == f"through faults {index}".encode()
+        assert db.execute("SELECT COUNT(*) FROM request_errors").fetchone() == (0,)
 
 
 def _authorized(info: Any) -> Any:
