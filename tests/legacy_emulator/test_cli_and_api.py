@@ -81,3 +81,42 @@ def test_serve_legacy_refuses_bad_settings() -> None:
     with pytest.raises(ValueError):
         with serve_legacy(ALL_TYPES, fail_rate=1.5):
             pass
+
+
+def test_malformed_requests_get_400_not_500() -> None:
+    with serve_legacy(ALL_TYPES) as info:
+        exchange = urllib.request.Request(
+            info.url + "/api/backend/v1/authorization/oauth-token",
+            headers={"X-Neptune-Api-Token": info.api_token},
+        )
+        with urllib.request.urlopen(exchange, timeout=10) as response:
+            bearer = {"Authorization": "Bearer " + json.load(response)["accessToken"]}
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                info.url + "/api/backend/v1/projects/get?projectIdentifier=acme/all-types", headers=bearer
+            )
+        ) as response:
+            project_id = json.load(response)["id"]
+        search = f"{info.url}/api/leaderboard/v1/leaderboard/entries/search?projectIdentifier={project_id}"
+
+        def post(body: bytes) -> int:
+            request = urllib.request.Request(
+                search, data=body, headers={**bearer, "Content-Type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+
+        assert post(b'{"query": {"query": "`sys/id`:string = \\"AT-1\\""}}') == 200
+        assert post(b"not json") == 400
+        assert post(b'{"query": {"query": 5}}') == 400
+        assert post(b'{"pagination": {"offset": "x"}}') == 400
+        assert post(b'{"pagination": {"offset": 9999, "limit": 2}}') == 400
+        assert post(b'{"query": "a string", "sorting": [], "attributeFilters": 3}') == 200
+        assert _get(info.url + "/api/backend/v1/projects?offset=x", **bearer) == 400
+        series = f"{info.url}/api/leaderboard/v1/attributes/series/float?experimentId=acme/all-types/AT-2&attribute=train/loss"
+        assert _get(series + "&limit=10001", **bearer) == 400
+        assert _get(series + "&offset=-1", **bearer) == 400
+        assert _get(series + "&limit=2", **bearer) == 200

@@ -72,6 +72,8 @@ class FloatSeries:
     steps: np.ndarray  # float64
     values: np.ndarray  # float64
     timestamps: np.ndarray  # int64, epoch milliseconds
+    # last/min/max/average as served, computed once (a 10M-point series is served many times)
+    stats: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -125,6 +125,12 @@ def _bad_request(message: str) -> Response:
 
 
 def _series_stats(series: FloatSeries) -> dict[str, Any]:
+    if series.stats is None:
+        series.stats = _compute_series_stats(series)
+    return series.stats
+
+
+def _compute_series_stats(series: FloatSeries) -> dict[str, Any]:
     if len(series.values) == 0:
         return {}
     values = series.values
@@ -204,6 +210,12 @@ def _content_type(content: bytes) -> str:
 def _disposition(filename: str) -> str:
     # Header values are Latin-1 on the wire; the client reads `filename=` verbatim, so non-ASCII is %-encoded.
     return f'attachment; filename="{quote(filename, safe=" ._-()[]+,")}"'
+
+
+def _member(params: dict[str, Any], name: str) -> dict[str, Any]:
+    """A nested object of a request body; anything else (missing, null, wrong type) reads as empty."""
+    value = params.get(name)
+    return value if isinstance(value, dict) else {}
 
 
 class _SortKey:
@@ -385,8 +397,11 @@ class LegacyEmulator:
             projects = []
         term = (request.arg("searchTerm") or "").lower()
         projects = [p for p in projects if term in p.name.lower()]
-        offset, limit = int(request.arg("offset") or 0), request.arg("limit")
-        page = projects[offset : offset + int(limit)] if limit else projects[offset:]
+        try:
+            offset, limit = int(request.arg("offset") or 0), int(request.arg("limit") or len(projects))
+        except ValueError:
+            return _bad_request("offset and limit must be integers")
+        page = projects[max(offset, 0) : max(offset, 0) + max(limit, 0)]
         return _json(
             {
                 "entries": [self._project_dto(p) for p in page],
@@ -687,7 +702,9 @@ class LegacyEmulator:
             return _bad_request("the body must be JSON")
         if not isinstance(params, dict):
             return _bad_request("the body must be a JSON object")
-        query_text = ((params.get("query") or {}).get("query")) or ""
+        query_text = _member(params, "query").get("query") or ""
+        if not isinstance(query_text, str):
+            return _bad_request("query.query must be a string")
         try:
             predicate = compile_query(query_text)
         except NqlSyntaxError as exc:
@@ -695,7 +712,7 @@ class LegacyEmulator:
             return _json(
                 {"code": 400, "errorType": "BAD_REQUEST", "title": "Syntax error", "message": str(exc)}, 400
             )
-        pagination = params.get("pagination") or {}
+        pagination = _member(params, "pagination")
         try:
             offset, limit = int(pagination.get("offset", 0)), int(pagination.get("limit", 100))
         except (TypeError, ValueError):
@@ -705,10 +722,10 @@ class LegacyEmulator:
                 f"need offset >= 0, limit >= 0 and offset + limit <= {MAX_LEADERBOARD_OFFSET}"
             )
         matching = [c for c in self._children(project, request.query.get("type", [])) if predicate(c)]
-        sorting = params.get("sorting") or {}
-        sort_by = (sorting.get("sortBy") or {}).get("name")
+        sorting = _member(params, "sorting")
+        sort_by = _member(sorting, "sortBy").get("name")
         if sort_by:
-            key = _SortKey(sort_by, (sorting.get("sortBy") or {}).get("type", "string"))
+            key = _SortKey(str(sort_by), str(_member(sorting, "sortBy").get("type", "string")))
             present = [(key.value(c), c) for c in matching]
             have = [pair for pair in present if pair[0] is not None]
             missing = [c for v, c in present if v is None]
@@ -717,7 +734,10 @@ class LegacyEmulator:
             except TypeError:  # mixed types under one name: order by their text, as a string column would
                 have.sort(key=lambda pair: str(pair[0]), reverse=sorting.get("dir") == "descending")
             matching = [c for _, c in have] + missing
-        columns = {f.get("path") for f in params.get("attributeFilters") or [] if isinstance(f, dict)}
+        filters = params.get("attributeFilters")
+        columns = (
+            {f.get("path") for f in filters if isinstance(f, dict)} if isinstance(filters, list) else set()
+        )
         entries = []
         for container in matching[offset : offset + limit]:
             attrs = container.attributes.values()
