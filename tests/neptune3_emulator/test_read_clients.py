@@ -273,6 +273,20 @@ def test_experiments_api_reads_the_runs_heading_each_experiment(written: dict[st
                      for name in ("exp-a", "exp-b")}
     assert by_experiment == {"exp-a": MAIN_LOSS, "exp-b": {1.0: 2.0, 2.0: 4.0, 3.0: 6.0}}
 
+
+def test_metric_buckets(written: dict[str, Any]) -> None:
+    """fetch_metric_buckets: the first point of the first bucket, the last point of each other bucket."""
+    project = written["project"]
+    frame = nq.fetch_metric_buckets(project=project, experiments=["exp-a"], y=["m/loss"], limit=3)
+    column = frame[("exp-a", "m/loss")]
+    rows = [(interval.left, interval.right, x, y) for interval, (x, y) in zip(
+        frame.index, zip(column["x"], column["y"], strict=True), strict=True)]
+    # Steps 1..5.5 in 3 buckets of width 1.5 over [1, 5.5].
+    assert rows == [(1.0, 2.5, 1.0, MAIN_LOSS[1.0]), (2.5, 4.0, 4.0, MAIN_LOSS[4.0]), (4.0, 5.5, 5.5, MAIN_LOSS[5.5])]
+    one = nq.fetch_metric_buckets(project=project, experiments=["exp-b"], y=["m/loss"], limit=1)
+    assert [(i.left, i.right) for i in one.index] == [(1.0, 3.0)]
+    assert list(one[("exp-b", "m/loss")]["y"]) == [2.0]  # a series' first bucket shows its first point
+
 # -- the wire protocol directly: paging and errors the client hides ---------------------------------------------
 
 
@@ -387,6 +401,7 @@ def test_unknown_project_and_other_workspace_are_refused_with_the_clients_clear_
         ("/api/leaderboard/v1/proto/attributes/series/float", {"requests": [{"requestId": "0", "series": {
             "holder": {"identifier": "nonsense"}, "attribute": "m/loss"}}]}),
         ("/api/leaderboard/v1/proto/attributes/series/float", {"requests": [], "perSeriesPointsLimit": "many"}),
+        ("/api/leaderboard/v1/proto/attributes/timeseries/buckets", b"\xff\xff not protobuf"),
         # More points than one request may carry: refused, never answered short (a short page ends the series).
         ("/api/leaderboard/v1/proto/attributes/series/float",
          {**float_request("demo/readpath", None, True, limit=600_000), "requests": 2 * float_request(

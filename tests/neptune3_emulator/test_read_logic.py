@@ -256,3 +256,15 @@ def test_fast_float_encoding_equals_point_by_point_protobuf() -> None:
     # Outside the fixed layout: the caller falls back to point-by-point encoding.
     assert encode_committed_float_points([(2**35 - 1, 1.0, 1.0)]) is None
     assert encode_committed_float_points([(-5, 1.0, 1.0)]) is None
+
+
+def test_bucket_formulas_name_one_attribute_with_escapes() -> None:
+    from neptune_query.internal.retrieval.metric_buckets import attribute_name_to_formula
+
+    from nmig.emulators.neptune3.retrieval_buckets import formula_attribute
+
+    for name in ("m/loss", "a${b}c", "back\\slash", "dollar$", "{}"):
+        assert formula_attribute(attribute_name_to_formula(name)) == name
+    for formula in ("m/loss", "${a} + ${b}", "${a", "${a}b"):
+        with pytest.raises(QueryError):
+            formula_attribute(formula)

@@ -11,6 +11,7 @@ POST /api/leaderboard/v1/leaderboard/attributes/definitions/query            lis
 POST /api/leaderboard/v1/proto/leaderboard/attributes/query?projectIdentifier fetch_runs_table         ProtoQueryAttributesResultDTO
 POST /api/leaderboard/v1/proto/attributes/series/float                       fetch_metrics            ProtoFloatSeriesValuesResponseDTO
 POST /api/leaderboard/v1/proto/attributes/series                             fetch_series             ProtoSeriesValuesResponseDTO
+POST /api/leaderboard/v1/proto/attributes/timeseries/buckets (protobuf body) fetch_metric_buckets     ProtoTimeseriesBucketsDTO
 ==========================================================================  =======================  ====================================
 
 File downloads (`download_files`) go through the storage bridge's signed-URL endpoint, served by `files.py`.
@@ -29,6 +30,7 @@ from typing import Any
 
 from nmig.emulators.http import Request, Response, Router
 from nmig.emulators.neptune3.retrieval_attributes import SERIES_TYPES
+from nmig.emulators.neptune3.retrieval_buckets import buckets_response
 from nmig.emulators.neptune3.retrieval_query import QueryError
 from nmig.emulators.neptune3.retrieval_runs import (
     AttributeSelection,
@@ -56,6 +58,7 @@ DEFINITIONS_PATH = PREFIX + "/leaderboard/attributes/definitions/query"
 VALUES_PATH = PREFIX + "/proto/leaderboard/attributes/query"
 FLOAT_SERIES_PATH = PREFIX + "/proto/attributes/series/float"
 SERIES_PATH = PREFIX + "/proto/attributes/series"
+BUCKETS_PATH = PREFIX + "/proto/attributes/timeseries/buckets"
 
 PROTOBUF = "application/x-protobuf"
 DEFAULT_PAGE = 10_000
@@ -297,7 +300,21 @@ def register(app: Any, router: Router, store: Store) -> None:
             )
         return _protobuf(response)
 
+    def buckets(request: Request) -> Response:
+        get_project = projects_cache()
+        with store.read() as conn:
+            parent_of = parent_resolver(conn, get_project)
+
+            def segments_of(identifier: str, path: str, full_lineage: bool) -> Any:
+                run = resolve_run(conn, get_project, identifier)
+                if run is None:
+                    return None
+                return lineage_segments(conn, run, path, frozenset({"float_series"}), full_lineage, parent_of)
+
+            return _protobuf(buckets_response(conn, request.body, segments_of))
+
     router.add("POST", re.escape(SEARCH_PATH.rstrip("/")) + "/?", _guarded(search))
+    router.add("POST", re.escape(BUCKETS_PATH), _guarded(buckets))
     router.add("POST", re.escape(DEFINITIONS_PATH), _guarded(definitions))
     router.add("POST", re.escape(VALUES_PATH), _guarded(values))
     router.add("POST", re.escape(FLOAT_SERIES_PATH), _guarded(float_series))
