@@ -231,8 +231,16 @@ _DEFINITIONS: dict[str, dict[str, Any]] = {
         remotes=_STRINGS,
         repositoryDirty=_B,
     ),
+    # `value` is declared but never sent: the client's generic namespace fetch reads `.value` of notebookRef
+    # properties (neptune/internal/utils/generic_attribute_mapper.py) and would fail on an undeclared field.
     "NotebookRefAttribute": _obj(
-        attributeName=_S, attributeType=_S, notebookId=_S, notebookName=_S, checkpointId=_S, checkpointName=_S
+        attributeName=_S,
+        attributeType=_S,
+        notebookId=_S,
+        notebookName=_S,
+        checkpointId=_S,
+        checkpointName=_S,
+        value=_S,
     ),
     "ExperimentStateAttribute": _obj(attributeName=_S, attributeType=_S, value=_S),
     "FileSetAttribute": _obj(attributeName=_S, attributeType=_S, size=_I),
