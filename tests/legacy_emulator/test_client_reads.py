@@ -123,12 +123,8 @@ def test_every_atom_type(run1: Any) -> None:
 def test_namespace_fetch_and_raw_properties(run1: Any) -> None:
     params = run1["params"].fetch()
     assert params["optimizer"] == "adam" and params["epochs"] == 10
-    everything = run1.fetch()  # the root namespace: every atom, set and series' last value
-    assert everything["sys"]["state"] == "running" and everything["sys"]["tags"] == {
-        "baseline",
-        "résumé",
-        "with space",
-    }
+    everything = run1.fetch()  # the root namespace: every atom the client maps to a value
+    assert everything["sys"]["state"] == "running" and everything["notebook"] is None
     assert math.isnan(everything["params"]["nan"]) and everything["params"]["pos_inf"] == math.inf
     backend = run1._backend
     attributes = (
