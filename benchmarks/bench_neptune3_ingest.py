@@ -4,7 +4,10 @@ Starts `nmig emulate neptune3` as its own process (as an import would use it), t
 well-formed RunOperations over HTTP with the emulator's auth, the way neptune-scale's sync process does:
 
 - batched: each RunOperation carries many snapshots (steps) with many metrics each, as the importer sends;
-- naive: one snapshot with a single point per RunOperation, as an unbatched writer would send.
+- naive: one snapshot with a single point per RunOperation, as an unbatched writer would send;
+- client: the unmodified neptune_scale.Run logging metrics (its own serialization, local queue and sync
+  process included), for comparison: when the raw ingest rate is well above it, the emulator is not what
+  limits an import.
 
 The time covers HTTP, protobuf parsing, validation and the durable SQLite commit of every request (each
 request is acknowledged only after its transaction commits). Payloads are built before the clock starts.
@@ -91,6 +94,20 @@ def _timed(url: str, token: str, runs: list[tuple[str, list[bytes]]]) -> float:
     return elapsed
 
 
+def _through_client(token: str, metrics: int, points: int, log_dir: Path) -> float:
+    """Seconds for neptune_scale.Run to log `points` metric points and have them all processed."""
+    from neptune_scale import Run
+
+    names = [f"metrics/m{i:03d}" for i in range(metrics)]
+    start = time.perf_counter()
+    run = Run(project=PROJECT, api_token=token, run_id="client", log_directory=log_dir, source_tracking_config=None,
+              enable_console_log_capture=False)
+    for step in range(points // metrics):
+        run.log_metrics({name: step * 0.5 + i for i, name in enumerate(names)}, step=step)
+    run.close()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=600_000, help="metric points in the batched phase")
@@ -98,6 +115,7 @@ def main() -> None:
     parser.add_argument("--steps-per-request", type=int, default=100, help="snapshots per RunOperation (batched)")
     parser.add_argument("--writers", type=int, default=2, help="concurrent client connections (one run each)")
     parser.add_argument("--naive-points", type=int, default=3_000, help="points in the naive phase")
+    parser.add_argument("--client-points", type=int, default=200_000, help="points logged through neptune_scale.Run")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nmig-bench-n3-") as tmp:
@@ -125,6 +143,7 @@ def main() -> None:
 
             naive = [("naive", _operations("naive", 1, 1, args.naive_points))]
             naive_s = _timed(url, token, naive)
+            client_s = _through_client(token, args.metrics, args.client_points, Path(tmp) / "client")
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -139,9 +158,13 @@ def main() -> None:
           f"{batched_s:.2f} s -> {batched_rate:,.0f} points/s")
     print(f"naive:   {args.naive_points:,} points, one per request, {naive_s:.2f} s -> {naive_rate:,.0f} points/s")
     print(f"ratio batched/naive: {batched_rate / naive_rate:.1f}x")
-    print(f"points stored: {stored:,} (expected {total_points + args.naive_points:,})")
+    client_rate = args.client_points / client_s
+    print(f"client:  {args.client_points:,} points through neptune_scale.Run, {client_s:.2f} s -> {client_rate:,.0f} points/s"
+          f" (raw ingest is {batched_rate / client_rate:.1f}x faster)")
+    expected = total_points + args.naive_points + args.client_points
+    print(f"points stored: {stored:,} (expected {expected:,})")
     print(f"target {TARGET_POINTS_PER_S:,} points/s: {'met' if batched_rate >= TARGET_POINTS_PER_S else 'NOT met'}")
-    if stored != total_points + args.naive_points:
+    if stored != expected:
         sys.exit("stored point count does not match what was sent")
 
 
