@@ -250,3 +250,16 @@ def test_empty_project_tables(token: str) -> None:
         assert empty["sys/id"].fetch() == "EMP"
     finally:
         empty.stop()
+
+
+def test_project_lookup_without_workspace_and_missing_project(token: str) -> None:
+    from neptune.exceptions import ProjectNotFoundWithSuggestions
+
+    project = neptune.init_project(project="empty-project", api_token=token, mode="read-only")
+    try:
+        assert project["sys/name"].fetch() == "empty-project"
+    finally:
+        project.stop()
+    with pytest.raises(ProjectNotFoundWithSuggestions) as missing:
+        neptune.init_project(project="acme/nope", api_token=token, mode="read-only")
+    assert "acme/all-types" in str(missing.value)  # the client lists the projects the server offers
