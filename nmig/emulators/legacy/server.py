@@ -218,25 +218,19 @@ def _member(params: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-class _SortKey:
-    """Orders leaderboard entries by one attribute; objects lacking it sort last in either direction."""
-
-    def __init__(self, name: str, kind: str) -> None:
-        self.name = name
-        self.kind = kind
-
-    def value(self, container: Container) -> Any:
-        attr = container.attributes.get(self.name)
-        if attr is None:
-            return None
-        value = attr.value
-        if attr.type in ("int", "float"):
-            return None if isinstance(value, float) and math.isnan(value) else float(value)
-        if attr.type in ("string", "experimentState", "datetime", "bool"):
-            return value
-        if attr.type == "floatSeries" and len(value.values):
-            return float(value.values[-1])
+def _sort_value(container: Container, name: str) -> Any:
+    """The value leaderboard entries are ordered by; None (sorted last in either direction) when absent."""
+    attr = container.attributes.get(name)
+    if attr is None:
         return None
+    value = attr.value
+    if attr.type in ("int", "float"):
+        return None if isinstance(value, float) and math.isnan(value) else float(value)
+    if attr.type in ("string", "experimentState", "datetime", "bool"):
+        return value
+    if attr.type == "floatSeries" and len(value.values):
+        return float(value.values[-1])
+    return None
 
 
 class LegacyEmulator:
@@ -725,8 +719,7 @@ class LegacyEmulator:
         sorting = _member(params, "sorting")
         sort_by = _member(sorting, "sortBy").get("name")
         if sort_by:
-            key = _SortKey(str(sort_by), str(_member(sorting, "sortBy").get("type", "string")))
-            present = [(key.value(c), c) for c in matching]
+            present = [(_sort_value(c, str(sort_by)), c) for c in matching]
             have = [pair for pair in present if pair[0] is not None]
             missing = [c for v, c in present if v is None]
             try:
