@@ -99,3 +99,23 @@ def test_steps_keep_whole_and_micro_parts_and_previews_give_way(tmp_path: Path) 
             (1, 999999, 0.0, 0), (2, 1, 2.0, 0), (2, 2, 3.0, 1)]  # the committed 2.0 replaced preview 1.0
     finally:
         store.close()
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    import os
+    import threading
+
+    def open_files() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store = Store(tmp_path)
+    try:
+        store.connection()
+        before = open_files()
+        for _ in range(30):  # the HTTP server runs each client connection on a thread of its own
+            worker = threading.Thread(target=lambda: store.connection().execute("SELECT 1").fetchall())
+            worker.start()
+            worker.join()
+        assert open_files() <= before + 4
+    finally:
+        store.close()

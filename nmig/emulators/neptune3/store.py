@@ -228,7 +228,10 @@ class Store:
             raise StoreLocked(f"another emulator already serves {self.data_dir}") from None
         self.db_path = self.data_dir / DB_FILE
         self._local = threading.local()
-        self._all_connections: list[sqlite3.Connection] = []
+        # Every open connection by the thread that uses it: the HTTP server starts a thread per client
+        # connection, so connections of finished threads are closed as new ones open (else file descriptors
+        # leak over a long import).
+        self._all_connections: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
         self._connections_lock = threading.Lock()
         self.write_lock = threading.RLock()
         self._closed = False
@@ -257,7 +260,12 @@ class Store:
             conn.execute("PRAGMA temp_store=MEMORY")
             self._local.conn = conn
             with self._connections_lock:
-                self._all_connections.append(conn)
+                for ident, (thread, old) in list(self._all_connections.items()):
+                    if not thread.is_alive():
+                        with contextlib.suppress(sqlite3.Error):
+                            old.close()
+                        del self._all_connections[ident]
+                self._all_connections[threading.get_ident()] = (threading.current_thread(), conn)
         return conn
 
     @contextlib.contextmanager
@@ -289,7 +297,7 @@ class Store:
     def close(self) -> None:
         self._closed = True
         with self._connections_lock:
-            for conn in self._all_connections:
+            for _, conn in self._all_connections.values():
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all_connections.clear()
