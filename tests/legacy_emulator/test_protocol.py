@@ -155,12 +155,19 @@ def test_runs_table_pages_and_continues_past_the_offset_cap(
             table = project.fetch_runs_table(
                 columns=["sys/id"], ascending=True, progress_bar=False
             ).to_pandas()
+            searches = served.emulator.stats["searchLeaderboardEntries"]
+            # A fact about the pinned client that exporters must know: its continuation past 10,000 always
+            # adds `sort column > last value`, so with the default (descending) sort it repeats rows.
+            newest_first = project.fetch_runs_table(columns=["sys/id"], limit=10_100, progress_bar=False)
+            newest_ids = [row["sys/id"].get() for row in newest_first]
         finally:
             project.stop()
         assert len(table) == runs
         assert list(table["sys/id"][:2]) == ["M-1", "M-2"] and table["sys/id"].is_unique
         # 1 count + 2 pages of 5,000 under the 10,000 offset cap, then `creation_time > last` pages: 50 and an empty one.
-        assert served.emulator.stats["searchLeaderboardEntries"] == 5
+        assert searches == 5
+        assert newest_ids[:2] == ["M-10050", "M-10049"] and len(newest_ids) == 10_100
+        assert len(set(newest_ids)) == 10_000  # 100 repeats; runs M-1..M-50 never listed
 
 
 @pytest.mark.parametrize(
