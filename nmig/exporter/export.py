@@ -297,8 +297,10 @@ def _export_all(
             try:
                 with EntityWriter(out, ref.kind, ref.sys_id) as writer:
                     exporter.export(ref, writer)
-                entity = EntityBundle(writer.target, ref.kind, ref.sys_id)
-                problem = entity.incomplete_reason
+                # The reader words the reason; a clean entity needs no second look at what was just written.
+                problem = (
+                    EntityBundle(writer.target, ref.kind, ref.sys_id).incomplete_reason if writer.has_errors else None
+                )
             except OSError as exc:
                 if is_disk_full(exc):
                     raise _disk_error(exc, out) from None

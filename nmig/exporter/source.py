@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,6 +191,7 @@ class LegacySource:
         self._build_url = build_operation_url
         # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
         self._request = with_api_exceptions_handler(self._request_once)
+        _skip_redundant_environment_lookups(self._backend.leaderboard_client.swagger_spec.http_client.session)
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -430,6 +432,25 @@ def _artifact_file(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, list):
         entry["metadata"] = {str(m.get("key")): m.get("value") for m in metadata if isinstance(m, dict)}
     return entry
+
+
+# Proxy settings requests reads from os.environ on every request while `trust_env` is on.
+_PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+def _skip_redundant_environment_lookups(session: Any) -> None:
+    """requests re-reads proxy settings from os.environ on every request (about a fifth of the client's time
+    per small request). With no proxy variable set that lookup always finds nothing, so it is turned off; the
+    one other thing `trust_env` gives, a CA bundle from REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, is applied once
+    here exactly as requests would apply it. (.netrc is not consulted either way: the client authenticates
+    every request itself.) With any proxy variable set, nothing changes."""
+    if any(name.lower() in _PROXY_VARIABLES for name in os.environ):
+        return
+    if session.verify is True:
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+    session.trust_env = False
 
 
 def _server_message(exc: BaseException) -> str:
