@@ -132,27 +132,28 @@ def emulate_legacy(
     prints one JSON line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM; a client
     process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md.
     """
+    import contextlib
+
     from nmig.emulators.http import print_and_wait
     from nmig.emulators.legacy import serve_legacy
 
-    try:
-        server = serve_legacy(
-            fixture_path,
-            host=host,
-            port=port,
-            fail_rate=fail_rate,
-            throttle_rate=throttle_rate,
-            latency_ms=latency_ms,
-            seed=seed,
-            token_ttl=token_ttl,
-        )
-        info = server.__enter__()
-    except (ValueError, OSError) as exc:
-        raise NmigError(f"cannot start the legacy emulator: {exc}") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            info = stack.enter_context(
+                serve_legacy(
+                    fixture_path,
+                    host=host,
+                    port=port,
+                    fail_rate=fail_rate,
+                    throttle_rate=throttle_rate,
+                    latency_ms=latency_ms,
+                    seed=seed,
+                    token_ttl=token_ttl,
+                )
+            )
+        except (ValueError, OSError) as exc:
+            raise NmigError(f"cannot start the legacy emulator: {exc}") from None
         print_and_wait(info)
-    finally:
-        server.__exit__(None, None, None)
 
 
 @emulate.command("neptune3")
