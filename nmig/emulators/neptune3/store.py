@@ -39,7 +39,8 @@ agg_min, agg_max, agg_sum, agg_sumsq)``
 ``points(attr_pk, step_whole, step_micro, ts_ms, value, preview, completion_ratio)`` (WITHOUT ROWID, primary
 key ``(attr_pk, step_whole, step_micro)``)
     Series points. The step is kept as the protocol carries it: ``whole`` and ``micro`` (0 <= micro < 10**6), so
-    step = whole + micro / 1e6 exactly. ``value``: float series REAL (NaN is not accepted on ingest);
+    step = whole + micro / 1e6 exactly. ``value``: float series REAL (SQLite keeps a NaN as NULL, so a
+    NULL float, here or in a float config, is the NaN the client sent; +-Inf are kept as they are);
     string series TEXT; file series JSON as for ``file``; histogram series JSON
     ``{"type": "COUNTING"|"DENSITY", "edges": [...], "values": [...]}``. ``preview`` is 1 for a preview point
     (``log_metrics(preview=True)``), which a committed point at the same step replaces.
