@@ -119,3 +119,23 @@ def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
         assert open_files() <= before + 4
     finally:
         store.close()
+
+
+def test_the_command_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nmig.cli import main
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["emulate", "neptune3", "--fail-rate", "0.7", "--throttle-rate", "0.7"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "nmig: error: cannot start the neptune3 emulator: fail_rate + throttle_rate must not exceed 1"
+    ]
+    with serve_neptune3(data_dir=tmp_path):
+        result = runner.invoke(main, ["emulate", "neptune3", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"nmig: error: cannot start the neptune3 emulator: another emulator already serves {tmp_path}"
+    result = runner.invoke(main, ["emulate", "neptune3", "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "loopback" in result.output and "Traceback" not in result.output
