@@ -448,3 +448,43 @@ def test_reads_under_injected_faults_return_the_same_data(written: dict[str, Any
     pd.testing.assert_frame_equal(metrics, expected_metrics)
     pd.testing.assert_frame_equal(table, expected_table)
     assert len(series_points(series, "main", "logs/out")) == 30
+
+
+def test_definitions_and_values_page_with_tokens(written: dict[str, Any]) -> None:
+    import json
+
+    from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model.attributes_pb2 import (
+        ProtoQueryAttributesResultDTO,
+    )
+
+    project = written["project"]
+    expected = nq_runs.list_attributes(project=project)
+    names: list[str] = []
+    page: dict[str, Any] = {"limit": 3}
+    for _ in range(100):
+        status, raw = post(written["info"], "/api/leaderboard/v1/leaderboard/attributes/definitions/query",
+                           {"projectIdentifiers": [project], "attributeNameFilter": {}, "nextPage": page})
+        assert status == 200
+        answer = json.loads(raw)
+        assert len(answer["entries"]) <= 3
+        names.extend(entry["name"] for entry in answer["entries"])
+        token = answer["nextPage"].get("nextPageToken")
+        if not token:
+            break
+        page = {"limit": 3, "nextPageToken": token}
+    assert sorted(set(names)) == expected and len(names) == len(set(names))
+
+    values: list[tuple[str, str]] = []
+    page = {"limit": 5}
+    for _ in range(100):
+        status, raw = post(written["info"], "/api/leaderboard/v1/proto/leaderboard/attributes/query",
+                           {"experimentIdsFilter": [f"CUSTOM/{project}/main", f"CUSTOM/{project}/other"],
+                            "attributeNameFilter": {"mustMatchAny": [{"mustMatchRegexes": ["^cfg/"]}]},
+                            "nextPage": page}, projectIdentifier=project)
+        assert status == 200
+        answer = ProtoQueryAttributesResultDTO.FromString(raw)
+        values.extend((entry.experimentShortId, attr.name) for entry in answer.entries for attr in entry.attributes)
+        if not answer.nextPage.nextPageToken:
+            break
+        page = {"limit": 5, "nextPageToken": answer.nextPage.nextPageToken}
+    assert len(values) == 8 and len(set(values)) == 8  # main: 6 configs, other: 2

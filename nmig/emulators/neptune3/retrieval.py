@@ -62,7 +62,6 @@ BUCKETS_PATH = PREFIX + "/proto/attributes/timeseries/buckets"
 
 PROTOBUF = "application/x-protobuf"
 DEFAULT_PAGE = 10_000
-MAX_PAGE = 100_000
 
 
 class BadRequest(ValueError):
@@ -88,7 +87,9 @@ def _page_limit(value: Any) -> int:
         limit = int(value) if value is not None else DEFAULT_PAGE
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"not a page size: {value!r}") from exc
-    return max(1, min(limit, MAX_PAGE))
+    # Never capped below what the client asked for: neptune-query stops paging attribute definitions at the
+    # first page shorter than its batch size, so a smaller page would silently end the listing.
+    return max(1, limit)
 
 
 def _offset_token(value: Any) -> int:
