@@ -268,3 +268,41 @@ def test_bucket_formulas_name_one_attribute_with_escapes() -> None:
     for formula in ("m/loss", "${a} + ${b}", "${a", "${a}b"):
         with pytest.raises(QueryError):
             formula_attribute(formula)
+
+
+def test_string_pages_stop_at_the_byte_budget_and_continue_from_the_token(tmp_path: Any) -> None:
+    from nmig.emulators.neptune3 import retrieval_series as series
+    from nmig.emulators.neptune3.store import Store
+
+    store = Store(tmp_path / "data")
+    try:
+        conn = store.connection()
+        conn.execute("INSERT INTO projects (workspace, name, key, created_ms) VALUES ('demo', 'p', 'P', 0)")
+        conn.execute(
+            "INSERT INTO runs (project_pk, run_id, sys_id, family, creation_ms, modification_ms, owner)"
+            " VALUES (1, 'r', 'P-1', 'r', 0, 0, 'o')"
+        )
+        attr_pk = conn.execute(
+            "INSERT INTO attributes (run_pk, path, type, point_count) VALUES (1, 's', 'string_series', 20)"
+            " RETURNING attr_pk"
+        ).fetchone()[0]
+        big = "x" * (1024 * 1024)
+        conn.executemany(
+            "INSERT INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, 0, ?, ?)",
+            [(attr_pk, step, 1_700_000_000_000 + step, f"{step:02d}{big}") for step in range(20)],
+        )
+        segments = [series.Segment(attr_pk, series.LOWEST, series.HIGHEST, 20)]
+        got: list[str] = []
+        token = None
+        for _ in range(10):
+            request = series.SeriesRequest("0", segments, "string_series", token)
+            answer = series.series_response(conn, [request], None, False, None).series[0]
+            values = [point.object.stringValue[:2] for point in answer.seriesValues.values]
+            assert len(values) * len(big) <= series.RESPONSE_BYTES + len(big)
+            got.extend(values)
+            if answer.searchAfter.finished:
+                break
+            token = answer.searchAfter.token
+        assert got == [f"{step:02d}" for step in range(20)]
+    finally:
+        store.close()
