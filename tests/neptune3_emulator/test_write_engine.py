@@ -139,3 +139,35 @@ def test_the_command_refuses_bad_input_with_one_line(tmp_path: Path) -> None:
     assert result.output.strip() == f"nmig: error: cannot start the neptune3 emulator: another emulator already serves {tmp_path}"
     result = runner.invoke(main, ["emulate", "neptune3", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "loopback" in result.output and "Traceback" not in result.output
+
+
+def test_run_state_evicted_from_the_cache_is_reloaded_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nmig.emulators.neptune3 import ingest
+
+    monkeypatch.setattr(ingest, "RUN_CACHE_SIZE", 2)
+    store = Store(tmp_path)
+    try:
+        project = store.create_project("demo", "p")
+        engine = IngestEngine(store)
+        run_ids = [f"r{i}" for i in range(5)]
+        for run_id in run_ids:
+            engine.apply(project, RunOperation(project="demo/p", run_id=run_id, create=CreateRun()), f"c-{run_id}")
+        for round_ in range(3):  # every run is evicted between two of its requests
+            for run_id in run_ids:
+                op = _batch(round_ * 10, 10)
+                op.run_id = run_id
+                engine.apply(project, op, f"{run_id}-{round_}")
+        stale = _batch(25, 1)  # step 25 is before each run's last step (29)
+        stale.run_id = "r0"
+        status = engine.apply(project, stale, "stale")
+        # the config is taken (OK), both points are refused
+        assert sorted((c.detail, c.count) for c in status.code_by_count) == [
+            (IngestCode.OK, 1), (IngestCode.SERIES_STEP_NON_INCREASING, 2)]
+        db = sqlite3.connect(tmp_path / DB_FILE)
+        assert db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT a.run_pk) FROM points p JOIN attributes a USING (attr_pk)"
+        ).fetchone() == (5 * 30 * 2, 5)
+        assert db.execute("SELECT DISTINCT point_count, agg_sum FROM attributes WHERE path = 'm/a'").fetchall() == [
+            (30, sum(step / 2 for step in range(30)))]
+    finally:
+        store.close()

@@ -17,6 +17,7 @@ import operator
 import re
 import sqlite3
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,7 @@ MAX_EXPERIMENT_NAME_CHARS = 730  # ASSUMPTION: neptune-scale's own client-side l
 MAX_RUN_ID_CHARS = 730  # ASSUMPTION: as above
 MIN_DATETIME_MS = -2208988800000  # 1900-01-01T00:00:00Z
 MAX_DATETIME_MS = 10445875199999  # 2299-12-31T23:59:59.999Z
+RUN_CACHE_SIZE = 64  # runs whose attribute state stays in memory between requests
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # ASSUMPTION: generous; neptune-scale keeps requests under 16 MiB
 
 # sys/ attributes a client may write. ASSUMPTION: tags and group tags (the client's own tag API) and the
@@ -220,7 +222,9 @@ class IngestEngine:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._runs: dict[tuple[int, str], RunState] = {}
+        # The most recently written runs' state, least recent first: an import writes runs one after another,
+        # so a bounded cache keeps memory flat however many runs a project gets.
+        self._runs: OrderedDict[tuple[int, str], RunState] = OrderedDict()
 
     # -- request level -----------------------------------------------------------------------------------------
 
@@ -295,6 +299,7 @@ class IngestEngine:
         key = (project_pk, run_id)
         run = self._runs.get(key)
         if run is not None:
+            self._runs.move_to_end(key)
             return run
         row = conn.execute(
             "SELECT run_pk, fork_step_whole, fork_step_micro FROM runs WHERE project_pk = ? AND run_id = ?",
@@ -311,6 +316,8 @@ class IngestEngine:
             run.attrs[attr[0]] = AttrState(attr[1], attr[2], attr[3], attr[4], attr[5], attr[6], attr[7], attr[8],
                                            attr[9] or 0.0, attr[10] or 0.0, attr[11])
         self._runs[key] = run
+        while len(self._runs) > RUN_CACHE_SIZE:
+            self._runs.popitem(last=False)
         return run
 
     def _create_run(
@@ -438,7 +445,8 @@ class IngestEngine:
         )
         # The attribute rows of these runs changed behind the cache: reload them on next use.
         stale = {run_pk, *previous}
-        self._runs = {key: state for key, state in self._runs.items() if state.run_pk not in stale}
+        for key in [key for key, state in self._runs.items() if state.run_pk in stale]:
+            del self._runs[key]
 
     def _inherit_configs(self, conn: sqlite3.Connection, parent_pk: int, child_pk: int) -> None:
         """Copy the parent's user-defined single-value attributes (`inherit_configs`)."""
