@@ -171,3 +171,35 @@ def test_run_state_evicted_from_the_cache_is_reloaded_exactly(tmp_path: Path, mo
             (30, sum(step / 2 for step in range(30)))]
     finally:
         store.close()
+
+
+def test_experiment_names_move_to_the_newest_run_and_conflicting_creates_keep_the_run(tmp_path: Path) -> None:
+    from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import ForkPoint
+
+    store = Store(tmp_path)
+    try:
+        project = store.create_project("demo", "p")
+        engine = IngestEngine(store)
+
+        def create(run_id: str, **fields: object) -> list[tuple[int, int]]:
+            op = RunOperation(project="demo/p", run_id=run_id, create=CreateRun(**fields))  # type: ignore[arg-type]
+            status = engine.apply(project, op, f"create-{run_id}-{fields}")
+            return sorted((c.detail, c.count) for c in status.code_by_count)
+
+        assert create("first", experiment_id="exp") == [(IngestCode.OK, 1)]
+        assert create("second", experiment_id="exp") == [(IngestCode.OK, 1)]
+        db = sqlite3.connect(tmp_path / DB_FILE)
+        heads = dict(db.execute(
+            "SELECT r.run_id, a.value FROM attributes a JOIN runs r USING (run_pk) WHERE a.path = 'sys/experiment/is_head'"))
+        assert heads == {"first": 0, "second": 1}
+        names = dict(db.execute(
+            "SELECT r.run_id, a.value FROM attributes a JOIN runs r USING (run_pk) WHERE a.path = 'sys/name'"))
+        assert names == {"first": "exp", "second": "exp"}
+        # A create with another fork point than the run's is reported and leaves the run as it was.
+        fork = ForkPoint(parent_project="demo/p", parent_run_id="first")
+        fork.step.whole = 3
+        assert create("second", fork_point=fork) == [(IngestCode.RUN_CONFLICTING, 1)]
+        assert db.execute("SELECT fork_parent_run_id, is_head FROM runs WHERE run_id = 'second'").fetchone() == (None, 1)
+        assert db.execute("SELECT COUNT(*) FROM runs").fetchone() == (2,)
+    finally:
+        store.close()
