@@ -80,8 +80,6 @@ _GRPC_FOR: dict[int, int] = {
 
 _SERIES_TYPE = {"float64": "float_series", "string": "string_series", "file_ref": "file_series",
                 "histogram": "histogram_series"}
-_CONFIG_TYPE = {"float64": "float", "int64": "int", "string": "string", "bool": "bool", "timestamp": "datetime",
-                "string_set": "string_set", "file_ref": "file"}
 
 
 class ItemRejected(Exception):
@@ -108,7 +106,6 @@ class AttrState:
     agg_sum: float = 0.0
     agg_sumsq: float = 0.0
     last_value: Any = None
-    dirty: bool = False
 
 
 @dataclass
@@ -691,9 +688,6 @@ def _same(a: Any, b: Any) -> bool:
 
 
 # -- HTTP ----------------------------------------------------------------------------------------------------------
-
-_PROJECT_PARAM = re.compile(r"[^/]+/[^/]+")
-
 
 def register(app: Neptune3App) -> None:
     engine = IngestEngine(app.store)
