@@ -161,11 +161,6 @@ def test_checksum_mismatch_refuses_that_run_only(neptune3: EmulatorInfo, tmp_pat
     assert refused and "checksum" in refused[0]["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the 3.x emulator's read path answers 400 'malformed request (TypeError)' to fetch_runs_table for a "
-    "NaN/Infinity float config (issue 3); the import sends them (see the attribute list check)",
-)
 def test_nan_and_infinite_configs_kept(handmade: Path, neptune3: EmulatorInfo, tmp_path: Path, run_cli: Any, nq: Any) -> None:
     def atoms(w: Any) -> None:
         w.add_atom("p/nan", "float", float("nan"))

@@ -169,7 +169,8 @@ def to_proto(row: AttributeRow, target: ProtoAttributeDTO | None = None) -> Prot
     attr.type = backend_type
     if row.type == "float":
         props: Any = attr.float_properties
-        props.value = float(row.value)
+        # SQLite stores a NaN as NULL (see store.py): a NULL float config is the NaN the client sent.
+        props.value = math.nan if row.value is None else float(row.value)
     elif row.type == "int":
         props = attr.int_properties
         props.value = int(row.value)
