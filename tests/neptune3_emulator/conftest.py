@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -133,11 +134,4 @@ def points(db: sqlite3.Connection, run_id: str, path: str, project: str = PROJEC
 def store_view() -> Any:
     """Helpers reading the store: `.attributes(db, run_id)`, `.points(db, run_id, path)`, `.run_pk(db, run_id)`."""
 
-    class _View:
-        pass
-
-    view = _View()
-    view.attributes = attributes  # type: ignore[attr-defined]
-    view.points = points  # type: ignore[attr-defined]
-    view.run_pk = run_pk  # type: ignore[attr-defined]
-    return view
+    return SimpleNamespace(attributes=attributes, points=points, run_pk=run_pk)
