@@ -374,3 +374,28 @@ def test_a_forked_run_starts_after_its_fork_point_and_inherits_configs(neptune3,
     assert attrs["sys/forking/parent"] == ("string", "fork-parent")
     assert attrs["cfg/lr"] == ("float", 0.5)  # inherit_configs (the client's default)
     assert [(s, v) for s, _, _, v in store_view.points(db, "fork-child", "m/x")] == [(6, 60.0)]
+
+
+def test_throttling_failures_and_latency_together_lose_nothing(tmp_path, open_run, store_view) -> None:
+    from neptune_scale.projects import create_project
+
+    from nmig.emulators.http import FaultPlan
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.emulators.neptune3.server import FAULT_EXEMPT
+
+    # Seed 83 answers the first faultable requests 200, 429, 500, 429, 429: throttles and errors both happen.
+    faults = FaultPlan(fail_rate=0.05, throttle_rate=0.15, latency_ms=5, seed=83, exempt=FAULT_EXEMPT)
+    with serve_neptune3(data_dir=tmp_path / "data", faults=faults) as info:
+        create_project("demo/throttled", api_token=info.api_token)
+        run, callbacks = open_run(info, project="demo/throttled", run_id="throttled")
+        for step in range(200):
+            run.log_metrics({"m/a": step / 4}, step=step)
+        run.add_tags(["kept"])
+        run.close()
+        db = __import__("sqlite3").connect(tmp_path / "data" / "neptune3.sqlite3")
+        assert faults.injected >= 4
+        assert callbacks.errors == []
+        assert [(s, v) for s, _, _, v in store_view.points(db, "throttled", "m/a", project="demo/throttled")] == [
+            (s, s / 4) for s in range(200)
+        ]
+        assert store_view.attributes(db, "throttled", project="demo/throttled")["sys/tags"] == ("string_set", ["kept"])
