@@ -288,9 +288,9 @@ def _export_all(
     lock = threading.Lock()
     workers = max(1, options.max_workers)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="nmig-export") as pool, ThreadPoolExecutor(
-        workers * 2, thread_name_prefix="nmig-pages"
-    ) as page_pool:
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="nmig-export")
+    page_pool = ThreadPoolExecutor(workers * 2, thread_name_prefix="nmig-pages")
+    try:
         exporter = EntityExporter(source, page_pool, counters, spool_dir, options.page_size)
 
         def one(ref: EntityRef, why: str) -> None:
@@ -317,10 +317,16 @@ def _export_all(
             bars.add(bars.entities, 1)
 
         futures = [pool.submit(one, ref, why) for ref, why in todo]
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             exc = future.exception()
             if exc is not None:
-                for other in pending:
-                    other.cancel()
                 raise exc
+    except BaseException:
+        # A full disk or Ctrl-C: start nothing new; entities in flight finish or are left in .partial, and
+        # the next run starts from what was committed.
+        pool.shutdown(wait=False, cancel_futures=True)
+        page_pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    page_pool.shutdown()

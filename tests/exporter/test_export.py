@@ -34,6 +34,13 @@ def test_clean_export_holds_every_run_model_and_version(clean_bundle: Path) -> N
     assert not (clean_bundle / ".partial").exists() or not any((clean_bundle / ".partial").iterdir())
 
 
+def test_no_token_anywhere_in_the_bundle(standard_server: EmulatorInfo, clean_bundle: Path) -> None:
+    token = standard_server.api_token.encode()
+    for path in clean_bundle.rglob("*"):
+        if path.is_file():
+            assert token not in path.read_bytes(), path
+
+
 def test_values_series_and_files_are_exact(clean_bundle: Path) -> None:
     run = manifest(clean_bundle, "VIS-2")
     attrs = {a["path"]: a for a in run["attributes"]}
@@ -209,3 +216,21 @@ def test_export_info_records_the_selection(standard_server: EmulatorInfo, tmp_pa
     assert info["selection"]["runs"] == ["VIS-1"] and info["selection"]["query"] == "params/epochs:int > 0"
     assert info["selection"]["models"] is False and info["finished_at"] is not None
     assert standard_server.api_token not in (tmp_path / "b" / "export.json").read_text("utf-8")
+
+
+def test_an_unknown_attribute_type_is_skipped_with_its_reason(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nmig.exporter.entity import Counters, EntityExporter
+    from nmig.exporter.source import EntityRef
+    from nmig.schema import EntityWriter, write_export_info
+
+    ref = EntityRef("run", "VIS-9", "container", None, None, False, "http://legacy/e/VIS-9")
+    write_export_info(tmp_path, {"source": {}})
+    with ThreadPoolExecutor(1) as pool, EntityWriter(tmp_path, "run", "VIS-9") as writer:
+        exporter = EntityExporter(None, pool, Counters(), tmp_path)  # type: ignore[arg-type]  # never called
+        exporter._export_attribute(ref, writer, "future/thing", "hologramSeries", {"frames": 3})
+    skipped = manifest(tmp_path, "VIS-9")["skipped"]
+    assert skipped == [
+        {"path": "future/thing", "type": "hologramSeries", "reason": skipped[0]["reason"]}
+    ] and "not known to nmig" in skipped[0]["reason"]

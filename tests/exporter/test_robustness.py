@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from exporter_helpers import PROJECT, WORKSPACE, digests, export, serving, standard_fixture
@@ -29,7 +30,9 @@ def _partial_work(out: Path) -> bool:
 
 
 def _export_process(info: EmulatorInfo, out: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "NEPTUNE_API_TOKEN": info.api_token, **info.env}
+    # A local time zone far from UTC (-3:30): the bundle must still equal the in-process clean export, since
+    # timestamps go from the API's epoch milliseconds to UTC without ever passing through local time.
+    env = {**os.environ, "NEPTUNE_API_TOKEN": info.api_token, **info.env, "TZ": "America/St_Johns"}
     command = [sys.executable, "-m", "nmig", "export", "--project", f"{WORKSPACE}/{PROJECT}", "--out", str(out)]
     return subprocess.Popen(
         [*command, "--include-trashed", "--quiet", "--max-workers", "1"],
@@ -91,8 +94,19 @@ def test_ten_percent_failing_server_gives_the_same_bundle(tmp_path: Path) -> Non
     assert digests(tmp_path / "bundle") == digests(tmp_path / "clean")
 
 
+def test_export_outlives_short_lived_access_tokens(tmp_path: Path) -> None:
+    with serving(standard_fixture(), token_ttl=1) as info:
+        result = export(info, tmp_path / "bundle", include_trashed=True, max_workers=2)
+    assert not result.failed, result.failed
+    assert len(digests(tmp_path / "bundle")) == 10
+
+
 def test_unreadable_attribute_leaves_run_incomplete_then_rerun_completes(
-    standard_server: EmulatorInfo, clean_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    standard_server: EmulatorInfo,
+    clean_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cli: Callable[..., Any],
 ) -> None:
     from nmig.exporter import source
 
@@ -115,6 +129,14 @@ def test_unreadable_attribute_leaves_run_incomplete_then_rerun_completes(
     assert "metrics/loss" in reason and "connection reset by the test" in reason
     assert not (out / "runs" / "VIS-3" / "COMPLETE").exists()
     assert "INCOMPLETE" in (out / "export.log").read_text("utf-8")
+    # the command says which run and why, and exits 1 (finished with failures)
+    cli = run_cli(
+        "export", "--api-token", standard_server.api_token, "--project", f"{WORKSPACE}/{PROJECT}",
+        "--out", str(tmp_path / "cli"), "--include-trashed", "--quiet",
+    )
+    assert cli.exit_code == 1, cli.output
+    assert "incomplete: run VIS-3:" in cli.stderr and "metrics/loss" in cli.stderr
+    assert "re-run the same command" in cli.stderr and "Traceback" not in cli.output
     monkeypatch.setattr(source.LegacySource, "series_page", real_page)
     again = export(standard_server, out, include_trashed=True)
     assert [r.sys_id for r in again.exported] == ["VIS-3"] and not again.failed
