@@ -325,7 +325,7 @@ class RunSink:
 
 # Direct requests: well under the client's 16 MB request limit, so a request never needs splitting.
 DIRECT_REQUEST_BYTES = min(8 * 1024 * 1024, MAX_REQUEST_SIZE_BYTES // 2)
-DIRECT_REQUEST_POINTS = 100_000
+DIRECT_REQUEST_POINTS = 50_000
 
 
 @dataclass

@@ -128,7 +128,7 @@ class _PipelinedSender:
     def __init__(self, direct: nclient.DirectSeriesSender, on_points: Callable[[int], None]) -> None:
         self._direct = direct
         self._on_points = on_points
-        self._queue: queue.Queue[tuple[Any, tuple[str, ...]] | None] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[tuple[Any, tuple[str, ...]] | None] = queue.Queue(maxsize=1)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._submit_loop, name="nmig-submit", daemon=True)
         self._request: Any = None
