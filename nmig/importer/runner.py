@@ -152,7 +152,28 @@ def _write_report(path: Path, project: str, result: ImportResult, started_at: st
         "targets": {plan.sys_id: plan.target_run_id for plan in result.plans},
         "items": [e.to_json() for e in result.events],
     }
+    _carry_over(path, doc)
     write_json_atomically(path, doc)
+
+
+def _carry_over(path: Path, doc: dict[str, Any]) -> None:
+    """Keep what an earlier report says about runs this invocation did not touch (e.g. another --runs
+    selection), so the report always covers every run of the bundle that nmig import has seen."""
+    import json
+
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(old, dict) or old.get("format") != REPORT_FORMAT or old.get("project") != doc["project"]:
+        return
+    touched = {run for runs in doc["runs"].values() for run in runs} | set(doc["targets"])
+    for status, runs in (old.get("runs") or {}).items():
+        if status in doc["runs"] and isinstance(runs, list):
+            doc["runs"][status] += [r for r in runs if r not in touched and r not in doc["runs"][status]]
+    for run, target_id in (old.get("targets") or {}).items():
+        doc["targets"].setdefault(run, target_id)
+    doc["items"] += [i for i in old.get("items") or [] if isinstance(i, dict) and i.get("run") not in touched and i.get("run")]
 
 
 def run_import(options: ImportOptions, progress: Callable[[int], None] | None = None) -> ImportResult:

@@ -172,3 +172,20 @@ def test_nan_and_infinite_configs_kept(handmade: Path, neptune3: EmulatorInfo, t
     assert set(nq.list_attributes(project="demo/nan", runs=["NAN-1"])) >= {"p/nan", "p/inf", "p/ninf"}
     row = nq.fetch_runs_table(project="demo/nan", runs=["NAN-1"], attributes=["p/nan", "p/inf", "p/ninf"]).iloc[0]
     assert math.isnan(row["p/nan"]) and row["p/inf"] == math.inf and row["p/ninf"] == -math.inf
+
+
+def test_runs_selection_and_report_covering_every_invocation(neptune3: EmulatorInfo, tmp_path: Path, run_cli: Any, nq: Any) -> None:
+    def small(w: Any) -> None:
+        w.add_float_points("m", [0.0, 1.0], [1.0, 2.0], [T0_MS, T0_MS + 1])
+
+    bundle = write_bundle(tmp_path / "b", {"SEL-1": small, "SEL-2": small, "OTHER-1": small})
+    state = tmp_path / "elsewhere" / "state.json"  # a read-only bundle keeps its state elsewhere
+    args = ["--project", "demo/selection", "--api-token", neptune3.api_token, "--quiet", "--state", str(state)]
+    assert run_cli("import", str(bundle), *args, "--runs", "SEL-1").exit_code == 0
+    assert nq.list_runs(project="demo/selection") == ["SEL-1"]
+    assert run_cli("import", str(bundle), *args, "--runs", "SEL-.*", "--runs", "OTHER-1").exit_code == 0
+    assert sorted(nq.list_runs(project="demo/selection")) == ["OTHER-1", "SEL-1", "SEL-2"]
+    assert not list(bundle.glob("import-*"))
+    doc = json.loads((tmp_path / "elsewhere" / "state.report.json").read_text())
+    assert doc["runs"]["already_imported"] == ["SEL-1"] and sorted(doc["runs"]["imported"]) == ["OTHER-1", "SEL-2"]
+    assert sorted(doc["targets"]) == ["OTHER-1", "SEL-1", "SEL-2"]
