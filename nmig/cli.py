@@ -275,5 +275,44 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
         raise PartialFailure(f"check failed: {len(report['problems'])} problem(s), {incomplete} incomplete")
 
 
+@main.command("verify")
+@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.option("--project", required=True, help="WORKSPACE/PROJECT in 3.x that the bundle was imported into.")
+@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
+@click.option("--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable).")
+@click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON to this file.")
+@click.option("--import-report", "import_report", type=click.Path(dir_okay=False), default=None, help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def verify_command(
+    bundle_dir: str,
+    project: str,
+    api_token: str | None,
+    runs: tuple[str, ...],
+    sample: int | None,
+    report_path: str | None,
+    import_report: str | None,
+    quiet: bool,
+) -> None:
+    """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
+    from pathlib import Path
+
+    from nmig.importer.verify import VerifyOptions, run_verify
+
+    run_verify(
+        VerifyOptions(
+            bundle_dir=Path(bundle_dir),
+            project=project,
+            api_token=api_token,
+            runs=list(runs),
+            sample=sample,
+            report=Path(report_path) if report_path else None,
+            import_report=Path(import_report) if import_report else None,
+            quiet=quiet,
+        )
+    )
+
+
 if __name__ == "__main__":
     main()

@@ -139,8 +139,9 @@ def _ms(value: Any) -> int | None:
 
 def same_value(expected: Any, found: Any) -> bool:
     """Equality as 3.x keeps values: NaN equals NaN, datetimes to the millisecond, string sets as sets."""
-    if isinstance(expected, bool) or isinstance(found, bool):
-        return type(found).__name__ in ("bool", "bool_") and bool(found) == expected
+    is_bool = type(found).__name__ in ("bool", "bool_")
+    if isinstance(expected, bool) or is_bool:
+        return isinstance(expected, bool) and is_bool and bool(found) == expected
     if isinstance(expected, float):
         try:
             number = float(found)
@@ -394,7 +395,9 @@ def render(result: VerifyResult) -> str:
         if len(run.differences) > 50:
             lines.append(f"    ... and {len(run.differences) - 50} more (see --report)")
         if run.adjusted:
-            lines.append(f"    {len(run.adjusted)} item(s) deliberately adjusted by the import (expected; see the import report)")
+            shown = "; ".join(f"{item['path'] or '(run)'} {item['case']}" for item in run.adjusted[:5])
+            more = f"; and {len(run.adjusted) - 5} more" if len(run.adjusted) > 5 else ""
+            lines.append(f"    adjusted by the import as documented (expected, see the import report): {shown}{more}")
     if result.not_imported:
         lines.append(f"Not imported by design (3.x has no model registry): {len(result.not_imported)} model entities")
     e, f = result.expected_totals, result.found_totals
@@ -409,7 +412,7 @@ def render(result: VerifyResult) -> str:
 def run_verify(options: VerifyOptions) -> VerifyResult:
     """verify_bundle + the table on stdout; PartialFailure (exit 1) unless everything matches."""
     result = verify_bundle(options)
-    print(render(result))
+    print(render(result), flush=True)
     if not result.ok:
         raise PartialFailure(
             f"verify found {result.difference_count} difference(s) in {sum(r.status != 'ok' for r in result.runs)} run(s)"

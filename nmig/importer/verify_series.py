@@ -47,6 +47,13 @@ class Difference:
 
 def _shown(value: Any) -> Any:
     """A JSON-safe, short rendering of a value for tables and reports."""
+    if hasattr(value, "isoformat") and hasattr(value, "year"):  # datetime, pandas Timestamp
+        return _shown(value.isoformat())
+    if hasattr(value, "item") and not isinstance(value, (list, tuple)):  # numpy scalars
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
     if value is None or isinstance(value, (bool, int, str)):
         return value if not isinstance(value, str) or len(value) <= 200 else value[:197] + "..."
     if isinstance(value, float):

@@ -1,0 +1,101 @@
+"""Fixtures for the verify tests: one small migration (legacy emulator -> `nmig export` -> `nmig import` into a
+3.x emulator), whose stopped 3.x data folder each test copies, alters and serves again."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nmig.emulators.neptune3.store import DB_FILE
+
+PROJECT = "demo/vision"
+
+
+@dataclass
+class Migrated:
+    bundle: Path
+    data_dir: Path  # the 3.x emulator's folder right after the import (server stopped)
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Migrated:
+    from click.testing import CliRunner
+
+    from nmig.cli import main
+    from nmig.emulators.legacy import serve_legacy
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.emulators.sample import sample_fixture
+
+    base = tmp_path_factory.mktemp("migrated")
+    bundle, data_dir = base / "bundle", base / "neptune3"
+    with serve_legacy(sample_fixture(runs=3, points=400)) as legacy:
+        result = CliRunner().invoke(
+            main, ["export", "--project", "acme/vision", "--out", str(bundle), "--api-token", legacy.api_token, "--quiet"]
+        )
+    assert result.exit_code == 0, result.output
+    with serve_neptune3(data_dir=data_dir) as target:
+        result = CliRunner().invoke(main, ["import", str(bundle), "--project", PROJECT, "--api-token", target.api_token, "--quiet"])
+    assert result.exit_code == 0, result.output
+    return Migrated(bundle, data_dir)
+
+
+@dataclass
+class VerifyRun:
+    exit_code: int
+    output: str
+    report: dict[str, Any]
+
+    def differences(self) -> list[dict[str, Any]]:
+        return [d for run in self.report["runs"] for d in run["differences"]]
+
+
+@pytest.fixture
+def verify_altered(
+    migrated: Migrated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., VerifyRun]:
+    """`verify_altered(sql=[...], alter=fn, args=[...])`: a copy of the migrated target, changed with SQL
+    statements on its SQLite store and/or `alter(data_dir)`, served again and checked with `nmig verify`."""
+    import json
+
+    from click.testing import CliRunner
+
+    from nmig.cli import main
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
+
+    def run(sql: list[str] = (), alter: Callable[[Path], None] | None = None, args: list[str] = ()) -> VerifyRun:  # type: ignore[assignment]
+        data_dir = tmp_path / "neptune3"
+        shutil.copytree(migrated.data_dir, data_dir)
+        with sqlite3.connect(data_dir / DB_FILE) as conn:
+            for statement in sql:
+                assert conn.execute(statement).rowcount > 0, f"the alteration changed nothing: {statement}"
+        if alter is not None:
+            alter(data_dir)
+        report = tmp_path / "verify.json"
+        with serve_neptune3(data_dir=data_dir) as target:
+            result = CliRunner().invoke(
+                main,
+                ["verify", str(migrated.bundle), "--project", PROJECT, "--api-token", target.api_token, "--quiet",
+                 "--report", str(report), *args],
+            )
+        doc = json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
+        return VerifyRun(result.exit_code, result.output, doc)
+
+    return run
+
+
+@pytest.fixture
+def target_ids(migrated: Migrated) -> Iterator[list[str]]:
+    """The 3.x run ids of the migrated runs, in legacy id order."""
+    from nmig.importer.plan import plan_run
+    from nmig.schema import Bundle
+
+    yield [plan_run(e).target_run_id for e in Bundle(migrated.bundle).entities("run")]

@@ -1,0 +1,234 @@
+"""`nmig verify` against a migrated 3.x target: green when untouched, and each kind of difference found when
+the target is altered behind the importer's back (its SQLite store or blob folder edited while stopped)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nmig.emulators.neptune3.store import DB_FILE
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def attr_pk(run_id: str, path: str) -> str:
+    """SQL selecting the attribute row of `path` in the 3.x run `run_id`."""
+    return (
+        f"(SELECT a.attr_pk FROM attributes a JOIN runs r ON a.run_pk = r.run_pk "
+        f"WHERE r.run_id = '{run_id}' AND a.path = '{path}')"
+    )
+
+
+def by_run(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {run["target_run_id"]: run for run in report["runs"]}
+
+
+def test_unaltered_target_matches(verify_altered: Any, target_ids: list[str]) -> None:
+    result = verify_altered()
+    assert result.exit_code == 0, result.output
+    assert result.report["ok"] is True and result.differences() == []
+    assert sorted(by_run(result.report)) == sorted(target_ids)
+    assert all(run["status"] == "ok" for run in result.report["runs"])
+    expected, found = result.report["expected_totals"], result.report["found_totals"]
+    assert found == expected
+    # 3 runs x (2 x 400-point metrics + 20 val + cpu/log samples + 2 stdout + 3 images)
+    assert found["runs"] == 3 and found["points"] > 2400
+    assert found["files"] == 3 * (1 + 2 + 3)  # weights, two source files, three images per run
+    assert "All runs match." in result.output
+
+
+def test_missing_run(verify_altered: Any, target_ids: list[str]) -> None:
+    gone = target_ids[1]
+    result = verify_altered(sql=[f"DELETE FROM runs WHERE run_id = '{gone}'"])
+    assert result.exit_code == 1
+    runs = by_run(result.report)
+    assert runs[gone]["status"] == "missing"
+    assert [d["what"] for d in runs[gone]["differences"]] == ["missing_run"]
+    assert [r["status"] for i, r in runs.items() if i != gone] == ["ok", "ok"]
+    assert result.report["found_totals"]["runs"] == 2 and result.report["expected_totals"]["runs"] == 3
+    assert "MISSING" in result.output
+
+
+def test_changed_config(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[1]
+    result = verify_altered(sql=[f"UPDATE attributes SET value = 0.5 WHERE attr_pk = {attr_pk(run, 'parameters/lr')}"])
+    assert result.exit_code == 1
+    diffs = result.differences()
+    assert [(d["path"], d["what"], d["expected"], d["found"]) for d in diffs] == [
+        ("parameters/lr", "config_differs", 0.003, 0.5)
+    ]
+    assert "parameters/lr: config_differs: expected 0.003, found 0.5" in result.output
+
+
+def test_changed_config_type_and_tags(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[0]
+    result = verify_altered(
+        sql=[
+            f"UPDATE attributes SET type = 'float', value = 64.0 WHERE attr_pk = {attr_pk(run, 'parameters/batch_size')}",
+            f"DELETE FROM string_set_members WHERE attr_pk = {attr_pk(run, 'sys/tags')} AND member = 'sweep'",
+        ]
+    )
+    assert result.exit_code == 1
+    whats = {d["path"]: d["what"] for d in result.differences()}
+    assert whats == {"parameters/batch_size": "wrong_type", "sys/tags": "tags_differ"}
+
+
+def test_missing_point(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[2]
+    result = verify_altered(sql=[f"DELETE FROM points WHERE attr_pk = {attr_pk(run, 'train/loss')} AND step_whole = 123"])
+    assert result.exit_code == 1
+    diffs = result.differences()
+    assert [(d["path"], d["what"]) for d in diffs] == [("train/loss", "missing_points")]
+    assert "123" in diffs[0]["detail"] and diffs[0]["expected"].startswith("1 ")
+    assert result.report["found_totals"]["points"] == result.report["expected_totals"]["points"] - 1
+
+
+def test_points_across_read_windows(verify_altered: Any, target_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long series are read window by window: a point missing right after a window edge and one the target
+    holds between two windows' expected steps are both found."""
+    from nmig.importer import verify_series
+
+    monkeypatch.setattr(verify_series, "WINDOW_POINTS", 100)
+    run = target_ids[0]
+    loss = attr_pk(run, "train/accuracy")
+    result = verify_altered(
+        sql=[
+            f"DELETE FROM points WHERE attr_pk = {loss} AND step_whole = 100",
+            # a stray point at step 199.5: between the last expected step of one window and the first of the next
+            f"INSERT INTO points (attr_pk, step_whole, step_micro, ts_ms, value, preview, completion_ratio) "
+            f"SELECT attr_pk, 199, 500000, ts_ms, value, preview, completion_ratio FROM points "
+            f"WHERE attr_pk = {loss} AND step_whole = 199",
+        ]
+    )
+    assert result.exit_code == 1
+    diffs = {d["what"]: d for d in result.differences()}
+    assert set(diffs) == {"missing_points", "unexpected_points"}
+    assert "at step(s) 100" in diffs["missing_points"]["detail"]
+    assert "at step(s) 199.5" in diffs["unexpected_points"]["detail"]
+    assert all(d["path"] == "train/accuracy" for d in diffs.values())
+
+
+def test_shifted_timestamp(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[1]
+    result = verify_altered(
+        sql=[f"UPDATE points SET ts_ms = ts_ms + 1 WHERE attr_pk = {attr_pk(run, 'logs/train')} AND step_whole = 12"]
+    )
+    assert result.exit_code == 1
+    diffs = result.differences()
+    assert [(d["path"], d["what"]) for d in diffs] == [("logs/train", "timestamp_differs")]
+    expected = dt.datetime.fromisoformat(diffs[0]["expected"].replace("Z", "+00:00"))
+    found = dt.datetime.fromisoformat(diffs[0]["found"].replace("Z", "+00:00"))
+    assert found - expected == dt.timedelta(milliseconds=1)
+
+
+def test_changed_value_of_a_metric(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[1]
+    result = verify_altered(
+        sql=[f"UPDATE points SET value = value + 1e-9 WHERE attr_pk = {attr_pk(run, 'val/loss')} AND step_whole = 3"]
+    )
+    assert result.exit_code == 1
+    assert [(d["path"], d["what"]) for d in result.differences()] == [("val/loss", "value_differs")]
+
+
+def _blob_of(data_dir: Path, run_id: str, path: str, step_whole: int | None = None) -> Path:
+    with sqlite3.connect(data_dir / DB_FILE) as conn:
+        if step_whole is None:
+            (value,) = conn.execute(f"SELECT value FROM attributes WHERE attr_pk = {attr_pk(run_id, path)}").fetchone()
+        else:
+            (value,) = conn.execute(
+                f"SELECT value FROM points WHERE attr_pk = {attr_pk(run_id, path)} AND step_whole = {step_whole}"
+            ).fetchone()
+        key = json.loads(value)["path"]
+        (name,) = conn.execute("SELECT blob_name FROM blobs WHERE path = ?", (key,)).fetchone()
+    return data_dir / "blobs" / name
+
+
+def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[2]
+
+    def corrupt(data_dir: Path) -> None:
+        for blob in (_blob_of(data_dir, run, "model/weights"), _blob_of(data_dir, run, "eval/confusion", 1)):
+            content = bytearray(blob.read_bytes())
+            content[len(content) // 2] ^= 0xFF  # same size, other bytes
+            blob.write_bytes(bytes(content))
+
+    result = verify_altered(alter=corrupt)
+    assert result.exit_code == 1
+    diffs = sorted((d["path"], d["what"]) for d in result.differences())
+    assert diffs == [("eval/confusion", "file_hash_differs"), ("model/weights", "file_hash_differs")]
+
+
+def test_missing_file(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[0]
+    result = verify_altered(sql=[f"DELETE FROM attributes WHERE attr_pk = {attr_pk(run, 'source_code/files/train.py')}"])
+    assert result.exit_code == 1
+    assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/files/train.py", "missing_file")]
+
+
+def test_unexpected_attribute(verify_altered: Any, target_ids: list[str]) -> None:
+    """Something the bundle never had (say, the importing machine's git info) is a difference."""
+    run = target_ids[0]
+    result = verify_altered(
+        sql=[
+            f"INSERT INTO attributes (run_pk, path, type, value) SELECT run_pk, 'source_code/diff', 'string', 'x' "
+            f"FROM runs WHERE run_id = '{run}'"
+        ]
+    )
+    assert result.exit_code == 1
+    assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/diff", "unexpected_attribute")]
+
+
+def test_sample_checks_chosen_points_only(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[2]
+    # step 1 of a 400-point series is not among 5 evenly spread samples (0, 100, 200, 299, 399); step 399 is
+    result = verify_altered(
+        sql=[
+            f"DELETE FROM points WHERE attr_pk = {attr_pk(run, 'train/loss')} AND step_whole = 1",
+            f"UPDATE points SET value = -1 WHERE attr_pk = {attr_pk(run, 'train/accuracy')} AND step_whole = 399",
+        ],
+        args=["--sample", "5"],
+    )
+    assert result.exit_code == 1
+    assert [(d["path"], d["what"]) for d in result.differences()] == [("train/accuracy", "value_differs")]
+    assert result.report["sample"] == 5
+    assert "sampled: 5 points per series" in result.output
+
+
+def test_runs_selection(verify_altered: Any, target_ids: list[str]) -> None:
+    result = verify_altered(sql=[f"DELETE FROM runs WHERE run_id = '{target_ids[1]}'"], args=["--runs", "VIS-1"])
+    assert result.exit_code == 0, result.output
+    assert [r["run"] for r in result.report["runs"]] == ["VIS-1"]
+
+
+def test_bad_input(tmp_path: Path, migrated: Any) -> None:
+    from click.testing import CliRunner
+
+    from nmig.cli import main
+
+    runner = CliRunner()
+    not_bundle = runner.invoke(main, ["verify", str(tmp_path), "--project", "demo/x", "--api-token", "x"])
+    assert not_bundle.exit_code == 2 and "Traceback" not in not_bundle.output
+    assert not_bundle.output.startswith("nmig: error:") and len(not_bundle.output.strip().splitlines()) == 1
+    no_token = runner.invoke(main, ["verify", str(migrated.bundle), "--project", "demo/vision"], env={"NEPTUNE_API_TOKEN": ""})
+    assert no_token.exit_code == 2 and "no API token" in no_token.output
+
+
+def test_value_equality_rules() -> None:
+    from nmig.importer.verify import same_value
+    from nmig.importer.verify_series import sample_positions
+
+    assert same_value(math.nan, math.nan) and same_value(math.inf, float("inf")) and not same_value(math.inf, -math.inf)
+    assert not same_value(1.0, 1.0000001) and same_value(3, 3) and not same_value(3, 3.5)
+    assert same_value(True, True) and not same_value(True, 1) and not same_value(1, True)
+    moment = dt.datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=dt.timezone.utc)
+    assert same_value(moment, moment.replace(microsecond=123999)) and not same_value(moment, moment.replace(microsecond=124000))
+    assert same_value(moment, moment.replace(tzinfo=None))  # a naive time from the client is UTC
+    assert same_value(["a", "b"], {"b", "a"}) and not same_value(["a"], {"a", "b"})
+    assert sample_positions(400, 5) == {0, 100, 200, 299, 399}
+    assert sample_positions(3, 5) == {0, 1, 2} and sample_positions(10, 1) == {9}
