@@ -158,8 +158,9 @@ class LegacySource:
         import neptune
         from neptune.common.exceptions import NeptuneException
 
-        if quiet:  # the client's own info lines ("Neptune initialized", "Shutting down") are noise in scripts
-            logging.getLogger("neptune").setLevel(logging.ERROR)
+        # The client's own info lines ("Neptune initialized. Open in the app", "Shutting down background jobs")
+        # describe its session, not the export; its warnings stay visible unless --quiet.
+        logging.getLogger("neptune").setLevel(logging.ERROR if quiet else logging.WARNING)
 
         self._token = api_token
         try:
