@@ -54,7 +54,9 @@ def emulate() -> None:
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
 @click.option("--include-trashed", is_flag=True, help="Also export trashed runs and models.")
-@click.option("--no-models", is_flag=True, help="Skip models and model versions.")
+@click.option(
+    "--no-models", is_flag=True, help="Skip models and model versions (exported by default; --query/--runs select runs only)."
+)
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
 @click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
