@@ -316,5 +316,53 @@ def verify_command(
     )
 
 
+@main.command("migrate")
+@click.option("--from", "source_project", required=True, help="WORKSPACE/PROJECT in Neptune 2.x.")
+@click.option("--to", "target_project", required=True, help="WORKSPACE/PROJECT in Neptune 3.x (created when missing).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
+@click.option("--legacy-token", envvar="NEPTUNE_LEGACY_API_TOKEN", help="2.x API token (default: $NEPTUNE_LEGACY_API_TOKEN).")
+@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
+@click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
+@click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
+@click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
+@click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
+@friendly_errors
+def migrate_command(
+    source_project: str,
+    target_project: str,
+    out: str,
+    legacy_token: str | None,
+    api_token: str | None,
+    query: str | None,
+    runs: tuple[str, ...],
+    include_trashed: bool,
+    max_workers: int,
+    quiet: bool,
+) -> None:
+    """Export from 2.x and import into 3.x at once: each run is imported as soon as its export is complete.
+
+    The same as `nmig export` followed by `nmig import` (same bundle, state file and report; re-run to resume).
+    """
+    from pathlib import Path
+
+    from nmig.migrate import MigrateOptions, migrate
+
+    migrate(
+        MigrateOptions(
+            source_project=source_project,
+            target_project=target_project,
+            out=Path(out),
+            legacy_token=legacy_token,
+            api_token=api_token,
+            runs=runs,
+            query=query,
+            include_trashed=include_trashed,
+            max_workers=max_workers,
+            quiet=quiet,
+        )
+    )
+
+
 if __name__ == "__main__":
     main()
