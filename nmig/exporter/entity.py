@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar
 from nmig.errors import NmigError
 from nmig.exporter.pages import ValuePage
 from nmig.exporter.source import EntityRef, LegacySource
-from nmig.schema.format import encode_datetime
+from nmig.schema.format import ATOM_TYPES, RAW_TYPES, encode_datetime
 
 T = TypeVar("T")
 
@@ -32,8 +32,6 @@ OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after 
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
 
-ATOM_TYPES = ("float", "int", "bool", "string", "datetime")
-RAW_TYPES = ("gitRef", "notebookRef", "experimentState")
 # Echoes of the attribute's own name and type inside its properties; not part of the value.
 _PROPERTY_ECHOES = ("attributeName", "attributeType")
 
@@ -105,8 +103,13 @@ def _is_network_error(exc: OSError) -> bool:
 
 
 def describe(exc: BaseException) -> str:
+    """One line for a manifest error or a summary (the client's own exception texts are multi-line banners)."""
     from nmig.secrets import redact
 
+    status = getattr(exc, "status", None)
+    response = getattr(exc, "response", None)
+    if isinstance(status, int) and isinstance(response, str):  # the client's ClientHttpError
+        return redact(f"the server answered HTTP {status}: {' '.join(response.split())[:300]}")
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return redact(f"{type(exc).__name__}: {text}"[:500] if text else type(exc).__name__)
 
