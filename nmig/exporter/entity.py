@@ -21,7 +21,7 @@ from typing import IO, Any, TypeVar
 
 from nmig.errors import NmigError
 from nmig.exporter.pages import ValuePage
-from nmig.exporter.source import EntityRef, LegacySource
+from nmig.exporter.source import EntityRef, LegacySource, datetime_or_none
 from nmig.schema.format import ATOM_TYPES, RAW_TYPES, encode_datetime
 
 T = TypeVar("T")
@@ -366,12 +366,4 @@ def _string_value(attribute: dict[str, Any] | None) -> str | None:
 
 
 def _datetime_value(attribute: dict[str, Any] | None) -> str | None:
-    if not attribute:
-        return None
-    value = (attribute.get("datetimeProperties") or {}).get("value")
-    try:
-        return encode_datetime(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
+    return datetime_or_none(((attribute or {}).get("datetimeProperties") or {}).get("value"))

@@ -14,7 +14,6 @@ which a test runs against the pinned client so an upgrade that moves them fails 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import IO, Any
 from nmig.errors import NmigError
 from nmig.exporter.pages import decode_value_page
 from nmig.loopback import prepare_client_env
+from nmig.schema.format import encode_datetime
 from nmig.secrets import redact
 
 # (module, attribute) pairs and (object, attribute) names the fast path uses; see check_client_internals().
@@ -123,22 +123,12 @@ class EntityRef:
     url: str
 
 
-def utc_ms(value: Any) -> str | None:
-    """A datetime (or ISO string) as "YYYY-MM-DDTHH:MM:SS.mmmZ" in UTC; sub-millisecond digits are cut."""
-    if value is None:
+def datetime_or_none(value: Any) -> str | None:
+    """A datetime from the API in the bundle's form, or None when absent or unreadable."""
+    try:
+        return encode_datetime(value) if value is not None else None
+    except (TypeError, ValueError):  # the client hands over the raw text when it cannot parse a date
         return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        value = dt.datetime.fromisoformat(text)
-    if not isinstance(value, dt.datetime):
-        raise ValueError(f"not a datetime: {value!r}")
-    if value.tzinfo is None:
-        # The 2.x API always sends UTC; a naive value can only be UTC that lost its suffix, never local time.
-        value = value.replace(tzinfo=dt.timezone.utc)
-    value = value.astimezone(dt.timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def _client_error_message(exc: BaseException) -> str:
@@ -162,7 +152,6 @@ class LegacySource:
         # describe its session, not the export; its warnings stay visible unless --quiet.
         logging.getLogger("neptune").setLevel(logging.ERROR if quiet else logging.WARNING)
 
-        self._token = api_token
         try:
             self._project = neptune.init_project(project=project, api_token=api_token, mode="read-only")
         except NeptuneException as exc:
@@ -310,7 +299,7 @@ class LegacySource:
                     sys_id=sys_id,
                     container_id=row._id,
                     custom_run_id=values.get("sys/custom_run_id") or None,
-                    modification_time=utc_ms(values.get("sys/modification_time")),
+                    modification_time=datetime_or_none(values.get("sys/modification_time")),
                     trashed=bool(values.get("sys/trashed")),
                     url=self._entity_url(kind, row._id, sys_id),
                 )
