@@ -364,5 +364,20 @@ def migrate_command(
     )
 
 
+@main.command("demo")
+@click.option("--keep", type=click.Path(file_okay=False), default=None, help="Work in this new or empty folder and keep it (bundle, 3.x data, verify report).")
+@friendly_errors
+def demo_command(keep: str | None) -> None:
+    """Rehearse a whole migration on this machine: both services emulated on loopback, a sample 2.x project,
+    then the real `nmig export`, `inspect`, `import` and `verify`, ending with a side-by-side table."""
+    from pathlib import Path
+
+    from nmig.demo import run_demo
+    from nmig.errors import PartialFailure
+
+    if run_demo(Path(keep) if keep else None, click.echo) != 0:
+        raise PartialFailure("the demo's verify found differences (see the table above)")
+
+
 if __name__ == "__main__":
     main()

@@ -373,11 +373,18 @@ def verify_bundle(options: VerifyOptions) -> VerifyResult:
     return result
 
 
+def _natural(text: str) -> list[Any]:
+    """Sort key putting VIS-2 before VIS-10."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def render(result: VerifyResult) -> str:
     """The per-run table of what matches and what differs (path, expected, found)."""
     lines = [f"Verify of {result.project}" + (f" (sampled: {result.sample} points per series)" if result.sample else "")]
     lines.append(f"{'run':<22} {'3.x run id':<28} {'configs':>7} {'files':>6} {'series':>6} {'points':>11}  result")
-    for run in result.runs:
+    for run in sorted(result.runs, key=lambda r: _natural(r.sys_id)):
         checked = run.checked
         verdict = {"ok": "OK", "differs": f"{len(run.differences)} DIFFERENCE(S)", "missing": "MISSING",
                    "not_importable": "NOT IMPORTED"}[run.status]
