@@ -1,0 +1,80 @@
+"""What the import deliberately changes (3.x limits, documented rules) is expected by `nmig verify`, not a
+difference: a hand-made bundle hitting the limits, imported, then verified green with the adjustments shown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nmig.cli import main
+
+pytestmark = pytest.mark.timeout(120)
+
+T0 = 1_700_000_000_000
+
+
+def _bundle(out: Path) -> Path:
+    from nmig.schema import EntityWriter, write_export_info
+
+    write_export_info(out, {"source": {"workspace": "legacy", "project": "limits"}})
+    with EntityWriter(out, "run", "LIM-1") as writer:
+        writer.add_atom("sys/id", "string", "LIM-1")
+        writer.add_atom("sys/creation_time", "datetime", "2024-05-01T12:00:00.123Z")
+        writer.add_atom("sys/custom_run_id", "string", "team/run:1")  # "/" is not allowed in a 3.x run id
+        writer.add_atom("params/" + "p" * 1100, "float", float("inf"))  # path over 1,024 bytes
+        writer.add_atom("params/nan", "float", float("nan"))
+        # two points on one step (the second is dropped), a decreasing timestamp (raised), a step beyond 1e12
+        writer.add_float_points("m/loss", [0.0, 1.0, 1.0, 2.0, 3.0, 1e12], [0.5, 0.4, 0.39, float("nan"), 0.2, 0.1],
+                                [T0, T0 + 10, T0 + 20, T0 + 5, T0 + 40, T0 + 50])
+        writer.add_string_points("logs/big", [0.0, 1.0], ["x" * (1024 * 1024 + 10), "ok"], [T0, T0 + 1])
+    return out
+
+
+def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    monkeypatch.chdir(tmp_path)
+    bundle = _bundle(tmp_path / "bundle")
+    report = tmp_path / "verify.json"
+    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
+        imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
+        assert imported.exit_code == 0, imported.output
+        result = CliRunner().invoke(
+            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
+        )
+        assert result.exit_code == 0, result.output
+        doc = json.loads(report.read_text(encoding="utf-8"))
+        (run,) = doc["runs"]
+        assert run["target_run_id"] == "team_run:1" and run["status"] == "ok"
+        cases = {item["case"] for item in run["adjusted_by_import"]}
+        assert {"run_id_adjusted", "path_shortened", "step_collision", "timestamp_decreasing", "step_out_of_range",
+                "string_value_too_long"} <= cases
+        assert run["checked"]["points"] == 4 + 2  # 6 legacy loss points less the dropped two; both log lines
+        assert "step_collision" in result.output
+
+        # the expectations come from the importer's own plan and limits, not from the report's text
+        without = CliRunner().invoke(
+            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet",
+                   "--import-report", str(tmp_path / "no-such-report.json")]
+        )
+        assert without.exit_code == 0, without.output
+        assert "adjusted by the import" not in without.output
+
+    # ... and they are exact: the second point at step 1 (the one the rule drops) in the target is a difference
+    import sqlite3
+
+    from nmig.emulators.neptune3.store import DB_FILE
+
+    with sqlite3.connect(tmp_path / "neptune3" / DB_FILE) as conn:
+        changed = conn.execute(
+            "UPDATE points SET value = 0.39 WHERE step_whole = 1 AND attr_pk = "
+            "(SELECT attr_pk FROM attributes WHERE path = 'm/loss')"
+        ).rowcount
+    assert changed == 1
+    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
+        altered = CliRunner().invoke(main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
+    assert altered.exit_code == 1
+    assert "m/loss: value_differs: expected 0.4, found 0.39" in altered.output
