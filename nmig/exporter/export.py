@@ -172,60 +172,22 @@ class _Bars:
             bar.close()
 
 
-def export_project(options: ExportOptions, echo: Callable[[str], None] = print) -> ExportResult:
+def export_project(options: ExportOptions) -> ExportResult:
     started = time.monotonic()
     out = options.out
     prepare_out_dir(out)
     existing = existing_entities(out)
-    matcher = RunMatcher(options.runs)
+    matcher = RunMatcher(options.runs)  # a bad --runs regex is refused before connecting
     result = ExportResult()
     with LegacySource(options.project, options.api_token, quiet=options.quiet) as source:
-        info: dict[str, Any] = {
-            "source": source.project_info(),
-            "selection": {
-                "query": options.query,
-                "runs": list(options.runs),
-                "include_trashed": options.include_trashed,
-                "models": options.models,
-                "shard": str(options.shard) if options.shard else None,
-            },
-            "started_at": _now(),
-            "finished_at": None,
-        }
-        project_raw = with_retries(lambda: source.attributes(source.project_container_id))
-        info["project_attributes"] = sorted(
-            (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
-        )
-
-        # The client pages listings outside its retry loop, so ours covers them.
-        refs = [
-            r
-            for r in with_retries(lambda: source.list_entities("run", options.query, options.include_trashed))
-            if matcher.matches(r.sys_id, r.custom_run_id)
-        ]
-        if options.models:
-            for kind in ("model", "model_version"):
-                refs += with_retries(lambda k=kind: source.list_entities(k, None, options.include_trashed))
-        todo: list[tuple[EntityRef, str]] = []
-        seen: set[tuple[str, str]] = set()
-        for ref in refs:
-            if (ref.kind, ref.sys_id) in seen:
-                continue
-            seen.add((ref.kind, ref.sys_id))
-            if ref.trashed and not options.include_trashed:
-                continue
-            if options.shard is not None and not options.shard.holds(ref.sys_id):
-                continue
-            try:
-                safe_component(ref.sys_id)
-            except BundleError as exc:
-                result.failed.append((ref, ref.sys_id, str(exc)))
-                continue
-            reason = needs_export(existing.get((ref.kind, ref.sys_id)), ref.modification_time, options.update)
-            if reason is None:
-                result.up_to_date.append(ref)
-            else:
-                todo.append((ref, reason))
+        try:
+            info, todo = _plan(source, options, matcher, existing, result)
+        except NmigError:
+            raise
+        except Exception as exc:  # the server kept failing after the client's retries and ours
+            raise NmigError(
+                f"cannot read project {options.project} from the server: {describe(exc)}"
+            ) from None
 
         from nmig.schema import clean_partial, write_export_info
 
@@ -258,6 +220,64 @@ def export_project(options: ExportOptions, echo: Callable[[str], None] = print) 
     return result
 
 
+def _plan(
+    source: LegacySource,
+    options: ExportOptions,
+    matcher: RunMatcher,
+    existing: dict[tuple[str, str], Existing],
+    result: ExportResult,
+) -> tuple[dict[str, Any], list[tuple[EntityRef, str]]]:
+    """export.json's content, and what to export and why; entities the bundle already holds go to
+    `result.up_to_date`, entities that cannot be exported at all to `result.failed`."""
+    info: dict[str, Any] = {
+        "source": source.project_info(),
+        "selection": {
+            "query": options.query,
+            "runs": list(options.runs),
+            "include_trashed": options.include_trashed,
+            "models": options.models,
+            "shard": str(options.shard) if options.shard else None,
+        },
+        "started_at": _now(),
+        "finished_at": None,
+    }
+    project_raw = with_retries(lambda: source.attributes(source.project_container_id))
+    info["project_attributes"] = sorted(
+        (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
+    )
+
+    # The client pages listings outside its retry loop, so ours covers them.
+    refs = [
+        r
+        for r in with_retries(lambda: source.list_entities("run", options.query, options.include_trashed))
+        if matcher.matches(r.sys_id, r.custom_run_id)
+    ]
+    if options.models:
+        for kind in ("model", "model_version"):
+            refs += with_retries(lambda k=kind: source.list_entities(k, None, options.include_trashed))
+    todo: list[tuple[EntityRef, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for ref in refs:
+        if (ref.kind, ref.sys_id) in seen:
+            continue
+        seen.add((ref.kind, ref.sys_id))
+        if ref.trashed and not options.include_trashed:
+            continue
+        if options.shard is not None and not options.shard.holds(ref.sys_id):
+            continue
+        try:
+            safe_component(ref.sys_id)
+        except BundleError as exc:
+            result.failed.append((ref, ref.sys_id, str(exc)))
+            continue
+        reason = needs_export(existing.get((ref.kind, ref.sys_id)), ref.modification_time, options.update)
+        if reason is None:
+            result.up_to_date.append(ref)
+        else:
+            todo.append((ref, reason))
+    return info, todo
+
+
 def _write_info(out: Path, info: dict[str, Any], write: Callable[[Path, dict[str, Any]], None]) -> None:
     try:
         write(out, info)
@@ -267,7 +287,9 @@ def _write_info(out: Path, info: dict[str, Any], write: Callable[[Path, dict[str
 
 def _disk_error(exc: OSError, out: Path) -> NmigError:
     if is_disk_full(exc):
-        return DiskFull(f"no space left on the device of {out} (or a file size limit was hit); free space and re-run")
+        return DiskFull(
+            f"no space left on the device of {out} (or a file size limit was hit); free space and re-run"
+        )
     return NmigError(f"cannot write to {out}: {exc.strerror or exc}")
 
 
@@ -299,7 +321,9 @@ def _export_all(
                     exporter.export(ref, writer)
                 # The reader words the reason; a clean entity needs no second look at what was just written.
                 problem = (
-                    EntityBundle(writer.target, ref.kind, ref.sys_id).incomplete_reason if writer.has_errors else None
+                    EntityBundle(writer.target, ref.kind, ref.sys_id).incomplete_reason
+                    if writer.has_errors
+                    else None
                 )
             except OSError as exc:
                 if is_disk_full(exc):
