@@ -229,8 +229,10 @@ def _plan(
 ) -> tuple[dict[str, Any], list[tuple[EntityRef, str]]]:
     """export.json's content, and what to export and why; entities the bundle already holds go to
     `result.up_to_date`, entities that cannot be exported at all to `result.failed`."""
+    project = source.project_info()
+    _check_same_project(options.out, project)
     info: dict[str, Any] = {
-        "source": source.project_info(),
+        "source": project,
         "selection": {
             "query": options.query,
             "runs": list(options.runs),
@@ -276,6 +278,21 @@ def _plan(
         else:
             todo.append((ref, reason))
     return info, todo
+
+
+def _check_same_project(out: Path, project: dict[str, Any]) -> None:
+    """Refuse to mix two projects in one bundle (a re-run must name the project the bundle came from)."""
+    if not (out / EXPORT_INFO).exists():
+        return
+    from nmig.schema import Bundle
+
+    previous = Bundle(out).info.get("source") or {}
+    before = (previous.get("workspace"), previous.get("project"))
+    now = (project.get("workspace"), project.get("project"))
+    if before != now and all(before):
+        raise NmigError(
+            f"{out} holds an export of {before[0]}/{before[1]}, not {now[0]}/{now[1]}; use another --out folder"
+        )
 
 
 def _write_info(out: Path, info: dict[str, Any], write: Callable[[Path, dict[str, Any]], None]) -> None:

@@ -94,6 +94,14 @@ def test_unwritable_and_foreign_out_dirs(
         run_cli("export", "--api-token", token, "--project", PROJECT_ARG, "--out", str(foreign)),
         "not an nmig bundle",
     )
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "export.json").write_text(
+        json.dumps({"format": "nmig-bundle", "format_version": "1.0", "source": {"workspace": "acme", "project": "nlp"}})
+    )
+    one_clear_line(
+        run_cli("export", "--api-token", token, "--project", PROJECT_ARG, "--out", str(other)), "acme/nlp, not acme/vision"
+    )
     newer = tmp_path / "newer"
     newer.mkdir()
     (newer / "export.json").write_text(json.dumps({"format": "nmig-bundle", "format_version": "2.0"}))
