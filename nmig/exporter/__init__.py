@@ -1,6 +1,24 @@
 """`nmig export`: a Neptune 2.x project into a bundle (see nmig.schema), through the official `neptune` client.
 
 Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`.
+
+How it reads (modules): `source` opens the project with `neptune.init_project(mode="read-only")` and calls the
+2.x API operations on the client's own swagger clients and authenticated session, taking bodies as raw JSON;
+`pages` turns a series page into Arrow columns; `entity` exports one run/model/model version; `export` plans
+(listing, --runs, --shard, resume, --update) and runs entities in a thread pool; `selection` is the pure logic.
+
+Assumptions about the real 2.x service, which we cannot observe (the legacy emulator makes the same ones):
+- `getExperimentAttributes` lists every attribute of a container with its `<type>Properties`, as the client's
+  own `fetch()` of atoms relies on; gitRef/notebookRef/experimentState values are kept as those properties.
+- Series pages of up to 10,000 points are served (the client asks for 1,000). A server that returns fewer is
+  still read completely: offsets follow what came back, and the total is checked against `totalItemCount`.
+- Non-finite floats arrive as bare NaN/Infinity tokens (or their strings); both are read exactly.
+- FileSeries (`imageSeries`) pages carry each point's step, timestamp, name and description; the content is
+  fetched by index as the client does, and its extension is taken from the content type, as the client does.
+- Artifact file metadata arrives as a list of key/value pairs; the bundle keeps it as a mapping, as the
+  client's own ArtifactFileData does.
+- All model versions of a project can be listed with one leaderboard search of type modelVersion (the client
+  adds a `sys/model_id` filter per model; leaving it out lists them all).
 """
 
 from __future__ import annotations
