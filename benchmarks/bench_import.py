@@ -178,6 +178,7 @@ def case_memory(points: int, work: Path) -> None:
 
 
 def main() -> None:
+    os.environ.setdefault("NEPTUNE_LOGGER_LEVEL", "error")  # the naive runs' sync processes log every step
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=["series", "small", "memory", "all"], default="all")
     parser.add_argument("--points", type=int, default=1_000_000)

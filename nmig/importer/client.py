@@ -6,11 +6,9 @@ pinned client (0.30.x) offers, underneath:
 
 * `Run(mode="offline")`: the official run object records the run creation, configs, tags and file uploads in
   its operation log without starting a sync process;
-* `OperationsRepository.save_update_run_snapshots(list)`: many `UpdateRunSnapshot` protobufs per SQLite
-  transaction (one per step, exactly what `Run.log_metrics` would have produced);
 * `SenderThread.submit` and `StatusTrackingThread.check_batch` (the client's own request and status calls,
   with its retry/backoff and error mapping): series points go straight from the bundle into
-  `UpdateRunSnapshots` requests of up to ~8 MB, one snapshot per step as `Run.log_metrics` builds them,
+  `UpdateRunSnapshots` requests of up to 50,000 points or 8 MB, one snapshot per step as `Run.log_metrics` builds them,
   skipping the operation log's per-point SQLite write and read-back;
 * the sync process's own `SenderThread`, `StatusTrackingThread` and `FileUploaderThread`, which nmig starts
   in this process, one trio per run, sharing one authenticated API client per role and worker instead of
@@ -35,7 +33,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from neptune_api.proto.google_rpc.code_pb2 import Code
 from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import (
     Step,
-    UpdateRunSnapshot,
     UpdateRunSnapshots,
 )
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
@@ -60,8 +57,6 @@ from neptune_scale.types import File
 # The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
 # script; an import waits on them, so a short poll keeps small runs from idling).
 SYNC_POLL_S = 0.02
-# Operations written per SQLite transaction on the fast path (bounded memory: one batch of protobufs).
-SNAPSHOTS_PER_SAVE = 20_000
 
 
 def quiet_client_logs() -> None:
@@ -129,16 +124,12 @@ def _classify(exc: BaseException) -> str:
     return "error"
 
 
-def make_timestamp(ms: int) -> Timestamp:
-    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
-
-
 def new_request(project: str, run_id: str) -> RunOperation:
     """An empty update request for one run; points are added in place (no per-point message copies)."""
     return RunOperation(project=project, run_id=run_id, update_batch=UpdateRunSnapshots())
 
 
-def append_float_points(
+def append_float_points(  # the per-message way (reference for nmig.importer.wire, used in its tests)
     request: RunOperation, path: str, micros: Sequence[int], values: Sequence[float], timestamps_ms: Sequence[int]
 ) -> None:
     """One UpdateRunSnapshot per point, as Run.log_metrics builds them (step as whole + micro parts)."""
@@ -231,13 +222,6 @@ class RunSink:
             for thread in self._threads:
                 thread.start()
             self._started = True
-
-    def save_snapshots(self, snapshots: list[UpdateRunSnapshot], labels: Iterable[str]) -> None:
-        """Append operations to the run's log in one transaction per ~2 MB (the client's own chunking)."""
-        if not snapshots:
-            return
-        last = self._repo.save_update_run_snapshots(snapshots)
-        self.op_labels.append((int(last), tuple(labels)))
 
     def log_configs(self, configs: dict[str, Any]) -> None:
         if configs:
@@ -350,6 +334,13 @@ class DirectSeriesSender:
 
     def new_request(self) -> RunOperation:
         return new_request(self._project, self._sink.run_id)
+
+    def encoded_request(self, snapshots: bytes) -> RunOperation:
+        """The client's own RunOperation message from snapshots encoded by nmig.importer.wire (parsed once,
+        in C, which also proves the bytes well-formed)."""
+        from nmig.importer.wire import wrap_update_batch
+
+        return RunOperation.FromString(wrap_update_batch(self._project, self._sink.run_id, snapshots))
 
     def send(self, request: RunOperation, labels: tuple[str, ...]) -> None:
         response = self._sink._sender.submit(operation=request)

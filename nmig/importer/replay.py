@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from nmig.importer import client as nclient
+from nmig.importer import wire
 from nmig.importer.limits import SeriesFilter
 from nmig.importer.plan import Event, RunPlan, safe_file_name
 from nmig.schema import BundleError, EntityBundle
@@ -38,7 +39,6 @@ PROCESSING_TIMEOUT_S = 600.0
 # Client errors that relate to series points, configs, files: used to narrow an error to the paths it can be
 # about when a request carried several attributes.
 _SERIES_ERRORS = ("Series", "Step", "Timestamp", "Preview")
-_FILE_ERRORS = ("File",)
 
 
 @dataclass
@@ -131,10 +131,11 @@ class _PipelinedSender:
         self._queue: queue.Queue[tuple[Any, tuple[str, ...]] | None] = queue.Queue(maxsize=1)
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._submit_loop, name="nmig-submit", daemon=True)
-        self._request: Any = None
-        self._points = 0
         self._path: str | None = None
+        self._points = 0
         self._bytes = 0
+        self._floats: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # float points, encoded at flush
+        self._request: Any = None  # string points, added to a message as they come
 
     def __enter__(self) -> _PipelinedSender:
         self._thread.start()
@@ -166,39 +167,40 @@ class _PipelinedSender:
     def _flush(self) -> None:
         if self._points:
             assert self._path is not None
-            self._queue.put((self._request, (self._path,)))
-        self._request, self._points, self._bytes = None, 0, 0
+            if self._floats:
+                micros, values, stamps = (np.concatenate(parts) for parts in zip(*self._floats, strict=True))
+                request = self._direct.encoded_request(wire.encode_float_snapshots(self._path, micros, values, stamps))
+            else:
+                request = self._request
+            self._queue.put((request, (self._path,)))
+        self._floats, self._request, self._points, self._bytes = [], None, 0, 0
         if self._failure is not None:
             raise self._failure
 
-    def _room(self, path: str, points: int, size: int) -> None:
-        """Start a new request when the path changes (one attribute per request) or this one is full."""
-        if path != self._path or self._points + points > nclient.DIRECT_REQUEST_POINTS or (
-            self._points and self._bytes + size > nclient.DIRECT_REQUEST_BYTES
-        ):
-            self._flush()
-            self._path = path
-        if self._request is None:
-            self._request = self._direct.new_request()
-        self._points += points
-        self._bytes += size
-
-    def add_float(self, path: str, micros: list[int], values: list[float], stamps: list[int]) -> None:
-        per_point = len(path) + 40
+    def add_float(self, path: str, micros: np.ndarray, values: np.ndarray, stamps: np.ndarray) -> None:
         start = 0
         while start < len(micros):
             if path != self._path or self._points >= nclient.DIRECT_REQUEST_POINTS:
                 self._flush()
                 self._path = path
             end = min(len(micros), start + nclient.DIRECT_REQUEST_POINTS - self._points)
-            self._room(path, end - start, per_point * (end - start))
-            nclient.append_float_points(self._request, path, micros[start:end], values[start:end], stamps[start:end])
+            self._floats.append((micros[start:end], values[start:end], stamps[start:end]))
+            self._points += end - start
             start = end
 
     def add_strings(self, path: str, micros: list[int], values: list[str], stamps: list[int]) -> None:
         for micro, value, stamp in zip(micros, values, stamps, strict=True):
-            self._room(path, 1, len(path) + len(value.encode("utf-8")) + 40)
+            size = len(path) + len(value.encode("utf-8")) + 40
+            if path != self._path or self._points >= nclient.DIRECT_REQUEST_POINTS or (
+                self._points and self._bytes + size > nclient.DIRECT_REQUEST_BYTES
+            ):
+                self._flush()
+                self._path = path
+            if self._request is None:
+                self._request = self._direct.new_request()
             nclient.append_string_points(self._request, path, [micro], [value], [stamp])
+            self._points += 1
+            self._bytes += size
 
 
 class RunReplayer:
@@ -340,17 +342,18 @@ class RunReplayer:
                     keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(part.column(3)))
                     if not keep.any():
                         continue
-                    kept_micros = micros[keep].tolist()
-                    kept_stamps = stamps[keep].tolist()
                     if kind == "float":
-                        values = part.column(2).to_numpy(zero_copy_only=False)[keep].tolist()
-                        sender.add_float(item.target, kept_micros, values, kept_stamps)
+                        values = part.column(2).to_numpy(zero_copy_only=False)[keep]
+                        sender.add_float(item.target, micros[keep], values, stamps[keep])
+                        self.outcome.points_sent += int(keep.sum())
                     else:
+                        kept_micros = micros[keep].tolist()
+                        kept_stamps = stamps[keep].tolist()
                         raw = part.column(2).to_pylist()
                         values = [raw[i] if raw[i] is not None else "" for i in np.flatnonzero(keep).tolist()]
                         values = series_filter.fit_values(values, steps[keep])
                         sender.add_strings(item.target, kept_micros, values, kept_stamps)
-                    self.outcome.points_sent += len(kept_micros)
+                        self.outcome.points_sent += len(kept_micros)
         except BundleError as exc:
             self._event("", "failed", f"{kind} series: {exc}")
         for legacy_path, series_filter in filters.items():

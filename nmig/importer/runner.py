@@ -8,7 +8,6 @@ the service) release the GIL, and nothing is spawned per run.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 import sys
@@ -369,12 +368,3 @@ def _record(outcome: RunOutcome, state: ImportState, result: ImportResult) -> No
 def default_report_path(bundle_dir: Path, project: str, state_path: Path | None = None) -> Path:
     """Where `nmig import` writes its report (for `nmig verify`)."""
     return report_path_for(state_path or default_state_path(bundle_dir, project))
-
-
-def env_token() -> str | None:
-    return os.environ.get("NEPTUNE_API_TOKEN")
-
-
-def report_summary(doc: dict[str, Any]) -> str:
-    runs = doc.get("runs", {})
-    return ", ".join(f"{k}: {len(v)}" for k, v in runs.items())

@@ -1,0 +1,132 @@
+"""Float-series points encoded as `UpdateRunSnapshots` protobuf bytes with numpy, a whole batch at a time.
+
+Building one protobuf message per point in Python costs ~3-5 us; this costs well under 0.5 us a point and
+produces the same bytes field for field (tests/importer/test_wire.py checks them against the protobuf
+library). The bytes are parsed back into the client's own `RunOperation` message before sending (one C-level
+parse), so the client still serialises and sends a message it knows.
+
+Wire layout of one snapshot (UpdateRunSnapshot, field numbers from neptune-api's ingest protos):
+    1: step      Step{1: whole varint, 2: micro varint}        (zero fields omitted, as proto3 does)
+    2: timestamp Timestamp{1: seconds varint, 2: nanos varint}
+    8: append    map<string, Value> entry {1: path, 2: Value{1: float64 fixed64}}
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_U64 = np.uint64
+
+
+def _varint_len(values: np.ndarray) -> np.ndarray:
+    """Bytes of each value's varint (values are >= 0)."""
+    length = np.ones(values.shape, dtype=np.int64)
+    for k in range(1, 10):
+        length += values >= (1 << (7 * k))
+    return length
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _put_varints(buffer: np.ndarray, at: np.ndarray, values: np.ndarray, lengths: np.ndarray) -> None:
+    """Write each value's varint at its offset (only where its length is > 0)."""
+    v = values.astype(_U64)
+    for k in range(int(lengths.max(initial=0))):
+        mask = lengths > k
+        if not mask.any():
+            break
+        byte = (v[mask] >> _U64(7 * k)) & _U64(0x7F)
+        more = lengths[mask] > k + 1
+        buffer[at[mask] + k] = (byte | np.where(more, _U64(0x80), _U64(0))).astype(np.uint8)
+
+
+def _optional_field(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(varint length, field length incl. its 1-byte tag) of a proto3 scalar: 0 when the value is 0."""
+    lengths = np.where(values > 0, _varint_len(values), 0)
+    return lengths, np.where(values > 0, lengths + 1, 0)
+
+
+def encode_float_snapshots(path: str, micros: np.ndarray, values: np.ndarray, timestamps_ms: np.ndarray) -> bytes:
+    """The repeated `snapshots` field (1) of UpdateRunSnapshots for one float series: the concatenation of
+    `0x0A len snapshot` per point. Steps (micro-units) and timestamps must be >= 0."""
+    micros = np.asarray(micros, dtype=np.int64)
+    stamps = np.asarray(timestamps_ms, dtype=np.int64)
+    floats = np.ascontiguousarray(values, dtype="<f8")
+    if micros.size == 0:
+        return b""
+    if (micros < 0).any() or (stamps < 0).any():
+        raise ValueError("negative steps or timestamps are not encoded here")
+    whole, micro = np.divmod(micros, 1_000_000)
+    seconds, millis = np.divmod(stamps, 1000)
+    nanos = millis * 1_000_000
+
+    n_whole, f_whole = _optional_field(whole)
+    n_micro, f_micro = _optional_field(micro)
+    n_sec, f_sec = _optional_field(seconds)
+    n_nanos, f_nanos = _optional_field(nanos)
+    step_len = f_whole + f_micro  # < 128: one length byte
+    ts_len = f_sec + f_nanos
+
+    key = path.encode("utf-8")
+    entry = b"\x0a" + _varint_bytes(len(key)) + key + b"\x12\x09\x09"  # + 8 bytes of the double
+    append_field = b"\x42" + _varint_bytes(len(entry) + 8) + entry
+    tail_len = len(append_field) + 8
+
+    body_len = 2 + step_len + 2 + ts_len + tail_len
+    n_body = _varint_len(body_len)
+    record_len = 1 + n_body + body_len
+    ends = np.cumsum(record_len)
+    starts = ends - record_len
+    buffer = np.zeros(int(ends[-1]), dtype=np.uint8)
+
+    buffer[starts] = 0x0A
+    _put_varints(buffer, starts + 1, body_len, n_body)
+    pos = starts + 1 + n_body
+    buffer[pos] = 0x0A  # step
+    buffer[pos + 1] = step_len.astype(np.uint8)
+    pos = pos + 2
+    has = f_whole > 0
+    buffer[pos[has]] = 0x08
+    _put_varints(buffer, pos + 1, whole, n_whole)
+    pos = pos + f_whole
+    has = f_micro > 0
+    buffer[pos[has]] = 0x10
+    _put_varints(buffer, pos + 1, micro, n_micro)
+    pos = pos + f_micro
+    buffer[pos] = 0x12  # timestamp
+    buffer[pos + 1] = ts_len.astype(np.uint8)
+    pos = pos + 2
+    has = f_sec > 0
+    buffer[pos[has]] = 0x08
+    _put_varints(buffer, pos + 1, seconds, n_sec)
+    pos = pos + f_sec
+    has = f_nanos > 0
+    buffer[pos[has]] = 0x10
+    _put_varints(buffer, pos + 1, nanos, n_nanos)
+    pos = pos + f_nanos
+    # the constant append prefix and the 8 bytes of each value, written column by column
+    prefix = np.frombuffer(append_field, dtype=np.uint8)
+    for offset, byte in enumerate(prefix):
+        buffer[pos + offset] = byte
+    pos = pos + len(append_field)
+    value_bytes = floats.view(np.uint8).reshape(-1, 8)
+    for offset in range(8):
+        buffer[pos + offset] = value_bytes[:, offset]
+    return buffer.tobytes()
+
+
+def wrap_update_batch(project: str, run_id: str, snapshots: bytes) -> bytes:
+    """A RunOperation{1: project, 2: run_id, 8: update_batch{snapshots}} around encoded snapshots."""
+    project_bytes, run_bytes = project.encode("utf-8"), run_id.encode("utf-8")
+    return (
+        b"\x0a" + _varint_bytes(len(project_bytes)) + project_bytes
+        + b"\x12" + _varint_bytes(len(run_bytes)) + run_bytes
+        + b"\x42" + _varint_bytes(len(snapshots)) + snapshots
+    )
