@@ -27,7 +27,7 @@ from nmig.schema.format import ATOM_TYPES, RAW_TYPES, encode_datetime
 T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 10_000
-PAGES_IN_FLIGHT = 3
+PAGES_IN_FLIGHT = 6  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
