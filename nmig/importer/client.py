@@ -217,11 +217,21 @@ class RunSink:
 
     # ---- writing -------------------------------------------------------------------------------------
 
-    def start_sync(self) -> None:
-        if not self._started:
-            for thread in self._threads:
-                thread.start()
-            self._started = True
+    def start_sync(self, upload_timeout_s: float = 600.0) -> None:
+        """Upload the files first, then send the operations: a file reference never reaches the service
+        before its bytes, so a run interrupted at any moment holds no reference to a missing file (a resumed
+        run re-uploads to the same destinations, which neptune-scale derives from run, path and step)."""
+        if self._started:
+            return
+        self._started = True
+        self._uploader.start()
+        deadline = time.monotonic() + upload_timeout_s
+        while self._uploader.is_alive() and time.monotonic() < deadline:
+            if not self._sync_repo.get_file_upload_requests_count(limit=1):
+                break
+            time.sleep(SYNC_POLL_S)
+        self._sender.start()
+        self._status.start()
 
     def log_configs(self, configs: dict[str, Any]) -> None:
         if configs:
@@ -296,11 +306,11 @@ class RunSink:
         if self._closed:
             return
         self._closed = True
-        if self._started:
-            for thread in self._threads:
-                thread.interrupt()
-            for thread in self._threads:
-                thread.join(timeout=30)
+        started = [thread for thread in self._threads if thread.ident is not None]
+        for thread in started:
+            thread.interrupt()
+        for thread in started:
+            thread.join(timeout=30)
         self._sync_repo.close(cleanup_files=False)
         self.run.close()
 

@@ -33,6 +33,7 @@ from nmig.importer.state import (
     write_json_atomically,
 )
 from nmig.schema import Bundle, EntityBundle
+from nmig.secrets import redact
 
 REPORT_FORMAT = "nmig-import-report"
 
@@ -149,7 +150,8 @@ def _write_report(path: Path, project: str, result: ImportResult, started_at: st
             "not_imported": result.not_imported,
         },
         "targets": {plan.sys_id: plan.target_run_id for plan in result.plans},
-        "items": [e.to_json() for e in result.events],
+        # client messages are shown as they come, minus anything shaped like a token
+        "items": [{**e.to_json(), "detail": redact(e.detail)} for e in result.events],
     }
     _carry_over(path, doc)
     write_json_atomically(path, doc)

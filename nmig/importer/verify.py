@@ -303,6 +303,18 @@ def _import_report_items(path: Path) -> dict[str, list[dict[str, str]]]:
 
 def verify_bundle(options: VerifyOptions) -> VerifyResult:
     """Everything `nmig verify` does; raises NmigError for bad input. The caller renders and decides the exit."""
+    import warnings
+
+    from neptune_query.warnings import Http5xxWarning, Http429Warning, Http503Warning
+
+    with warnings.catch_warnings():
+        # neptune-query retries these itself; one line per retried request would bury the table
+        for category in (Http429Warning, Http503Warning, Http5xxWarning):
+            warnings.simplefilter("ignore", category)
+        return _verify_bundle(options)
+
+
+def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     if options.sample is not None and options.sample < 1:
         raise NmigError("--sample must be at least 1")
     bundle = Bundle(options.bundle_dir)
