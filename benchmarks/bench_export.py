@@ -229,6 +229,28 @@ def _cpu_text(cpu: list[float]) -> str:
     return f"CPU: client {cpu[0]:.2f} s, emulator {cpu[1]:.2f} s"
 
 
+def _raw_page_floor(info: dict[str, Any], points: int) -> float:
+    """Time to fetch every page of the big series as raw bytes (no decoding, no writing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nmig.exporter.source import LegacySource
+
+    with LegacySource(f"{WORKSPACE}/{PROJECT}", info["api_token"], quiet=True) as source:
+        ref = source.list_entities("run", None, False)[0]
+
+        def page(offset: int) -> int:
+            body = source.call_raw(
+                "leaderboard_client", "getFloatSeriesValues",
+                experimentId=ref.container_id, attribute="train/loss", offset=offset, limit=10_000,
+            )
+            return len(body)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(page, range(0, points, 10_000)))
+        return time.perf_counter() - started
+
+
 def _warm_up(info: dict[str, Any]) -> None:
     """Import everything and open the project once, so neither path pays one-off costs the other does not
     (the client caches its swagger clients per token across init_* calls in a process)."""
@@ -258,6 +280,10 @@ def _bench(scenario: str, points: int, runs: int, naive: bool) -> None:
             fast = fast_export(info, Path(tmp) / "fast")
         what = f"1 run, {points:,}-point float series" if scenario == "big" else f"{runs:,} small runs"
         print(f"{scenario}: {what}: nmig export {fast:.2f} s wall ({_cpu_text(fast_cpu)})")
+        if scenario == "big":
+            floor = _raw_page_floor(info, points)
+            print(f"{scenario}: the emulator alone: fetching the raw 10,000-point pages, 6 at a time, undecoded: "
+                  f"{floor:.2f} s (the floor for any client of this server)")
         if not naive:
             return
         with _cpu(info["pid"]) as slow_cpu:
