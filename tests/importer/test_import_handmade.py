@@ -189,3 +189,20 @@ def test_runs_selection_and_report_covering_every_invocation(neptune3: EmulatorI
     doc = json.loads((tmp_path / "elsewhere" / "state.report.json").read_text())
     assert doc["runs"]["already_imported"] == ["SEL-1"] and sorted(doc["runs"]["imported"]) == ["OTHER-1", "SEL-2"]
     assert sorted(doc["targets"]) == ["OTHER-1", "SEL-1", "SEL-2"]
+
+
+def test_incomplete_run_is_refused_with_its_reason(neptune3: EmulatorInfo, tmp_path: Path, run_cli: Any, nq: Any) -> None:
+    from nmig.schema import EntityWriter
+
+    def small(w: Any) -> None:
+        w.add_atom("p", "int", 1)
+
+    bundle = write_bundle(tmp_path / "b", {"DONE-1": small})
+    with EntityWriter(bundle, "run", "HALF-1") as writer:
+        writer.add_atom("p", "int", 2)
+        writer.error("train/loss", "the legacy service kept failing")
+    result = run_cli("import", str(bundle), "--project", "demo/incomplete", "--api-token", neptune3.api_token, "--quiet")
+    assert result.exit_code == 1 and "HALF-1" in result.stderr
+    assert nq.list_runs(project="demo/incomplete") == ["DONE-1"]
+    refused = items(report(bundle), "refused", "HALF-1")
+    assert len(refused) == 1 and "the legacy service kept failing" in refused[0]["detail"]
