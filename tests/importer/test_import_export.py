@@ -151,5 +151,9 @@ def test_files_filesets_and_file_series(imported: Path, nq: Any, tmp_path: Path)
     unsafe = items(doc, "unsafe_entry", "AT-3")
     assert len(unsafe) == 1 and "../../escape.txt" in unsafe[0]["detail"]
     images = nq.fetch_series(project=PROJECT, runs=["AT-2"], attributes=["images/samples"]).reset_index()
-    assert len(images) == 2
+    assert images["step"].tolist() == [0.0, 2.5]
+    # the legacy point names live on in the file names 3.x stores (there is no name field)
+    stored = [f.path.rsplit("/", 1)[-1] for f in images["images/samples"]]
+    assert stored[0].startswith("red_square") and stored[1].startswith("blue_strip"), stored
+    assert all(f.mime_type == "image/png" for f in images["images/samples"])
     assert items(doc, "description_not_written", "AT-2")
