@@ -71,7 +71,12 @@ class TypeRule:
 
 # Ordered: the first match wins, so exact sys/ paths come before the sys/* prefix rule.
 PATH_RULES: tuple[PathRule, ...] = (
-    PathRule("sys/name", "sys/name", Action.RUN_NAME, "3.x shows the experiment name given at creation as the run's name"),
+    PathRule(
+        "sys/name",
+        "sys/name",
+        Action.RUN_NAME,
+        "3.x shows the experiment name given at creation as the run's name; the full legacy name is also kept in legacy_sys/name",
+    ),
     PathRule("sys/description", "sys/description", Action.DESCRIPTION, "kept as the run's description"),
     PathRule("sys/tags", "sys/tags", Action.TAGS, "become the run's tags"),
     PathRule("sys/group_tags", "sys/group_tags", Action.GROUP_TAGS, "become the run's group tags"),
@@ -123,9 +128,16 @@ TYPE_RULES: tuple[TypeRule, ...] = (
     TypeRule(
         "gitRef",
         Action.SOURCE_CODE,
-        "native 3.x fields source_code/commit/*, source_code/branch, source_code/dirty, source_code/remote/*",
+        "native 3.x fields source_code/commit/{commit_id,message,author_name,author_email,commit_date}, "
+        "source_code/branch, source_code/dirty, source_code/remote/<name> (the legacy client kept remote URLs "
+        "without names: the first becomes origin, the others remote_2, remote_3, ...)",
     ),
-    TypeRule("artifact", Action.ARTIFACT_CONFIGS, "hash and file list (paths, hashes, sizes, locations) as configs under the path"),
+    TypeRule(
+        "artifact",
+        Action.ARTIFACT_CONFIGS,
+        "configs <path>/hash, <path>/files/count and per file <path>/files/<i>/{file_path,file_hash,type,size,"
+        "metadata/<key>} (the location is metadata/location)",
+    ),
     TypeRule("experimentState", Action.REPORT_ONLY, "run state is not a 3.x attribute; recorded in the import report"),
     TypeRule("notebookRef", Action.REPORT_ONLY, "3.x has no notebook checkpoints; recorded in the import report"),
 )
