@@ -184,6 +184,7 @@ class _RunVerifier:
         self.sample = sample
         self.on_points = on_points
         self.check = RunCheck(entity.sys_id, plan.target_run_id)
+        self.expected = {"points": 0, "files": 0, "bytes": 0}  # what the bundle says the run holds, once checked
 
     def _diff(self, path: str, what: str, expected: Any, found: Any, detail: str = "") -> None:
         self.check.differences.append(Difference(self.plan.sys_id, path, what, expected, found, detail))
@@ -277,7 +278,10 @@ class _RunVerifier:
                 self._diff(item.target, "file_size_differs", item.size, size)
                 continue
             path = local.get(got)
-            digest = sha256_of(path) if path is not None else None
+            if path is None:
+                self._diff(item.target, "file_not_downloadable", item.content_hash, None)
+                continue
+            digest = sha256_of(path)
             if digest != item.content_hash:
                 self._diff(item.target, "file_hash_differs", item.content_hash, digest)
         return len(present), found_bytes
@@ -369,6 +373,15 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
             verifier = _RunVerifier(project, entity, plan, options.sample, bar.update if bar is not None else (lambda n: None))
             try:
                 check, found = verifier.run()
+            except NmigError:
+                raise
+            except Exception as exc:  # a read that failed after the client's retries: this run, not the others
+                check = verifier.check
+                check.status = "differs"
+                text = " ".join(str(exc).split())[:300] or type(exc).__name__
+                check.differences.append(Difference(entity.sys_id, "", "read_failed", None, None, f"{type(exc).__name__}: {text}"))
+                found = {"points": 0, "files": 0, "bytes": 0}
+                verifier.expected = {"points": 0, "files": 0, "bytes": 0}
             finally:
                 discard_downloads()
             check.adjusted = adjusted.get(entity.sys_id, [])

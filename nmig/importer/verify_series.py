@@ -314,7 +314,10 @@ class SeriesChecker:
                 self._diff(path, "file_size_differs", want_size, size, f"file series point at step {micro / 1e6:g}")
                 continue
             got = local.get(found)
-            digest = sha256_of(got) if got is not None else None
+            if got is None:
+                self._diff(path, "file_not_downloadable", want_hash, None, f"file series point at step {micro / 1e6:g}")
+                continue
+            digest = sha256_of(got)
             if digest != want_hash:
                 self._diff(path, "file_hash_differs", want_hash, digest, f"file series point at step {micro / 1e6:g}")
 
@@ -340,16 +343,16 @@ def download_files(files: list[Any]) -> dict[Any, Path]:
     neptune-query names downloads after the run, attribute and step with unusual characters replaced, so two
     attributes can land on the same name: such files are fetched again one by one, each into its own folder.
     The caller removes the folder with `discard_downloads`."""
-    from neptune_query import runs as nq_runs
 
     folder = Path(tempfile.mkdtemp(prefix="nmig-verify-"))
     _FOLDERS.append(folder)
     out: dict[Any, Path] = {}
     if not files:
         return out
-    frame = nq_runs.download_files(files=list(files), destination=folder / "all")
+    # all at once first; when that keeps failing, file by file below, so one bad file does not take the others
+    frame = _download_with_retries(list(files), folder / "all", attempts=2)
     by_key: dict[tuple[str, float | None], str] = {}
-    for (_, step), row in frame.iterrows():
+    for (_, step), row in frame.iterrows() if frame is not None else ():
         for attribute, local in row.items():
             if isinstance(local, str):
                 by_key[(str(attribute), None if step is None or (isinstance(step, float) and math.isnan(step)) else float(step))] = local
@@ -359,8 +362,8 @@ def download_files(files: list[Any]) -> dict[Any, Path]:
     for index, file in enumerate(files):
         local = by_key.get((file.attribute_path, None if file.step is None else float(file.step)))
         if local is None or counts.get(local, 0) > 1:
-            single = nq_runs.download_files(files=[file], destination=folder / f"one-{index}")
-            paths = [v for v in single.to_numpy().ravel().tolist() if isinstance(v, str)]
+            single = _download_with_retries([file], folder / f"one-{index}")
+            paths = [v for v in single.to_numpy().ravel().tolist() if isinstance(v, str)] if single is not None else []
             local = paths[0] if paths else None
         if local is not None:
             out[file] = Path(local)
@@ -368,6 +371,23 @@ def download_files(files: list[Any]) -> dict[Any, Path]:
 
 
 _FOLDERS: list[Path] = []
+DOWNLOAD_ATTEMPTS = 4
+
+
+def _download_with_retries(files: list[Any], destination: Path, attempts: int = DOWNLOAD_ATTEMPTS) -> Any:
+    """neptune-query's download_files, tried again when it gives up (it retries a failing storage request only
+    three times); None when it still fails, so the files are reported instead of stopping the verify."""
+    import time
+
+    from neptune_query import runs as nq_runs
+
+    for attempt in range(attempts):
+        try:
+            return nq_runs.download_files(files=files, destination=destination)
+        except Exception:  # neptune-query raises its own kinds for each storage failure
+            if attempt + 1 < attempts:
+                time.sleep(0.5 * 2**attempt)
+    return None
 
 
 def discard_downloads() -> None:

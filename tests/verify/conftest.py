@@ -71,7 +71,12 @@ def verify_altered(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
 
-    def run(sql: list[str] = (), alter: Callable[[Path], None] | None = None, args: list[str] = ()) -> VerifyRun:  # type: ignore[assignment]
+    def run(
+        sql: list[str] = (),  # type: ignore[assignment]
+        alter: Callable[[Path], None] | None = None,
+        args: list[str] = (),  # type: ignore[assignment]
+        **faults: Any,
+    ) -> VerifyRun:
         data_dir = tmp_path / "neptune3"
         shutil.copytree(migrated.data_dir, data_dir)
         with sqlite3.connect(data_dir / DB_FILE) as conn:
@@ -80,7 +85,7 @@ def verify_altered(
         if alter is not None:
             alter(data_dir)
         report = tmp_path / "verify.json"
-        with serve_neptune3(data_dir=data_dir) as target:
+        with serve_neptune3(data_dir=data_dir, **faults) as target:
             result = CliRunner().invoke(
                 main,
                 ["verify", str(migrated.bundle), "--project", PROJECT, "--api-token", target.api_token, "--quiet",

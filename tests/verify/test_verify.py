@@ -43,6 +43,13 @@ def test_unaltered_target_matches(verify_altered: Any, target_ids: list[str]) ->
     assert "All runs match." in result.output
 
 
+def test_unaltered_target_matches_through_a_failing_service(verify_altered: Any) -> None:
+    """5xx and 429 answers (retried by neptune-query, downloads retried by verify) change nothing."""
+    result = verify_altered(fail_rate=0.1, throttle_rate=0.05, seed=11)
+    assert result.exit_code == 0, result.output
+    assert result.report["found_totals"] == result.report["expected_totals"]
+
+
 def test_missing_run(verify_altered: Any, target_ids: list[str]) -> None:
     gone = target_ids[1]
     result = verify_altered(sql=[f"DELETE FROM runs WHERE run_id = '{gone}'"])
@@ -169,6 +176,13 @@ def test_missing_file(verify_altered: Any, target_ids: list[str]) -> None:
     result = verify_altered(sql=[f"DELETE FROM attributes WHERE attr_pk = {attr_pk(run, 'source_code/files/train.py')}"])
     assert result.exit_code == 1
     assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/files/train.py", "missing_file")]
+
+
+def test_file_that_cannot_be_downloaded(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[1]
+    result = verify_altered(alter=lambda data_dir: _blob_of(data_dir, run, "source_code/files/configs/base.yaml").unlink())
+    assert result.exit_code == 1
+    assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/files/configs/base.yaml", "file_not_downloadable")]
 
 
 def test_unexpected_attribute(verify_altered: Any, target_ids: list[str]) -> None:
