@@ -162,7 +162,6 @@ def migrate(options: MigrateOptions) -> MigrateResult:
                     max_workers=options.max_workers,
                     quiet=True,
                 ),
-                echo=lambda text: None,
             )
         except BaseException as exc:  # surfaced in the caller's thread below
             export_outcome["error"] = exc
