@@ -69,42 +69,15 @@ def _complete_runs(out: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False) and (Path(entry.path) / COMPLETE).is_file())
 
 
-class _ReportMerger:
-    """`run_import` writes its report for the runs of its own call; a migrate makes several calls, so their
-    reports are merged into one (the same format, at the same place), which is what `nmig verify` reads."""
-
-    def __init__(self) -> None:
-        self.doc: dict[str, Any] | None = None
-        self._items: set[str] = set()
-
-    def add(self, path: Path) -> None:
-        try:
-            part = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return
-        if self.doc is None:
-            self.doc = {**part, "runs": {k: [] for k in part.get("runs", {})}, "targets": {}, "items": []}
-        doc = self.doc
-        for key, ids in (part.get("runs") or {}).items():
-            known = doc["runs"].setdefault(key, [])
-            known.extend(i for i in ids if i not in known)
-        doc["targets"].update(part.get("targets") or {})
-        for item in part.get("items") or []:
-            key = json.dumps(item, sort_keys=True)
-            if key not in self._items:
-                self._items.add(key)
-                doc["items"].append(item)
-        doc["finished_at"] = part.get("finished_at")
-
-    def write(self, path: Path) -> None:
-        from nmig.importer.state import write_json_atomically
-
-        if self.doc is not None:
-            # A run that failed in one batch and was imported in a later one is imported.
-            runs = self.doc["runs"]
-            done = set(runs.get("imported", [])) | set(runs.get("already_imported", []))
-            runs["failed"] = [i for i in runs.get("failed", []) if i not in done]
-            write_json_atomically(path, self.doc)
+def _statuses(report: Path, ids: list[str]) -> dict[str, list[str]]:
+    """What the import report (which covers every invocation) says about `ids`: {status: [ids]}."""
+    try:
+        doc = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    wanted = set(ids)
+    runs = doc.get("runs") if isinstance(doc, dict) and isinstance(doc.get("runs"), dict) else {}
+    return {status: [i for i in listed if i in wanted] for status, listed in runs.items() if isinstance(listed, list)}
 
 
 def _check_tokens(options: MigrateOptions) -> tuple[str, str]:
@@ -173,7 +146,6 @@ def migrate(options: MigrateOptions) -> MigrateResult:
 
         bar = tqdm(desc="Migrating", unit=" run", file=sys.stderr)
     handed: set[str] = set()
-    merger = _ReportMerger()
     import_error: NmigError | None = None
     started = time.monotonic()
     exporter.start()
@@ -185,7 +157,7 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             if fresh and (options.out / EXPORT_INFO).is_file() and import_error is None:
                 handed.update(fresh)
                 try:
-                    batch = run_import(
+                    run_import(
                         ImportOptions(
                             bundle_dir=options.out,
                             project=target_project,
@@ -196,13 +168,14 @@ def migrate(options: MigrateOptions) -> MigrateResult:
                             quiet=True,
                         )
                     )
-                    result.imported += batch.imported
-                    result.already_imported += batch.already
                 except PartialFailure:
-                    pass  # the batch's report says which runs failed; merged below
+                    pass  # the report says which runs failed and why
                 except NmigError as exc:
                     import_error = exc  # bad token, unknown workspace...: stop importing, let the export finish
-                merger.add(result.report_path)
+                statuses = _statuses(result.report_path, fresh)
+                result.imported += statuses.get("imported", [])
+                result.already_imported += statuses.get("already_imported", [])
+                result.import_failed += statuses.get("failed", []) + statuses.get("refused", [])
                 if bar is not None:
                     bar.update(len(fresh))
                     bar.set_postfix_str(f"imported {len(result.imported) + len(result.already_imported)}")
@@ -218,7 +191,6 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             exporter.join()
         if bar is not None:
             bar.close()
-        merger.write(result.report_path)
 
     if "error" in export_outcome:
         error = export_outcome["error"]
@@ -231,9 +203,6 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     result.exported = len(exported.exported)
     result.already_exported = len(exported.up_to_date)
     result.export_failed = [(sys_id, reason) for _, sys_id, reason in exported.failed]
-    if merger.doc is not None:
-        runs = merger.doc["runs"]
-        result.import_failed = list(runs.get("failed", [])) + list(runs.get("refused", []))
     took = time.monotonic() - started
     line = f"nmig migrate: {result.summary()} in {took:.1f} s; bundle {options.out}; report {result.report_path}"
     print(line, file=sys.stderr if options.quiet else sys.stdout)
