@@ -1,10 +1,15 @@
 """Replaying one planned run into 3.x through a RunSink, streaming series from the bundle.
 
-Order matters for exactly-once and error attribution: the run creation, configs, tags, files and file
-series go through the official Run API first (small, idempotent: configs overwrite, tags are a set, a file
-attribute is re-pointed), then the sync threads start and float and string series follow on the fast path
-with back-pressure. On a resumed run, series points at or below the last step the target already holds are
-not sent again (`ResumePoint`).
+Order matters for exactly-once and error attribution:
+1. the run creation, configs, tags, files and file series are recorded through the official Run API (small
+   and idempotent on a re-run: configs overwrite, tags are a set, a file attribute is re-pointed);
+2. the client's sync threads upload the files, then send those operations; the series wait until the service
+   confirmed them (the run exists);
+3. float and string series go straight to the service, one attribute per request, built in this thread and
+   submitted from another (client.DirectSeriesSender), with at most MAX_IN_FLIGHT unconfirmed requests;
+4. the run counts as imported when every request and upload is confirmed and no error came back.
+On a resumed run, series points at or below the last step the target already holds are not sent again
+(`ResumePoint`, read with neptune-query).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from nmig.importer.plan import Event, RunPlan, safe_file_name
 from nmig.schema import BundleError, EntityBundle
 
 # Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in
-# flight: ~8 MB each).
+# flight: up to 50,000 points each).
 MAX_IN_FLIGHT = 8
 BATCH_ROWS = 65_536
 PROCESSING_TIMEOUT_S = 600.0
