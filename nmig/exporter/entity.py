@@ -75,9 +75,12 @@ def with_retries(action: Callable[[], T], attempts: int = OUR_ATTEMPTS) -> T:
             return action()
         except NmigError:
             raise  # the user's input or the server's definite answer: asking again changes nothing
-        except (AttributeFailed, OSError) as exc:
-            if isinstance(exc, OSError) and not _is_network_error(exc):
-                raise  # a local disk problem: retrying the server will not help
+        except OSError as exc:
+            if _is_local_io_error(exc):
+                raise  # a local disk problem: asking the server again will not help
+            if _is_permanent(exc) or attempt == attempts - 1:
+                raise
+        except AttributeFailed:
             if attempt == attempts - 1:
                 raise
         except Exception as exc:
@@ -96,10 +99,14 @@ def is_disk_full(exc: OSError) -> bool:
     return exc.errno in DISK_FULL_ERRNOS or "No space left" in text or "File too large" in text
 
 
-def _is_network_error(exc: OSError) -> bool:
-    import requests
+def _is_local_io_error(exc: OSError) -> bool:
+    """An OSError of our own file system, as opposed to the many network errors that are OSErrors too
+    (requests' and bravado's HTTP errors, resets, timeouts, name resolution)."""
+    import socket
 
-    return isinstance(exc, requests.exceptions.RequestException | ConnectionError | TimeoutError)
+    if isinstance(exc, ConnectionError | TimeoutError | socket.gaierror | socket.herror):
+        return False
+    return exc.errno is not None
 
 
 def describe(exc: BaseException) -> str:

@@ -38,6 +38,8 @@ from nmig.schema.format import (
 )
 
 DEFAULT_MAX_WORKERS = 8
+# A listing takes several requests the client does not retry, and without it there is no export at all.
+LISTING_ATTEMPTS = 8
 
 
 @dataclass
@@ -251,12 +253,16 @@ def _plan(
     # The client pages listings outside its retry loop, so ours covers them.
     refs = [
         r
-        for r in with_retries(lambda: source.list_entities("run", options.query, options.include_trashed))
+        for r in with_retries(
+            lambda: source.list_entities("run", options.query, options.include_trashed), LISTING_ATTEMPTS
+        )
         if matcher.matches(r.sys_id, r.custom_run_id)
     ]
     if options.models:
         for kind in ("model", "model_version"):
-            refs += with_retries(lambda k=kind: source.list_entities(k, None, options.include_trashed))
+            refs += with_retries(
+                lambda k=kind: source.list_entities(k, None, options.include_trashed), LISTING_ATTEMPTS
+            )
     todo: list[tuple[EntityRef, str]] = []
     seen: set[tuple[str, str]] = set()
     for ref in refs:

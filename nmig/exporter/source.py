@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,20 +147,12 @@ class LegacySource:
     def __init__(self, project: str, api_token: str, *, quiet: bool = False) -> None:
         prepare_client_env(api_token)
         import neptune
-        from neptune.common.exceptions import NeptuneException
 
         # The client's own info lines ("Neptune initialized. Open in the app", "Shutting down background jobs")
         # describe its session, not the export; its warnings stay visible unless --quiet.
         logging.getLogger("neptune").setLevel(logging.ERROR if quiet else logging.WARNING)
 
-        try:
-            self._project = neptune.init_project(project=project, api_token=api_token, mode="read-only")
-        except NeptuneException as exc:
-            raise _connect_error(exc, project, api_token) from None
-        except (ValueError, OSError) as exc:  # malformed token / unreachable address
-            raise NmigError(
-                f"cannot connect to Neptune for project {project}: {redact(str(exc), api_token)}"
-            ) from None
+        self._project = _open_project(neptune, project, api_token)
         check_client_internals(self._project)
         self._backend = self._project._backend
         self.project_uuid: str = self._project._project_id
@@ -352,7 +345,12 @@ class LegacySource:
             "file": "getImageSeriesValues",
         }[kind]
         body = self.call_raw(
-            "leaderboard_client", operation, experimentId=container_id, attribute=path, offset=offset, limit=limit
+            "leaderboard_client",
+            operation,
+            experimentId=container_id,
+            attribute=path,
+            offset=offset,
+            limit=limit,
         )
         return json.loads(body) if kind == "file" else decode_value_page(body, kind)
 
@@ -389,8 +387,6 @@ class LegacySource:
         download_url = self._get_download_url(client, prepared["id"])
         delay = 0.25
         while download_url is None:  # the server prepares the zip asynchronously
-            import time
-
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
             download_url = self._get_download_url(client, prepared["id"])
@@ -441,6 +437,41 @@ def _skip_redundant_environment_lookups(session: Any) -> None:
         if bundle:
             session.verify = bundle
     session.trust_env = False
+
+
+CONNECT_ATTEMPTS = 3
+
+
+def _open_project(neptune: Any, project: str, api_token: str) -> Any:
+    """`init_project(mode="read-only")`, tried again on transient failures: the client does not retry the
+    API-token exchange and the OAuth refresh it performs while opening (a 5xx there would end the export)."""
+    from bravado.exception import HTTPServerError, HTTPTooManyRequests
+    from neptune.common.exceptions import NeptuneConnectionLostException, NeptuneException
+
+    transient = (HTTPServerError, HTTPTooManyRequests, NeptuneConnectionLostException, ConnectionError)
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return neptune.init_project(project=project, api_token=api_token, mode="read-only")
+        except transient as exc:
+            if attempt == CONNECT_ATTEMPTS - 1:
+                if isinstance(exc, NeptuneException):
+                    raise _connect_error(exc, project, api_token) from None
+                raise NmigError(
+                    f"cannot open project {project}: the server keeps failing ({describe_http(exc)})"
+                ) from None
+        except NeptuneException as exc:
+            raise _connect_error(exc, project, api_token) from None
+        except (ValueError, OSError) as exc:  # malformed token / unreachable address
+            raise NmigError(
+                f"cannot connect to Neptune for project {project}: {redact(str(exc), api_token)}"
+            ) from None
+        time.sleep(1.0 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def describe_http(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    return f"HTTP {status}" if status else type(exc).__name__
 
 
 def _server_message(exc: BaseException) -> str:
