@@ -338,11 +338,11 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
                 result.events.append(Event(plan.sys_id, "", "already_imported", "imported by an earlier run of nmig import; skipped"))
         _write_report(result.report_path, project, result, started_at, project_outcome.message)
 
-    _say(
-        options,
-        f"Imported {len(result.imported)} run(s) into {project}; {len(result.already)} already imported; "
+    print(  # the final line, also under --quiet
+        f"nmig import: {len(result.imported)} run(s) imported into {project}; {len(result.already)} already imported; "
         f"{len(result.failed)} failed; {len(result.refused)} refused; {len(result.not_imported)} model entities not imported. "
         f"Report: {result.report_path}",
+        file=sys.stderr,
     )
     if result.failed or result.refused:
         raise PartialFailure(
