@@ -61,6 +61,7 @@ def emulate() -> None:
 @click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
+@click.argument("more_runs", nargs=-1, metavar="")
 @friendly_errors
 def export_command(
     project: str | None,
@@ -68,6 +69,7 @@ def export_command(
     api_token: str | None,
     query: str | None,
     runs: tuple[str, ...],
+    more_runs: tuple[str, ...],
     include_trashed: bool,
     no_models: bool,
     max_workers: int,
@@ -82,6 +84,9 @@ def export_command(
     from nmig.exporter import ExportOptions, export_project, validate_project
     from nmig.exporter.selection import parse_shard
 
+    if more_runs and not runs:
+        raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
+    runs = runs + more_runs  # `--runs A B C` as documented, as well as `--runs A --runs B`
     if not api_token or not api_token.strip():
         raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
     options = ExportOptions(

@@ -44,6 +44,7 @@ def test_bad_options(run_cli: Callable[..., Any], tmp_path: Path) -> None:
     base = ["export", "--api-token", "x", "--project", PROJECT_ARG, "--out", str(tmp_path / "b")]
     one_clear_line(run_cli(*base, "--shard", "3/2"), "--shard")
     one_clear_line(run_cli(*base, "--runs", "VIS-("), "regular expression")
+    one_clear_line(run_cli(*base, "VIS-1"), "unexpected argument 'VIS-1'")
 
 
 def test_server_side_refusals(

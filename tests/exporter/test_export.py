@@ -237,10 +237,10 @@ def test_an_unknown_attribute_type_is_skipped_with_its_reason(tmp_path: Path) ->
 
 
 def test_cli_quiet_and_summary(standard_server: EmulatorInfo, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    args = ["export", "--project", "acme/vision", "--out", str(tmp_path / "b"), "--no-models", "--runs", "VIS-1"]
+    args = ["export", "--project", "acme/vision", "--out", str(tmp_path / "b"), "--no-models", "--runs", "VIS-1", "VIS-[2]"]
     quiet = run_cli(*args, "--quiet", env={"NEPTUNE_API_TOKEN": standard_server.api_token})
     assert quiet.exit_code == 0 and quiet.stdout == ""
-    assert "exported 1, already complete 0, incomplete 0" in quiet.stderr
+    assert "exported 2, already complete 0, incomplete 0" in quiet.stderr  # `--runs A B` takes both
     again = run_cli(*args, "--api-token", standard_server.api_token)
-    assert again.exit_code == 0 and "exported 0, already complete 1" in again.stdout
+    assert again.exit_code == 0 and "exported 0, already complete 2" in again.stdout
     assert standard_server.api_token not in again.output + quiet.output
