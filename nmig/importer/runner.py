@@ -30,6 +30,7 @@ from nmig.importer.state import (
     IMPORTED,
     STARTED,
     ImportState,
+    StateLock,
     default_state_path,
     report_path_for,
     write_json_atomically,
@@ -229,6 +230,23 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
         result.events.append(Event("", "", "project_key_taken", project_outcome.message))
 
     state_path = options.state_path or default_state_path(options.bundle_dir, project)
+    with StateLock(state_path):
+        return _import_locked(options, entities, result, project, api_token, project_outcome, state_path, progress, started_at)
+
+
+def _import_locked(
+    options: ImportOptions,
+    entities: list[EntityBundle],
+    result: ImportResult,
+    project: str,
+    api_token: str,
+    project_outcome: Any,
+    state_path: Path,
+    progress: Callable[[int], None] | None,
+    started_at: str,
+) -> ImportResult:
+    from nmig.importer import target
+
     state = ImportState(state_path, project, options.bundle_dir)
     result.report_path = report_path_for(state_path)
     existing = set() if project_outcome.created else target.existing_run_ids(project, api_token)

@@ -61,6 +61,29 @@ class RunState:
     earlier_errors: list[dict[str, str]] | None = None
 
 
+class StateLock:
+    """One `nmig import` per state file at a time: a second one would send the same runs twice over."""
+
+    def __init__(self, state_path: Path) -> None:
+        self._path = state_path.with_name(state_path.name + ".lock")
+        self._file: Any = None
+
+    def __enter__(self) -> StateLock:
+        import fcntl
+
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self._path, "a+")  # noqa: SIM115 (held open for the lock's lifetime)
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise NmigError(f"another nmig import is using {self._path.parent / self._path.name[:-5]}; wait for it to finish") from None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._file.close()  # closing releases the lock; the empty lock file stays (harmless)
+
+
 class ImportState:
     """Thread-safe; every change is written through to disk before the call returns."""
 

@@ -206,3 +206,20 @@ def test_incomplete_run_is_refused_with_its_reason(neptune3: EmulatorInfo, tmp_p
     assert nq.list_runs(project="demo/incomplete") == ["DONE-1"]
     refused = items(report(bundle), "refused", "HALF-1")
     assert len(refused) == 1 and "the legacy service kept failing" in refused[0]["detail"]
+
+
+def test_one_import_per_state_file(neptune3: EmulatorInfo, tmp_path: Path, run_cli: Any) -> None:
+    from nmig.importer.state import StateLock
+
+    def small(w: Any) -> None:
+        w.add_atom("p", "int", 1)
+
+    bundle = write_bundle(tmp_path / "b", {"LOCK-1": small})
+    state = tmp_path / "state.json"
+    with StateLock(state):
+        result = run_cli("import", str(bundle), "--project", "demo/locked", "--api-token", neptune3.api_token, "--quiet",
+                         "--state", str(state))
+    assert result.exit_code == 2 and "another nmig import is using" in result.stderr
+    result = run_cli("import", str(bundle), "--project", "demo/locked", "--api-token", neptune3.api_token, "--quiet",
+                     "--state", str(state))
+    assert result.exit_code == 0, result.output
