@@ -332,7 +332,9 @@ class _Request:
 class DirectSeriesSender:
     """Series points sent as UpdateRunSnapshots requests through the client's own submit/check_batch calls.
 
-    Each request carries the points of one attribute, so a status error names its attribute exactly.
+    Each request carries the points of one attribute, so a status error names its attribute exactly. As the
+    client's StatusTrackingThread does, a status with code UNAVAILABLE means "not processed yet" (the real
+    service ingests asynchronously) and any other non-OK code is an error mapped by code_to_exception.
     """
 
     def __init__(self, sink: RunSink, project: str) -> None:

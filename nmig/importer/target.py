@@ -126,7 +126,15 @@ def _last_steps(frame: Any, targets: list[str]) -> tuple[dict[str, float], list[
 
 
 def resume_point(project: str, api_token: str, plan: RunPlan) -> ResumePoint:
-    """The last step of every series of `plan` the target run already holds (none for a new run)."""
+    """The last step of every series of `plan` the target run already holds (none for a new run).
+
+    Assumptions about the real service (the emulator behaves so): a series' points are stored in the order
+    their requests were accepted and a point is never stored after a later one of the same series, so what
+    the target holds is a prefix of what was sent and its last step marks where to continue. A request the
+    service accepted but had not yet processed when the previous import was killed may still land after this
+    read; its points would then be sent again and rejected as not increasing (never stored twice): that run
+    is reported failed with the service's error and the next re-run finds it complete.
+    """
     import neptune_query
     from neptune_query import runs as nq_runs
 
