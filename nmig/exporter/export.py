@@ -95,7 +95,9 @@ def prepare_out_dir(out: Path) -> None:
             raise DiskFull(f"no space left to write to {out}") from None
         raise NmigError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
     known = {EXPORT_INFO, EXPORT_LOG, PARTIAL_DIR, *KIND_FOLDERS.values()}
-    strangers = [p.name for p in out.iterdir() if p.name not in known]
+    # Hidden names are ignored: our own leftovers (a temporary export.json of a killed first run, .partial)
+    # and things like .DS_Store.
+    strangers = [p.name for p in out.iterdir() if p.name not in known and not p.name.startswith(".")]
     if strangers and not (out / EXPORT_INFO).exists():
         raise NmigError(f"{out} is not empty and not an nmig bundle; choose a new or empty folder for --out")
 
