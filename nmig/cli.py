@@ -330,9 +330,7 @@ def verify_command(
 @click.option("--legacy-token", envvar="NEPTUNE_LEGACY_API_TOKEN", help="2.x API token (default: $NEPTUNE_LEGACY_API_TOKEN).")
 @click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
-@click.option(
-    "--runs", multiple=True, help="Run ids, custom run ids, or regexes matching one in full: --runs A B or --runs A --runs B."
-)
+@click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
 @click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
