@@ -1,7 +1,7 @@
 """`nmig migrate`: export and import pipelined on one machine that holds both tokens.
 
-The export runs in a background thread and commits each run into the bundle folder as usual; the import side
-watches the folder and hands every run whose bundle is complete to `nmig import`'s own `run_import`, in
+The export runs as `nmig export` in a child process and commits each run into the bundle folder as usual; this
+process watches the folder and hands every run whose bundle is complete to `nmig import`'s own `run_import`, in
 batches of whatever has completed since the last batch, so importing overlaps exporting. Nothing new happens
 to the data: the bundle on disk, the import state file and the import report are exactly those of
 `nmig export --out DIR` followed by `nmig import DIR`, so a killed or failed migrate is resumed by running it
@@ -15,12 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.schema.format import COMPLETE, EXPORT_INFO, KIND_FOLDERS
@@ -45,8 +44,7 @@ class MigrateOptions:
 
 @dataclass
 class MigrateResult:
-    exported: int = 0
-    already_exported: int = 0
+    export_summary: str = ""  # the last line of `nmig export`
     export_failed: list[tuple[str, str]] = field(default_factory=list)  # (sys_id, reason)
     imported: list[str] = field(default_factory=list)
     already_imported: list[str] = field(default_factory=list)
@@ -55,7 +53,7 @@ class MigrateResult:
 
     def summary(self) -> str:
         return (
-            f"exported {self.exported} entities ({self.already_exported} already complete, {len(self.export_failed)} incomplete); "
+            f"export: {self.export_summary}; "
             f"imported {len(self.imported)} ({len(self.already_imported)} already imported, {len(self.import_failed)} failed)"
         )
 
@@ -106,11 +104,32 @@ def _preflight_target(api_token: str) -> None:
         raise NmigError(f"the 3.x service refused the API token or could not be reached: {text}") from None
 
 
+def _export_command(options: MigrateOptions, source_project: str) -> list[str]:
+    command = [sys.executable, "-m", "nmig", "export", "--project", source_project, "--out", str(options.out),
+               "--max-workers", str(options.max_workers), "--quiet"]
+    if options.query:
+        command += ["--query", options.query]
+    for pattern in options.runs:
+        command += ["--runs", pattern]
+    if options.include_trashed:
+        command.append("--include-trashed")
+    return command
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
 def migrate(options: MigrateOptions) -> MigrateResult:
     """Everything `nmig migrate` does. NmigError for bad input; PartialFailure when some runs were not
     exported or not imported (re-run the same command to retry them)."""
-    from nmig.exporter import ExportOptions, export_project, validate_project
+    from nmig.exporter import validate_project
     from nmig.importer.runner import ImportOptions, default_report_path, run_import
+    from nmig.secrets import redact
 
     source_project = validate_project(options.source_project)
     if not options.target_project or not re.fullmatch(r"[\w.-]+/[\w.-]+", options.target_project.strip()):
@@ -118,28 +137,23 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     target_project = options.target_project.strip()
     legacy_token, api_token = _check_tokens(options)
     _preflight_target(api_token)
-
+    options.out.mkdir(parents=True, exist_ok=True)
     result = MigrateResult(report_path=default_report_path(options.out, target_project))
-    export_outcome: dict[str, Any] = {}
 
-    def export() -> None:
-        try:
-            export_outcome["result"] = export_project(
-                ExportOptions(
-                    project=source_project,
-                    out=options.out,
-                    api_token=legacy_token,
-                    query=options.query,
-                    runs=options.runs,
-                    include_trashed=options.include_trashed,
-                    max_workers=options.max_workers,
-                    quiet=True,
-                ),
-            )
-        except BaseException as exc:  # surfaced in the caller's thread below
-            export_outcome["error"] = exc
+    # The export runs as `nmig export` in a child process: its own interpreter (the two halves do not share one
+    # GIL, so they really overlap on two cores) and exactly the behaviour of the command. The 2.x token reaches
+    # it through its environment, never its command line.
+    import tempfile
 
-    exporter = threading.Thread(target=export, name="nmig-migrate-export", daemon=True)
+    with tempfile.NamedTemporaryFile("w", prefix="nmig-migrate-export-", suffix=".log", delete=False) as log:
+        export_log = Path(log.name)
+        exporter = subprocess.Popen(
+            _export_command(options, source_project),
+            env={**os.environ, "NEPTUNE_API_TOKEN": legacy_token},
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
     bar = None
     if not options.quiet:
         from tqdm import tqdm
@@ -148,13 +162,14 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     handed: set[str] = set()
     import_error: NmigError | None = None
     started = time.monotonic()
-    exporter.start()
-    interrupted = False
     try:
         while True:
-            exporting = exporter.is_alive()
+            exporting = exporter.poll() is None
             fresh = [sys_id for sys_id in _complete_runs(options.out) if sys_id not in handed]
-            if fresh and (options.out / EXPORT_INFO).is_file() and import_error is None:
+            # A batch imports max_workers runs at a time and ends with its slowest run: while the export goes
+            # on, wait until there are enough runs to keep every worker busy.
+            enough = len(fresh) >= options.max_workers or not exporting
+            if fresh and enough and (options.out / EXPORT_INFO).is_file() and import_error is None:
                 handed.update(fresh)
                 try:
                     run_import(
@@ -181,28 +196,30 @@ def migrate(options: MigrateOptions) -> MigrateResult:
                     bar.set_postfix_str(f"imported {len(result.imported) + len(result.already_imported)}")
             if not exporting and not fresh:
                 break
-            if not fresh:
+            if not (fresh and enough):
                 time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        interrupted = True  # the export thread is a daemon: the process ends with it; a re-run resumes both
-        raise
     finally:
-        if not interrupted:
-            exporter.join()
+        if exporter.poll() is None:  # interrupted: a re-run resumes both halves
+            exporter.terminate()
+        exporter.wait()
         if bar is not None:
             bar.close()
 
-    if "error" in export_outcome:
-        error = export_outcome["error"]
-        if isinstance(error, NmigError):
-            raise error
-        raise NmigError(f"the export stopped: {type(error).__name__}: {error}") from None
+    export_line = redact(_last_line(export_log), legacy_token, api_token)
+    export_log.unlink(missing_ok=True)
+    status = exporter.returncode
+    if status == 2 or (status not in (0, 1) and not handed):
+        raise NmigError(f"the export failed: {export_line.removeprefix('nmig: error: ') or f'exit status {status}'}")
     if import_error is not None:
         raise NmigError(f"{import_error} (the export finished into {options.out}; fix this and re-run, or run `nmig import`)")
-    exported = export_outcome["result"]
-    result.exported = len(exported.exported)
-    result.already_exported = len(exported.up_to_date)
-    result.export_failed = [(sys_id, reason) for _, sys_id, reason in exported.failed]
+    from nmig.schema import Bundle
+
+    result.export_summary = export_line.removeprefix("nmig export: ")
+    result.export_failed = [
+        (entity.sys_id, entity.incomplete_reason or "") for entity in Bundle(options.out).entities("run") if not entity.complete
+    ]
+    if status != 0 and not result.export_failed:
+        result.export_failed.append(("?", export_line or f"export exit status {status}"))
     took = time.monotonic() - started
     line = f"nmig migrate: {result.summary()} in {took:.1f} s; bundle {options.out}; report {result.report_path}"
     print(line, file=sys.stderr if options.quiet else sys.stdout)
@@ -214,4 +231,3 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             parts.append(f"{len(result.import_failed)} not imported ({', '.join(result.import_failed[:10])})")
         raise PartialFailure("; ".join(parts) + "; re-run the same command to retry them")
     return result
-
