@@ -93,6 +93,21 @@ def nmig_import(bundle: Path, project: str, token: str, workers: int) -> float:
     return elapsed
 
 
+def create_naive_project(project: str, token: str) -> None:
+    from neptune_scale.projects import create_project
+
+    create_project(project, api_token=token)
+
+
+def count_points(project: str, token: str, run_id: str, path: str) -> int:
+    """Points the target holds: proves a naive replay really arrived before its time is used."""
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    neptune_query.set_api_token(token)
+    return len(nq_runs.fetch_metrics(project=project, runs=[run_id], attributes=[path], lineage_to_the_root=False))
+
+
 def naive_run(project: str, token: str, run_id: str, series: dict[str, list[float]], strings: dict[str, list[str]],
               configs: dict[str, float], files: dict[str, bytes], log_dir: Path) -> None:
     import datetime as dt
@@ -121,10 +136,13 @@ def case_series(points: int, naive_points: int, work: Path) -> None:
     print(f"bundle with one {points:,}-point float series written in {time.perf_counter() - t:.1f} s")
     with emulator(work / "emu-series") as info:
         fast = nmig_import(bundle, "demo/bench-series", info["api_token"], workers=1)
+        assert count_points("demo/bench-series", info["api_token"], "BEN-1", "train/loss") == points
+        create_naive_project("demo/bench-naive", info["api_token"])
         start = time.perf_counter()
         values = np.sin(np.arange(naive_points)).tolist()
         naive_run("demo/bench-naive", info["api_token"], "NAIVE-1", {"train/loss": values}, {}, {}, {}, work / "ns")
         naive = time.perf_counter() - start
+        assert count_points("demo/bench-naive", info["api_token"], "NAIVE-1", "train/loss") == naive_points
     fast_rate, naive_rate = points / fast, naive_points / naive
     print(f"nmig import : {points:>10,} points in {fast:7.1f} s = {fast_rate:>10,.0f} points/s")
     print(f"naive replay: {naive_points:>10,} points in {naive:7.1f} s = {naive_rate:>10,.0f} points/s")
@@ -136,6 +154,8 @@ def case_small(runs: int, naive_runs: int, workers: int, work: Path) -> None:
     small_runs_bundle(bundle, runs)
     with emulator(work / "emu-small") as info:
         fast = nmig_import(bundle, "demo/bench-small", info["api_token"], workers=workers)
+        assert count_points("demo/bench-small", info["api_token"], f"SML-{runs}", "train/loss") == 50
+        create_naive_project("demo/bench-small-naive", info["api_token"])
         steps = np.arange(50, dtype=np.float64)
         start = time.perf_counter()
         for index in range(naive_runs):
@@ -148,6 +168,7 @@ def case_small(runs: int, naive_runs: int, workers: int, work: Path) -> None:
                 work / "ns",
             )
         naive = time.perf_counter() - start
+        assert count_points("demo/bench-small-naive", info["api_token"], f"NAIVE-{naive_runs - 1}", "train/loss") == 50
     fast_rate, naive_rate = runs / fast, naive_runs / naive
     print(f"nmig import (--max-workers {workers}): {runs:>5} small runs in {fast:7.1f} s = {fast_rate:6.2f} runs/s")
     print(f"naive, one run at a time        : {naive_runs:>5} small runs in {naive:7.1f} s = {naive_rate:6.2f} runs/s")

@@ -64,12 +64,12 @@ class RunPlan:
     events: list[Event] = field(default_factory=list)
     # the legacy path of every attribute written, keyed by its 3.x path (for error attribution and the report)
     sources: dict[str, str] = field(default_factory=dict)
+    _index: dict[tuple[str, str], SeriesItem] | None = field(default=None, repr=False, compare=False)
 
     def series_target(self, kind: str, legacy_path: str) -> SeriesItem | None:
-        return self._series_index().get((kind, legacy_path))
-
-    def _series_index(self) -> dict[tuple[str, str], SeriesItem]:
-        return {(s.kind, s.legacy_path): s for s in self.series}
+        if self._index is None or len(self._index) != len(self.series):
+            self._index = {(s.kind, s.legacy_path): s for s in self.series}
+        return self._index.get((kind, legacy_path))
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -225,9 +225,11 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
 
     source = bundle.info.get("source") if isinstance(bundle.info.get("source"), dict) else {}
     project_outcome = target.ensure_project(project, api_token, source, options.create_project)
-    _say(options, project_outcome.message)
     if project_outcome.key_dropped:
+        print(f"nmig import: {project_outcome.message}", file=sys.stderr)  # said even under --quiet
         result.events.append(Event("", "", "project_key_taken", project_outcome.message))
+    else:
+        _say(options, project_outcome.message)
 
     state_path = options.state_path or default_state_path(options.bundle_dir, project)
     with StateLock(state_path):
