@@ -47,6 +47,8 @@ CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
 )
 # Attributes of a table row (neptune.table.TableEntry) read directly: its container id and raw attributes.
 TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
+# How every listing is ordered (see list_entities for why not the client default).
+LISTING_ORDER: dict[str, Any] = {"sort_by": "sys/id", "ascending": True}
 BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
 PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
 # Operations of the 2.x API called by name on the client's swagger clients.
@@ -257,13 +259,17 @@ class LegacySource:
             with warnings.catch_warnings():
                 # The client flags the model registry as deprecated on every call; exporting it is the point.
                 warnings.simplefilter("ignore")
+                # Sorted by sys/id ascending, not the client's default (creation time, newest first): past
+                # 10,000 rows the client continues with `sort column > last value`, which with a descending
+                # sort repeats rows and never reaches the oldest ones (shown in the legacy emulator's tests).
+                # Assumption: the 2.x server orders sys/id and compares it with `>` the same way (as strings).
                 if kind == "run":
                     table = self._project.fetch_runs_table(
-                        query=query, trashed=trashed, columns=columns, progress_bar=False
+                        query=query, trashed=trashed, columns=columns, progress_bar=False, **LISTING_ORDER
                     )
                 elif kind == "model":
                     table = self._project.fetch_models_table(
-                        trashed=trashed, columns=columns, progress_bar=False
+                        trashed=trashed, columns=columns, progress_bar=False, **LISTING_ORDER
                     )
                 else:
                     table = self._model_versions_table(trashed, columns)
@@ -279,13 +285,15 @@ class LegacySource:
         except NeptuneException as exc:
             raise NmigError(f"cannot list the {kind}s of the project: {_client_error_message(exc)}") from None
         refs = []
+        seen: set[str] = set()
         for row in rows:
             if not all(hasattr(row, a) for a in TABLE_ENTRY_ATTRIBUTES):
                 raise ClientInternalsChanged(f"neptune's table rows lack {', '.join(TABLE_ENTRY_ATTRIBUTES)}")
             values = {a.path: a.properties.get("value") for a in row._attributes}
             sys_id = values.get("sys/id")
-            if not isinstance(sys_id, str):
-                continue
+            if not isinstance(sys_id, str) or sys_id in seen:
+                continue  # a row repeated across the client's pages is listed once
+            seen.add(sys_id)
             refs.append(
                 EntityRef(
                     kind=kind,
@@ -315,9 +323,8 @@ class LegacySource:
             query=query,
             columns=columns,
             limit=None,
-            sort_by="sys/creation_time",
-            ascending=False,
             progress_bar=False,
+            **LISTING_ORDER,
         )
 
     def _entity_url(self, kind: str, container_id: str, sys_id: str) -> str:
