@@ -78,3 +78,27 @@ def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyP
         altered = CliRunner().invoke(main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
     assert altered.exit_code == 1
     assert "m/loss: value_differs: expected 0.4, found 0.39" in altered.output
+
+
+def test_incomplete_run_in_the_bundle_is_not_a_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run the export could not finish is not in 3.x: the migration is not complete, so verify fails."""
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.schema import EntityWriter
+
+    monkeypatch.chdir(tmp_path)
+    bundle = _bundle(tmp_path / "bundle")
+    with EntityWriter(bundle, "run", "LIM-2") as writer:
+        writer.add_atom("sys/creation_time", "datetime", "2024-05-01T12:00:00.123Z")
+        writer.error("train/loss", "the 2.x service kept failing")
+    report = tmp_path / "verify.json"
+    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
+        imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
+        assert imported.exit_code == 1  # LIM-2 refused
+        result = CliRunner().invoke(
+            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
+        )
+    assert result.exit_code == 1
+    runs = {run["run"]: run for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
+    assert runs["LIM-1"]["status"] == "ok"
+    assert runs["LIM-2"]["status"] == "not_importable" and "the 2.x service kept failing" in runs["LIM-2"]["note"]
+    assert "NOT IMPORTED" in result.output
