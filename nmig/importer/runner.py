@@ -209,7 +209,13 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
         from nmig.importer.replay import scan_adjustments
 
         by_sys_id = {e.sys_id: e for e in entities}
-        for plan in result.plans:
+        for plan in list(result.plans):
+            problems = by_sys_id[plan.sys_id].verify()
+            if problems:  # what the import would refuse, found the same way
+                result.plans.remove(plan)
+                result.refused.append(plan.sys_id)
+                result.events.append(Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5])))
+                continue
             result.events.extend(plan.events)
             result.events.extend(scan_adjustments(plan, by_sys_id[plan.sys_id]))
         _print_plan(result.plans, result.events, project)

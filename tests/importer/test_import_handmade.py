@@ -151,6 +151,8 @@ def test_checksum_mismatch_refuses_that_run_only(neptune3: EmulatorInfo, tmp_pat
     data = bytearray(parquet.read_bytes())
     data[len(data) // 2] ^= 0xFF
     parquet.write_bytes(bytes(data))
+    dry = run_cli("import", str(bundle), "--project", "demo/checksum", "--dry-run")
+    assert dry.exit_code == 0 and "BROKEN-1 -: refused: bundle damaged" in dry.stdout and "run OK-1 -> OK-1" in dry.stdout
     result = run_cli("import", str(bundle), "--project", "demo/checksum", "--api-token", neptune3.api_token, "--quiet")
     assert result.exit_code == 1, result.output
     assert "BROKEN-1" in result.stderr and len(result.stderr.strip().splitlines()) <= 2
