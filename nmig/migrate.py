@@ -209,7 +209,10 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     export_log.unlink(missing_ok=True)
     status = exporter.returncode
     if status == 2 or (status not in (0, 1) and not handed):
-        raise NmigError(f"the export failed: {export_line.removeprefix('nmig: error: ') or f'exit status {status}'}")
+        raise NmigError(
+            f"the export failed: {export_line.removeprefix('nmig: error: ') or f'exit status {status}'} "
+            f"(in nmig migrate the 2.x token comes from --legacy-token or {LEGACY_TOKEN_ENV})"
+        )
     if import_error is not None:
         raise NmigError(f"{import_error} (the export finished into {options.out}; fix this and re-run, or run `nmig import`)")
     from nmig.schema import Bundle

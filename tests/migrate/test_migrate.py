@@ -123,5 +123,14 @@ def test_tokens_are_required_and_checked_before_exporting(legacy: EmulatorInfo, 
     assert refused.output.startswith("nmig: error:") and "Traceback" not in refused.output
     assert "not-a-key" not in refused.output and unreachable not in refused.output
     assert not out.exists()
+    # a 2.x token the service refuses: the export's own one-line error, nothing imported
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    wrong = make_api_token(legacy.url, "wrong-key")
+    with serve_neptune3(data_dir=tmp_path / "n3") as target:
+        rejected = invoke(*args, "--legacy-token", wrong, "--api-token", target.api_token, "--quiet")
+    assert rejected.exit_code == 2, rejected.output
+    assert rejected.output.startswith("nmig: error: the export failed") and len(rejected.output.strip().splitlines()) == 1
+    assert "wrong-key" not in rejected.output and wrong not in rejected.output and "--legacy-token" in rejected.output
     bad_target = invoke("migrate", "--from", "acme/vision", "--to", "no-project", "--out", str(out), "--legacy-token", "t", "--api-token", "t")
     assert bad_target.exit_code == 2 and "WORKSPACE/PROJECT" in bad_target.output
