@@ -41,6 +41,16 @@ def _bundle(tmp_path: Path) -> Path:
     return write_bundle(tmp_path / "bundle", {"EO-1": _run(POINTS, 1), "EO-2": _run(POINTS, 2), "EO-3": _run(2_000, 3)})
 
 
+def _finish(proc: subprocess.Popen[str], timeout: float = 240) -> str:
+    """Wait for an import to end by itself (killed if it does not); its stderr."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _start(bundle: Path, project: str, token: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "nmig", "import", str(bundle), "--project", project, "--api-token", token, "--quiet",
@@ -107,10 +117,13 @@ def test_kill_minus_nine_at_several_points_then_rerun(neptune3: EmulatorInfo, tm
     killed = 0
     for ready, delay in kills:
         proc = _start(bundle, project, token)
-        killed += _kill_when(proc, bundle, ready, delay)
+        try:
+            killed += _kill_when(proc, bundle, ready, delay)
+        finally:
+            _finish(proc, timeout=120)
     assert killed >= 2, "the import finished before most kill points; make the bundle bigger"
     final = _start(bundle, project, token)
-    _out, err = final.communicate(timeout=240)
+    err = _finish(final)
     assert final.returncode == 0, err
     assert set(_state(bundle).values()) == {"imported"}
     assert report(bundle)["runs"]["failed"] == []
@@ -128,7 +141,7 @@ def test_ten_percent_faults_give_the_clean_target(tmp_path: Path, nq: Any) -> No
     data = tmp_path / "faulty"
     with serve_neptune3(data_dir=data, fail_rate=0.1, seed=7, multipart_part_size=256 * 1024) as faulty:
         proc = _start(bundle, "demo/faulty", faulty.api_token)
-        _out, err = proc.communicate(timeout=240)
+        err = _finish(proc)
         assert proc.returncode == 0, err
     # Read back without faults from the same data folder (the reader is not what is under test here).
     with serve_neptune3(data_dir=data) as calm:
