@@ -107,6 +107,20 @@ def _select(entities: list[EntityBundle], patterns: list[str]) -> list[EntityBun
     return chosen
 
 
+def _refuse_shared_targets(result: ImportResult) -> None:
+    """Two legacy runs may end on one 3.x run id (custom ids made valid by the limits rules): the first keeps
+    it, the others are refused with the reason instead of being merged into one run."""
+    owner: dict[str, str] = {}
+    for plan in list(result.plans):
+        first = owner.setdefault(plan.target_run_id, plan.sys_id)
+        if first != plan.sys_id:
+            result.plans.remove(plan)
+            result.refused.append(plan.sys_id)
+            result.events.append(
+                Event(plan.sys_id, "", "refused", f"its 3.x run id {plan.target_run_id!r} is already the target of run {first}")
+            )
+
+
 def _check_token(api_token: str | None) -> str:
     from nmig.secrets import api_address
 
@@ -204,6 +218,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
             result.events.append(Event(entity.sys_id, "", "refused", str(exc)))
             continue
         result.plans.append(plan)
+    _refuse_shared_targets(result)
 
     if options.dry_run:
         from nmig.importer.replay import scan_adjustments

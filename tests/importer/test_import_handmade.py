@@ -225,3 +225,17 @@ def test_one_import_per_state_file(neptune3: EmulatorInfo, tmp_path: Path, run_c
     result = run_cli("import", str(bundle), "--project", "demo/locked", "--api-token", neptune3.api_token, "--quiet",
                      "--state", str(state))
     assert result.exit_code == 0, result.output
+
+
+def test_two_runs_on_one_target_id_are_not_merged(tmp_path: Path, run_cli: Any) -> None:
+    def custom(run_id: str) -> Any:
+        def fill(w: Any) -> None:
+            w.set_info(custom_run_id=run_id)
+
+        return fill
+
+    bundle = write_bundle(tmp_path / "b", {"TWIN-1": custom("a/b"), "TWIN-2": custom("a_b")})
+    result = run_cli("import", str(bundle), "--project", "demo/twins", "--dry-run")
+    assert result.exit_code == 0
+    assert "run TWIN-1 -> a_b" in result.stdout
+    assert "TWIN-2 -: refused: its 3.x run id 'a_b' is already the target of run TWIN-1" in result.stdout
