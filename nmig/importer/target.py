@@ -69,9 +69,11 @@ def ensure_project(
         create_project(name, key=key, fail_if_exists=True, **kwargs)
         return ProjectOutcome(project, created=True, message=f"created project {project}" + (f" with key {key}" if key else ""))
     except NeptuneProjectAlreadyExists:
-        # The name is free (it was not listed), so the conflict is the key: the one-shot copier ignores this
-        # answer and ends up with no project; nmig creates it without the key and says so.
-        pass
+        # Assumption: the real service answers a taken key with the same 409 as a taken name. The name was
+        # free a moment ago; unless someone created the project since, the conflict is the key (the one-shot
+        # copier ignores this answer and ends up with no project): nmig creates it without the key and says so.
+        if project in set(list_projects(api_token=api_token)):
+            return ProjectOutcome(project, created=False, message=f"project {project} was created meanwhile; importing into it")
     except NeptuneBadRequestError as exc:
         text = str(exc)
         if "Workspace" in text and "not found" in text:
