@@ -196,6 +196,11 @@ class SeriesFilter:
             keep &= micros > self.resume_after_micros
         return keep, micros, timestamps
 
+    @property
+    def last_micros(self) -> int | None:
+        """The last step (micro-units) kept so far: where the series ends in 3.x once everything is sent."""
+        return self._last_micros
+
     def fit_values(self, values: list[str], steps: np.ndarray) -> list[str]:
         """String-series values cut to 1 MiB where needed (counted in the adjustments)."""
         fitted = []

@@ -44,6 +44,8 @@ PROCESSING_TIMEOUT_S = 600.0
 # Client errors that relate to series points, configs, files: used to narrow an error to the paths it can be
 # about when a request carried several attributes.
 _SERIES_ERRORS = ("Series", "Step", "Timestamp", "Preview")
+# What the service answers to a point at or below a series' last step.
+_DUPLICATE_ERRORS = ("NeptuneSeriesStepNonIncreasing", "NeptuneSeriesPointDuplicate")
 
 
 @dataclass
@@ -217,6 +219,7 @@ class RunReplayer:
         resume: ResumePoint | None,
         on_points: Callable[[int], None] = lambda n: None,
         narrow_configs: Callable[[dict[str, Any]], list[str] | None] = lambda expected: None,
+        confirm_last_steps: Callable[[list[str]], dict[str, int]] = lambda paths: {},
     ) -> None:
         self.plan = plan
         self.entity = entity
@@ -224,6 +227,8 @@ class RunReplayer:
         self.resume = resume
         self.on_points = on_points
         self.narrow_configs = narrow_configs
+        self.confirm_last_steps = confirm_last_steps
+        self._expected_last: dict[str, int] = {}  # 3.x path -> last step sent or meant to be there (micro-units)
         self.outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
         self._tmp = sink.work_dir.parent / f"{sink.work_dir.name}.files"
         self._tmp_count = 0
@@ -324,6 +329,7 @@ class RunReplayer:
                         self.outcome.files_sent += 1
         except BundleError as exc:
             self._event("", "failed", f"file series: {exc}")
+        self._remember_last_steps("file", filters)
         for legacy_path, series_filter in filters.items():
             self._report_adjustments(legacy_path, series_filter)
         for legacy_path, count in descriptions.items():
@@ -361,13 +367,62 @@ class RunReplayer:
                         self.outcome.points_sent += len(kept_micros)
         except BundleError as exc:
             self._event("", "failed", f"{kind} series: {exc}")
+        self._remember_last_steps(kind, filters)
         for legacy_path, series_filter in filters.items():
             self._report_adjustments(legacy_path, series_filter)
+
+    def _remember_last_steps(self, kind: str, filters: dict[str, SeriesFilter]) -> None:
+        for legacy_path, series_filter in filters.items():
+            item = self.plan.series_target(kind, legacy_path)
+            if item is not None and series_filter.last_micros is not None:
+                self._expected_last[item.target] = series_filter.last_micros
+
+    def _forgive_rejected_duplicates(
+        self, errors: list[tuple[tuple[str, ...], nclient.ClientError]]
+    ) -> list[tuple[tuple[str, ...], nclient.ClientError]]:
+        """On a resumed run, the service may reject points as not increasing because a request of the
+        interrupted import was processed after the resume point was read (the real service ingests
+        asynchronously). Those points are already there, never stored twice. When the target's series now
+        ends exactly at the bundle's last step, the rejection is reported as a warning, not a failure."""
+        if self.resume is None:
+            return errors
+        suspects = {
+            path
+            for labels, error in errors
+            if error.kind == "error" and error.error_type in _DUPLICATE_ERRORS
+            for path in labels
+            if path in self._expected_last
+        }
+        if not suspects:
+            return errors
+        try:
+            found = self.confirm_last_steps(sorted(suspects))
+        except Exception as exc:  # cannot confirm: the errors stand
+            self._event("", "client_warning", f"could not read the series back to check rejected points: {exc}"[:300])
+            return errors
+        complete = {path for path in suspects if found.get(path) == self._expected_last[path]}
+        kept = []
+        forgiven: dict[tuple[str, ...], set[str]] = {}
+        for labels, error in errors:
+            if error.error_type in _DUPLICATE_ERRORS and labels and set(labels) <= complete:
+                self.outcome.warnings += 1
+                forgiven.setdefault(labels, set()).add(error.error_type)
+            else:
+                kept.append((labels, error))
+        for labels, kinds in forgiven.items():
+            self._event(
+                ", ".join(self.plan.sources.get(p, p) for p in labels),
+                "duplicates_rejected",
+                f"{', '.join(sorted(kinds))}: points the interrupted import had already sent were rejected, none "
+                "stored twice; the series ends at its last step as in the bundle",
+            )
+        return kept
 
     def _collect_errors(self, finished: bool, direct: nclient.DirectSeriesSender) -> None:
         errors = [(self.sink.labels_for(e.sequence_id), e) for e in self.sink.drain_errors()] + direct.errors
         failed = any(e.case == "failed" for e in self.outcome.events)
         legacy_of = self.plan.sources
+        errors = self._forgive_rejected_duplicates(errors)
         for labels, error in errors:
             if error.kind == "retryable":
                 self.outcome.warnings += 1

@@ -326,6 +326,7 @@ def _import_locked(
             resume,
             on_points=progress or (lambda n: None),
             narrow_configs=lambda expected: target.configs_not_as_sent(project, api_token, plan.target_run_id, expected),
+            confirm_last_steps=lambda paths: target.last_steps(project, api_token, plan, paths),
         ).replay()
         if resume is not None:
             outcome.events.append(
@@ -359,9 +360,7 @@ def _import_locked(
                     plan = futures.pop(future)
                     try:
                         outcome = future.result()
-                    except NmigError:
-                        raise
-                    except Exception as exc:  # a bug or an unexpected client failure: this run only
+                    except Exception as exc:  # e.g. the target unreadable for a resume, a client failure: this run only
                         outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
                         outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
                     _record(outcome, state, result)

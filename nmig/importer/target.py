@@ -134,34 +134,42 @@ def resume_point(project: str, api_token: str, plan: RunPlan) -> ResumePoint:
     their requests were accepted and a point is never stored after a later one of the same series, so what
     the target holds is a prefix of what was sent and its last step marks where to continue. A request the
     service accepted but had not yet processed when the previous import was killed may still land after this
-    read; its points would then be sent again and rejected as not increasing (never stored twice): that run
-    is reported failed with the service's error and the next re-run finds it complete.
+    read; its points are then sent again and rejected as not increasing (never stored twice), which the
+    replay forgives once the series ends where the bundle's does (RunReplayer._forgive_rejected_duplicates).
     """
+
+    return ResumePoint(last_steps(project, api_token, plan, [item.target for item in plan.series]))
+
+
+def last_steps(project: str, api_token: str, plan: RunPlan, targets: list[str]) -> dict[str, int]:
+    """The last step (micro-units) the target run holds for each of the given series (3.x paths)."""
     import neptune_query
     from neptune_query import runs as nq_runs
 
-    point = ResumePoint()
+    wanted = set(targets)
+    last: dict[str, int] = {}
     by_kind: dict[str, list[str]] = {}
     for item in plan.series:
-        by_kind.setdefault(item.kind, []).append(item.target)
+        if item.target in wanted:
+            by_kind.setdefault(item.kind, []).append(item.target)
     with _QUERY_LOCK:
         neptune_query.set_api_token(api_token)
-        for kind, targets in by_kind.items():
+        for kind, paths in by_kind.items():
             fetch = nq_runs.fetch_metrics if kind == "float" else nq_runs.fetch_series
             common = {"project": project, "runs": [plan.target_run_id], "tail_limit": 1, "lineage_to_the_root": False}
             try:
-                frame = fetch(attributes=targets, **common)
+                frame = fetch(attributes=paths, **common)
             except Exception as exc:
-                raise NmigError(f"could not read run {plan.target_run_id!r} back to resume it: {_client_error_line(exc)}") from None
-            found, unclear = _last_steps(frame, targets)
+                raise NmigError(f"could not read run {plan.target_run_id!r} back: {_client_error_line(exc)}") from None
+            found, unclear = _last_steps(frame, paths)
             for target in unclear:
                 single = fetch(attributes=[target], **common)
                 flat = single.reset_index() if single is not None else None
                 if flat is not None and len(flat) and "step" in flat.columns:
                     found[target] = float(flat["step"].max())
             for target, step in found.items():
-                point.last_micros[target] = int(step_micros([step])[0])
-    return point
+                last[target] = int(step_micros([step])[0])
+    return last
 
 
 def _same(expected: Any, actual: Any) -> bool:

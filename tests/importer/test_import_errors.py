@@ -57,3 +57,34 @@ def test_service_errors_are_attributed_and_the_rest_imports(neptune3: EmulatorIn
     assert items(doc, "earlier_attempt_failed", "CONF-1")
     fine = nq.fetch_metrics(project=project, runs=["CONF-1"], attributes=["m/fine"]).reset_index()
     assert fine["step"].tolist() == list(np.arange(10.0))  # resumed: nothing sent twice
+
+
+def test_points_rejected_after_a_stale_resume_read_are_not_failures(
+    neptune3: EmulatorInfo, tmp_path: Path, monkeypatch: Any, nq: Any
+) -> None:
+    """The real service may process a killed import's last request after the resume read: the points are
+    sent again and rejected. Here the resume read is made stale on purpose (it claims step 49 while the
+    target holds 0..79): the rejections are forgiven because the series then ends where the bundle's does."""
+    from nmig.importer import target
+    from nmig.importer.replay import ResumePoint
+    from nmig.importer.runner import ImportOptions, run_import
+
+    monkeypatch.chdir(tmp_path)
+    project = "demo/stale-resume"
+
+    def points(n: int) -> Any:
+        def fill(w: Any) -> None:
+            w.add_float_points("m", np.arange(float(n)), np.arange(float(n)) * 2, T0_MS + np.arange(n))
+
+        return fill
+
+    first = write_bundle(tmp_path / "first", {"STALE-1": points(80)})
+    run_import(ImportOptions(bundle_dir=first, project=project, api_token=neptune3.api_token, quiet=True))
+    second = write_bundle(tmp_path / "second", {"STALE-1": points(100)})
+    monkeypatch.setattr(target, "resume_point", lambda project, token, plan: ResumePoint({"m": 49_000_000}))
+    result = run_import(ImportOptions(bundle_dir=second, project=project, api_token=neptune3.api_token, quiet=True))
+    assert result.imported == ["STALE-1"]
+    doc = report(second)
+    assert [i["path"] for i in items(doc, "duplicates_rejected", "STALE-1")] == ["m"]
+    got = nq.fetch_metrics(project=project, runs=["STALE-1"], attributes=["m"]).reset_index()
+    assert got["step"].tolist() == list(np.arange(100.0)) and got["m"].tolist() == list(np.arange(100.0) * 2)
