@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +117,28 @@ def _export_command(options: MigrateOptions, source_project: str) -> list[str]:
     return command
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to kill the export child when this process dies, even by kill -9: an orphaned
+    export would otherwise go on writing into DIR while a re-run starts another one there. libc is loaded
+    here, before the fork, so the child only makes one plain C call (no imports, no locks)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return set_death_signal
+
+
 def _last_line(path: Path) -> str:
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
@@ -153,6 +176,7 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),  # one async-signal-safe C call in the child, see there
         )
     bar = None
     if not options.quiet:
