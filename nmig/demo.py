@@ -97,7 +97,14 @@ def run_demo(keep: Path | None, echo: Echo) -> int:
     fixture = sample_fixture()
     source = fixture_totals(fixture)
     started = time.monotonic()
-    echo(f"Sample legacy project: {source.runs} runs, {source.points:,} series points, {source.files} files")
+    project = fixture["projects"][0]
+    trashed = sum(1 for run in project["runs"] if run["attributes"].get("sys/trashed", {}).get("value") is True)
+    versions = sum(len(model.get("versions", [])) for model in project.get("models", []))
+    echo(
+        f"Sample legacy project: {source.runs} runs, {source.points:,} series points, {source.files} files; "
+        f"{trashed} trashed run (left out, as a default export does) and {len(project.get('models', []))} model "
+        f"with {versions} versions (kept in the bundle: 3.x has no model registry)"
+    )
     with serve_legacy(fixture) as legacy, serve_neptune3(data_dir=workdir / "neptune3") as target:
         source_project = f"{legacy.workspace}/{SAMPLE_PROJECT}"
         target_project = f"{target.workspace}/{SAMPLE_PROJECT}"
