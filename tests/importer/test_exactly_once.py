@@ -1,6 +1,6 @@
 """Exactly once: `nmig import` killed with SIGKILL at several points, then re-run, leaves a target holding
 every point, config and file once (checked with neptune-query); a 10% server fault rate gives the same target
-as a clean import."""
+as a clean import (with 5% throttling on top)."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_ten_percent_faults_give_the_clean_target(tmp_path: Path, nq: Any) -> No
 
     bundle = write_bundle(tmp_path / "bundle", {"EO-1": _run(20_000, 1), "EO-2": _run(20_000, 2), "EO-3": _run(2_000, 3)})
     data = tmp_path / "faulty"
-    with serve_neptune3(data_dir=data, fail_rate=0.1, seed=7, multipart_part_size=256 * 1024) as faulty:
+    with serve_neptune3(data_dir=data, fail_rate=0.1, throttle_rate=0.05, seed=7, multipart_part_size=256 * 1024) as faulty:
         proc = _start(bundle, "demo/faulty", faulty.api_token)
         err = _finish(proc)
         assert proc.returncode == 0, err
