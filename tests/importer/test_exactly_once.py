@@ -103,6 +103,11 @@ def _assert_exact_target(nq: Any, project: str, bundle: Path) -> None:
         assert logs["train/log"].tolist() == want["value"].tolist()
         row = nq.fetch_runs_table(project=project, runs=[run], attributes=["params/seed", "sys/tags"]).iloc[0]
         assert row["params/seed"] == int(run[-1]) and set(row["sys/tags"]) == {f"seed-{run[-1]}"}
+        files = nq.fetch_runs_table(project=project, runs=[run], attributes=["model/weights"])
+        folder = bundle.parent / "downloads" / run
+        nq.download_files(files=files, destination=folder)
+        contents = [p.read_bytes() for p in folder.rglob("*") if p.is_file()]
+        assert contents == [f"weights of {run[-1]}".encode() * 100]
 
 
 @pytest.mark.slow
