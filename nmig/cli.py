@@ -217,7 +217,7 @@ def emulate_neptune3(
 
 @main.command("import")
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
-@click.option("--project", required=True, help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name.")
+@click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT).")
 @click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
 @click.option("--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable).")
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once.")
@@ -228,7 +228,7 @@ def emulate_neptune3(
 @friendly_errors
 def import_command(
     bundle_dir: str,
-    project: str,
+    project: str | None,
     api_token: str | None,
     runs: tuple[str, ...],
     max_workers: int,

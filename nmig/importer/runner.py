@@ -78,7 +78,11 @@ def resolve_project(requested: str | None, bundle: Bundle) -> str:
     if legacy_name and "/" in legacy_name:
         legacy_name = legacy_name.split("/")[-1]
     if not requested:
-        raise NmigError("--project WORKSPACE/PROJECT (or WORKSPACE, to keep the legacy project's name) is required")
+        # A 3.x API token names no workspace, so the workspace has to be given.
+        raise NmigError(
+            "no target project: pass --project WORKSPACE/PROJECT, or --project WORKSPACE to keep the legacy "
+            "project's name there (or set NEPTUNE_PROJECT)"
+        )
     if "/" in requested:
         workspace, name = requested.split("/", 1)
     else:

@@ -239,3 +239,17 @@ def test_two_runs_on_one_target_id_are_not_merged(tmp_path: Path, run_cli: Any) 
     assert result.exit_code == 0
     assert "run TWIN-1 -> a_b" in result.stdout
     assert "TWIN-2 -: refused: its 3.x run id 'a_b' is already the target of run TWIN-1" in result.stdout
+
+
+def test_target_project_defaults(tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def small(w: Any) -> None:
+        w.add_atom("p", "int", 1)
+
+    bundle = write_bundle(tmp_path / "b", {"DEF-1": small}, source={"workspace": "old", "project": "vision"})
+    monkeypatch.delenv("NEPTUNE_PROJECT", raising=False)
+    result = run_cli("import", str(bundle), "--project", "neww", "--dry-run")
+    assert result.exit_code == 0 and "Target project: neww/vision" in result.stdout
+    result = run_cli("import", str(bundle), "--dry-run", env={"NEPTUNE_PROJECT": "ws/named"})
+    assert result.exit_code == 0 and "Target project: ws/named" in result.stdout
+    result = run_cli("import", str(bundle), "--dry-run")
+    assert result.exit_code == 2 and "no target project" in result.stderr
