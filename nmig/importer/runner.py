@@ -5,6 +5,16 @@ threads for that run beside it (see client.py); nothing is spawned per run. Meas
 the emulator on the same machine (300 small runs, benchmarks/bench_import.py --case small --workers N):
 1 worker 8.4 runs/s, 2: 15.3, 4: 18.1, 8: 11.9 (GIL and the service's core saturate), hence the default 4.
 A single long series uses one worker: building requests overlaps with the service ingesting the last one.
+
+Files written next to the state file (default: inside the bundle, `import-state.<ws>__<project>.json`):
+* the state file (state.py): per legacy run, started / imported / failed, its 3.x run id and attempts;
+* the import report, `import-report.<ws>__<project>.json` (or `<state stem>.report.json`), read by
+  `nmig verify`: {"format": "nmig-import-report", "format_version": "1.0", "project", "project_note",
+  "started_at", "finished_at", "runs": {"imported", "already_imported", "failed", "refused", "not_imported":
+  [legacy ids]}, "targets": {legacy id: 3.x run id}, "items": [{"run", "path", "case", "detail"}]}; items list
+  every adjusted, skipped, not written and failed item with its legacy path (cases: see plan.py, limits.py,
+  replay.py); runs an invocation did not touch keep what an earlier report said about them;
+* a `.<state name>.work/` scratch folder (the client's operation logs, decompressed files), removed at the end.
 """
 
 from __future__ import annotations
