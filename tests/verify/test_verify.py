@@ -178,6 +178,14 @@ def test_missing_file(verify_altered: Any, target_ids: list[str]) -> None:
     assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/files/train.py", "missing_file")]
 
 
+def test_missing_series(verify_altered: Any, target_ids: list[str]) -> None:
+    run = target_ids[0]
+    result = verify_altered(sql=[f"DELETE FROM attributes WHERE attr_pk = {attr_pk(run, 'val/loss')}"])
+    assert result.exit_code == 1
+    diffs = result.differences()
+    assert [(d["path"], d["what"], d["expected"]) for d in diffs] == [("val/loss", "missing_series", "20 point(s)")]
+
+
 def test_file_that_cannot_be_downloaded(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[1]
     result = verify_altered(alter=lambda data_dir: _blob_of(data_dir, run, "source_code/files/configs/base.yaml").unlink())

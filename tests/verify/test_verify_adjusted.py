@@ -29,6 +29,7 @@ def _bundle(out: Path) -> Path:
         # two points on one step (the second is dropped), a decreasing timestamp (raised), a step beyond 1e12
         writer.add_float_points("m/loss", [0.0, 1.0, 1.0, 2.0, 3.0, 1e12], [0.5, 0.4, 0.39, float("nan"), 0.2, 0.1],
                                 [T0, T0 + 10, T0 + 20, T0 + 5, T0 + 40, T0 + 50])
+        writer.add_float_points("m/beyond", [2e12, 3e12], [1.0, 2.0], [T0, T0 + 1])  # every point dropped: no series
         writer.add_string_points("logs/big", [0.0, 1.0], ["x" * (1024 * 1024 + 10), "ok"], [T0, T0 + 1])
     return out
 
