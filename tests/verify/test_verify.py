@@ -241,6 +241,19 @@ def test_bad_input(tmp_path: Path, migrated: Any) -> None:
     assert no_token.exit_code == 2 and "no API token" in no_token.output
 
 
+def test_unknown_target_project(tmp_path: Path, migrated: Any) -> None:
+    from click.testing import CliRunner
+
+    from nmig.cli import main
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    with serve_neptune3() as target:
+        result = CliRunner().invoke(main, ["verify", str(migrated.bundle), "--project", "demo/nope", "--api-token", target.api_token, "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("nmig: error: cannot read project demo/nope") and "Traceback" not in result.output
+    assert target.api_token not in result.output
+
+
 def test_value_equality_rules() -> None:
     from nmig.importer.verify import same_value
     from nmig.importer.verify_series import sample_positions
