@@ -211,6 +211,9 @@ class _RunVerifier:
         found["files"] += tally.found_files
         found["bytes"] += tally.found_bytes
 
+        # ASSUMPTION: the 3.x service adds attributes of its own only under sys/ (as the emulator and the
+        # neptune-query docs show); anything else in a migrated run came from somewhere else (say, the importing
+        # machine's git or console capture) and is a difference.
         for path in sorted(table):
             if path not in expected_paths and not path.startswith("sys/"):
                 type_, value = table[path]
