@@ -28,7 +28,7 @@ from nmig.emulators.neptune3.auth import (
     TOKEN_PATH,
     TokenAuthority,
 )
-from nmig.emulators.neptune3.store import Project, Store
+from nmig.emulators.neptune3.store import Project, ProjectKeyTaken, Store
 from nmig.secrets import make_api_token
 
 CONFIG_PATH = "/api/backend/v1/clients/config"
@@ -45,6 +45,11 @@ FAULT_EXEMPT = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, PROJECTS_PATH)
 
 # Limits of the real service's project names (assumed: letters, digits, '-', '_' and '.', at most 50 chars).
 _PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
+# A project key as neptune-scale documents it: 1-10 upper-case letters or digits, at least one letter.
+_PROJECT_KEY = re.compile(r"(?=[0-9]*[A-Z])[A-Z0-9]{1,10}")
+_VISIBILITIES = ("priv", "pub", "workspace")
+# ASSUMPTION: descriptions are limited like other free text of the backend; 4,096 characters is a guess.
+_MAX_DESCRIPTION = 4096
 
 
 @dataclass
@@ -104,8 +109,15 @@ def _project_dto(project: Project) -> dict[str, Any]:
         "organizationId": str(uuid.uuid5(uuid.NAMESPACE_URL, "neptune-workspace:" + project.workspace)),
         "projectKey": project.key,
         "version": 2,
-        "visibility": "priv",
+        "visibility": project.visibility,
+        "description": project.description,
     }
+
+
+def _project_error(status: int, error_type: str, message: str, **fields: str) -> Response:
+    """An error in the backend's JSON shape: neptune-scale shows `message` (NeptuneBadRequestError's reason);
+    `errorType` and the extra fields are what the legacy client's error table reads from the same backend."""
+    return Response.json({"code": status, "errorType": error_type, "title": message, "message": message, **fields}, status)
 
 
 def _register_backend(app: Neptune3App) -> None:
@@ -163,10 +175,30 @@ def _register_backend(app: Neptune3App) -> None:
             # matches ("Organization .* not found") to tell the user the workspace does not exist.
             return Response(404, f"Organization {workspace} not found".encode(), content_type="text/plain")
         if not isinstance(name, str) or not _PROJECT_NAME.fullmatch(name):
-            return Response.error(400, "Bad request", f"invalid project name: {name!r}")
-        project = store.create_project(workspace, name)
+            return _project_error(400, "PROJECT_NAME_INVALID", f"invalid project name: {name!r}", name=str(name))
+        key, visibility, description = body.get("projectKey"), body.get("visibility"), body.get("description")
+        if key is not None and (not isinstance(key, str) or not _PROJECT_KEY.fullmatch(key)):
+            reason = "must be 1-10 upper-case letters or digits, at least one a letter"
+            return _project_error(400, "PROJECT_KEY_INVALID", f"Invalid project key {key!r}: {reason}", key=str(key), reason=reason)
+        # ASSUMPTION: a create without a visibility makes a private project (neptune-scale always sends one).
+        visibility = "priv" if visibility is None else visibility
+        if visibility not in _VISIBILITIES:
+            return _project_error(400, "Bad request", f"invalid visibility {visibility!r}; one of {', '.join(_VISIBILITIES)}")
+        description = "" if description is None else description  # None: "left empty", as the client documents
+        if not isinstance(description, str) or len(description) > _MAX_DESCRIPTION:
+            return _project_error(400, "Bad request", f"description must be text of at most {_MAX_DESCRIPTION} characters")
+        try:
+            project = store.create_project(workspace, name, key=key, visibility=visibility, description=description)
+        except ProjectKeyTaken:
+            # ASSUMPTION (the real service's answer is not documented): a key another project of the workspace
+            # has is refused with the same 409 as a taken name, told apart by errorType PROJECT_KEY_COLLISION
+            # (the code and wording the legacy client's error table knows from the same backend). neptune-scale
+            # maps every 409 to NeptuneProjectAlreadyExists (or to nothing without fail_if_exists, which is why
+            # the one-shot copier fails silently here); nmig's importer tells the two apart by listing projects.
+            # The name is checked first: a create whose name and key are both taken gets the name's answer.
+            return _project_error(409, "PROJECT_KEY_COLLISION", f'Project with key "{key}" already exists.', key=str(key))
         if project is None:
-            return Response.error(409, "Conflict", f"project {workspace}/{name} already exists")
+            return _project_error(409, "PROJECT_NAME_COLLISION", f"project {workspace}/{name} already exists", name=name)
         return Response.json(_project_dto(project))
 
     @router.route("GET", PROJECTS_PATH)

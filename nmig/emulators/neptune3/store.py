@@ -9,8 +9,12 @@ Layout of a data folder::
 
 Schema (what the read path queries; every time is integer milliseconds since the epoch, UTC):
 
-``projects(project_pk, workspace, name, key, created_ms, next_run_number)``
-    One row per project; ``key`` prefixes ``sys/id`` values (``KEY-1``, ``KEY-2``...).
+``projects(project_pk, workspace, name, key, created_ms, next_run_number, visibility, description)``
+    One row per project; ``key`` prefixes ``sys/id`` values (``KEY-1``, ``KEY-2``...) and is unique in its
+    workspace (checked on create, not by an index: folders written before keys could be chosen may hold two
+    equal derived keys). ``visibility`` is ``priv``, ``pub`` or ``workspace``; ``description`` is text ('' for
+    none). The last two columns were added later: a folder without them gets them on open (see
+    ``_ADDED_COLUMNS``), so older data folders stay readable.
 
 ``runs(run_pk, project_pk, run_id, sys_id, experiment_name, is_head, family, creation_ms, modification_ms,
 owner, fork_parent_project, fork_parent_run_id, fork_step_whole, fork_step_micro, fork_depth)``
@@ -114,6 +118,7 @@ CREATE TABLE IF NOT EXISTS runs (
     fork_depth INTEGER NOT NULL DEFAULT 0,
     UNIQUE (project_pk, run_id)
 );
+CREATE INDEX IF NOT EXISTS projects_by_key ON projects (workspace, key);
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (project_pk, experiment_name);
 CREATE TABLE IF NOT EXISTS attributes (
     attr_pk INTEGER PRIMARY KEY,
@@ -178,11 +183,29 @@ CREATE TABLE IF NOT EXISTS request_errors (
 ) WITHOUT ROWID;
 """
 
+# Columns added to a table after data folders were first written: (table, column, definition). Opening a
+# folder adds the ones it lacks, so the schema only ever grows and SCHEMA_VERSION stays the same.
+_ADDED_COLUMNS = (
+    ("projects", "visibility", "TEXT NOT NULL DEFAULT 'priv'"),
+    ("projects", "description", "TEXT NOT NULL DEFAULT ''"),
+)
+
+_PROJECT_COLUMNS = "project_pk, workspace, name, key, created_ms, visibility, description"
+
 DB_FILE = "neptune3.sqlite3"
 
 
 class StoreLocked(RuntimeError):
     """Another emulator process already serves this data folder."""
+
+
+class ProjectKeyTaken(ValueError):
+    """Another project of the workspace already has the key asked for."""
+
+    def __init__(self, workspace: str, key: str) -> None:
+        super().__init__(f"project key {key!r} is already used in workspace {workspace!r}")
+        self.workspace = workspace
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -192,6 +215,8 @@ class Project:
     name: str
     key: str
     created_ms: int
+    visibility: str = "priv"
+    description: str = ""
 
     @property
     def qualified_name(self) -> str:
@@ -206,6 +231,23 @@ def project_key(name: str) -> str:
     """The short project key that prefixes sys/id, derived like the real service does from the name."""
     letters = re.sub(r"[^A-Za-z0-9]", "", name).upper()
     return (letters[:5] or "PROJ") if not letters[:1].isdigit() else "P" + letters[:4]
+
+
+def _key_in_use(conn: sqlite3.Connection, workspace: str, key: str) -> bool:
+    return conn.execute("SELECT 1 FROM projects WHERE workspace = ? AND key = ?", (workspace, key)).fetchone() is not None
+
+
+def _free_derived_key(conn: sqlite3.Connection, workspace: str, name: str) -> str:
+    """The key derived from `name`, with a number appended when another project of the workspace has it.
+    ASSUMPTION: the real service generates a key no other project of the workspace uses (keys prefix run ids,
+    so two projects sharing one would be ambiguous); how it picks one is not documented."""
+    base = project_key(name)
+    candidate, number = base, 1
+    while _key_in_use(conn, workspace, candidate):
+        number += 1
+        suffix = str(number)
+        candidate = base[: 10 - len(suffix)] + suffix  # keys are at most 10 characters
+    return candidate
 
 
 class Store:
@@ -238,6 +280,10 @@ class Store:
         self._closed = False
         conn = self.connection()
         conn.executescript(SCHEMA)
+        for table, column, definition in _ADDED_COLUMNS:
+            present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         if version != SCHEMA_VERSION:
@@ -321,7 +367,7 @@ class Store:
         row = (
             self.connection()
             .execute(
-                "SELECT project_pk, workspace, name, key, created_ms FROM projects WHERE workspace = ? AND name = ?",
+                f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE workspace = ? AND name = ?",
                 (workspace, name),
             )
             .fetchone()
@@ -331,27 +377,42 @@ class Store:
     def get_project_by_pk(self, project_pk: int) -> Project | None:
         row = (
             self.connection()
-            .execute("SELECT project_pk, workspace, name, key, created_ms FROM projects WHERE project_pk = ?", (project_pk,))
+            .execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_pk = ?", (project_pk,))
             .fetchone()
         )
         return Project(*row) if row else None
 
-    def create_project(self, workspace: str, name: str, conn: sqlite3.Connection | None = None) -> Project | None:
-        """Create a project; None when it already exists. Pass `conn` to create inside an open write()."""
+    def create_project(
+        self,
+        workspace: str,
+        name: str,
+        conn: sqlite3.Connection | None = None,
+        *,
+        key: str | None = None,
+        visibility: str = "priv",
+        description: str = "",
+    ) -> Project | None:
+        """Create a project; None when the name already exists in the workspace. `key` None derives one from
+        the name; a given key that another project of the workspace has raises ProjectKeyTaken (the name is
+        checked first). Pass `conn` to create inside an open write()."""
         if conn is None:
             with self.write() as tx:
-                return self.create_project(workspace, name, tx)
+                return self.create_project(workspace, name, tx, key=key, visibility=visibility, description=description)
+        if conn.execute("SELECT 1 FROM projects WHERE workspace = ? AND name = ?", (workspace, name)).fetchone():
+            return None
+        if key is None:
+            key = _free_derived_key(conn, workspace, name)
+        elif _key_in_use(conn, workspace, key):
+            raise ProjectKeyTaken(workspace, key)
         created = now_ms()
         cursor = conn.execute(
-            "INSERT OR IGNORE INTO projects (workspace, name, key, created_ms) VALUES (?, ?, ?, ?)",
-            (workspace, name, project_key(name), created),
+            "INSERT INTO projects (workspace, name, key, created_ms, visibility, description) VALUES (?, ?, ?, ?, ?, ?)",
+            (workspace, name, key, created, visibility, description),
         )
-        if cursor.rowcount == 0:
-            return None
-        return Project(int(cursor.lastrowid or 0), workspace, name, project_key(name), created)
+        return Project(int(cursor.lastrowid or 0), workspace, name, key, created, visibility, description)
 
     def list_projects(self, workspace: str | None = None) -> list[Project]:
-        sql = "SELECT project_pk, workspace, name, key, created_ms FROM projects"
+        sql = f"SELECT {_PROJECT_COLUMNS} FROM projects"
         args: tuple[str, ...] = ()
         if workspace is not None:
             sql += " WHERE workspace = ?"
