@@ -29,9 +29,7 @@ from nmig.importer.verify_series import (
     SeriesChecker,
     TargetSeriesReader,
     _shown,
-    discard_downloads,
-    download_files,
-    sha256_of,
+    file_digests,
 )
 from nmig.schema import Bundle, EntityBundle
 
@@ -203,7 +201,7 @@ class _RunVerifier:
 
         checker = SeriesChecker(
             self.entity, plan, TargetSeriesReader(self.project, plan.target_run_id),
-            {path: type_ for path, (type_, _) in table.items()}, self.sample, self.on_points, download_files,
+            {path: type_ for path, (type_, _) in table.items()}, self.sample, self.on_points, file_digests,
         )
         tally = checker.check()
         self.check.differences.extend(tally.differences)
@@ -274,18 +272,16 @@ class _RunVerifier:
             else:
                 present.append((item, got))
         found_bytes = sum(int(getattr(got, "size_bytes", 0) or 0) for _, got in present)
-        local = download_files([got for _, got in present]) if present else {}
+        digests = file_digests([got for _, got in present])
         for item, got in present:
             size = getattr(got, "size_bytes", None)
             if item.size is not None and size != item.size:
                 self._diff(item.target, "file_size_differs", item.size, size)
                 continue
-            path = local.get(got)
-            if path is None:
+            digest = digests.get(got)
+            if digest is None:
                 self._diff(item.target, "file_not_downloadable", item.content_hash, None)
-                continue
-            digest = sha256_of(path)
-            if digest != item.content_hash:
+            elif digest != item.content_hash:
                 self._diff(item.target, "file_hash_differs", item.content_hash, digest)
         return len(present), found_bytes
 
@@ -385,8 +381,6 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
                 check.differences.append(Difference(entity.sys_id, "", "read_failed", None, None, f"{type(exc).__name__}: {text}"))
                 found = {"points": 0, "files": 0, "bytes": 0}
                 verifier.expected = {"points": 0, "files": 0, "bytes": 0}
-            finally:
-                discard_downloads()
             check.adjusted = adjusted.get(entity.sys_id, [])
             result.runs.append(check)
             result.found_totals["runs"] += 1

@@ -207,7 +207,7 @@ class SeriesChecker:
         found_types: dict[str, str],
         sample: int | None,
         on_points: Callable[[int], None],
-        download: Callable[[list[Any]], dict[Any, Path]],
+        digests: Callable[[list[Any]], dict[Any, str]],
     ) -> None:
         self.entity = entity
         self.plan = plan
@@ -215,7 +215,7 @@ class SeriesChecker:
         self.found_types = found_types  # 3.x path -> neptune-query type, from the run's table
         self.sample = sample
         self.on_points = on_points
-        self.download = download
+        self.digests = digests
         self.tally = SeriesTally()
 
     def _diff(self, path: str, what: str, expected: Any, found: Any, detail: str = "") -> None:
@@ -333,18 +333,16 @@ class SeriesChecker:
     def _compare_files(self, path: str, pairs: list[tuple[int, tuple[str, int], Any]]) -> None:
         if not pairs:
             return
-        local = self.download([found for _, _, found in pairs])
+        digests = self.digests([found for _, _, found in pairs])
         for micro, (want_hash, want_size), found in pairs:
             size = getattr(found, "size_bytes", None)
             if want_size is not None and size != want_size:
                 self._diff(path, "file_size_differs", want_size, size, f"file series point at step {micro / 1e6:g}")
                 continue
-            got = local.get(found)
-            if got is None:
+            digest = digests.get(found)
+            if digest is None:
                 self._diff(path, "file_not_downloadable", want_hash, None, f"file series point at step {micro / 1e6:g}")
-                continue
-            digest = sha256_of(got)
-            if digest != want_hash:
+            elif digest != want_hash:
                 self._diff(path, "file_hash_differs", want_hash, digest, f"file series point at step {micro / 1e6:g}")
 
 
@@ -363,40 +361,56 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_files(files: list[Any]) -> dict[Any, Path]:
-    """Download `files` (neptune-query File objects) into a fresh temporary folder; {file: local path}.
+DOWNLOAD_CHUNK_BYTES = 256 * 1024 * 1024  # downloaded (then hashed and deleted) at a time; a bigger file alone
 
-    neptune-query names downloads after the run, attribute and step with unusual characters replaced, so two
-    attributes can land on the same name: such files are fetched again one by one, each into its own folder.
-    The caller removes the folder with `discard_downloads`."""
 
+def file_digests(files: list[Any]) -> dict[Any, str]:
+    """SHA-256 of each of `files` (neptune-query File objects), downloaded through neptune-query a chunk at a
+    time into a temporary folder that is removed as soon as the chunk is hashed (disk use stays bounded).
+    A file missing from the answer could not be downloaded."""
+    digests: dict[Any, str] = {}
+    chunk: list[Any] = []
+    size = 0
+    for file in files:
+        if chunk and size + int(file.size_bytes or 0) > DOWNLOAD_CHUNK_BYTES:
+            digests.update(_digest_chunk(chunk))
+            chunk, size = [], 0
+        chunk.append(file)
+        size += int(file.size_bytes or 0)
+    if chunk:
+        digests.update(_digest_chunk(chunk))
+    return digests
+
+
+def _digest_chunk(files: list[Any]) -> dict[Any, str]:
+    """neptune-query names downloads after the run, attribute and step with unusual characters replaced, so two
+    attributes can land on the same name: such files are fetched again one by one, each into its own folder."""
     folder = Path(tempfile.mkdtemp(prefix="nmig-verify-"))
-    _FOLDERS.append(folder)
-    out: dict[Any, Path] = {}
-    if not files:
-        return out
-    # all at once first; when that keeps failing, file by file below, so one bad file does not take the others
-    frame = _download_with_retries(list(files), folder / "all", attempts=2)
-    by_key: dict[tuple[str, float | None], str] = {}
-    for (_, step), row in frame.iterrows() if frame is not None else ():
-        for attribute, local in row.items():
-            if isinstance(local, str):
-                by_key[(str(attribute), None if step is None or (isinstance(step, float) and math.isnan(step)) else float(step))] = local
-    counts: dict[str, int] = {}
-    for local in by_key.values():
-        counts[local] = counts.get(local, 0) + 1
-    for index, file in enumerate(files):
-        local = by_key.get((file.attribute_path, None if file.step is None else float(file.step)))
-        if local is None or counts.get(local, 0) > 1:
-            single = _download_with_retries([file], folder / f"one-{index}")
-            paths = [v for v in single.to_numpy().ravel().tolist() if isinstance(v, str)] if single is not None else []
-            local = paths[0] if paths else None
-        if local is not None:
-            out[file] = Path(local)
-    return out
+    try:
+        # all at once first; when that keeps failing, file by file below, so one bad file does not take the others
+        frame = _download_with_retries(list(files), folder / "all", attempts=2)
+        by_key: dict[tuple[str, float | None], str] = {}
+        for (_, step), row in frame.iterrows() if frame is not None else ():
+            for attribute, local in row.items():
+                if isinstance(local, str):
+                    by_key[(str(attribute), None if step is None or (isinstance(step, float) and math.isnan(step)) else float(step))] = local
+        counts: dict[str, int] = {}
+        for local in by_key.values():
+            counts[local] = counts.get(local, 0) + 1
+        digests: dict[Any, str] = {}
+        for index, file in enumerate(files):
+            local = by_key.get((file.attribute_path, None if file.step is None else float(file.step)))
+            if local is None or counts.get(local, 0) > 1:
+                single = _download_with_retries([file], folder / f"one-{index}")
+                paths = [v for v in single.to_numpy().ravel().tolist() if isinstance(v, str)] if single is not None else []
+                local = paths[0] if paths else None
+            if local is not None:
+                digests[file] = sha256_of(Path(local))
+        return digests
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-_FOLDERS: list[Path] = []
 DOWNLOAD_ATTEMPTS = 4
 
 
@@ -416,18 +430,12 @@ def _download_with_retries(files: list[Any], destination: Path, attempts: int = 
     return None
 
 
-def discard_downloads() -> None:
-    while _FOLDERS:
-        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
-
-
 __all__ = [
     "Difference",
     "SeriesChecker",
     "SeriesTally",
     "TargetSeriesReader",
-    "discard_downloads",
-    "download_files",
+    "file_digests",
     "sample_positions",
     "sha256_of",
 ]

@@ -156,7 +156,10 @@ def _blob_of(data_dir: Path, run_id: str, path: str, step_whole: int | None = No
     return data_dir / "blobs" / name
 
 
-def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: list[str]) -> None:
+def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from nmig.importer import verify_series
+
+    monkeypatch.setattr(verify_series, "DOWNLOAD_CHUNK_BYTES", 1)  # every file downloaded, hashed, deleted alone
     run = target_ids[2]
 
     def corrupt(data_dir: Path) -> None:
