@@ -65,6 +65,7 @@ def ensure_project(
         "description": source.get("description") if isinstance(source.get("description"), str) else None,
         "api_token": api_token,
     }
+    why_dropped = f"that key is taken in workspace {workspace}"
     try:
         create_project(name, key=key, fail_if_exists=True, **kwargs)
         return ProjectOutcome(project, created=True, message=f"created project {project}" + (f" with key {key}" if key else ""))
@@ -80,6 +81,8 @@ def ensure_project(
             raise NmigError(f"workspace {workspace!r} does not exist on the 3.x service") from None
         if key is None or "key" not in text.lower():
             raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
+        # A 400 about the key: the service refuses it (a key it finds invalid, or a taken key answered so).
+        why_dropped = f"the service refused it: {_client_error_line(exc)}"
     except NeptuneScaleError as exc:
         raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
     try:
@@ -90,7 +93,7 @@ def ensure_project(
         project,
         created=True,
         key_dropped=key,
-        message=f"created project {project} WITHOUT the legacy key {key!r}: that key is taken in workspace {workspace}",
+        message=f"created project {project} WITHOUT the legacy key {key!r}: {why_dropped}",
     )
 
 
