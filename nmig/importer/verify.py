@@ -289,19 +289,27 @@ class _RunVerifier:
 # ---- the command --------------------------------------------------------------------------------------------
 
 
-def _import_report_items(path: Path) -> dict[str, list[dict[str, str]]]:
-    """Deliberate adjustments the import report lists, by legacy run id (empty when there is no report)."""
+_IMPORT_PROBLEMS = {"failed", "refused"}
+
+
+def _import_report_items(path: Path) -> tuple[dict[str, list[dict[str, str]]], dict[str, list[str]]]:
+    """From the import report (nothing when there is none), by legacy run id: the deliberate adjustments it
+    lists, and what it says went wrong (shown next to the differences those cause)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
-    by_run: dict[str, list[dict[str, str]]] = {}
+        return {}, {}
+    adjusted: dict[str, list[dict[str, str]]] = {}
+    problems: dict[str, list[str]] = {}
     for item in doc.get("items") or [] if isinstance(doc, dict) else []:
-        if isinstance(item, dict) and item.get("case") not in _NOT_ADJUSTMENTS:
-            by_run.setdefault(str(item.get("run")), []).append(
-                {k: str(item.get(k, "")) for k in ("path", "case", "detail")}
-            )
-    return by_run
+        if not isinstance(item, dict):
+            continue
+        run, case = str(item.get("run")), item.get("case")
+        if case in _IMPORT_PROBLEMS:
+            problems.setdefault(run, []).append(f"{item.get('path') or '(run)'}: {case}: {item.get('detail', '')}"[:300])
+        elif case not in _NOT_ADJUSTMENTS:
+            adjusted.setdefault(run, []).append({k: str(item.get(k, "")) for k in ("path", "case", "detail")})
+    return adjusted, problems
 
 
 def verify_bundle(options: VerifyOptions) -> VerifyResult:
@@ -327,7 +335,7 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     for kind in ("model", "model_version"):
         result.not_imported += [e.sys_id for e in bundle.entities(kind)]
     entities = _select(bundle.entities("run"), options.runs)
-    adjusted = _import_report_items(options.import_report or default_report_path(options.bundle_dir, project))
+    adjusted, import_problems = _import_report_items(options.import_report or default_report_path(options.bundle_dir, project))
 
     from nmig.importer import client as nclient
     from nmig.loopback import prepare_client_env
@@ -364,6 +372,7 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
                 check = RunCheck(entity.sys_id, plan.target_run_id, "missing", note="the run is not in the target project")
                 check.differences.append(Difference(entity.sys_id, "", "missing_run", plan.target_run_id, None))
                 check.adjusted = adjusted.get(entity.sys_id, [])
+                _note_import_problems(check, import_problems)
                 result.runs.append(check)
                 skipped = sum(s.points if not options.sample else min(s.points, options.sample) for s in plan.series)
                 if bar is not None:
@@ -382,6 +391,8 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
                 found = {"points": 0, "files": 0, "bytes": 0}
                 verifier.expected = {"points": 0, "files": 0, "bytes": 0}
             check.adjusted = adjusted.get(entity.sys_id, [])
+            if check.status != "ok":
+                _note_import_problems(check, import_problems)
             result.runs.append(check)
             result.found_totals["runs"] += 1
             for key in ("points", "files", "bytes"):
@@ -400,6 +411,13 @@ def _natural(text: str) -> list[Any]:
     import re
 
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _note_import_problems(check: RunCheck, problems: dict[str, list[str]]) -> None:
+    said = problems.get(check.sys_id)
+    if said:
+        more = f" (and {len(said) - 1} more)" if len(said) > 1 else ""
+        check.note = "; ".join(filter(None, [check.note, f"the import report says: {said[0]}{more}"]))
 
 
 def render(result: VerifyResult) -> str:

@@ -103,3 +103,30 @@ def test_incomplete_run_in_the_bundle_is_not_a_match(tmp_path: Path, monkeypatch
     assert runs["LIM-1"]["status"] == "ok"
     assert runs["LIM-2"]["status"] == "not_importable" and "the 2.x service kept failing" in runs["LIM-2"]["note"]
     assert "NOT IMPORTED" in result.output
+
+
+def test_what_the_import_report_says_went_wrong_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two legacy runs with one custom run id: the import refuses the second; verify fails it and says why."""
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.schema import EntityWriter
+
+    monkeypatch.chdir(tmp_path)
+    bundle = _bundle(tmp_path / "bundle")
+    with EntityWriter(bundle, "run", "LIM-3") as writer:
+        writer.add_atom("sys/creation_time", "datetime", "2024-05-02T12:00:00.000Z")
+        writer.add_atom("sys/custom_run_id", "string", "team/run:1")
+        writer.add_atom("params/lr", "float", 0.5)
+    report = tmp_path / "verify.json"
+    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
+        imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
+        assert imported.exit_code == 1
+        result = CliRunner().invoke(
+            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
+        )
+    assert result.exit_code == 1
+    runs = {run["run"]: run for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
+    assert runs["LIM-1"]["status"] == "ok"
+    assert runs["LIM-3"]["status"] == "differs"
+    assert ("params/lr", "missing_config") in {(d["path"], d["what"]) for d in runs["LIM-3"]["differences"]}
+    assert runs["LIM-3"]["note"].startswith("the import report says: (run): refused:")
+    assert "the import report says" in result.output
