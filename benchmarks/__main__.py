@@ -10,7 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-ALL = ("bench_legacy_emulator", "bench_neptune3_ingest", "bench_neptune3_read", "bench_export", "bench_import")
+ALL = (
+    "bench_legacy_emulator",
+    "bench_neptune3_ingest",
+    "bench_neptune3_read",
+    "bench_export",
+    "bench_import",
+    "bench_verify",
+    "bench_migrate",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.rss import peak_rss_bytes
+
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE, PROJECT = "bench", "export"
 T0 = 1_700_000_000_000
@@ -190,12 +192,8 @@ def peak_rss_of_export(info: dict[str, Any], out: Path) -> tuple[float, int]:
     started = time.perf_counter()
     process = subprocess.Popen([*command, "--quiet"], env=env, cwd=REPO)
     peak = 0
-    status = Path(f"/proc/{process.pid}/status")
     while process.poll() is None:
-        with contextlib.suppress(OSError, ValueError):
-            line = next((x for x in status.read_text().splitlines() if x.startswith("VmHWM:")), None)
-            if line:  # absent once the process is a zombie
-                peak = max(peak, int(line.split()[1]) * 1024)
+        peak = max(peak, peak_rss_bytes(process.pid) or 0)
         time.sleep(0.01)
     elapsed = time.perf_counter() - started
     if process.returncode != 0:

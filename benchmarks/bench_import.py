@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.rss import peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[1]
 T0_MS = 1_700_000_000_000
@@ -176,13 +177,14 @@ def case_small(runs: int, naive_runs: int, workers: int, work: Path) -> None:
 
 
 _MEMORY_CHILD = """
-import resource, sys, time
+import sys, time
 from pathlib import Path
+from benchmarks.rss import peak_rss_mb
 from nmig.importer.runner import ImportOptions, run_import
 start = time.perf_counter()
 result = run_import(ImportOptions(bundle_dir=Path(sys.argv[1]), project="demo/bench-memory", api_token=sys.argv[2], quiet=True))
 assert not result.failed, result.failed
-print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+print(time.perf_counter() - start, peak_rss_mb())
 """
 
 
@@ -218,7 +220,7 @@ def main() -> None:
             case_memory(args.points, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"benchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MB")
+    print(f"benchmark process peak RSS: {peak_rss_mb()} MB")
 
 
 if __name__ == "__main__":

@@ -28,18 +28,20 @@ PROJECT = "demo/bench-verify"
 T0_MS = 1_700_000_000_000
 
 _VERIFY = """
-import resource, sys, time
+import sys, time
+from benchmarks.rss import peak_rss_bytes
 from nmig.cli import main
 started = time.perf_counter()
 try:
     main(["verify", sys.argv[1], "--project", sys.argv[2], "--quiet"], standalone_mode=False)
 finally:
-    print("RESULT", time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+    print("RESULT", time.perf_counter() - started, peak_rss_bytes() // 1024, flush=True)
 """
 
 _NAIVE = """
-import resource, sys, time
+import sys, time
 import numpy as np
+from benchmarks.rss import peak_rss_bytes
 import neptune_query, neptune_query.runs as nq
 from nmig.loopback import prepare_client_env
 from nmig.schema import read_float_series
@@ -54,7 +56,7 @@ same = (np.array_equal(got["step"].to_numpy(), want["step"].to_numpy())
         and np.array_equal(got[("train/loss", "value")].to_numpy(), want["value"].to_numpy())
         and np.array_equal(got[("train/loss", "absolute_time")].astype("datetime64[ms, UTC]").astype("int64").to_numpy(),
                            want["timestamp"].astype("datetime64[ms, UTC]").astype("int64").to_numpy()))
-print("RESULT", time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, same, flush=True)
+print("RESULT", time.perf_counter() - started, peak_rss_bytes() // 1024, same, flush=True)
 """
 
 
@@ -76,7 +78,12 @@ def _bundle(out: Path, points: int) -> None:
 def _measure(code: str, bundle: Path, env: dict[str, str]) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, extra) reported by a child process running `code`."""
     done = subprocess.run(
-        [sys.executable, "-c", code, str(bundle), PROJECT], env=env, cwd=bundle.parent, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code, str(bundle), PROJECT],
+        env={**env, "PYTHONPATH": str(REPO)},  # for benchmarks.rss; the child runs beside the bundle
+        cwd=bundle.parent,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if not lines:

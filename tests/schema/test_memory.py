@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 LIMIT_MB = 500
 
 _SCRIPT = textwrap.dedent("""
-    import resource, sys
+    import sys
     import numpy as np
     from nmig.schema import Bundle, EntityWriter, write_export_info
     out = sys.argv[1]
@@ -28,7 +28,10 @@ _SCRIPT = textwrap.dedent("""
     for batch in Bundle(out).entity("run", "BIG-1").iter_series("float"):
         rows += batch.num_rows
         last = batch.column("step")[batch.num_rows - 1].as_py()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so a child of
+    # a large pytest process would report the parent's size.
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) // 1024
     print(rows, last, peak)
 """)
 
