@@ -38,6 +38,7 @@ from nmig.emulators.legacy.fixture import (
 from nmig.emulators.legacy.nql import NqlSyntaxError, compile_query
 from nmig.emulators.legacy.spec import (
     ARTIFACTS_OPERATIONS,
+    ATTRIBUTE_GETTERS,
     BACKEND_OPERATIONS,
     LEADERBOARD_OPERATIONS,
     SPECS,
@@ -285,7 +286,8 @@ class LegacyEmulator:
         public = {"getClientConfig", "exchangeApiToken"}
         for table in (BACKEND_OPERATIONS, LEADERBOARD_OPERATIONS, ARTIFACTS_OPERATIONS):
             for operation_id, (method, path) in table.items():
-                handler = getattr(self, f"_op_{operation_id}")
+                kind = ATTRIBUTE_GETTERS.get(operation_id)
+                handler = self._atom_handler(kind) if kind else getattr(self, f"_op_{operation_id}")
                 router.add(method, path, self._wrap(operation_id, handler, operation_id not in public))
         router.add("POST", TOKEN_ENDPOINT, self._wrap("refreshToken", self._op_refreshToken, False))
         router.add(
@@ -455,39 +457,14 @@ class LegacyEmulator:
             return None, _not_found(f"attribute {path!r} of type {'/'.join(kinds)} not found")
         return attr, None
 
-    def _atom(self, request: Request, kind: str) -> Response:
-        attr, refusal = self._attribute(request, kind)
-        return refusal if attr is None else _json(attribute_properties(attr))  # type: ignore[return-value]
+    def _atom_handler(self, kind: str) -> Any:
+        """The handler of `get<Kind>Attribute`: the attribute's properties, if it is of that type."""
 
-    def _op_getFloatAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "float")
+        def answer(request: Request, match: Any) -> Response:
+            attr, refusal = self._attribute(request, kind)
+            return refusal if attr is None else _json(attribute_properties(attr))  # type: ignore[return-value]
 
-    def _op_getIntAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "int")
-
-    def _op_getBoolAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "bool")
-
-    def _op_getStringAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "string")
-
-    def _op_getDatetimeAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "datetime")
-
-    def _op_getFileAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "file")
-
-    def _op_getStringSetAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "stringSet")
-
-    def _op_getFloatSeriesAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "floatSeries")
-
-    def _op_getStringSeriesAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "stringSeries")
-
-    def _op_getArtifactAttribute(self, request: Request, match: Any) -> Response:
-        return self._atom(request, "artifact")
+        return answer
 
     # ---- series ----------------------------------------------------------------------------------------
     def _page(self, request: Request, total: int) -> tuple[int, int] | Response:

@@ -14,6 +14,16 @@ BACKEND_SPEC_PATH = "/api/backend/swagger.json"
 LEADERBOARD_SPEC_PATH = "/api/leaderboard/swagger.json"
 ARTIFACTS_SPEC_PATH = "/api/artifacts/swagger.json"
 
+# The single-attribute getters, one per attribute type and all alike: `get<Type>Attribute` at
+# `.../attributes/<type>`, answering the `<Type>Attribute` model. operationId -> attribute type; the server
+# answers them all with one handler.
+ATTRIBUTE_GETTERS: dict[str, str] = {
+    f"get{kind[0].upper()}{kind[1:]}Attribute": kind
+    for kind in (
+        "float", "int", "bool", "string", "datetime", "file", "stringSet", "floatSeries", "stringSeries", "artifact"
+    )
+}
+
 # operationId -> (method, path); the server routes on the same table, so spec and server cannot drift apart.
 BACKEND_OPERATIONS: dict[str, tuple[str, str]] = {
     "getClientConfig": ("GET", "/api/backend/v1/clients/config"),
@@ -25,16 +35,7 @@ BACKEND_OPERATIONS: dict[str, tuple[str, str]] = {
 LEADERBOARD_OPERATIONS: dict[str, tuple[str, str]] = {
     "getExperiment": ("GET", "/api/leaderboard/v1/experiments"),
     "getExperimentAttributes": ("GET", "/api/leaderboard/v1/attributes"),
-    "getFloatAttribute": ("GET", "/api/leaderboard/v1/attributes/float"),
-    "getIntAttribute": ("GET", "/api/leaderboard/v1/attributes/int"),
-    "getBoolAttribute": ("GET", "/api/leaderboard/v1/attributes/bool"),
-    "getStringAttribute": ("GET", "/api/leaderboard/v1/attributes/string"),
-    "getDatetimeAttribute": ("GET", "/api/leaderboard/v1/attributes/datetime"),
-    "getFileAttribute": ("GET", "/api/leaderboard/v1/attributes/file"),
-    "getStringSetAttribute": ("GET", "/api/leaderboard/v1/attributes/stringSet"),
-    "getFloatSeriesAttribute": ("GET", "/api/leaderboard/v1/attributes/floatSeries"),
-    "getStringSeriesAttribute": ("GET", "/api/leaderboard/v1/attributes/stringSeries"),
-    "getArtifactAttribute": ("GET", "/api/leaderboard/v1/attributes/artifact"),
+    **{op: ("GET", f"/api/leaderboard/v1/attributes/{kind}") for op, kind in ATTRIBUTE_GETTERS.items()},
     "getFloatSeriesValues": ("GET", "/api/leaderboard/v1/attributes/series/float"),
     "getStringSeriesValues": ("GET", "/api/leaderboard/v1/attributes/series/string"),
     "getImageSeriesValues": ("GET", "/api/leaderboard/v1/attributes/series/image"),
@@ -104,16 +105,8 @@ _SIGNATURES: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
         [_query("experimentId", required=True)],
         {"$ref": "#/definitions/Attributes"},
     ),
-    "getFloatAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/FloatAttribute"}),
-    "getIntAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/IntAttribute"}),
-    "getBoolAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/BoolAttribute"}),
-    "getStringAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/StringAttribute"}),
-    "getDatetimeAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/DatetimeAttribute"}),
-    "getFileAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/FileAttribute"}),
-    "getStringSetAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/StringSetAttribute"}),
-    "getFloatSeriesAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/FloatSeriesAttribute"}),
-    "getStringSeriesAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/StringSeriesAttribute"}),
-    "getArtifactAttribute": (_EXPERIMENT_ATTRIBUTE, {"$ref": "#/definitions/ArtifactAttribute"}),
+    # get<Type>Attribute answers the <Type>Attribute model (the operationId minus its "get").
+    **{op: (_EXPERIMENT_ATTRIBUTE, {"$ref": f"#/definitions/{op[3:]}"}) for op in ATTRIBUTE_GETTERS},
     "getFloatSeriesValues": (_EXPERIMENT_ATTRIBUTE + _PAGE, {"$ref": "#/definitions/FloatSeriesValues"}),
     "getStringSeriesValues": (_EXPERIMENT_ATTRIBUTE + _PAGE, {"$ref": "#/definitions/StringSeriesValues"}),
     "getImageSeriesValues": (_EXPERIMENT_ATTRIBUTE + _PAGE, {"$ref": "#/definitions/ImageSeriesValues"}),
