@@ -172,16 +172,16 @@ class _Parser:
             raise NqlSyntaxError(f"expected an operator at position {op_token.pos}, got {op_token.text!r}")
         value_token = self.take()
         if value_token.kind in ("dquote", "squote"):
-            value, quoted = _unquote(value_token.text), True
+            value = _unquote(value_token.text)
         elif value_token.kind == "word":
-            value, quoted = value_token.text, False
+            value = value_token.text
         else:
             raise NqlSyntaxError(f"expected a value at position {value_token.pos}, got {value_token.text!r}")
         if operator == "CONTAINS" and declared not in (None, "string", "stringSet"):
             raise NqlSyntaxError(
                 f"CONTAINS applies to string and stringSet, not {declared} (position {op_token.pos})"
             )
-        return _make_condition(name, declared, operator, value, quoted, value_token.pos)
+        return _make_condition(name, declared, operator, value, value_token.pos)
 
 
 def compile_query(query: str) -> Predicate:
@@ -214,9 +214,7 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _make_condition(
-    name: str, declared: str | None, operator: str, raw: str, quoted: bool, pos: int
-) -> Predicate:
+def _make_condition(name: str, declared: str | None, operator: str, raw: str, pos: int) -> Predicate:
     number = _to_number(raw)
     moment = parse_datetime(raw)
     boolean = {"true": True, "false": False}.get(raw.lower())
