@@ -268,7 +268,8 @@ def _coerce(literal: str, found: TypedValue) -> Any:
     return literal
 
 
-def _compile_regex(pattern: str) -> re.Pattern[str]:
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """`pattern` compiled; a bad one is the client's error (QueryError), not the server's."""
     try:
         return re.compile(pattern)
     except re.error as exc:
@@ -280,7 +281,7 @@ def _apply(operator: str, found: TypedValue, literal: str) -> bool:
     if value is None:
         return False
     if operator in ("MATCHES", "NOT MATCHES"):
-        regex = _compile_regex(literal)
+        regex = compile_regex(literal)
         texts = value if isinstance(value, frozenset) else [value]
         if not all(isinstance(text, str) for text in texts):
             raise QueryError(f"MATCHES needs a string attribute, {found.type} given")

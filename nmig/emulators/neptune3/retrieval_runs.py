@@ -29,7 +29,13 @@ from nmig.emulators.neptune3.retrieval_attributes import (
     to_proto,
     typed_value,
 )
-from nmig.emulators.neptune3.retrieval_query import AttributeRef, QueryError, TypedValue, parse_query
+from nmig.emulators.neptune3.retrieval_query import (
+    AttributeRef,
+    QueryError,
+    TypedValue,
+    compile_regex,
+    parse_query,
+)
 
 RUN_COLUMNS = (
     "r.run_pk, r.project_pk, r.run_id, r.sys_id, r.experiment_name, r.is_head, r.creation_ms, "
@@ -89,14 +95,6 @@ def find_run(conn: sqlite3.Connection, project_pk: int, ident: RunIdentifier) ->
         f"SELECT {RUN_COLUMNS} FROM runs r WHERE r.project_pk = ? AND r.{column} = ?", (project_pk, value)
     ).fetchone()
     return RunRow(*row) if row else None
-
-
-def runs_by_sys_ids(conn: sqlite3.Connection, project_pk: int, sys_ids: Sequence[str]) -> list[RunRow]:
-    sql = (
-        f"SELECT {RUN_COLUMNS} FROM runs r WHERE r.project_pk = ? "
-        "AND r.sys_id IN (SELECT value FROM json_each(?)) ORDER BY r.run_pk"
-    )
-    return [RunRow(*row) for row in conn.execute(sql, (project_pk, json.dumps(list(sys_ids))))]
 
 
 # -- the leaderboard search (list_runs, fetch_runs_table, and the run lookup behind every fetch) ----------------
@@ -208,12 +206,12 @@ class AttributeSelection:
         for alternative in name_filter.get("mustMatchAny") or []:
             alternatives.append(
                 (
-                    tuple(_compile(p) for p in alternative.get("mustMatchRegexes") or []),
-                    tuple(_compile(p) for p in alternative.get("mustNotMatchRegexes") or []),
+                    tuple(compile_regex(p) for p in alternative.get("mustMatchRegexes") or []),
+                    tuple(compile_regex(p) for p in alternative.get("mustNotMatchRegexes") or []),
                 )
             )
         if params.get("attributeNameRegex"):
-            alternatives.append(((_compile(params["attributeNameRegex"]),), ()))
+            alternatives.append(((compile_regex(params["attributeNameRegex"]),), ()))
         types = None
         if params.get("attributeFilter"):
             types = frozenset(from_backend_type(str(item.get("attributeType"))) for item in params["attributeFilter"])
@@ -234,13 +232,6 @@ class AttributeSelection:
         ):
             return False
         return True
-
-
-def _compile(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise QueryError(f"bad regular expression {pattern!r}: {exc}") from exc
 
 
 def attribute_definitions(

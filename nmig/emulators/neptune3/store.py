@@ -374,14 +374,6 @@ class Store:
         )
         return Project(*row) if row else None
 
-    def get_project_by_pk(self, project_pk: int) -> Project | None:
-        row = (
-            self.connection()
-            .execute(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE project_pk = ?", (project_pk,))
-            .fetchone()
-        )
-        return Project(*row) if row else None
-
     def create_project(
         self,
         workspace: str,
