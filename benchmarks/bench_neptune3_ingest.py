@@ -18,8 +18,7 @@ request is acknowledged only after its transaction commits). Payloads are built 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -31,16 +30,14 @@ from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
 from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot, UpdateRunSnapshots
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 
-REPO = Path(__file__).resolve().parents[1]
+from nmig.emulators.harness import bearer_headers, emulator_process
+
 PROJECT = "demo/bench"
 TARGET_POINTS_PER_S = 300_000
 
 
 def _client(url: str, api_token: str) -> httpx.Client:
-    exchanged = httpx.get(f"{url}/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": api_token})
-    exchanged.raise_for_status()
-    access = exchanged.json()["accessToken"]
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {access}"}, timeout=120)
+    return httpx.Client(base_url=url, headers=bearer_headers(url, api_token), timeout=120)
 
 
 def _operations(run_id: str, metrics: int, steps_per_request: int, points: int) -> list[bytes]:
@@ -119,16 +116,8 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="nmig-bench-n3-") as tmp:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "nmig.cli", "emulate", "neptune3", "--data-dir", str(Path(tmp) / "data")],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        try:
-            assert server.stdout is not None
-            ready = json.loads(server.stdout.readline())
-            url, token = ready["url"], ready["api_token"]
+        with emulator_process("neptune3", "--data-dir", str(Path(tmp) / "data")) as server:
+            url, token = server.info.url, server.info.api_token
             with _client(url, token) as admin:
                 admin.post("/api/backend/v1/projects", json={"name": "bench", "organizationIdentifier": "demo"}).raise_for_status()
 
@@ -144,11 +133,8 @@ def main() -> None:
             naive = [("naive", _operations("naive", 1, 1, args.naive_points))]
             naive_s = _timed(url, token, naive)
             client_s = _through_client(token, args.metrics, args.client_points, Path(tmp) / "client")
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
-        stored = __import__("sqlite3").connect(Path(tmp) / "data" / "neptune3.sqlite3").execute(
+        stored = sqlite3.connect(Path(tmp) / "data" / "neptune3.sqlite3").execute(
             "SELECT COUNT(*) FROM points"
         ).fetchone()[0]
 

@@ -17,11 +17,8 @@ ingest API (a float series and a string series of `--points` points each, in lar
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,16 +28,14 @@ from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
 from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot, UpdateRunSnapshots
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 
-REPO = Path(__file__).resolve().parents[1]
+from nmig.emulators.harness import bearer_headers, emulator_process
+
 PROJECT = "demo/bench-read"
 PAGE = 10_000
 
 
 def _client(url: str, api_token: str) -> httpx.Client:
-    exchanged = httpx.get(f"{url}/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": api_token})
-    exchanged.raise_for_status()
-    access = exchanged.json()["accessToken"]
-    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {access}"}, timeout=300)
+    return httpx.Client(base_url=url, headers=bearer_headers(url, api_token), timeout=300)
 
 
 def _write(client: httpx.Client, points: int) -> None:
@@ -120,15 +115,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="nmig-bench-n3r-") as tmp:
         data = Path(tmp) / "data"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "nmig.cli", "emulate", "neptune3", "--data-dir", str(data)],
-            stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )
-        try:
-            assert server.stdout is not None
-            ready = json.loads(server.stdout.readline())
-            url, token = ready["url"], ready["api_token"]
-            os.environ.update(ready.get("env") or {})
+        with emulator_process("neptune3", "--data-dir", str(data)) as server:
+            url, token = server.info.url, server.info.api_token
+            os.environ.update(server.info.env)
             with _client(url, token) as client:
                 started = time.perf_counter()
                 _write(client, args.points)
@@ -167,9 +156,6 @@ def main() -> None:
             db = data / "neptune3.sqlite3"
             naive_first = min(_naive_page(db, None) for _ in range(2))
             naive_last = min(_naive_page(db, float(PAGE)) for _ in range(2))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
     print(f"fetch_metrics, {args.points:,} float points: {metrics_s:.2f} s -> {args.points / metrics_s:,.0f} points/s")
     print(f"  of which the server (one HTTP request for the whole float series, as the client makes it): "

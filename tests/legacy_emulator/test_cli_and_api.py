@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from nmig.emulators.harness import bearer_headers, emulator_process
 from nmig.emulators.legacy import serve_legacy
 from nmig.loopback import LOOPBACK_CLIENT_ENV
 from nmig.secrets import api_address
 
 ALL_TYPES = Path(__file__).resolve().parents[1] / "data" / "legacy_all_types.json"
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _get(url: str, **headers: str) -> int:
@@ -29,28 +27,16 @@ def _get(url: str, **headers: str) -> int:
 
 
 def test_cli_ready_line_then_serves_until_sigterm() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nmig", "emulate", "legacy", "--fixture", str(ALL_TYPES), "--token-ttl", "60"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        assert process.stdout is not None
-        ready = json.loads(process.stdout.readline())
+    with emulator_process("legacy", "--fixture", str(ALL_TYPES), "--token-ttl", "60") as server:
+        ready = server.ready
         assert set(ready) == {"url", "api_token", "workspace", "env"}
         assert ready["workspace"] == "acme" and ready["env"] == LOOPBACK_CLIENT_ENV
         assert ready["url"].startswith("http://127.0.0.1:")
         assert api_address(ready["api_token"]) == ready["url"]
         assert _get(ready["url"] + "/api/backend/swagger.json") == 200
         assert _get(ready["url"] + "/api/backend/v1/myOrganizations") == 401  # no bearer token
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0
 
 
 def test_serve_legacy_api_and_unretried_paths_are_exempt_by_default() -> None:
@@ -85,12 +71,7 @@ def test_serve_legacy_refuses_bad_settings() -> None:
 
 def test_malformed_requests_get_400_not_500() -> None:
     with serve_legacy(ALL_TYPES) as info:
-        exchange = urllib.request.Request(
-            info.url + "/api/backend/v1/authorization/oauth-token",
-            headers={"X-Neptune-Api-Token": info.api_token},
-        )
-        with urllib.request.urlopen(exchange, timeout=10) as response:
-            bearer = {"Authorization": "Bearer " + json.load(response)["accessToken"]}
+        bearer = bearer_headers(info.url, info.api_token)
         with urllib.request.urlopen(
             urllib.request.Request(
                 info.url + "/api/backend/v1/projects/get?projectIdentifier=acme/all-types", headers=bearer
@@ -120,3 +101,10 @@ def test_malformed_requests_get_400_not_500() -> None:
         assert _get(series + "&limit=10001", **bearer) == 400
         assert _get(series + "&offset=-1", **bearer) == 400
         assert _get(series + "&limit=2", **bearer) == 200
+
+
+def test_an_emulator_process_that_cannot_start_says_why(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-fixture.json"
+    with pytest.raises(RuntimeError, match="legacy emulator did not start: nmig: error: fixture .*no-such-fixture.json: cannot read"):
+        with emulator_process("legacy", "--fixture", str(missing)):
+            pass

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from neptune.exceptions import NeptuneInvalidQueryException
 
+from nmig.emulators.harness import access_token
+
 ALL_TYPES = Path(__file__).resolve().parents[1] / "data" / "legacy_all_types.json"
 
 
@@ -106,11 +108,7 @@ def test_expired_access_token_is_refused(legacy_server: Any) -> None:
 
     with legacy_server(ALL_TYPES, token_ttl=0.5) as served:
         base = served.info.url
-        request = urllib.request.Request(
-            f"{base}/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": served.token}
-        )
-        with urllib.request.urlopen(request) as response:
-            access = json.load(response)["accessToken"]
+        access = access_token(base, served.token)
         time.sleep(0.6)
         call = urllib.request.Request(
             f"{base}/api/backend/v1/myOrganizations", headers={"Authorization": f"Bearer {access}"}

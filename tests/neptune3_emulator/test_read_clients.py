@@ -297,16 +297,12 @@ def post(info: Any, path: str, body: Any, **query: str) -> tuple[int, bytes]:
     import urllib.parse
     import urllib.request
 
-    exchange = urllib.request.Request(
-        info.url + "/api/backend/v1/authorization/oauth-token", headers={"X-Neptune-Api-Token": info.api_token}
-    )
-    with urllib.request.urlopen(exchange, timeout=10) as answer:
-        access = json.loads(answer.read())["accessToken"]
+    from nmig.emulators.harness import bearer_headers
+
     url = info.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method="POST", headers={"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
-    )
+    headers = {**bearer_headers(info.url, info.api_token), "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=data, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, answer.read()

@@ -147,35 +147,14 @@ def _dump(db_path: Path) -> dict[str, list[tuple[Any, ...]]]:
     return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
 
 
-def _start_emulator_process(data_dir: Path) -> tuple[Any, dict[str, Any]]:
-    import subprocess
-    import sys
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nmig.cli", "emulate", "neptune3", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    line = process.stdout.readline() if process.stdout else ""
-    if not line:
-        process.kill()
-        raise AssertionError(f"emulator did not start: {process.communicate(timeout=10)[1]}")
-    return process, json.loads(line)
-
-
 def test_a_killed_server_restarted_on_the_same_folder_loses_nothing_acknowledged(tmp_path, open_run, store_view) -> None:
-    import signal
-
     from neptune_scale.projects import create_project
 
-    from nmig.emulators.http import EmulatorInfo
+    from nmig.emulators.harness import emulator_process
 
     data_dir = tmp_path / "data"
-    process, ready = _start_emulator_process(data_dir)
-    try:
-        info = EmulatorInfo(**ready)
+    with emulator_process("neptune3", "--data-dir", str(data_dir)) as server:
+        info = server.info
         create_project("demo/durable", api_token=info.api_token)
         run, callbacks = open_run(info, project="demo/durable", run_id="durable")
         run.log_configs({"cfg/a": 1, "cfg/tags": ["x"]})
@@ -185,22 +164,17 @@ def test_a_killed_server_restarted_on_the_same_folder_loses_nothing_acknowledged
         run.close()  # returns when the server has acknowledged and processed everything
         assert callbacks.errors == []
         before = _dump(data_dir / "neptune3.sqlite3")
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=10)
+        server.process.kill()  # SIGKILL: the server gets no chance to finish or flush anything
+        server.process.wait(timeout=10)
 
-    process, ready = _start_emulator_process(data_dir)
-    try:
+    with emulator_process("neptune3", "--data-dir", str(data_dir)) as server:
         assert _dump(data_dir / "neptune3.sqlite3") == before
-        info = EmulatorInfo(**ready)
+        info = server.info
         # The restarted server knows the same project and run: resuming continues the series.
         run, callbacks = open_run(info, project="demo/durable", run_id="durable")
         run.log_metrics({"m/a": 100.0}, step=50)
         run.close()
         assert callbacks.errors == [] and callbacks.warnings == []
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
     db = __import__("sqlite3").connect(data_dir / "neptune3.sqlite3")
     values = [v for _, _, _, v in store_view.points(db, "durable", "m/a", project="demo/durable")]
     assert values == [step * 0.5 for step in range(50)] + [100.0]
@@ -260,10 +234,9 @@ def test_under_a_ten_percent_fail_rate_every_write_arrives_exactly_once(tmp_path
 def _authorized(info: Any) -> Any:
     import httpx
 
-    exchanged = httpx.get(f"{info.url}/api/backend/v1/authorization/oauth-token",
-                          headers={"X-Neptune-Api-Token": info.api_token})
-    assert exchanged.status_code == 200
-    return httpx.Client(base_url=info.url, headers={"Authorization": f"Bearer {exchanged.json()['accessToken']}"})
+    from nmig.emulators.harness import bearer_headers
+
+    return httpx.Client(base_url=info.url, headers=bearer_headers(info.url, info.api_token))
 
 
 def test_tokens_are_exchanged_refreshed_and_checked(neptune3) -> None:
