@@ -260,27 +260,32 @@ class EntityBundle:
         """The original size the manifest (or series_file.parquet) records for a hash: it bounds what a
         decompression may produce, so a hostile tiny .zst cannot expand without limit."""
         if self._sizes is None:
-            sizes: dict[str, int] = {}
-            for attribute in self.attributes:
-                if attribute.get("type") == "file" and isinstance(attribute.get("file"), dict):
-                    sizes[str(attribute["file"].get("hash"))] = attribute["file"].get("size")
-                elif attribute.get("type") == "fileSet":
-                    for entry in attribute.get("entries") or []:
-                        if isinstance(entry, dict):
-                            sizes[str(entry.get("hash"))] = entry.get("size")
-            path = self.series_path("file")
-            if path is not None:
-                try:
-                    table = pq.read_table(path, columns=["file_hash", "file_size"])
-                    hashes = table.column("file_hash").to_pylist()
-                    sizes.update(zip(hashes, table.column("file_size").to_pylist(), strict=True))
-                except (OSError, pa.ArrowException):
-                    pass  # verify() reports a damaged series file
+            sizes, _ = self._file_references()  # verify() reports a damaged series file
             self._sizes = {h: s for h, s in sizes.items() if isinstance(s, int) and not isinstance(s, bool)}
         return self._sizes.get(content_hash)
 
-    def has_file(self, content_hash: str) -> bool:
-        return is_content_hash(content_hash) and _regular_file(self.path / file_relpath(content_hash))
+    def _file_references(self) -> tuple[dict[str, Any], str | None]:
+        """Every stored file the entity refers to, hash -> the size recorded for it (file and fileSet attributes,
+        then series_file.parquet); and why series_file.parquet is unreadable, when it is."""
+        refs: dict[str, Any] = {}
+        for attribute in self.attributes:
+            type_ = attribute.get("type")
+            if type_ == "file":
+                info = attribute.get("file") if isinstance(attribute.get("file"), dict) else {}
+                refs[str(info.get("hash"))] = info.get("size")
+            elif type_ == "fileSet":
+                for entry in attribute.get("entries") or []:
+                    if isinstance(entry, dict):
+                        refs[str(entry.get("hash"))] = entry.get("size")
+        file_series = self.series_path("file")
+        if file_series is not None:
+            try:
+                table = pq.read_table(file_series, columns=["file_hash", "file_size"])
+                hashes = [str(h) for h in table.column("file_hash").to_pylist()]
+                refs.update(zip(hashes, table.column("file_size").to_pylist(), strict=True))
+            except (OSError, pa.ArrowException) as exc:
+                return refs, f"series_file.parquet is unreadable: {exc}"
+        return refs, None
 
     def open_file(self, content_hash: str, size: int | None = None) -> IO[bytes]:
         """A binary stream of the original content; raises BundleError at its end if size/sha256 differ."""
@@ -329,25 +334,8 @@ class EntityBundle:
 
     def _check_references(self, on_disk: set[str], deep: bool) -> list[str]:
         where = f"{self.kind} {self.sys_id}"
-        problems = []
-        refs: dict[str, int | None] = {}
-        for attribute in self.attributes:
-            type_ = attribute.get("type")
-            if type_ == "file":
-                info = attribute.get("file") if isinstance(attribute.get("file"), dict) else {}
-                refs[str(info.get("hash"))] = info.get("size")
-            elif type_ == "fileSet":
-                for entry in attribute.get("entries") or []:
-                    if isinstance(entry, dict):
-                        refs[str(entry.get("hash"))] = entry.get("size")
-        file_series = self.series_path("file")
-        if file_series is not None:
-            try:
-                table = pq.read_table(file_series, columns=["file_hash", "file_size"])
-                for h, s in zip(table.column("file_hash").to_pylist(), table.column("file_size").to_pylist(), strict=True):
-                    refs[str(h)] = s
-            except (OSError, pa.ArrowException) as exc:
-                problems.append(f"{where}: series_file.parquet is unreadable: {exc}")
+        refs, unreadable = self._file_references()
+        problems = [f"{where}: {unreadable}"] if unreadable else []
         for content_hash, size in sorted(refs.items()):
             if not is_content_hash(content_hash):
                 problems.append(f"{where}: invalid file reference {content_hash[:80]!r}")

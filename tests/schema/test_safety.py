@@ -246,6 +246,17 @@ def test_decompression_is_bounded_by_the_recorded_size(bundle_dir: Path) -> None
         entity.read_file(content_hash)  # no size given: taken from series_file.parquet
 
 
+def test_a_damaged_file_series_is_reported_and_manifest_files_stay_readable(sample_bundle: Path) -> None:
+    folder = sample_bundle / "runs" / "VIS-1"
+    (folder / "COMPLETE").unlink()  # no checksums: the damage must be found by reading the series file itself
+    (folder / "series_file.parquet").write_bytes(b"not parquet")
+    run = Bundle(sample_bundle).entity("run", "VIS-1")
+    problems = run.verify()
+    assert any(p.startswith("run VIS-1: series_file.parquet is unreadable") for p in problems), problems
+    main_hash = run.attribute("source/main")["file"]["hash"]
+    assert run.read_file(main_hash) == b"print('hi')\n"  # its size still comes from the manifest
+
+
 def test_numpy_scalars_are_accepted_as_their_python_values(bundle_dir: Path) -> None:
     with EntityWriter(bundle_dir, "run", "R-1") as run:
         run.add_atom("i", "int", np.int64(2**62))
