@@ -40,7 +40,6 @@ SERIES_TYPE_KIND: dict[str, str] = {
     "fileSeries": "file",
 }
 RAW_TYPES = frozenset({"gitRef", "notebookRef", "experimentState"})
-KNOWN_TYPES = ATOM_TYPES | set(SERIES_TYPE_KIND) | RAW_TYPES | {"stringSet", "file", "fileSet", "artifact"}
 
 _UTC_MS = pa.timestamp("ms", tz="UTC")
 # The path column is dictionary-encoded both in Arrow and in Parquet: a series repeats its path on every row.
