@@ -25,25 +25,21 @@ def token(all_types: Any) -> str:
     return all_types.token
 
 
-@pytest.fixture(scope="module")
-def run1(token: str) -> Iterator[Any]:
-    run = neptune.init_run(project="acme/all-types", with_id="AT-1", api_token=token, mode="read-only")
-    yield run
-    run.stop()
+def _read_only_run(number: int) -> Any:
+    """A module fixture `run<number>`: run AT-<number> of the fixture, opened read-only by the client."""
+
+    @pytest.fixture(scope="module", name=f"run{number}")
+    def opened(token: str) -> Iterator[Any]:
+        run = neptune.init_run(project="acme/all-types", with_id=f"AT-{number}", api_token=token, mode="read-only")
+        yield run
+        run.stop()
+
+    return opened
 
 
-@pytest.fixture(scope="module")
-def run2(token: str) -> Iterator[Any]:
-    run = neptune.init_run(project="acme/all-types", with_id="AT-2", api_token=token, mode="read-only")
-    yield run
-    run.stop()
-
-
-@pytest.fixture(scope="module")
-def run3(token: str) -> Iterator[Any]:
-    run = neptune.init_run(project="acme/all-types", with_id="AT-3", api_token=token, mode="read-only")
-    yield run
-    run.stop()
+run1 = _read_only_run(1)
+run2 = _read_only_run(2)
+run3 = _read_only_run(3)
 
 
 @pytest.fixture(scope="module")
