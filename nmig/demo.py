@@ -36,37 +36,25 @@ class Totals:
 
 def fixture_totals(fixture: dict[str, Any]) -> Totals:
     """What the sample project holds in its non-trashed runs (the ones a default export takes)."""
-    import base64
+    from nmig.emulators.legacy.fixture import content_size, load_fixture
 
     totals = Totals()
-    for run in fixture["projects"][0]["runs"]:
-        attributes = run["attributes"]
-        if attributes.get("sys/trashed", {}).get("value") is True:
+    for run in load_fixture(fixture).projects[0].runs:
+        if run.trashed:
             continue
         totals.runs += 1
-        for attribute in attributes.values():
-            kind = attribute["type"]
-            if kind in ("floatSeries", "stringSeries"):
-                totals.points += len(attribute["steps"])
-            elif kind == "file":
+        for attribute in run.attributes.values():
+            kind, value = attribute.type, attribute.value
+            if kind in ("floatSeries", "stringSeries", "imageSeries"):
+                totals.points += len(value.steps)
+            if kind == "file":
                 totals.files += 1
-                totals.bytes += _content_size(attribute)
             elif kind == "fileSet":
-                totals.files += len(attribute["files"])
-                totals.bytes += sum(_content_size(entry) for entry in attribute["files"].values())
+                totals.files += len(value)
             elif kind == "imageSeries":
-                totals.points += len(attribute["steps"])
-                totals.files += len(attribute["contents_base64"])
-                totals.bytes += sum(len(base64.b64decode(c)) for c in attribute["contents_base64"])
+                totals.files += len(value.contents)
+            totals.bytes += content_size(attribute)
     return totals
-
-
-def _content_size(item: dict[str, Any]) -> int:
-    import base64
-
-    if "content_text" in item:
-        return len(item["content_text"].encode("utf-8"))
-    return len(base64.b64decode(item.get("content_base64", "")))
 
 
 def _run_command(args: list[str], info: EmulatorInfo, echo: Echo, workdir: Path, check: bool = True) -> int:

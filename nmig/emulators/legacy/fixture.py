@@ -290,7 +290,7 @@ def _fill_defaults(container: Container, base: dict[str, Any], *, minimal: bool)
                 "sys/group_tags": [],
                 "sys/trashed": False,
                 "sys/failed": False,
-                "sys/size": float(sum(_content_size(a) for a in attrs.values())),
+                "sys/size": float(sum(content_size(a) for a in attrs.values())),
                 "sys/running_time": 0.0,
                 "sys/monitoring_time": 0,
             }
@@ -300,7 +300,8 @@ def _fill_defaults(container: Container, base: dict[str, Any], *, minimal: bool)
             attrs[path] = Attribute(path, STANDARD_SYS_TYPES.get(path, "string"), value)
 
 
-def _content_size(attr: Attribute) -> int:
+def content_size(attr: Attribute) -> int:
+    """Bytes of file content the attribute holds (0 for a type without files)."""
     if attr.type == "file":
         return len(attr.value["content"])
     if attr.type == "fileSet":
