@@ -306,3 +306,58 @@ def test_string_pages_stop_at_the_byte_budget_and_continue_from_the_token(tmp_pa
         assert got == [f"{step:02d}" for step in range(20)]
     finally:
         store.close()
+
+
+def _stored(type_: str, value: Any, points: int = 0, **more: Any) -> Any:
+    from nmig.emulators.neptune3.retrieval_attributes import AttributeRow
+
+    last = (3, 500_000) if points else (None, None)
+    aggregates = (more.get("agg_min"), more.get("agg_max"), more.get("agg_sum"), more.get("agg_sumsq"))
+    return AttributeRow(1, 1, "a/b", type_, value, *last, 0, points, *aggregates, members=more.get("members", frozenset()))
+
+
+def test_every_stored_type_is_answered_in_its_properties_message() -> None:
+    import json
+    import math
+
+    from nmig.emulators.neptune3.retrieval_attributes import to_proto
+
+    def answer(row: Any) -> tuple[str, Any]:
+        message = to_proto(row)
+        assert message.name == "a/b" and message.type == ({"float_series": "floatSeries", "string_set": "stringSet",
+            "string_series": "stringSeries", "file": "fileRef", "file_series": "fileRefSeries",
+            "histogram_series": "histogramSeries"}.get(row.type, row.type))
+        present = [field.name for field, _ in message.ListFields() if field.name.endswith("_properties")]
+        if not present:
+            return "", None
+        assert len(present) == 1
+        props = getattr(message, present[0])
+        assert props.attribute_name == "a/b" and props.attribute_type == message.type
+        return present[0], props
+
+    assert math.isnan(answer(_stored("float", None))[1].value)  # a NaN config is stored as NULL
+    assert answer(_stored("float", 0.5))[1].value == 0.5
+    assert answer(_stored("int", 7))[1].value == 7
+    assert answer(_stored("string", "x"))[1].value == "x"
+    assert answer(_stored("bool", 1))[1].value is True
+    assert answer(_stored("datetime", 1_714_564_800_123))[1].value == 1_714_564_800_123
+    kind, props = answer(_stored("string_set", None, members=frozenset({"b", "a"})))
+    assert kind == "string_set_properties" and list(props.value) == ["a", "b"]
+    file_ref = json.dumps({"path": "p/f.bin", "size_bytes": 3, "mime_type": "application/octet-stream"})
+    kind, props = answer(_stored("file", file_ref))
+    assert (kind, props.path, props.sizeBytes, props.mimeType) == (
+        "file_ref_properties", "p/f.bin", 3, "application/octet-stream")
+    kind, props = answer(_stored("float_series", 2.0, points=2, agg_min=1.0, agg_max=2.0, agg_sum=3.0, agg_sumsq=5.0))
+    assert kind == "float_series_properties" and props.last_step == 3.5
+    assert (props.last, props.min, props.max, props.average, props.variance) == (2.0, 1.0, 2.0, 1.5, 0.25)
+    kind, props = answer(_stored("float_series", None))
+    assert kind == "float_series_properties" and not props.HasField("last_step") and not props.HasField("last")
+    assert answer(_stored("string_series", "line", points=1))[1].last == "line"
+    assert not answer(_stored("string_series", None))[1].HasField("last")
+    assert answer(_stored("file_series", file_ref, points=1))[1].last.path == "p/f.bin"
+    histogram = json.dumps({"type": "COUNTING", "edges": [0.0, 1.0], "values": [2.0]})
+    kind, props = answer(_stored("histogram_series", histogram, points=1))
+    assert (kind, props.last.type, list(props.last.edges), list(props.last.values)) == (
+        "histogram_series_properties", "COUNTING", [0.0, 1.0], [2.0])
+    assert answer(_stored("histogram_series", "not json", points=1))[1].last.type == ""  # damaged: served empty
+    assert answer(_stored("newType", "v")) == ("", None)

@@ -129,24 +129,23 @@ def _float(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _file_fields(value: Any) -> tuple[str, int, str]:
-    """(path, size, mime type) of a stored file reference; tolerant of a damaged row (served, not crashing)."""
+def _stored_object(value: Any) -> dict[str, Any]:
+    """A JSON object stored in a value column; {} for a damaged row (served, not crashing)."""
     try:
         data = json.loads(value) if isinstance(value, str | bytes) else {}
     except ValueError:
         data = {}
-    if not isinstance(data, dict):
-        data = {}
+    return data if isinstance(data, dict) else {}
+
+
+def _file_fields(value: Any) -> tuple[str, int, str]:
+    """(path, size, mime type) of a stored file reference."""
+    data = _stored_object(value)
     return str(data.get("path", "")), int(data.get("size_bytes") or 0), str(data.get("mime_type", ""))
 
 
 def _histogram_fields(value: Any) -> tuple[str, list[float], list[float]]:
-    try:
-        data = json.loads(value) if isinstance(value, str | bytes) else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
+    data = _stored_object(value)
     return str(data.get("type", "")), [float(x) for x in data.get("edges", [])], [float(x) for x in data.get("values", [])]
 
 
@@ -161,59 +160,53 @@ def fill_histogram(target: Any, value: Any) -> None:
     target.values.extend(values)
 
 
+# The ProtoAttributeDTO field holding each stored type's properties.
+_PROPERTIES_FIELD = {
+    "float": "float_properties",
+    "int": "int_properties",
+    "string": "string_properties",
+    "bool": "bool_properties",
+    "datetime": "datetime_properties",
+    "string_set": "string_set_properties",
+    "file": "file_ref_properties",
+    "float_series": "float_series_properties",
+    "string_series": "string_series_properties",
+    "file_series": "file_ref_series_properties",
+    "histogram_series": "histogram_series_properties",
+}
+# How each single-value type's stored value becomes its `value` property.
+_ATOM_VALUE = {"float": _float, "int": int, "string": str, "bool": bool, "datetime": int}
+
+
 def to_proto(row: AttributeRow, target: ProtoAttributeDTO | None = None) -> ProtoAttributeDTO:
     """The attribute as the leaderboard and attribute-query endpoints answer it."""
     attr = target if target is not None else ProtoAttributeDTO()
     backend_type = to_backend_type(row.type)
     attr.name = row.path
     attr.type = backend_type
-    if row.type == "float":
-        props: Any = attr.float_properties
-        # SQLite stores a NaN as NULL (see store.py): a NULL float config is the NaN the client sent.
-        props.value = math.nan if row.value is None else float(row.value)
-    elif row.type == "int":
-        props = attr.int_properties
-        props.value = int(row.value)
-    elif row.type == "string":
-        props = attr.string_properties
-        props.value = str(row.value)
-    elif row.type == "bool":
-        props = attr.bool_properties
-        props.value = bool(row.value)
-    elif row.type == "datetime":
-        props = attr.datetime_properties
-        props.value = int(row.value)
+    field_name = _PROPERTIES_FIELD.get(row.type)
+    if field_name is None:
+        return attr
+    props: Any = getattr(attr, field_name)
+    if row.type in _ATOM_VALUE:
+        props.value = _ATOM_VALUE[row.type](row.value)
     elif row.type == "string_set":
-        props = attr.string_set_properties
         props.value.extend(sorted(row.members))
     elif row.type == "file":
-        props = attr.file_ref_properties
         fill_file_ref(props, row.value)
-    elif row.type == "float_series":
-        props = attr.float_series_properties
-        if row.point_count > 0:
-            props.last_step = row.last_step
+    elif row.point_count > 0:  # a series that has points: its last step, and its last value or aggregates
+        props.last_step = row.last_step
+        if row.type == "float_series":
             for name in ("last", "min", "max", "average", "variance"):
                 aggregate = row.float_aggregate(name)
                 if aggregate is not None:
                     setattr(props, name, aggregate)
-    elif row.type == "string_series":
-        props = attr.string_series_properties
-        if row.point_count > 0:
-            props.last_step = row.last_step
+        elif row.type == "string_series":
             props.last = str(row.value)
-    elif row.type == "file_series":
-        props = attr.file_ref_series_properties
-        if row.point_count > 0:
-            props.last_step = row.last_step
+        elif row.type == "file_series":
             fill_file_ref(props.last, row.value)
-    elif row.type == "histogram_series":
-        props = attr.histogram_series_properties
-        if row.point_count > 0:
-            props.last_step = row.last_step
+        else:
             fill_histogram(props.last, row.value)
-    else:
-        return attr
     props.attribute_name = row.path
     props.attribute_type = backend_type
     return attr
