@@ -57,12 +57,17 @@ class Signer:
         payload, signature = request.arg("p") or "", request.arg("sig") or ""
         expected = hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
         if not payload or not hmac.compare_digest(expected, signature):
-            return Response(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>", content_type="application/xml")
+            return _storage_error(403, "SignatureDoesNotMatch")
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         if claims.get("exp", 0) < time.time():
             # neptune-query treats 400 as "expired" and asks for a fresh URL
-            return Response(400, b"<Error><Code>ExpiredToken</Code></Error>", content_type="application/xml")
+            return _storage_error(400, "ExpiredToken")
         return dict(claims)
+
+
+def _storage_error(status: int, code: str) -> Response:
+    """An error as object storage (S3, which the signed URLs stand for) answers one: an XML <Error> body."""
+    return Response(status, f"<Error><Code>{code}</Code></Error>".encode(), content_type="application/xml")
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
@@ -154,12 +159,12 @@ def register(app: Neptune3App) -> None:
         elif claims.get("op") == "part":
             upload_id, number = str(claims["u"]), int(claims["n"])
             if not re.fullmatch(r"[0-9a-f]{32}", upload_id) or not 1 <= number <= MAX_PARTS:
-                return Response(400, b"<Error><Code>InvalidArgument</Code></Error>", content_type="application/xml")
+                return _storage_error(400, "InvalidArgument")
             folder = store.upload_dir / upload_id
             folder.mkdir(exist_ok=True)
             _write_atomically(folder / str(number), request.body)
         else:
-            return Response(403, b"<Error><Code>AccessDenied</Code></Error>", content_type="application/xml")
+            return _storage_error(403, "AccessDenied")
         return Response(200, b"", headers={"ETag": etag})
 
     @router.route("GET", OBJECT_PATH)
@@ -168,10 +173,10 @@ def register(app: Neptune3App) -> None:
         if isinstance(claims, Response):
             return claims
         if claims.get("op") != "get":
-            return Response(403, b"<Error><Code>AccessDenied</Code></Error>", content_type="application/xml")
+            return _storage_error(403, "AccessDenied")
         found = store.find_blob(int(claims["pk"]), str(claims["k"]))
         if found is None or not found[0].exists():
-            return Response(404, b"<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml")
+            return _storage_error(404, "NoSuchKey")
         return Response(200, _stream(found[0]), content_type="application/octet-stream")
 
     @router.route("POST", COMPLETE_PATH)
