@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,19 +33,11 @@ class Served:
 @contextlib.contextmanager
 def client_env(workdir: Path) -> Iterator[None]:
     """The client process settings for a loopback server, and a scratch cwd for the client's .neptune folder."""
-    saved = {name: os.environ.get(name) for name in LOOPBACK_CLIENT_ENV}
-    old_cwd = os.getcwd()
-    os.environ.update(LOOPBACK_CLIENT_ENV)
-    os.chdir(workdir)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in LOOPBACK_CLIENT_ENV.items():
+            patch.setenv(name, value)
+        patch.chdir(workdir)
         yield
-    finally:
-        os.chdir(old_cwd)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,9 +48,9 @@ def metric_time(step: float) -> dt.datetime:
 def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("read_clients")
     errors: list[BaseException] = []
-    with serve_neptune3(data_dir=tmp / "data") as info:
-        saved_env = {key: os.environ.get(key) for key in info.env}
-        os.environ.update(info.env)
+    with serve_neptune3(data_dir=tmp / "data") as info, pytest.MonkeyPatch.context() as patch:
+        for key, value in info.env.items():
+            patch.setenv(key, value)
         project = f"{info.workspace}/readpath"
         create_project("readpath", workspace=info.workspace, api_token=info.api_token)
         common: dict[str, Any] = dict(
@@ -92,14 +91,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             for step, value in FORK_LOSS.items():
                 run.log_metrics({"m/loss": value}, step=step, timestamp=metric_time(step))
         nq.set_api_token(info.api_token)
-        try:
-            yield {"project": project, "errors": errors, "tmp": tmp, "info": info}
-        finally:
-            for key, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield {"project": project, "errors": errors, "tmp": tmp, "info": info}
 
 
 def series_points(frame: pd.DataFrame, run: str, attribute: str) -> dict[float, Any]:
