@@ -240,9 +240,9 @@ def import_command(
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
     from pathlib import Path
 
-    from nmig.importer.runner import ImportOptions, run_import
+    from nmig.importer.runner import ImportOptions, render_plan, run_import
 
-    run_import(
+    result = run_import(
         ImportOptions(
             bundle_dir=Path(bundle_dir),
             project=project,
@@ -255,6 +255,11 @@ def import_command(
             quiet=quiet,
         )
     )
+    if dry_run:
+        click.echo(render_plan(result))
+        return
+    click.echo(f"nmig import: {result.summary()}", err=True)  # the final line, also under --quiet
+    result.raise_for_failures()
 
 
 @main.command("inspect")

@@ -1,8 +1,8 @@
 """`nmig migrate`: export and import pipelined on one machine that holds both tokens.
 
 The export runs as `nmig export` in a child process and commits each run into the bundle folder as usual; this
-process watches the folder and hands every run whose bundle is complete to `nmig import`'s own `run_import`, in
-batches of whatever has completed since the last batch, so importing overlaps exporting. Nothing new happens
+process runs `nmig import`'s own `run_import` once, fed with every run whose bundle completes, as it completes
+(`ExportFeed`), so all import workers stay busy while the export goes on. Nothing new happens
 to the data: the bundle on disk, the import state file and the import report are exactly those of
 `nmig export --out DIR` followed by `nmig import DIR`, so a killed or failed migrate is resumed by running it
 again (or by running the two commands by hand), and `nmig verify DIR` checks the result.
@@ -12,7 +12,6 @@ The exporter and the importer never import each other; this module is the only p
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -68,41 +67,38 @@ def _complete_runs(out: Path) -> list[str]:
     return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False) and (Path(entry.path) / COMPLETE).is_file())
 
 
-def _statuses(report: Path, ids: list[str]) -> dict[str, list[str]]:
-    """What the import report (which covers every invocation) says about `ids`: {status: [ids]}."""
-    try:
-        doc = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    wanted = set(ids)
-    runs = doc.get("runs") if isinstance(doc, dict) and isinstance(doc.get("runs"), dict) else {}
-    return {status: [i for i in listed if i in wanted] for status, listed in runs.items() if isinstance(listed, list)}
+class ExportFeed:
+    """The runs the export child completes, for `run_import` (a `RunFeed`): each poll yields the runs completed
+    since the last one; the feed is finished once the export has ended and every run it completed was yielded."""
+
+    def __init__(self, out: Path, exporter: subprocess.Popen[bytes]) -> None:
+        self._out = out
+        self._exporter = exporter
+        self._handed: set[str] = set()
+
+    def poll(self) -> tuple[list[str], bool]:
+        exporting = self._exporter.poll() is None  # asked before the scan: nothing completes after a final scan
+        fresh = [sys_id for sys_id in _complete_runs(self._out) if sys_id not in self._handed]
+        self._handed.update(fresh)
+        return fresh, not exporting
+
+    @property
+    def handed(self) -> int:
+        return len(self._handed)
 
 
 def _check_tokens(options: MigrateOptions) -> tuple[str, str]:
+    """Both tokens, the 3.x one checked against the service before anything is exported."""
+    from nmig.importer.target import project_names, require_api_token
+    from nmig.loopback import prepare_client_env
+
     legacy = (options.legacy_token or os.environ.get(LEGACY_TOKEN_ENV) or "").strip()
     if not legacy:
         raise NmigError(f"no 2.x API token: pass --legacy-token or set {LEGACY_TOKEN_ENV}")
-    target = (options.api_token or "").strip()
-    if not target:
-        raise NmigError("no 3.x API token: pass --api-token or set NEPTUNE_API_TOKEN")
+    target = require_api_token(options.api_token, "3.x API token")
+    prepare_client_env(target)
+    project_names(target)
     return legacy, target
-
-
-def _preflight_target(api_token: str) -> None:
-    """Fail before exporting anything when the 3.x token is wrong or the service unreachable."""
-    from nmig.importer.runner import _check_token
-    from nmig.loopback import prepare_client_env
-
-    _check_token(api_token)
-    prepare_client_env(api_token)
-    from neptune_scale.projects import list_projects
-
-    try:
-        list_projects(api_token=api_token)
-    except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
-        text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise NmigError(f"the 3.x service refused the API token or could not be reached: {text}") from None
 
 
 def _export_command(options: MigrateOptions, source_project: str) -> list[str]:
@@ -159,7 +155,6 @@ def migrate(options: MigrateOptions) -> MigrateResult:
         raise NmigError(f"--to {options.target_project!r}: expected WORKSPACE/PROJECT")
     target_project = options.target_project.strip()
     legacy_token, api_token = _check_tokens(options)
-    _preflight_target(api_token)
     options.out.mkdir(parents=True, exist_ok=True)
     result = MigrateResult(report_path=default_report_path(options.out, target_project))
 
@@ -178,61 +173,38 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent(),  # one async-signal-safe C call in the child, see there
         )
-    bar = None
-    if not options.quiet:
-        from tqdm import tqdm
-
-        bar = tqdm(desc="Migrating", unit=" run", file=sys.stderr)
-    handed: set[str] = set()
     import_error: NmigError | None = None
+    feed: ExportFeed | None = None
     started = time.monotonic()
     try:
-        while True:
-            exporting = exporter.poll() is None
-            fresh = [sys_id for sys_id in _complete_runs(options.out) if sys_id not in handed]
-            # A batch imports max_workers runs at a time and ends with its slowest run: while the export goes
-            # on, wait until there are enough runs to keep every worker busy.
-            enough = len(fresh) >= options.max_workers or not exporting
-            if fresh and enough and (options.out / EXPORT_INFO).is_file() and import_error is None:
-                handed.update(fresh)
-                try:
-                    run_import(
-                        ImportOptions(
-                            bundle_dir=options.out,
-                            project=target_project,
-                            api_token=api_token,
-                            # exact ids: escaped, since `--runs` values are also regular expressions
-                            runs=[re.escape(sys_id) for sys_id in fresh],
-                            max_workers=options.max_workers,
-                            quiet=True,
-                        )
-                    )
-                except PartialFailure:
-                    pass  # the report says which runs failed and why
-                except NmigError as exc:
-                    import_error = exc  # bad token, unknown workspace...: stop importing, let the export finish
-                statuses = _statuses(result.report_path, fresh)
-                result.imported += statuses.get("imported", [])
-                result.already_imported += statuses.get("already_imported", [])
-                result.import_failed += statuses.get("failed", []) + statuses.get("refused", [])
-                if bar is not None:
-                    bar.update(len(fresh))
-                    bar.set_postfix_str(f"imported {len(result.imported) + len(result.already_imported)}")
-            if not exporting and not fresh:
-                break
-            if not (fresh and enough):
-                time.sleep(POLL_SECONDS)
+        # The import starts once the export has written the bundle's export.json (the source project's key,
+        # visibility and description, which the import creates the target project with).
+        while exporter.poll() is None and not (options.out / EXPORT_INFO).is_file():
+            time.sleep(POLL_SECONDS / 5)
+        if (options.out / EXPORT_INFO).is_file():
+            feed = ExportFeed(options.out, exporter)
+            try:
+                imported = run_import(
+                    ImportOptions(bundle_dir=options.out, project=target_project, api_token=api_token,
+                                  max_workers=options.max_workers, quiet=options.quiet),
+                    feed=feed,
+                )
+                result.imported = imported.imported
+                result.already_imported = imported.already
+                result.import_failed = imported.failed + imported.refused
+            except NmigError as exc:
+                import_error = exc  # bad token, unknown workspace...: stop importing, let the export finish
+                exporter.wait()
     finally:
         if exporter.poll() is None:  # interrupted: a re-run resumes both halves
             exporter.terminate()
         exporter.wait()
-        if bar is not None:
-            bar.close()
 
     export_line = redact(_last_line(export_log), legacy_token, api_token)
     export_log.unlink(missing_ok=True)
     status = exporter.returncode
-    if status == 2 or (status not in (0, 1) and not handed):
+    handed = feed.handed if feed is not None else 0
+    if status == 2 or not (options.out / EXPORT_INFO).is_file() or (status not in (0, 1) and not handed):
         raise NmigError(
             f"the export failed: {export_line.removeprefix('nmig: error: ') or f'exit status {status}'} "
             f"(in nmig migrate the 2.x token comes from --legacy-token or {LEGACY_TOKEN_ENV})"

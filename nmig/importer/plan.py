@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from nmig.errors import NmigError
 from nmig.importer import limits
 from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, map_attribute
 from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float
@@ -84,6 +85,27 @@ class RunPlan:
             "series": [{"from": s.legacy_path, "to": s.target, "kind": s.kind, "points": s.points} for s in self.series],
             "remapped": {legacy: target for target, legacy in sorted(self.sources.items()) if legacy != target},
         }
+
+
+def select_runs(entities: list[EntityBundle], patterns: list[str]) -> list[EntityBundle]:
+    """The runs `--runs` names (legacy sys/id, custom run id, or a regex matching one in full), as `nmig import`
+    and `nmig verify` understand it; all runs when no pattern is given. NmigError for a bad regex or no match."""
+    if not patterns:
+        return entities
+    compiled = []
+    for pattern in patterns:
+        try:
+            compiled.append(re.compile(pattern))
+        except re.error as exc:
+            raise NmigError(f"--runs {pattern!r} is neither a run id nor a valid regular expression: {exc}") from None
+    chosen = []
+    for entity in entities:
+        ids = {entity.sys_id, str(entity.custom_run_id or "")}
+        if any(p in ids for p in patterns) or any(c.fullmatch(i) for c in compiled for i in ids if i):
+            chosen.append(entity)
+    if not chosen:
+        raise NmigError(f"--runs {' '.join(patterns)} matches no run in the bundle")
+    return chosen
 
 
 class PlanRefused(Exception):

@@ -67,7 +67,7 @@ class RunOutcome:
     warnings: int = 0
 
 
-def _segments(batch: pa.RecordBatch) -> Iterator[tuple[str, int, int]]:
+def path_segments(batch: pa.RecordBatch) -> Iterator[tuple[str, int, int]]:
     """(path, start, end) runs of equal path within a batch (rows are grouped by path in the bundle)."""
     column = batch.column(0)
     if isinstance(column, pa.DictionaryArray):
@@ -98,7 +98,8 @@ def _first_line(message: str) -> str:
     return ""
 
 
-def _timestamps_ms(column: pa.Array) -> np.ndarray:
+def timestamps_ms(column: pa.Array) -> np.ndarray:
+    """A bundle timestamp column as int64 milliseconds since the epoch."""
     return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
@@ -111,13 +112,13 @@ def scan_adjustments(plan: RunPlan, entity: EntityBundle) -> list[Event]:
         columns = ["path", "step", "timestamp"] + (["value"] if kind != "file" else [])
         try:
             for batch in entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=columns):
-                for legacy_path, start, end in _segments(batch):
+                for legacy_path, start, end in path_segments(batch):
                     if plan.series_target(kind, legacy_path) is None:
                         continue
                     part = batch.slice(start, end - start)
                     series_filter = filters.setdefault(legacy_path, SeriesFilter())
                     steps = part.column("step").to_numpy(zero_copy_only=False)
-                    keep, _micros, _stamps = series_filter.apply(steps, _timestamps_ms(part.column("timestamp")))
+                    keep, _micros, _stamps = series_filter.apply(steps, timestamps_ms(part.column("timestamp")))
                     if kind == "string":
                         raw = part.column("value").to_pylist()
                         series_filter.fit_values([raw[i] or "" for i in np.flatnonzero(keep).tolist()], steps[keep])
@@ -300,14 +301,14 @@ class RunReplayer:
             batches = self.entity.iter_series("file", batch_rows=1024)
             for batch in batches:
                 table = pa.Table.from_batches([batch])
-                for legacy_path, start, end in _segments(batch):
+                for legacy_path, start, end in path_segments(batch):
                     item = self.plan.series_target("file", legacy_path)
                     if item is None:
                         continue
                     part = table.slice(start, end - start)
                     series_filter = filters.setdefault(legacy_path, self._filter(item.target))
                     steps = part.column("step").to_numpy()
-                    keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(part.column("timestamp").combine_chunks()))
+                    keep, micros, stamps = series_filter.apply(steps, timestamps_ms(part.column("timestamp").combine_chunks()))
                     names = part.column("name").to_pylist()
                     descs = part.column("description").to_pylist()
                     hashes = part.column("file_hash").to_pylist()
@@ -343,14 +344,14 @@ class RunReplayer:
         filters: dict[str, SeriesFilter] = {}
         try:
             for batch in self.entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=["path", "step", "value", "timestamp"]):
-                for legacy_path, start, end in _segments(batch):
+                for legacy_path, start, end in path_segments(batch):
                     item = self.plan.series_target(kind, legacy_path)
                     if item is None:
                         continue
                     part = batch.slice(start, end - start)
                     series_filter = filters.setdefault(legacy_path, self._filter(item.target))
                     steps = part.column(1).to_numpy(zero_copy_only=False)
-                    keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(part.column(3)))
+                    keep, micros, stamps = series_filter.apply(steps, timestamps_ms(part.column(3)))
                     if not keep.any():
                         continue
                     if kind == "float":

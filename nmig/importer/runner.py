@@ -13,27 +13,35 @@ Files written next to the state file (default: inside the bundle, `import-state.
   "started_at", "finished_at", "runs": {"imported", "already_imported", "failed", "refused", "not_imported":
   [legacy ids]}, "targets": {legacy id: 3.x run id}, "items": [{"run", "path", "case", "detail"}]}; items list
   every adjusted, skipped, not written and failed item with its legacy path (cases: see plan.py, limits.py,
-  replay.py); runs an invocation did not touch keep what an earlier report said about them;
+  replay.py); runs an invocation did not touch keep what an earlier report said about them, and runs it skipped as already
+  imported keep the items listed for them (found again in the bundle when no report has them);
 * a `.<state name>.work/` scratch folder (the client's operation logs, decompressed files), removed at the end.
+
+Runs come from a `RunFeed`: for `nmig import` every selected run of the bundle at once; for `nmig migrate`
+the runs whose bundles the export completes, as it completes them, so workers never wait for a batch to end.
+The library prints progress only; the caller prints `ImportResult.summary()` and decides the exit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 import sys
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.importer import client as nclient
-from nmig.importer.plan import Event, PlanRefused, RunPlan, plan_run
-from nmig.importer.replay import ResumePoint, RunOutcome, RunReplayer
+from nmig.importer.plan import Event, PlanRefused, RunPlan, plan_run, select_runs
+from nmig.importer.replay import ResumePoint, RunOutcome, RunReplayer, scan_adjustments
 from nmig.importer.rules import NOT_IMPORTED_KINDS
 from nmig.importer.state import (
     FAILED,
@@ -45,10 +53,33 @@ from nmig.importer.state import (
     report_path_for,
     write_json_atomically,
 )
-from nmig.schema import Bundle, EntityBundle
+from nmig.importer.target import ProjectOutcome, require_api_token
+from nmig.schema import Bundle, BundleError, EntityBundle
 from nmig.secrets import redact
 
 REPORT_FORMAT = "nmig-import-report"
+# How often an idle import asks a feed that is not finished for new runs.
+FEED_POLL_S = 0.2
+
+
+class RunFeed(Protocol):
+    """Where the runs to import come from, as their bundles complete."""
+
+    def poll(self) -> tuple[list[str], bool]:
+        """(sys/ids of runs complete since the last call, True when no run will come after these). Must not
+        block for long: the importer calls it between runs while its workers go on."""
+        ...
+
+
+class WholeBundle:
+    """The feed of `nmig import`: every given run at once, then nothing more."""
+
+    def __init__(self, sys_ids: list[str]) -> None:
+        self._sys_ids = list(sys_ids)
+
+    def poll(self) -> tuple[list[str], bool]:
+        sys_ids, self._sys_ids = self._sys_ids, []
+        return sys_ids, True
 
 
 @dataclass
@@ -66,6 +97,8 @@ class ImportOptions:
 
 @dataclass
 class ImportResult:
+    """What one invocation did (the report, in contrast, covers every invocation)."""
+
     project: str
     imported: list[str] = field(default_factory=list)
     already: list[str] = field(default_factory=list)
@@ -75,6 +108,23 @@ class ImportResult:
     events: list[Event] = field(default_factory=list)
     report_path: Path | None = None
     plans: list[RunPlan] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The one line `nmig import` ends with."""
+        return (
+            f"{len(self.imported)} run(s) imported into {self.project}; {len(self.already)} already imported; "
+            f"{len(self.failed)} failed; {len(self.refused)} refused; {len(self.not_imported)} model entities not imported. "
+            f"Report: {self.report_path}"
+        )
+
+    def raise_for_failures(self) -> None:
+        """PartialFailure (exit 1) when some runs were not imported; the report says which and why."""
+        if self.failed or self.refused:
+            missing = self.failed + self.refused
+            raise PartialFailure(
+                f"{len(missing)} run(s) not imported ({', '.join(missing[:10])}); "
+                f"see {self.report_path}; re-run the same command to retry"
+            )
 
 
 def _say(options: ImportOptions, message: str) -> None:
@@ -102,103 +152,111 @@ def resolve_project(requested: str | None, bundle: Bundle) -> str:
     return f"{workspace}/{name}"
 
 
-def _select(entities: list[EntityBundle], patterns: list[str]) -> list[EntityBundle]:
-    if not patterns:
-        return entities
-    chosen = []
-    compiled = []
-    for pattern in patterns:
-        try:
-            compiled.append(re.compile(pattern))
-        except re.error as exc:
-            raise NmigError(f"--runs {pattern!r} is neither a run id nor a valid regular expression: {exc}") from None
+def _plan_runs(entities: list[EntityBundle], result: ImportResult, owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
+    """Plan each run; refuse those that cannot be planned, and those whose 3.x run id another run already took
+    (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it.
+    `owners` ({3.x run id: legacy id}) carries over between calls as runs arrive."""
+    planned = []
     for entity in entities:
-        ids = {entity.sys_id, str(entity.custom_run_id or "")}
-        if any(p in ids for p in patterns) or any(c.fullmatch(i) for c in compiled for i in ids if i):
-            chosen.append(entity)
-    if not chosen:
-        raise NmigError(f"--runs {' '.join(patterns)} matches no run in the bundle")
-    return chosen
-
-
-def _refuse_shared_targets(result: ImportResult) -> None:
-    """Two legacy runs may end on one 3.x run id (custom ids made valid by the limits rules): the first keeps
-    it, the others are refused with the reason instead of being merged into one run."""
-    owner: dict[str, str] = {}
-    for plan in list(result.plans):
-        first = owner.setdefault(plan.target_run_id, plan.sys_id)
+        try:
+            plan = plan_run(entity)
+        except PlanRefused as exc:
+            result.refused.append(entity.sys_id)
+            result.events.append(Event(entity.sys_id, "", "refused", str(exc)))
+            continue
+        first = owners.setdefault(plan.target_run_id, plan.sys_id)
         if first != plan.sys_id:
-            result.plans.remove(plan)
             result.refused.append(plan.sys_id)
             result.events.append(
                 Event(plan.sys_id, "", "refused", f"its 3.x run id {plan.target_run_id!r} is already the target of run {first}")
             )
+            continue
+        result.plans.append(plan)
+        planned.append((plan, entity))
+    return planned
 
 
-def _check_token(api_token: str | None) -> str:
-    from nmig.secrets import api_address
+def _note_unimported(bundle: Bundle, result: ImportResult) -> None:
+    """Models and model versions (not imported by design) and stray entries of the runs folder."""
+    for kind in NOT_IMPORTED_KINDS:
+        for entity in bundle.entities(kind):
+            result.not_imported.append(entity.sys_id)
+            result.events.append(Event(entity.sys_id, "", "not_imported", f"{kind}: {NOT_IMPORTED_KINDS[kind]}"))
+    for stray in bundle.strays("run"):
+        result.events.append(Event(stray, "", "refused", "not a run folder (unsafe name or not a folder)"))
 
-    if not api_token or not api_token.strip():
-        raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
-    if api_address(api_token) is None:
-        raise NmigError("the API token is malformed (not a Neptune API token)")
-    return api_token.strip()
 
-
-def _print_plan(plans: list[RunPlan], events: list[Event], project: str) -> None:
-    print(f"Dry run: nothing is written. Target project: {project}")
-    for plan in plans:
+def render_plan(result: ImportResult) -> str:
+    """What `nmig import --dry-run` prints."""
+    lines = [f"Dry run: nothing is written. Target project: {result.project}"]
+    for plan in result.plans:
         summary = plan.summary()
-        print(
+        lines.append(
             f"run {plan.sys_id} -> {plan.target_run_id}"
             + (f" (name {plan.experiment_name!r})" if plan.experiment_name else "")
             + f": {summary['configs']} configs, {summary['tags']} tags, {summary['group_tags']} group tags, "
             f"{summary['files']} files, {len(plan.series)} series"
         )
-        for legacy, target in summary["remapped"].items():
-            print(f"    {legacy} -> {target}")
-        for series in plan.series:
-            print(f"    series {series.legacy_path} -> {series.target} ({series.kind}, {series.points} points)")
-    if events:
-        print("Skipped, adjusted or not imported:")
-        for event in events:
-            print(f"    {event.run} {event.path or '-'}: {event.case}: {event.detail}")
+        lines += [f"    {legacy} -> {target}" for legacy, target in summary["remapped"].items()]
+        lines += [f"    series {s.legacy_path} -> {s.target} ({s.kind}, {s.points} points)" for s in plan.series]
+    if result.events:
+        lines.append("Skipped, adjusted or not imported:")
+        lines += [f"    {e.run} {e.path or '-'}: {e.case}: {e.detail}" for e in result.events]
+    return "\n".join(lines)
 
 
-def _write_report(path: Path, project: str, result: ImportResult, started_at: str, project_note: str) -> None:
+def _dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult) -> ImportResult:
+    for plan, entity in _plan_runs(entities, result, {}):
+        problems = entity.verify()
+        if problems:  # what the import would refuse, found the same way
+            result.plans.remove(plan)
+            result.refused.append(plan.sys_id)
+            result.events.append(Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5])))
+            continue
+        result.events.extend(plan.events)
+        result.events.extend(scan_adjustments(plan, entity))
+    _note_unimported(bundle, result)
+    return result
+
+
+def _read_report(path: Path, project: str) -> dict[str, Any]:
+    """An earlier import report for the same project ({} when there is none or it is not one)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(old, dict) or old.get("format") != REPORT_FORMAT or old.get("project") != project:
+        return {}
+    return old
+
+
+def _write_report(path: Path, result: ImportResult, started_at: str, project_note: str, earlier: dict[str, Any]) -> None:
     doc = {
         "format": REPORT_FORMAT,
         "format_version": "1.0",
-        "project": project,
+        "project": result.project,
         "project_note": project_note,
         "started_at": started_at,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        # copies: what is carried over from the earlier report must not end up in the result
         "runs": {
-            "imported": result.imported,
-            "already_imported": result.already,
-            "failed": result.failed,
-            "refused": result.refused,
-            "not_imported": result.not_imported,
+            "imported": list(result.imported),
+            "already_imported": list(result.already),
+            "failed": list(result.failed),
+            "refused": list(result.refused),
+            "not_imported": list(result.not_imported),
         },
         "targets": {plan.sys_id: plan.target_run_id for plan in result.plans},
         # client messages are shown as they come, minus anything shaped like a token
         "items": [{**e.to_json(), "detail": redact(e.detail)} for e in result.events],
     }
-    _carry_over(path, doc)
+    _carry_over(earlier, doc)
     write_json_atomically(path, doc)
 
 
-def _carry_over(path: Path, doc: dict[str, Any]) -> None:
+def _carry_over(old: dict[str, Any], doc: dict[str, Any]) -> None:
     """Keep what an earlier report says about runs this invocation did not touch (e.g. another --runs
     selection), so the report always covers every run of the bundle that nmig import has seen."""
-    import json
-
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
-    if not isinstance(old, dict) or old.get("format") != REPORT_FORMAT or old.get("project") != doc["project"]:
-        return
     touched = {run for runs in doc["runs"].values() for run in runs} | set(doc["targets"])
     for status, runs in (old.get("runs") or {}).items():
         if status in doc["runs"] and isinstance(runs, list):
@@ -208,49 +266,40 @@ def _carry_over(path: Path, doc: dict[str, Any]) -> None:
     doc["items"] += [i for i in old.get("items") or [] if isinstance(i, dict) and i.get("run") not in touched and i.get("run")]
 
 
-def run_import(options: ImportOptions, progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Everything `nmig import` does. Raises NmigError for bad input and PartialFailure when some runs
-    failed (the report says which and why)."""
+def _items_of_imported_run(plan: RunPlan, entity: EntityBundle, earlier: dict[str, Any]) -> list[Event]:
+    """What the report said about a run imported by an earlier invocation (its adjustments, what was not
+    written): taken from the earlier report when it lists the run as imported, else found again in the bundle
+    (that invocation was killed before writing its report)."""
+    runs = earlier.get("runs") if isinstance(earlier.get("runs"), dict) else {}
+    listed = any(plan.sys_id in (runs.get(status) or []) for status in ("imported", "already_imported"))
+    if not listed:
+        return list(plan.events) + scan_adjustments(plan, entity)
+    return [
+        Event(plan.sys_id, str(item.get("path") or ""), str(item.get("case")), str(item.get("detail") or ""))
+        for item in earlier.get("items") or []
+        if isinstance(item, dict) and item.get("run") == plan.sys_id and item.get("case") != "already_imported"
+    ]
+
+
+def run_import(options: ImportOptions, progress: Callable[[int], None] | None = None, feed: RunFeed | None = None) -> ImportResult:
+    """Everything `nmig import` does but printing its final line: returns what this invocation did (failed
+    runs included: `ImportResult.raise_for_failures`); raises NmigError for bad input.
+
+    Without `feed`, the runs are those of the bundle that `options.runs` selects; with one, those it yields,
+    each imported as soon as it arrives (`options.runs` and `dry_run` do not apply then)."""
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     bundle = Bundle(options.bundle_dir)  # BundleError (an NmigError) for not-a-bundle or a newer format
     project = resolve_project(options.project, bundle)
     result = ImportResult(project=project)
+    if feed is None:
+        entities = select_runs(bundle.entities("run"), options.runs)
+        if options.dry_run:
+            return _dry_run(bundle, entities, result)
+        feed = WholeBundle([e.sys_id for e in entities])
+    elif options.runs or options.dry_run:
+        raise ValueError("a feed chooses the runs itself: no --runs selection or dry run with it")
 
-    for kind in NOT_IMPORTED_KINDS:
-        for entity in bundle.entities(kind):
-            result.not_imported.append(entity.sys_id)
-            result.events.append(Event(entity.sys_id, "", "not_imported", f"{kind}: {NOT_IMPORTED_KINDS[kind]}"))
-    for stray in bundle.strays("run"):
-        result.events.append(Event(stray, "", "refused", "not a run folder (unsafe name or not a folder)"))
-
-    entities = _select(bundle.entities("run"), options.runs)
-    for entity in entities:
-        try:
-            plan = plan_run(entity)
-        except PlanRefused as exc:
-            result.refused.append(entity.sys_id)
-            result.events.append(Event(entity.sys_id, "", "refused", str(exc)))
-            continue
-        result.plans.append(plan)
-    _refuse_shared_targets(result)
-
-    if options.dry_run:
-        from nmig.importer.replay import scan_adjustments
-
-        by_sys_id = {e.sys_id: e for e in entities}
-        for plan in list(result.plans):
-            problems = by_sys_id[plan.sys_id].verify()
-            if problems:  # what the import would refuse, found the same way
-                result.plans.remove(plan)
-                result.refused.append(plan.sys_id)
-                result.events.append(Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5])))
-                continue
-            result.events.extend(plan.events)
-            result.events.extend(scan_adjustments(plan, by_sys_id[plan.sys_id]))
-        _print_plan(result.plans, result.events, project)
-        return result
-
-    api_token = _check_token(options.api_token)
+    api_token = require_api_token(options.api_token)
     from nmig.loopback import prepare_client_env
 
     prepare_client_env(api_token)
@@ -268,77 +317,177 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
 
     state_path = options.state_path or default_state_path(options.bundle_dir, project)
     with StateLock(state_path):
-        return _import_locked(options, entities, result, project, api_token, project_outcome, state_path, progress, started_at)
+        _Importer(options, bundle, result, api_token, project_outcome, state_path, progress).run(feed, started_at)
+    return result
 
 
-def _import_locked(
-    options: ImportOptions,
-    entities: list[EntityBundle],
-    result: ImportResult,
-    project: str,
-    api_token: str,
-    project_outcome: Any,
-    state_path: Path,
-    progress: Callable[[int], None] | None,
-    started_at: str,
-) -> ImportResult:
-    from nmig.importer import target
+class _Importer:
+    """One invocation under the state lock: runs from the feed are planned as they arrive and imported by
+    `max_workers` threads; the state file marks each run, the report is written at the end."""
 
-    state = ImportState(state_path, project, options.bundle_dir)
-    result.report_path = report_path_for(state_path)
-    existing = set() if project_outcome.created else target.existing_run_ids(project, api_token)
+    def __init__(
+        self,
+        options: ImportOptions,
+        bundle: Bundle,
+        result: ImportResult,
+        api_token: str,
+        project_outcome: ProjectOutcome,
+        state_path: Path,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        from nmig.importer import target
 
-    todo: list[tuple[RunPlan, EntityBundle]] = []
-    by_id = {e.sys_id: e for e in entities}
-    for plan in result.plans:
-        if state.status(plan.sys_id) == IMPORTED:
-            result.already.append(plan.sys_id)
-            continue
-        todo.append((plan, by_id[plan.sys_id]))
+        self.options = options
+        self.bundle = bundle
+        self.result = result
+        self.project = result.project
+        self.api_token = api_token
+        self.project_outcome = project_outcome
+        self.state = ImportState(state_path, self.project, options.bundle_dir)
+        result.report_path = report_path_for(state_path)
+        self.earlier_report = _read_report(result.report_path, self.project)
+        self.existing = set() if project_outcome.created else target.existing_run_ids(self.project, api_token)
+        # The client's operation logs and decompressed files live next to the state file. What an interrupted
+        # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
+        self.scratch = state_path.parent / f".{state_path.name}.work"
+        self.local = threading.local()
+        self.pools: list[nclient.ClientPool] = []
+        self.pools_lock = threading.Lock()
+        self.bar: Any = None
+        self.bar_lock = threading.Lock()
+        self.progress = progress
+        self.queued = 0  # runs handed to the workers so far
 
-    # The client's operation logs and decompressed files live next to the state file. What an interrupted
-    # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
-    scratch = state_path.parent / f".{state_path.name}.work"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    local = threading.local()
-    pools: list[nclient.ClientPool] = []
-    pools_lock = threading.Lock()
+    # ---- the schedule ------------------------------------------------------------------------------------
 
-    def clients() -> nclient.ClientPool:
-        pool = getattr(local, "pool", None)
+    def run(self, feed: RunFeed, started_at: str) -> None:
+        result = self.result
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.scratch.mkdir(parents=True)
+        if not self.options.quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=0, unit="pt", unit_scale=True, desc="Importing", file=sys.stderr)
+            if self.progress is None:
+                self.progress = self._advance
+        workers = max(1, self.options.max_workers)
+        seen: set[str] = set()
+        owners: dict[str, str] = {}
+        todo: deque[tuple[RunPlan, EntityBundle]] = deque()
+        finished = False
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nmig-import") as pool:
+                futures: dict[Future[RunOutcome], RunPlan] = {}
+                while True:
+                    if not finished:
+                        sys_ids, finished = feed.poll()
+                        fresh = [sys_id for sys_id in dict.fromkeys(sys_ids) if sys_id not in seen]
+                        seen.update(fresh)
+                        todo.extend(self._arrived(fresh, owners))
+                    while todo and len(futures) < workers:
+                        plan, entity = todo.popleft()
+                        futures[pool.submit(self._import_one, plan, entity)] = plan
+                    if not futures:
+                        if finished:
+                            break
+                        time.sleep(FEED_POLL_S)
+                        continue
+                    done, _ = wait(list(futures), timeout=None if finished else FEED_POLL_S, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        plan = futures.pop(future)
+                        try:
+                            outcome = future.result()
+                        except Exception as exc:  # e.g. the target unreadable for a resume, a client failure: this run only
+                            outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
+                            outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
+                        _record(outcome, self.state, result)
+                        self._show_runs()
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            for client_pool in self.pools:
+                client_pool.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            _note_unimported(self.bundle, result)
+            assert result.report_path is not None
+            _write_report(result.report_path, result, started_at, self.project_outcome.message, self.earlier_report)
+
+    def _arrived(self, sys_ids: list[str], owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
+        """Plan runs that just arrived; those imported by an earlier invocation are skipped with their items."""
+        entities = []
+        for sys_id in sys_ids:
+            try:
+                entities.append(self.bundle.entity("run", sys_id))
+            except BundleError as exc:
+                self.result.refused.append(sys_id)
+                self.result.events.append(Event(sys_id, "", "refused", str(exc)))
+        todo = []
+        for plan, entity in _plan_runs(entities, self.result, owners):
+            if self.state.status(plan.sys_id) == IMPORTED:
+                self.result.already.append(plan.sys_id)
+                self.result.events.extend(_items_of_imported_run(plan, entity, self.earlier_report))
+                self.result.events.append(
+                    Event(plan.sys_id, "", "already_imported", "imported by an earlier run of nmig import; skipped")
+                )
+                continue
+            todo.append((plan, entity))
+        if todo:
+            self.queued += len(todo)
+            if self.bar is not None:
+                with self.bar_lock:
+                    self.bar.total += sum(item.points for plan, _ in todo for item in plan.series)
+                    self.bar.refresh()
+        return todo
+
+    def _advance(self, points: int) -> None:
+        with self.bar_lock:
+            self.bar.update(points)
+
+    def _show_runs(self) -> None:
+        if self.bar is not None:
+            done = len(self.result.imported) + len(self.result.failed) + len(self.result.refused)
+            with self.bar_lock:
+                self.bar.set_postfix_str(f"{done}/{self.queued} runs")
+
+    # ---- one run (in a worker thread) --------------------------------------------------------------------
+
+    def _clients(self) -> nclient.ClientPool:
+        pool = getattr(self.local, "pool", None)
         if pool is None:
-            pool = local.pool = nclient.ClientPool(api_token)
-            with pools_lock:
-                pools.append(pool)
+            pool = self.local.pool = nclient.ClientPool(self.api_token)
+            with self.pools_lock:
+                self.pools.append(pool)
         return pool
 
-    def import_one(plan: RunPlan, entity: EntityBundle) -> RunOutcome:
+    def _import_one(self, plan: RunPlan, entity: EntityBundle) -> RunOutcome:
+        from nmig.importer import target
+
+        project, api_token = self.project, self.api_token
         problems = entity.verify()
         if problems:
             outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
             outcome.events.append(Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5])))
             return outcome
-        earlier = state.status(plan.sys_id)
+        earlier = self.state.status(plan.sys_id)
         resume: ResumePoint | None = None
-        if earlier in (STARTED, FAILED) or plan.target_run_id in existing:
+        if earlier in (STARTED, FAILED) or plan.target_run_id in self.existing:
             resume = target.resume_point(project, api_token, plan)
-        state.mark(plan.sys_id, STARTED, plan.target_run_id)
+        self.state.mark(plan.sys_id, STARTED, plan.target_run_id)
         sink = nclient.RunSink(
             project=project,
             api_token=api_token,
             run_id=plan.target_run_id,
             experiment_name=plan.experiment_name,
             creation_time=plan.creation_time,
-            log_directory=scratch,
-            clients=clients(),
+            log_directory=self.scratch,
+            clients=self._clients(),
         )
         outcome = RunReplayer(
             plan,
             entity,
             sink,
             resume,
-            on_points=progress or (lambda n: None),
+            on_points=self.progress or (lambda n: None),
             narrow_configs=lambda expected: target.configs_not_as_sent(project, api_token, plan.target_run_id, expected),
             confirm_last_steps=lambda paths: target.last_steps(project, api_token, plan, paths),
         ).replay()
@@ -347,63 +496,6 @@ def _import_locked(
                 Event(plan.sys_id, "", "resumed", f"resumed: the target already held {len(resume.last_micros)} series in part or whole")
             )
         return outcome
-
-    bar = None
-    if not options.quiet:
-        from tqdm import tqdm
-
-        total_points = sum(item.points for plan, _ in todo for item in plan.series)
-        bar = tqdm(total=total_points, unit="pt", unit_scale=True, desc=f"Importing {len(todo)} run(s)", file=sys.stderr)
-        bar_lock = threading.Lock()
-
-        def advance(points: int) -> None:
-            with bar_lock:
-                bar.update(points)
-
-        progress = progress or advance
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, options.max_workers), thread_name_prefix="nmig-import") as pool:
-            futures: dict[Future[RunOutcome], RunPlan] = {}
-            queue = list(todo)
-            while queue or futures:
-                while queue and len(futures) < max(1, options.max_workers):
-                    plan, entity = queue.pop(0)
-                    futures[pool.submit(import_one, plan, entity)] = plan
-                done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
-                for future in done:
-                    plan = futures.pop(future)
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # e.g. the target unreadable for a resume, a client failure: this run only
-                        outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
-                        outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
-                    _record(outcome, state, result)
-                    if bar is not None:
-                        with bar_lock:
-                            bar.set_postfix_str(f"{len(result.imported) + len(result.failed) + len(result.refused)}/{len(todo)} runs")
-    finally:
-        if bar is not None:
-            bar.close()
-        for client_pool in pools:
-            client_pool.close()
-        shutil.rmtree(scratch, ignore_errors=True)
-        for plan in result.plans:
-            if plan.sys_id in result.already:
-                result.events.append(Event(plan.sys_id, "", "already_imported", "imported by an earlier run of nmig import; skipped"))
-        _write_report(result.report_path, project, result, started_at, project_outcome.message)
-
-    print(  # the final line, also under --quiet
-        f"nmig import: {len(result.imported)} run(s) imported into {project}; {len(result.already)} already imported; "
-        f"{len(result.failed)} failed; {len(result.refused)} refused; {len(result.not_imported)} model entities not imported. "
-        f"Report: {result.report_path}",
-        file=sys.stderr,
-    )
-    if result.failed or result.refused:
-        raise PartialFailure(
-            f"{len(result.failed) + len(result.refused)} run(s) not imported ({', '.join((result.failed + result.refused)[:10])}); "
-            f"see {result.report_path}; re-run the same command to retry"
-        )
-    return result
 
 
 def _record(outcome: RunOutcome, state: ImportState, result: ImportResult) -> None:

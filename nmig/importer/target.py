@@ -20,6 +20,28 @@ def _client_error_line(exc: BaseException) -> str:
     return text[:300] or type(exc).__name__
 
 
+def require_api_token(api_token: str | None, what: str = "API token") -> str:
+    """The 3.x API token, stripped; NmigError when it is missing or not shaped like a Neptune API token."""
+    from nmig.secrets import api_address
+
+    if not api_token or not api_token.strip():
+        raise NmigError(f"no {what}: pass --api-token or set NEPTUNE_API_TOKEN")
+    if api_address(api_token) is None:
+        raise NmigError(f"the {what} is malformed (not a Neptune API token)")
+    return api_token.strip()
+
+
+def project_names(api_token: str) -> set[str]:
+    """Every project the token sees ("workspace/project"); NmigError when the service refuses the token or
+    cannot be reached, so a bad token is found before anything is read or written."""
+    from neptune_scale.projects import list_projects
+
+    try:
+        return set(list_projects(api_token=api_token))
+    except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
+        raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
+
+
 def legacy_visibility(value: object) -> str:
     """The 3.x visibility ("priv" | "pub" | "workspace") of a legacy project's visibility."""
     text = str(value or "").lower()
@@ -47,14 +69,10 @@ def ensure_project(
         NeptuneProjectAlreadyExists,
         NeptuneScaleError,
     )
-    from neptune_scale.projects import create_project, list_projects
+    from neptune_scale.projects import create_project
 
     workspace, name = project.split("/", 1)
-    try:
-        existing = set(list_projects(api_token=api_token))
-    except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
-        raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
-    if project in existing:
+    if project in project_names(api_token):
         return ProjectOutcome(project, created=False, message=f"project {project} exists; importing into it")
     if not create:
         raise NmigError(f"project {project} does not exist (and --no-create-project was given)")
@@ -73,7 +91,7 @@ def ensure_project(
         # Assumption: the real service answers a taken key with the same 409 as a taken name. The name was
         # free a moment ago; unless someone created the project since, the conflict is the key (the one-shot
         # copier ignores this answer and ends up with no project): nmig creates it without the key and says so.
-        if project in set(list_projects(api_token=api_token)):
+        if project in project_names(api_token):
             return ProjectOutcome(project, created=False, message=f"project {project} was created meanwhile; importing into it")
     except NeptuneBadRequestError as exc:
         text = str(exc)

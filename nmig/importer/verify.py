@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
-from nmig.importer.plan import PlanRefused, RunPlan, plan_run
-from nmig.importer.runner import _check_token, _select, default_report_path, resolve_project
+from nmig.importer.plan import PlanRefused, RunPlan, plan_run, select_runs
+from nmig.importer.runner import default_report_path, resolve_project
 from nmig.importer.state import write_json_atomically
+from nmig.importer.target import require_api_token
 from nmig.importer.verify_series import (
     Difference,
     SeriesChecker,
     TargetSeriesReader,
-    _shown,
     file_digests,
+    shown_value,
 )
 from nmig.schema import Bundle, EntityBundle
 
@@ -215,7 +216,7 @@ class _RunVerifier:
         for path in sorted(table):
             if path not in expected_paths and not path.startswith("sys/"):
                 type_, value = table[path]
-                self._diff(path, "unexpected_attribute", None, f"{type_}: {_shown(value)}")
+                self._diff(path, "unexpected_attribute", None, f"{type_}: {shown_value(value)}")
 
         self.check.checked = {
             "configs": len(plan.configs),
@@ -241,7 +242,7 @@ class _RunVerifier:
             type_, got = table[path]
             want_type = _expected_type(value)
             if type_ != want_type:
-                self._diff(path, "wrong_type", f"{want_type}: {_shown(value)}", f"{type_}: {_shown(got)}")
+                self._diff(path, "wrong_type", f"{want_type}: {shown_value(value)}", f"{type_}: {shown_value(got)}")
             elif not same_value(value, got):
                 self._diff(path, "config_differs", value, got)
 
@@ -330,11 +331,11 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
         raise NmigError("--sample must be at least 1")
     bundle = Bundle(options.bundle_dir)
     project = resolve_project(options.project, bundle)
-    api_token = _check_token(options.api_token)
+    api_token = require_api_token(options.api_token)
     result = VerifyResult(project=project, sample=options.sample)
     for kind in ("model", "model_version"):
         result.not_imported += [e.sys_id for e in bundle.entities(kind)]
-    entities = _select(bundle.entities("run"), options.runs)
+    entities = select_runs(bundle.entities("run"), options.runs)
     adjusted, import_problems = _import_report_items(options.import_report or default_report_path(options.bundle_dir, project))
 
     from nmig.importer import client as nclient
@@ -436,7 +437,7 @@ def render(result: VerifyResult) -> str:
             lines.append(f"    {run.note}")
         for diff in run.differences[:50]:
             lines.append(
-                f"    {diff.path or '(run)'}: {diff.what}: expected {_shown(diff.expected)!r}, found {_shown(diff.found)!r}"
+                f"    {diff.path or '(run)'}: {diff.what}: expected {shown_value(diff.expected)!r}, found {shown_value(diff.found)!r}"
                 + (f" ({diff.detail})" if diff.detail else "")
             )
         if len(run.differences) > 50:

@@ -23,7 +23,7 @@ import numpy as np
 
 from nmig.importer.limits import SeriesFilter
 from nmig.importer.plan import RunPlan
-from nmig.importer.replay import _segments, _timestamps_ms  # the replay's own batch slicing, reused as is
+from nmig.importer.replay import path_segments, timestamps_ms  # the replay's own batch slicing, reused as is
 from nmig.schema import EntityBundle
 
 WINDOW_POINTS = 100_000  # expected points per target read (and per comparison)
@@ -41,14 +41,14 @@ class Difference:
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"run": self.run, "path": self.path, "what": self.what, "expected": _shown(self.expected),
-                "found": _shown(self.found), "detail": self.detail}
+        return {"run": self.run, "path": self.path, "what": self.what, "expected": shown_value(self.expected),
+                "found": shown_value(self.found), "detail": self.detail}
 
 
-def _shown(value: Any) -> Any:
+def shown_value(value: Any) -> Any:
     """A JSON-safe, short rendering of a value for tables and reports."""
     if hasattr(value, "isoformat") and hasattr(value, "year"):  # datetime, pandas Timestamp
-        return _shown(value.isoformat())
+        return shown_value(value.isoformat())
     if hasattr(value, "item") and not isinstance(value, (list, tuple)):  # numpy scalars
         try:
             value = value.item()
@@ -59,8 +59,8 @@ def _shown(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_shown(v) for v in sorted(value, key=str)][:50]
-    return _shown(str(value))
+        return [shown_value(v) for v in sorted(value, key=str)][:50]
+    return shown_value(str(value))
 
 
 @dataclass
@@ -156,7 +156,7 @@ def _expected_windows(
 
     for batch in entity.iter_series(kind, batch_rows=65_536, columns=columns):
         by_name = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
-        for legacy_path, start, end in _segments(batch):
+        for legacy_path, start, end in path_segments(batch):
             item = plan.series_target(kind, legacy_path)
             if item is None:
                 continue  # not written by the import (empty, colliding path): the plan's events say why
@@ -169,7 +169,7 @@ def _expected_windows(
                 wanted = sample_positions(item.points, sample) if sample else set()
             length = end - start
             steps = by_name["step"].slice(start, length).to_numpy(zero_copy_only=False)
-            keep, micros, stamps = series_filter.apply(steps, _timestamps_ms(by_name["timestamp"].slice(start, length)))
+            keep, micros, stamps = series_filter.apply(steps, timestamps_ms(by_name["timestamp"].slice(start, length)))
             if sample:
                 positions = np.arange(raw_seen, raw_seen + length)
                 keep &= np.isin(positions, list(wanted))
