@@ -8,12 +8,13 @@ tokens with HMAC-SHA256 under a per-data-folder secret and checks signature and 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import secrets
 import time
 from dataclasses import dataclass
+
+from nmig.emulators import jwt
 
 CLIENT_ID = "neptune-cli"
 REALM_PATH = "/auth/realms/neptune"
@@ -21,14 +22,6 @@ TOKEN_PATH = REALM_PATH + "/protocol/openid-connect/token"
 DISCOVERY_PATH = REALM_PATH + "/.well-known/openid-configuration"
 AUTHORIZE_PATH = REALM_PATH + "/protocol/openid-connect/auth"
 USERNAME = "emulator-user"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass
@@ -44,26 +37,14 @@ class TokenAuthority:
         now = int(time.time())
         claims = {"iss": self.issuer, "azp": CLIENT_ID, "sub": USERNAME, "typ": kind, "iat": now, "exp": now + ttl_s,
                   "jti": secrets.token_hex(8)}
-        head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        signature = hmac.new(self.secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
-        return f"{head}.{body}.{_b64(signature)}"
+        return jwt.sign(self.secret, claims)
 
-    def _claims(self, token: str, kind: str) -> dict[str, object] | None:
+    def _valid(self, token: str, kind: str) -> bool:
         try:
-            head, body, signature = token.split(".")
-            expected = hmac.new(self.secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, _unb64(signature)):
-                return None
-            claims = json.loads(_unb64(body))
-        except (ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(claims, dict) or claims.get("typ") != kind:
-            return None
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or exp < time.time():
-            return None
-        return claims
+            jwt.verify(self.secret, token, kind)
+        except jwt.TokenError:
+            return False
+        return True
 
     def exchange(self, api_token: str) -> dict[str, str] | None:
         """The oauth-token answer for a valid API token (the clients send the whole token), None when wrong."""
@@ -77,7 +58,7 @@ class TokenAuthority:
 
     def refresh(self, refresh_token: str) -> dict[str, str] | None:
         """The OpenID token-endpoint answer for a valid refresh token."""
-        if self._claims(refresh_token, "refresh") is None:
+        if not self._valid(refresh_token, "refresh"):
             return None
         return {
             "access_token": self._mint("access", self.access_ttl_s),
@@ -89,7 +70,7 @@ class TokenAuthority:
     def check_bearer(self, authorization: str | None) -> bool:
         if not authorization or not authorization.startswith("Bearer "):
             return False
-        return self._claims(authorization[len("Bearer "):].strip(), "access") is not None
+        return self._valid(authorization[len("Bearer "):].strip(), "access")
 
     def check_api_key(self, api_token: bytes | str) -> bool:
         """Whether `api_token` (a whole Neptune API token, or its bare key) carries this emulator's key."""
