@@ -75,8 +75,14 @@ def _fixture(scenario: str, points: int, runs: int) -> dict[str, Any]:
 
 def _serve(scenario: str, points: int, runs: int) -> None:
     """Child mode: serve the scenario's fixture, print the ready line, wait for SIGTERM."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     from nmig.emulators.legacy.server import serve_legacy
 
+    # The float page handler formats with Arrow, whose first cast initialises its kernels (~0.1 s); a live
+    # service did that long before anyone exports.
+    pc.cast(pa.array([0.5]), pa.string())
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with serve_legacy(_fixture(scenario, points, runs)) as info:

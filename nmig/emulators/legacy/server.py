@@ -486,14 +486,50 @@ class LegacyEmulator:
         if isinstance(page, Response):
             return page
         start, stop = page
-        # The hot path of a big export: the page is formatted straight to JSON text (a float's repr is valid
-        # JSON), about twice as fast as building dicts for json.dumps.
-        values = series.values[start:stop]
-        texts = values.tolist() if np.isfinite(values).all() else [_FloatText(_f(v)) for v in values.tolist()]
-        steps, stamps = series.steps[start:stop].tolist(), series.timestamps[start:stop].tolist()
-        body = ",".join(map(_FLOAT_POINT, steps, stamps, texts))
-        payload = f'{{"totalItemCount":{len(series.values)},"values":[{body}]}}'
-        return Response(200, payload.encode("utf-8"))
+        # The hot path of a big export: the page is formatted straight to JSON text, never through dicts.
+        values, steps = series.values[start:stop], series.steps[start:stop]
+        prefix = f'{{"totalItemCount":{len(series.values)},"values":['
+
+        def plain(x: np.ndarray) -> bool:
+            # What the fast formatting below reads back bit for bit (tested in tests/exporter): finite values
+            # (the API sends the others as words) other than -0.0 (integral values are formatted through int64,
+            # which has no negative zero).
+            return bool(np.isfinite(x).all()) and not ((x == 0) & np.signbit(x)).any()
+
+        if plain(values) and plain(steps):
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            def texts(x: np.ndarray) -> Any:
+                # Arrow's shortest round-trip formatting, in C++: about 4x faster than Python's repr per point.
+                # Integral values get a ".0" (as with repr), so every JSON reader, Python's included, sees floats.
+                integral = x == np.trunc(x)
+                if not integral.any():
+                    return pc.cast(pa.array(x), pa.string())
+                if np.abs(x[integral]).max() < 2.0**53:  # exact in int64
+                    whole = pc.cast(pa.array(np.where(integral, x, 0.0).astype(np.int64)), pa.string())
+                    whole = pc.binary_join_element_wise(whole, ".0", "")
+                    if integral.all():
+                        return whole
+                    return pc.if_else(pa.array(integral), whole, pc.cast(pa.array(x), pa.string()))
+                # Huge integral values: Arrow writes some as plain digits, some with an exponent.
+                text = pc.cast(pa.array(x), pa.string())
+                digits_only = pc.match_substring_regex(text, r"^-?[0-9]+$")
+                return pc.if_else(digits_only, pc.binary_join_element_wise(text, ".0", ""), text)
+
+            stamps = pc.cast(pa.array(series.timestamps[start:stop]), pa.string())
+            points = pc.binary_join_element_wise(
+                '{"step":', texts(steps), ',"timestampMillis":', stamps, ',"value":', texts(values), "}", ""
+            )
+            one_list = pa.ListArray.from_arrays(pa.array([0, len(points)], pa.int32()), points)
+            joined = pc.binary_join(one_list, ",")
+            body = joined[0].as_buffer().to_pybytes() if len(points) else b""
+            return Response(200, prefix.encode() + body + b"]}")
+        # Non-finite values go as the API's "NaN"/"Infinity" strings; -0.0 as repr's exact text (valid JSON).
+        texts_ = values.tolist() if np.isfinite(values).all() else [_FloatText(_f(v)) for v in values.tolist()]
+        steps_, stamps_ = steps.tolist(), series.timestamps[start:stop].tolist()
+        body_ = ",".join(map(_FLOAT_POINT, steps_, stamps_, texts_))
+        return Response(200, f"{prefix}{body_}]}}".encode())
 
     def _op_getStringSeriesValues(self, request: Request, match: Any) -> Response:
         attr, refusal = self._attribute(request, "stringSeries")
