@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -159,11 +161,20 @@ def _timestamps(values: Any) -> pa.Array:
 
 
 class _SeriesSink:
-    """The points of one series file, buffered in memory, spilled to disk beyond SPILL_BYTES, and
-    written at the end grouped by path (paths in sorted order, each in the order its pages came)."""
+    """The points of one series file, written grouped by path (paths in sorted order, each in the order its
+    pages came), in row groups of ROW_GROUP_ROWS.
 
-    def __init__(self, kind: str, spill_dir: Path) -> None:
+    While the points arrive in that order already (one series, or series one after another in path order, as
+    the exporter sends them), row groups are written to the Parquet file as soon as they fill, so encoding
+    overlaps fetching and nothing is buffered beyond one row group. The first point that breaks the order turns
+    the sink into buffering: what was written is read back, and everything is kept in memory, spilled to an
+    Arrow IPC file beyond SPILL_BYTES, and written in order at the end. Both ways give the same bytes: the file
+    depends only on the rows in their final order, never on when or in what pieces they came.
+    """
+
+    def __init__(self, kind: str, spill_dir: Path, out: Path) -> None:
         self._spill_dir = spill_dir
+        self.out = out
         self.kind = kind
         self.schema = SERIES_SCHEMAS[kind]
         self._data_schema = pa.schema([f for f in self.schema if f.name != "path"])
@@ -173,19 +184,74 @@ class _SeriesSink:
         self._spill_closed = False
         self._chunks: dict[str, list[pa.RecordBatch | int]] = {}
         self._mem = 0
+        # Streaming state: the last path that got points, the rows not yet in a row group, the open file.
+        self._streaming = True
+        self._last_path: str | None = None
+        self._pending: list[tuple[str, pa.RecordBatch]] = []
+        self._pending_rows = 0
+        self._writer: pq.ParquetWriter | None = None
         self.points: dict[str, int] = {}
         self.last_step: dict[str, float | None] = {}
 
     def append(self, path: str, columns: Sequence[pa.Array]) -> None:
         batch = pa.RecordBatch.from_arrays(list(columns), schema=self._data_schema)
-        chunks = self._chunks.setdefault(path, [])
         self.points[path] = self.points.get(path, 0) + batch.num_rows
         self.last_step.setdefault(path, None)
         if batch.num_rows == 0:
-            return
-        last = batch.column(0)[batch.num_rows - 1].as_py()
-        self.last_step[path] = last
-        chunks.append(batch)
+            return  # a declared (maybe empty) series: no rows, no place in the order
+        self.last_step[path] = batch.column(0)[batch.num_rows - 1].as_py()
+        if self._streaming and self._last_path is not None and path < self._last_path:
+            self._stop_streaming()
+        if self._streaming:
+            self._last_path = path
+            self._pending.append((path, batch))
+            self._pending_rows += batch.num_rows
+            while self._pending_rows >= ROW_GROUP_ROWS:
+                self._pending, self._pending_rows = self._emit(self._open(), self._pending, ROW_GROUP_ROWS)
+        else:
+            self._buffer(path, batch)
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                str(self.out),
+                self.schema,
+                compression="zstd",
+                use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in self.schema.names],
+                write_statistics=True,
+            )
+        return self._writer
+
+    def _stop_streaming(self) -> None:
+        """Points came out of path order: move what was written and what is pending into the buffer."""
+        self._streaming = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            parquet = pq.ParquetFile(str(self.out))
+            try:
+                for index in range(parquet.num_row_groups):
+                    group = parquet.read_row_group(index)
+                    data = group.select(self._data_schema.names).cast(self._data_schema).combine_chunks()
+                    batch = data.to_batches()[0]
+                    column = group.column("path").combine_chunks()
+                    if not pa.types.is_dictionary(column.type):
+                        column = column.dictionary_encode()
+                    codes = column.indices.to_numpy(zero_copy_only=False)
+                    names = column.dictionary.to_pylist()
+                    # contiguous runs of one path
+                    bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
+                    for start, end in itertools.pairwise(bounds):
+                        self._buffer(names[codes[start]], batch.slice(start, end - start))
+            finally:
+                parquet.close()
+            self.out.unlink()
+        for path, batch in self._pending:
+            self._buffer(path, batch)
+        self._pending, self._pending_rows = [], 0
+
+    def _buffer(self, path: str, batch: pa.RecordBatch) -> None:
+        self._chunks.setdefault(path, []).append(batch)
         self._mem += batch.nbytes
         if self._mem > SPILL_BYTES:
             self._spill_all()
@@ -203,15 +269,27 @@ class _SeriesSink:
         self._mem = 0
 
     def close(self) -> None:
-        """Close the spill file (idempotent)."""
+        """Close the spill file and an unfinished Parquet file (idempotent)."""
         if self._spill is not None and not self._spill_closed:
             self._spill_closed = True
             self._spill.close()
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
 
-    def write(self, out: Path) -> bool:
-        """Write the Parquet file; False (and no file) when the series have no points at all."""
+    def write(self) -> bool:
+        """Finish the Parquet file; False (and no file) when the series have no points at all."""
         if not any(self.points.values()):
             return False
+        if self._streaming:
+            writer = self._open()
+            try:
+                if self._pending_rows:
+                    self._emit(writer, self._pending, self._pending_rows)
+            finally:
+                self._pending, self._pending_rows = [], 0
+                self.close()
+            return True
         reader = None
         spilled = None
         if self._spill is not None:
@@ -220,13 +298,7 @@ class _SeriesSink:
             # towards RSS until the whole file is done).
             spilled = pa.OSFile(str(self._spill_path))
             reader = ipc.open_file(spilled)
-        writer = pq.ParquetWriter(
-            str(out),
-            self.schema,
-            compression="zstd",
-            use_dictionary=[c for c in _DICTIONARY_COLUMNS if c in self.schema.names],
-            write_statistics=True,
-        )
+        writer = self._open()
         try:
             pending: list[tuple[str, pa.RecordBatch]] = []
             pending_rows = 0
@@ -240,7 +312,7 @@ class _SeriesSink:
             if pending_rows:
                 self._emit(writer, pending, pending_rows)
         finally:
-            writer.close()
+            self.close()
             if spilled is not None:
                 spilled.close()
         self._chunks.clear()
@@ -442,7 +514,7 @@ class EntityWriter:
 
     def _sink(self, kind: str) -> _SeriesSink:
         if kind not in self._sinks:
-            self._sinks[kind] = _SeriesSink(kind, self._spill_dir)
+            self._sinks[kind] = _SeriesSink(kind, self._spill_dir, self._dir / series_file_name(kind))
         return self._sinks[kind]
 
     # ---- files -------------------------------------------------------------------------------------
@@ -523,7 +595,7 @@ class EntityWriter:
             try:
                 attributes = dict(self._attributes)
                 for kind, sink in self._sinks.items():
-                    sink.write(self._dir / series_file_name(kind))
+                    sink.write()
                     for path, points in sink.points.items():
                         attributes[path] = {
                             "path": path,

@@ -65,6 +65,55 @@ def test_same_data_gives_same_bytes_whatever_the_paging(tmp_path: Path, monkeypa
     assert rows[3]["value"] == pytest.approx(2 * math.sin(3.0), abs=0)
 
 
+def _write_paths(bundle: Path, pages: list[tuple[str, int, int]]) -> Path:
+    """Float series written page by page as (path, first step, points); each path's values depend on the path
+    and step only, so any order of the same pages holds the same rows."""
+    write_export_info(bundle, {})
+    with EntityWriter(bundle, "run", "S-1") as run:
+        run.set_info(custom_run_id="c", source_url="u", modification_time=0)
+        for path in sorted({p for p, _, _ in pages}):
+            run.declare_series(path, "floatSeries")
+        for path, first, points in pages:
+            steps = np.arange(first, first + points, dtype=np.float64)
+            values = np.cos(steps) * (ord(path[-1]) - 96)
+            run.add_float_points(path, steps, values, (1_700_000_000_000 + steps * 10).astype(np.int64))
+        run.declare_series("z_empty", "floatSeries")
+    return bundle / "runs" / "S-1"
+
+
+def _pages(path: str, points: int, page: int) -> list[tuple[str, int, int]]:
+    return [(path, start, min(page, points - start)) for start in range(0, points, page)]
+
+
+def test_streamed_and_buffered_series_give_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Series arriving in path order are written as they come (row groups while fetching); any other order is
+    buffered (and spilled) and written at commit. The Parquet bytes are the same either way, including when the
+    order breaks after row groups were already written and must be read back."""
+    monkeypatch.setattr(writer_module, "ROW_GROUP_ROWS", 10_000)
+    monkeypatch.setattr(writer_module, "SPILL_BYTES", 200_000)
+    a, b, c = _pages("m/a", 34_567, 3_000), _pages("m/b", 5, 5), _pages("m/c", 21_000, 7_000)
+    in_order = _write_paths(tmp_path / "streamed", a + b + c)
+    late_path = _write_paths(tmp_path / "late", a + c + b)  # 3 row groups of m/a written before m/b comes
+    interleaved = _write_paths(tmp_path / "interleaved", [c[0], a[0], b[0], c[1], a[1], c[2], *a[2:]])
+    reference = (in_order / "series_float.parquet").read_bytes()
+    for other in (late_path, interleaved):
+        assert (other / "series_float.parquet").read_bytes() == reference, other.name
+        assert content_digest(other) == content_digest(in_order)
+        assert not any((tmp_path / other.parent.parent.name / ".partial").glob("*")), "work folders left behind"
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(in_order / "series_float.parquet")
+    assert parquet.metadata.num_rows == 34_567 + 5 + 21_000
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [10_000] * 5 + [5_572]
+    table = parquet.read()
+    assert table.column("path").to_pylist()[34_565:34_570] == ["m/a", "m/a", "m/b", "m/b", "m/b"]
+    assert table.column("step").to_pylist()[34_572] == 0.0 and table.column("path")[34_572].as_py() == "m/c"
+    entity = Bundle(tmp_path / "late").entity("run", "S-1")
+    assert entity.verify(deep=True) == []
+    points = {a["path"]: a["points"] for a in entity.attributes}
+    assert points == {"m/a": 34_567, "m/b": 5, "m/c": 21_000, "z_empty": 0}
+
+
 def test_content_digest_sees_real_changes(tmp_path: Path) -> None:
     one = _write_series(tmp_path / "one", "sequential")
     with EntityWriter(tmp_path / "two", "run", "D-1") as run:
