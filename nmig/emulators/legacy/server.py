@@ -32,7 +32,6 @@ from nmig.emulators.legacy.fixture import (
     ImageSeries,
     LegacyFixture,
     LegacyProject,
-    StringSeries,
     load_fixture,
 )
 from nmig.emulators.legacy.nql import NqlSyntaxError, compile_query
@@ -477,15 +476,19 @@ class LegacyEmulator:
             return _bad_request(f"need offset >= 0 and 0 <= limit <= {MAX_PAGE_LIMIT}")
         return offset, min(total, offset + limit)
 
-    def _op_getFloatSeriesValues(self, request: Request, match: Any) -> Response:
-        attr, refusal = self._attribute(request, "floatSeries")
+    def _series_page(self, request: Request, kind: str) -> tuple[Any, int, int] | Response:
+        """The series of `kind` a values request names, and the [start, stop) of the page it asks for."""
+        attr, refusal = self._attribute(request, kind)
         if attr is None:
             return refusal  # type: ignore[return-value]
-        series: FloatSeries = attr.value
-        page = self._page(request, len(series.values))
-        if isinstance(page, Response):
-            return page
-        start, stop = page
+        page = self._page(request, len(attr.value.steps))  # steps and values are as long (fixture.py checks)
+        return page if isinstance(page, Response) else (attr.value, *page)
+
+    def _op_getFloatSeriesValues(self, request: Request, match: Any) -> Response:
+        found = self._series_page(request, "floatSeries")
+        if isinstance(found, Response):
+            return found
+        series, start, stop = found  # a FloatSeries
         # The hot path of a big export: the page is formatted straight to JSON text, never through dicts.
         values, steps = series.values[start:stop], series.steps[start:stop]
         prefix = f'{{"totalItemCount":{len(series.values)},"values":['
@@ -532,14 +535,10 @@ class LegacyEmulator:
         return Response(200, f"{prefix}{body_}]}}".encode())
 
     def _op_getStringSeriesValues(self, request: Request, match: Any) -> Response:
-        attr, refusal = self._attribute(request, "stringSeries")
-        if attr is None:
-            return refusal  # type: ignore[return-value]
-        series: StringSeries = attr.value
-        page = self._page(request, len(series.values))
-        if isinstance(page, Response):
-            return page
-        start, stop = page
+        found = self._series_page(request, "stringSeries")
+        if isinstance(found, Response):
+            return found
+        series, start, stop = found  # a StringSeries
         points = [
             {"step": s, "timestampMillis": t, "value": v}
             for s, t, v in zip(
@@ -554,14 +553,10 @@ class LegacyEmulator:
     def _op_getImageSeriesValues(self, request: Request, match: Any) -> Response:
         # Assumption: each value carries its step, timestamp, and the file's name, description and size; the
         # content itself is fetched by index (getImageSeriesValue), as the client does.
-        attr, refusal = self._attribute(request, "imageSeries")
-        if attr is None:
-            return refusal  # type: ignore[return-value]
-        series: ImageSeries = attr.value
-        page = self._page(request, len(series.steps))
-        if isinstance(page, Response):
-            return page
-        start, stop = page
+        found = self._series_page(request, "imageSeries")
+        if isinstance(found, Response):
+            return found
+        series, start, stop = found  # a ImageSeries
         points = [
             {
                 "step": float(series.steps[i]),
