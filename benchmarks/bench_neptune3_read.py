@@ -21,7 +21,9 @@ import os
 import sqlite3
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
@@ -76,6 +78,15 @@ def _write_small_runs(client: httpx.Client, runs: int) -> None:
         client.post("/api/client/v1/ingest", content=op.SerializeToString()).raise_for_status()
 
 
+def _timed(fetch: Callable[..., Any], rows: int, **query: Any) -> tuple[Any, float]:
+    """What `fetch(project=PROJECT, **query)` returns and the seconds it took; it must return `rows` rows."""
+    started = time.perf_counter()
+    result = fetch(project=PROJECT, **query)
+    seconds = time.perf_counter() - started
+    assert len(result) == rows, f"{fetch.__name__} returned {len(result)} rows, not {rows}"
+    return result, seconds
+
+
 def _float_page(client: httpx.Client, after: float | None, limit: int = PAGE) -> float:
     request: dict[str, object] = {
         "requestId": "0",
@@ -127,28 +138,13 @@ def main() -> None:
                 import neptune_query.runs as nq_runs
 
                 nq.set_api_token(token)
-                started = time.perf_counter()
-                metrics = nq_runs.fetch_metrics(project=PROJECT, runs=["big"], attributes=["metrics/loss"])
-                metrics_s = time.perf_counter() - started
-                assert len(metrics) == args.points, f"fetch_metrics returned {len(metrics)} rows"
-                started = time.perf_counter()
-                series = nq_runs.fetch_series(project=PROJECT, runs=["big"], attributes=["logs/line"])
-                series_s = time.perf_counter() - started
-                assert len(series) == args.points, f"fetch_series returned {len(series)} rows"
+                _, metrics_s = _timed(nq_runs.fetch_metrics, args.points, runs=["big"], attributes=["metrics/loss"])
+                _, series_s = _timed(nq_runs.fetch_series, args.points, runs=["big"], attributes=["logs/line"])
 
                 _write_small_runs(client, args.runs)
-                started = time.perf_counter()
-                listed = nq_runs.list_runs(project=PROJECT, runs="^small-")
-                list_s = time.perf_counter() - started
-                assert len(listed) == args.runs
-                started = time.perf_counter()
-                table = nq_runs.fetch_runs_table(project=PROJECT, runs="^small-", attributes=".*")
-                table_s = time.perf_counter() - started
-                assert len(table) == args.runs
-                started = time.perf_counter()
-                small = nq_runs.fetch_metrics(project=PROJECT, runs="^small-", attributes="^metrics/")
-                small_s = time.perf_counter() - started
-                assert len(small) == args.runs * 100, f"fetch_metrics returned {len(small)} rows"
+                _, list_s = _timed(nq_runs.list_runs, args.runs, runs="^small-")
+                table, table_s = _timed(nq_runs.fetch_runs_table, args.runs, runs="^small-", attributes=".*")
+                _, small_s = _timed(nq_runs.fetch_metrics, args.runs * 100, runs="^small-", attributes="^metrics/")
 
                 first = min(_float_page(client, None) for _ in range(3))
                 last = min(_float_page(client, float(PAGE)) for _ in range(3))
