@@ -7,10 +7,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from nmig.schema.format import ATOM_TYPES, FILES_DIR, KIND_FOLDERS, SERIES_TYPE_KIND, BundleError
+from nmig.schema.format import (
+    ATOM_TYPES,
+    FILES_DIR,
+    KIND_FOLDERS,
+    SERIES_TYPE_KIND,
+    BundleError,
+    is_content_hash,
+)
 from nmig.schema.reader import Bundle, EntityBundle
 
 
@@ -23,25 +27,10 @@ def _progress(items: list[EntityBundle], enabled: bool) -> Iterable[EntityBundle
 
 
 def _file_refs(entity: EntityBundle) -> dict[str, int]:
-    """content hash -> original size, for every file the entity references (deduplicated)."""
-    refs: dict[str, int] = {}
-    for attribute in entity.attributes:
-        if attribute.get("type") == "file" and isinstance(attribute.get("file"), dict):
-            refs[str(attribute["file"].get("hash"))] = _int(attribute["file"].get("size"))
-        elif attribute.get("type") == "fileSet":
-            for entry in attribute.get("entries") or []:
-                if isinstance(entry, dict):
-                    refs[str(entry.get("hash"))] = _int(entry.get("size"))
-    path = entity.series_path("file")
-    if path is not None:
-        try:
-            table = pq.read_table(path, columns=["file_hash", "file_size"])
-        except (OSError, pa.ArrowException):
-            return refs  # reported by verify(); the summary counts what it can
-        hashes = table.column("file_hash").to_pylist()
-        sizes = table.column("file_size").to_pylist()
-        refs.update({str(h): _int(s) for h, s in zip(hashes, sizes, strict=True)})
-    return refs
+    """content hash -> original size, for every file the entity references (deduplicated); an invalid reference
+    is no stored file (verify() reports it), and a series file that cannot be read adds nothing."""
+    refs, _ = entity.file_references()
+    return {h: _int(size) for h, size in refs.items() if is_content_hash(h)}
 
 
 def _int(value: Any) -> int:

@@ -260,13 +260,14 @@ class EntityBundle:
         """The original size the manifest (or series_file.parquet) records for a hash: it bounds what a
         decompression may produce, so a hostile tiny .zst cannot expand without limit."""
         if self._sizes is None:
-            sizes, _ = self._file_references()  # verify() reports a damaged series file
+            sizes, _ = self.file_references()  # verify() reports a damaged series file
             self._sizes = {h: s for h, s in sizes.items() if isinstance(s, int) and not isinstance(s, bool)}
         return self._sizes.get(content_hash)
 
-    def _file_references(self) -> tuple[dict[str, Any], str | None]:
+    def file_references(self) -> tuple[dict[str, Any], str | None]:
         """Every stored file the entity refers to, hash -> the size recorded for it (file and fileSet attributes,
-        then series_file.parquet); and why series_file.parquet is unreadable, when it is."""
+        then series_file.parquet), as recorded: hashes and sizes are not validated here (verify() does that);
+        and why series_file.parquet is unreadable, when it is."""
         refs: dict[str, Any] = {}
         for attribute in self.attributes:
             type_ = attribute.get("type")
@@ -334,7 +335,7 @@ class EntityBundle:
 
     def _check_references(self, on_disk: set[str], deep: bool) -> list[str]:
         where = f"{self.kind} {self.sys_id}"
-        refs, unreadable = self._file_references()
+        refs, unreadable = self.file_references()
         problems = [f"{where}: {unreadable}"] if unreadable else []
         for content_hash, size in sorted(refs.items()):
             if not is_content_hash(content_hash):

@@ -78,3 +78,20 @@ def test_damaged_entity_is_reported_and_the_rest_summarised(sample_bundle: Path,
     assert "run VIS-2: manifest.json is unreadable" in result.output
     assert "runs/.hidden: not an entity folder" in result.output
     assert "series points: 4 float" in result.output  # VIS-1 still counted
+
+
+def test_an_invalid_file_reference_counts_as_no_file_and_fails_the_check(sample_bundle: Path) -> None:
+    folder = sample_bundle / "runs" / "VIS-1"
+    (folder / "COMPLETE").unlink()  # a hand-edited entity: no checksums
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["attributes"] += [
+        {"path": "evil", "type": "file", "file": {"hash": "../../etc/passwd", "size": 99, "name": "x", "ext": ""}},
+        {"path": "bare", "type": "file"},
+    ]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    data = json.loads(_inspect(str(sample_bundle), "--json").output)
+    assert data["files"]["count"] == 5 and data["files"]["original_bytes"] == 12 + 7 + 6 + 6 + 6
+    checked = _inspect(str(sample_bundle), "--check")
+    assert checked.exit_code == 1
+    assert "invalid file reference '../../etc/passwd'" in checked.output
+    assert "invalid file reference 'None'" in checked.output
