@@ -215,11 +215,24 @@ def emulate_neptune3(
         server.__exit__(None, None, None)
 
 
+# Options `nmig import`, `verify` and `migrate` share, and the arguments import and verify both pass on.
+_target_token_option = click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
+_bundle_runs_option = click.option(
+    "--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable)."
+)
+
+
+def _bundle_and_target(bundle_dir: str, project: str | None, api_token: str | None, runs: tuple[str, ...]) -> dict[str, Any]:
+    from pathlib import Path
+
+    return {"bundle_dir": Path(bundle_dir), "project": project, "api_token": api_token, "runs": list(runs)}
+
+
 @main.command("import")
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT).")
-@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
-@click.option("--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable).")
+@_target_token_option
+@_bundle_runs_option
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, target ids, remapped paths, what is skipped or adjusted); write nothing.")
 @click.option("--no-create-project", is_flag=True, help="Fail instead of creating a missing target project.")
@@ -244,10 +257,7 @@ def import_command(
 
     result = run_import(
         ImportOptions(
-            bundle_dir=Path(bundle_dir),
-            project=project,
-            api_token=api_token,
-            runs=list(runs),
+            **_bundle_and_target(bundle_dir, project, api_token, runs),
             max_workers=max_workers,
             dry_run=dry_run,
             create_project=not no_create_project,
@@ -292,8 +302,8 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @main.command("verify")
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
 @click.option("--project", required=True, help="WORKSPACE/PROJECT in 3.x that the bundle was imported into.")
-@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
-@click.option("--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable).")
+@_target_token_option
+@_bundle_runs_option
 @click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON to this file.")
 @click.option("--import-report", "import_report", type=click.Path(dir_okay=False), default=None, help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
@@ -316,10 +326,7 @@ def verify_command(
 
     run_verify(
         VerifyOptions(
-            bundle_dir=Path(bundle_dir),
-            project=project,
-            api_token=api_token,
-            runs=list(runs),
+            **_bundle_and_target(bundle_dir, project, api_token, runs),
             sample=sample,
             report=Path(report_path) if report_path else None,
             import_report=Path(import_report) if import_report else None,
@@ -333,7 +340,7 @@ def verify_command(
 @click.option("--to", "target_project", required=True, help="WORKSPACE/PROJECT in Neptune 3.x (created when missing).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
 @click.option("--legacy-token", envvar="NEPTUNE_LEGACY_API_TOKEN", help="2.x API token (default: $NEPTUNE_LEGACY_API_TOKEN).")
-@click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
+@_target_token_option
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
 @click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")

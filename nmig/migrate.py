@@ -58,13 +58,17 @@ class MigrateResult:
         )
 
 
-def _complete_runs(out: Path) -> list[str]:
+def _complete_runs(out: Path, known: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Runs whose folder carries the COMPLETE marker (the writer renames a finished folder into place, so a
-    run either is not there yet or is there in full)."""
+    run either is not there yet or is there in full), leaving out the `known` ones without looking into them."""
     folder = out / KIND_FOLDERS["run"]
     if not folder.is_dir():
         return []
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False) and (Path(entry.path) / COMPLETE).is_file())
+    return sorted(
+        entry.name
+        for entry in os.scandir(folder)
+        if entry.name not in known and entry.is_dir(follow_symlinks=False) and (Path(entry.path) / COMPLETE).is_file()
+    )
 
 
 class ExportFeed:
@@ -78,7 +82,7 @@ class ExportFeed:
 
     def poll(self) -> tuple[list[str], bool]:
         exporting = self._exporter.poll() is None  # asked before the scan: nothing completes after a final scan
-        fresh = [sys_id for sys_id in _complete_runs(self._out) if sys_id not in self._handed]
+        fresh = _complete_runs(self._out, self._handed)
         self._handed.update(fresh)
         return fresh, not exporting
 

@@ -129,30 +129,24 @@ def new_request(project: str, run_id: str) -> RunOperation:
     return RunOperation(project=project, run_id=run_id, update_batch=UpdateRunSnapshots())
 
 
-def append_float_points(  # the per-message way (reference for nmig.importer.wire, used in its tests)
-    request: RunOperation, path: str, micros: Sequence[int], values: Sequence[float], timestamps_ms: Sequence[int]
+def append_points(
+    request: RunOperation,
+    path: str,
+    micros: Sequence[int],
+    values: Sequence[float] | Sequence[str],
+    timestamps_ms: Sequence[int],
+    value_field: str,
 ) -> None:
-    """One UpdateRunSnapshot per point, as Run.log_metrics builds them (step as whole + micro parts)."""
+    """One UpdateRunSnapshot per point, as Run.log_metrics ("float64") and Run.log_string_series ("string")
+    build them (step as whole + micro parts). Float series take the faster nmig.importer.wire; this per-message
+    way is its reference in the tests."""
     add = request.update_batch.snapshots.add
     for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
         snapshot = add(
             step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
             timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
         )
-        snapshot.append[path].float64 = value
-
-
-def append_string_points(
-    request: RunOperation, path: str, micros: Sequence[int], values: Sequence[str], timestamps_ms: Sequence[int]
-) -> None:
-    """As Run.log_string_series builds them."""
-    add = request.update_batch.snapshots.add
-    for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
-        snapshot = add(
-            step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
-            timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
-        )
-        snapshot.append[path].string = value
+        setattr(snapshot.append[path], value_field, value)
 
 
 class _Uploader(FileUploaderThread):

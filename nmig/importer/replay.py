@@ -206,7 +206,7 @@ class _PipelinedSender:
                 self._path = path
             if self._request is None:
                 self._request = self._direct.new_request()
-            nclient.append_string_points(self._request, path, [micro], [value], [stamp])
+            nclient.append_points(self._request, path, [micro], [value], [stamp], "string")
             self._points += 1
             self._bytes += size
 

@@ -8,15 +8,14 @@ resumed (the target is asked what it already holds). One state file per target p
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nmig.errors import NmigError
+from nmig.schema.writer import write_atomically
 
 STATE_FORMAT = "nmig-import-state"
 STATE_VERSION = 1
@@ -40,17 +39,9 @@ def report_path_for(state_path: Path) -> Path:
 
 
 def write_json_atomically(path: Path, doc: Any) -> None:
+    """The state file and the import report: readers see the old content or the new, never half (fsynced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(doc, out, indent=1, sort_keys=True, allow_nan=False)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode(), durable=True)
 
 
 @dataclass

@@ -53,6 +53,26 @@ def _optional_field(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lengths, np.where(values > 0, lengths + 1, 0)
 
 
+class _TwoVarints:
+    """A small message of two optional varint fields (1 and 2), as Step{whole, micro} and Timestamp{seconds,
+    nanos} are, one per point; its length is under 128 bytes, so one length byte."""
+
+    def __init__(self, first: np.ndarray, second: np.ndarray) -> None:
+        self.fields = [(0x08, first, *_optional_field(first)), (0x10, second, *_optional_field(second))]
+        self.length = self.fields[0][3] + self.fields[1][3]
+
+    def put(self, buffer: np.ndarray, pos: np.ndarray, tag: int) -> np.ndarray:
+        """Write `tag length message` at each offset; returns the offsets right after it."""
+        buffer[pos] = tag
+        buffer[pos + 1] = self.length.astype(np.uint8)
+        pos = pos + 2
+        for field_tag, values, n_varint, n_field in self.fields:
+            buffer[pos[n_field > 0]] = field_tag
+            _put_varints(buffer, pos + 1, values, n_varint)
+            pos = pos + n_field
+        return pos
+
+
 def encode_float_snapshots(path: str, micros: np.ndarray, values: np.ndarray, timestamps_ms: np.ndarray) -> bytes:
     """The repeated `snapshots` field (1) of UpdateRunSnapshots for one float series: the concatenation of
     `0x0A len snapshot` per point. Steps (micro-units) and timestamps must be >= 0."""
@@ -65,21 +85,15 @@ def encode_float_snapshots(path: str, micros: np.ndarray, values: np.ndarray, ti
         raise ValueError("negative steps or timestamps are not encoded here")
     whole, micro = np.divmod(micros, 1_000_000)
     seconds, millis = np.divmod(stamps, 1000)
-    nanos = millis * 1_000_000
-
-    n_whole, f_whole = _optional_field(whole)
-    n_micro, f_micro = _optional_field(micro)
-    n_sec, f_sec = _optional_field(seconds)
-    n_nanos, f_nanos = _optional_field(nanos)
-    step_len = f_whole + f_micro  # < 128: one length byte
-    ts_len = f_sec + f_nanos
+    step = _TwoVarints(whole, micro)
+    timestamp = _TwoVarints(seconds, millis * 1_000_000)
 
     key = path.encode("utf-8")
     entry = b"\x0a" + _varint_bytes(len(key)) + key + b"\x12\x09\x09"  # + 8 bytes of the double
     append_field = b"\x42" + _varint_bytes(len(entry) + 8) + entry
     tail_len = len(append_field) + 8
 
-    body_len = 2 + step_len + 2 + ts_len + tail_len
+    body_len = 2 + step.length + 2 + timestamp.length + tail_len
     n_body = _varint_len(body_len)
     record_len = 1 + n_body + body_len
     ends = np.cumsum(record_len)
@@ -88,29 +102,8 @@ def encode_float_snapshots(path: str, micros: np.ndarray, values: np.ndarray, ti
 
     buffer[starts] = 0x0A
     _put_varints(buffer, starts + 1, body_len, n_body)
-    pos = starts + 1 + n_body
-    buffer[pos] = 0x0A  # step
-    buffer[pos + 1] = step_len.astype(np.uint8)
-    pos = pos + 2
-    has = f_whole > 0
-    buffer[pos[has]] = 0x08
-    _put_varints(buffer, pos + 1, whole, n_whole)
-    pos = pos + f_whole
-    has = f_micro > 0
-    buffer[pos[has]] = 0x10
-    _put_varints(buffer, pos + 1, micro, n_micro)
-    pos = pos + f_micro
-    buffer[pos] = 0x12  # timestamp
-    buffer[pos + 1] = ts_len.astype(np.uint8)
-    pos = pos + 2
-    has = f_sec > 0
-    buffer[pos[has]] = 0x08
-    _put_varints(buffer, pos + 1, seconds, n_sec)
-    pos = pos + f_sec
-    has = f_nanos > 0
-    buffer[pos[has]] = 0x10
-    _put_varints(buffer, pos + 1, nanos, n_nanos)
-    pos = pos + f_nanos
+    pos = step.put(buffer, starts + 1 + n_body, 0x0A)
+    pos = timestamp.put(buffer, pos, 0x12)
     # the constant append prefix and the 8 bytes of each value, written column by column
     prefix = np.frombuffer(append_field, dtype=np.uint8)
     for offset, byte in enumerate(prefix):

@@ -74,7 +74,7 @@ def test_step_decomposition_matches() -> None:
     from neptune_scale.sync.metadata_splitter import make_step
 
     request = client.new_request("ws/p", "r")
-    client.append_float_points(request, "m", [7_654_321], [1.5], [1_700_000_000_123])
+    client.append_points(request, "m", [7_654_321], [1.5], [1_700_000_000_123], "float64")
     snapshot = request.update_batch.snapshots[0]
     assert snapshot.step == make_step(7.654321)
     assert snapshot.timestamp.seconds == 1_700_000_000 and snapshot.timestamp.nanos == 123_000_000

@@ -20,7 +20,7 @@ def test_encoding_matches_the_protobuf_library(path: str) -> None:
     stamps = rng.integers(0, 4 * 10**12, n)
     stamps[:4] = [0, 999, 1000, 128_000]
     reference = client.new_request("ws/p", "run-1")
-    client.append_float_points(reference, path, micros.tolist(), values.tolist(), stamps.tolist())
+    client.append_points(reference, path, micros.tolist(), values.tolist(), stamps.tolist(), "float64")
     encoded = wire.wrap_update_batch("ws/p", "run-1", wire.encode_float_snapshots(path, micros, values, stamps))
     assert encoded == reference.SerializeToString()
     assert RunOperation.FromString(encoded) == reference

@@ -54,6 +54,11 @@ class VerifyRun:
     def differences(self) -> list[dict[str, Any]]:
         return [d for run in self.report["runs"] for d in run["differences"]]
 
+    def differing(self) -> list[tuple[str, str]]:
+        """(path, what) of every difference, once verify failed as it must on an altered target (exit 1)."""
+        assert self.exit_code == 1, self.output
+        return [(d["path"], d["what"]) for d in self.differences()]
+
 
 @pytest.fixture
 def verify_altered(

@@ -139,8 +139,7 @@ def test_changed_value_of_a_metric(verify_altered: Any, target_ids: list[str]) -
     result = verify_altered(
         sql=[f"UPDATE points SET value = value + 1e-9 WHERE attr_pk = {attr_pk(run, 'val/loss')} AND step_whole = 3"]
     )
-    assert result.exit_code == 1
-    assert [(d["path"], d["what"]) for d in result.differences()] == [("val/loss", "value_differs")]
+    assert result.differing() == [("val/loss", "value_differs")]
 
 
 def _blob_of(data_dir: Path, run_id: str, path: str, step_whole: int | None = None) -> Path:
@@ -177,8 +176,7 @@ def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: lis
 def test_missing_file(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[0]
     result = verify_altered(sql=[f"DELETE FROM attributes WHERE attr_pk = {attr_pk(run, 'source_code/files/train.py')}"])
-    assert result.exit_code == 1
-    assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/files/train.py", "missing_file")]
+    assert result.differing() == [("source_code/files/train.py", "missing_file")]
 
 
 def test_missing_series(verify_altered: Any, target_ids: list[str]) -> None:
@@ -192,8 +190,7 @@ def test_missing_series(verify_altered: Any, target_ids: list[str]) -> None:
 def test_file_that_cannot_be_downloaded(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[1]
     result = verify_altered(alter=lambda data_dir: _blob_of(data_dir, run, "source_code/files/configs/base.yaml").unlink())
-    assert result.exit_code == 1
-    assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/files/configs/base.yaml", "file_not_downloadable")]
+    assert result.differing() == [("source_code/files/configs/base.yaml", "file_not_downloadable")]
 
 
 def test_unexpected_attribute(verify_altered: Any, target_ids: list[str]) -> None:
@@ -205,8 +202,7 @@ def test_unexpected_attribute(verify_altered: Any, target_ids: list[str]) -> Non
             f"FROM runs WHERE run_id = '{run}'"
         ]
     )
-    assert result.exit_code == 1
-    assert [(d["path"], d["what"]) for d in result.differences()] == [("source_code/diff", "unexpected_attribute")]
+    assert result.differing() == [("source_code/diff", "unexpected_attribute")]
 
 
 def test_sample_checks_chosen_points_only(verify_altered: Any, target_ids: list[str]) -> None:
@@ -219,8 +215,7 @@ def test_sample_checks_chosen_points_only(verify_altered: Any, target_ids: list[
         ],
         args=["--sample", "5"],
     )
-    assert result.exit_code == 1
-    assert [(d["path"], d["what"]) for d in result.differences()] == [("train/accuracy", "value_differs")]
+    assert result.differing() == [("train/accuracy", "value_differs")]
     assert result.report["sample"] == 5
     assert "sampled: 5 points per series" in result.output
 

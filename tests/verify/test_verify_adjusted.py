@@ -4,7 +4,9 @@ difference: a hand-made bundle hitting the limits, imported, then verified green
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -32,6 +34,29 @@ def _bundle(out: Path) -> Path:
         writer.add_float_points("m/beyond", [2e12, 3e12], [1.0, 2.0], [T0, T0 + 1])  # every point dropped: no series
         writer.add_string_points("logs/big", [0.0, 1.0], ["x" * (1024 * 1024 + 10), "ok"], [T0, T0 + 1])
     return out
+
+
+def _verify_with_a_refused_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sys_id: str, fill: Callable[[Any], None]
+) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The limits bundle plus a run `fill` writes, which `nmig import` must refuse (exit 1); then `nmig verify`,
+    which must fail (exit 1). Returns verify's result and its report's runs by legacy id."""
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.schema import EntityWriter
+
+    monkeypatch.chdir(tmp_path)
+    bundle = _bundle(tmp_path / "bundle")
+    with EntityWriter(bundle, "run", sys_id) as writer:
+        fill(writer)
+    report = tmp_path / "verify.json"
+    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
+        imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
+        assert imported.exit_code == 1
+        result = CliRunner().invoke(
+            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
+        )
+    assert result.exit_code == 1
+    return result, {run["run"]: run for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
 
 
 def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,23 +108,12 @@ def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_incomplete_run_in_the_bundle_is_not_a_match(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run the export could not finish is not in 3.x: the migration is not complete, so verify fails."""
-    from nmig.emulators.neptune3 import serve_neptune3
-    from nmig.schema import EntityWriter
 
-    monkeypatch.chdir(tmp_path)
-    bundle = _bundle(tmp_path / "bundle")
-    with EntityWriter(bundle, "run", "LIM-2") as writer:
+    def unfinished(writer: Any) -> None:
         writer.add_atom("sys/creation_time", "datetime", "2024-05-01T12:00:00.123Z")
         writer.error("train/loss", "the 2.x service kept failing")
-    report = tmp_path / "verify.json"
-    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
-        imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
-        assert imported.exit_code == 1  # LIM-2 refused
-        result = CliRunner().invoke(
-            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
-        )
-    assert result.exit_code == 1
-    runs = {run["run"]: run for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
+
+    result, runs = _verify_with_a_refused_run(tmp_path, monkeypatch, "LIM-2", unfinished)
     assert runs["LIM-1"]["status"] == "ok"
     assert runs["LIM-2"]["status"] == "not_importable" and "the 2.x service kept failing" in runs["LIM-2"]["note"]
     assert "NOT IMPORTED" in result.output
@@ -107,24 +121,13 @@ def test_incomplete_run_in_the_bundle_is_not_a_match(tmp_path: Path, monkeypatch
 
 def test_what_the_import_report_says_went_wrong_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two legacy runs with one custom run id: the import refuses the second; verify fails it and says why."""
-    from nmig.emulators.neptune3 import serve_neptune3
-    from nmig.schema import EntityWriter
 
-    monkeypatch.chdir(tmp_path)
-    bundle = _bundle(tmp_path / "bundle")
-    with EntityWriter(bundle, "run", "LIM-3") as writer:
+    def same_custom_id(writer: Any) -> None:
         writer.add_atom("sys/creation_time", "datetime", "2024-05-02T12:00:00.000Z")
         writer.add_atom("sys/custom_run_id", "string", "team/run:1")
         writer.add_atom("params/lr", "float", 0.5)
-    report = tmp_path / "verify.json"
-    with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
-        imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
-        assert imported.exit_code == 1
-        result = CliRunner().invoke(
-            main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
-        )
-    assert result.exit_code == 1
-    runs = {run["run"]: run for run in json.loads(report.read_text(encoding="utf-8"))["runs"]}
+
+    result, runs = _verify_with_a_refused_run(tmp_path, monkeypatch, "LIM-3", same_custom_id)
     assert runs["LIM-1"]["status"] == "ok"
     assert runs["LIM-3"]["status"] == "differs"
     assert ("params/lr", "missing_config") in {(d["path"], d["what"]) for d in runs["LIM-3"]["differences"]}
