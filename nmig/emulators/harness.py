@@ -17,10 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nmig.emulators.http import EmulatorInfo
-
-# Both emulators serve the API-token exchange where the clients look for it (the same path in 2.x and 3.x).
-OAUTH_TOKEN_PATH = "/api/backend/v1/authorization/oauth-token"
+from nmig.emulators.http import OAUTH_TOKEN_PATH, EmulatorInfo
 
 
 @dataclass

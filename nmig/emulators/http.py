@@ -22,6 +22,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Where both clients exchange an API token for access tokens: the same path in Neptune 2.x and 3.x.
+OAUTH_TOKEN_PATH = "/api/backend/v1/authorization/oauth-token"
 
 
 @dataclass(frozen=True)

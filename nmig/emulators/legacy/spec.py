@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nmig.emulators.http import OAUTH_TOKEN_PATH
+
 BACKEND_SPEC_PATH = "/api/backend/swagger.json"
 LEADERBOARD_SPEC_PATH = "/api/leaderboard/swagger.json"
 ARTIFACTS_SPEC_PATH = "/api/artifacts/swagger.json"
@@ -27,7 +29,7 @@ ATTRIBUTE_GETTERS: dict[str, str] = {
 # operationId -> (method, path); the server routes on the same table, so spec and server cannot drift apart.
 BACKEND_OPERATIONS: dict[str, tuple[str, str]] = {
     "getClientConfig": ("GET", "/api/backend/v1/clients/config"),
-    "exchangeApiToken": ("GET", "/api/backend/v1/authorization/oauth-token"),
+    "exchangeApiToken": ("GET", OAUTH_TOKEN_PATH),
     "listProjects": ("GET", "/api/backend/v1/projects"),
     "getProject": ("GET", "/api/backend/v1/projects/get"),
     "listOrganizations": ("GET", "/api/backend/v1/myOrganizations"),

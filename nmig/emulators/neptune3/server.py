@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from nmig.emulators.http import EmulatorInfo, FaultPlan, Request, Response, Router, serve_in_thread
+from nmig.emulators.http import (
+    OAUTH_TOKEN_PATH,
+    EmulatorInfo,
+    FaultPlan,
+    Request,
+    Response,
+    Router,
+    serve_in_thread,
+)
 from nmig.emulators.neptune3.auth import (
     AUTHORIZE_PATH,
     CLIENT_ID,
@@ -32,7 +40,6 @@ from nmig.emulators.neptune3.store import Project, ProjectKeyTaken, Store
 from nmig.secrets import make_api_token
 
 CONFIG_PATH = "/api/backend/v1/clients/config"
-OAUTH_TOKEN_PATH = "/api/backend/v1/authorization/oauth-token"
 PROJECTS_PATH = "/api/backend/v1/projects"
 
 # Paths answered without a bearer token: what a client calls to obtain one, and signed storage URLs (which
