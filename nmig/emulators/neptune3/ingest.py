@@ -578,13 +578,7 @@ class IngestEngine:
                         or (whole == last_whole and micro > state.last_micro)  # type: ignore[operator]
                     ) and (state.last_ts is None or ts >= state.last_ts):
                         add_point((state.attr_pk, whole, micro, ts, stored))
-                        state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
-                        state.count += 1
-                        fresh = touched.get(state.attr_pk)
-                        if fresh is None:
-                            touched[state.attr_pk] = (state, [stored])
-                        else:
-                            fresh[1].append(stored)
+                        _advance(state, whole, micro, ts, stored, touched)
                         ok += 1
                         continue
             if step_error is not None:
@@ -654,14 +648,21 @@ class IngestEngine:
             previews.append((state.attr_pk, whole, micro, ts, stored, 1, ratio))
             return True
         points.append((state.attr_pk, whole, micro, ts, stored))
-        state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
-        state.count += 1
-        fresh = touched.get(state.attr_pk)
-        if fresh is None:
-            touched[state.attr_pk] = (state, [stored])
-        else:
-            fresh[1].append(stored)
+        _advance(state, whole, micro, ts, stored, touched)
         return True
+
+
+def _advance(
+    state: AttrState, whole: int, micro: int, ts: int, stored: Any, touched: dict[int, tuple[AttrState, list[Any]]]
+) -> None:
+    """A committed point at the end of its series: its new last point, and the values its aggregates take in."""
+    state.last_whole, state.last_micro, state.last_ts, state.last_value = whole, micro, ts, stored
+    state.count += 1
+    fresh = touched.get(state.attr_pk)
+    if fresh is None:
+        touched[state.attr_pk] = (state, [stored])
+    else:
+        fresh[1].append(stored)
 
 
 def _series_row(state: AttrState, fresh: list[Any]) -> tuple[Any, ...]:
