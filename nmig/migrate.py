@@ -25,7 +25,8 @@ from nmig.errors import NmigError, PartialFailure
 from nmig.schema.format import COMPLETE, EXPORT_INFO, KIND_FOLDERS
 
 LEGACY_TOKEN_ENV = "NEPTUNE_LEGACY_API_TOKEN"
-POLL_SECONDS = 0.5
+# How often migrate looks for the bundle's export.json before the import can start.
+EXPORT_INFO_POLL_S = 0.1
 
 
 @dataclass
@@ -184,7 +185,7 @@ def migrate(options: MigrateOptions) -> MigrateResult:
         # The import starts once the export has written the bundle's export.json (the source project's key,
         # visibility and description, which the import creates the target project with).
         while exporter.poll() is None and not (options.out / EXPORT_INFO).is_file():
-            time.sleep(POLL_SECONDS / 5)
+            time.sleep(EXPORT_INFO_POLL_S)
         if (options.out / EXPORT_INFO).is_file():
             feed = ExportFeed(options.out, exporter)
             try:
