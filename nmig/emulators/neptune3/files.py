@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from nmig.emulators.http import Request, Response
 from nmig.emulators.neptune3.store import Store, now_ms
+from nmig.schema.writer import write_atomically
 
 if TYPE_CHECKING:
     from nmig.emulators.neptune3.server import Neptune3App
@@ -68,19 +69,6 @@ class Signer:
 def _storage_error(status: int, code: str) -> Response:
     """An error as object storage (S3, which the signed URLs stand for) answers one: an XML <Error> body."""
     return Response(status, f"<Error><Code>{code}</Code></Error>".encode(), content_type="application/xml")
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _record_blob(store: Store, project_pk: int, path: str, size: int, sha256: str) -> None:
@@ -154,7 +142,7 @@ def register(app: Neptune3App) -> None:
         etag = '"' + hashlib.md5(request.body, usedforsecurity=False).hexdigest() + '"'
         if claims.get("op") == "put":
             project_pk, path = int(claims["pk"]), str(claims["k"])
-            _write_atomically(store.blob_file(blob_name(project_pk, path)), request.body)
+            write_atomically(store.blob_file(blob_name(project_pk, path)), request.body, durable=True)
             _record_blob(store, project_pk, path, len(request.body), hashlib.sha256(request.body).hexdigest())
         elif claims.get("op") == "part":
             upload_id, number = str(claims["u"]), int(claims["n"])
@@ -162,7 +150,7 @@ def register(app: Neptune3App) -> None:
                 return _storage_error(400, "InvalidArgument")
             folder = store.upload_dir / upload_id
             folder.mkdir(exist_ok=True)
-            _write_atomically(folder / str(number), request.body)
+            write_atomically(folder / str(number), request.body, durable=True)
         else:
             return _storage_error(403, "AccessDenied")
         return Response(200, b"", headers={"ETag": etag})
