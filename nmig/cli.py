@@ -322,9 +322,9 @@ def verify_command(
     """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
     from pathlib import Path
 
-    from nmig.importer.verify import VerifyOptions, run_verify
+    from nmig.importer.verify import VerifyOptions, render, verify_bundle
 
-    run_verify(
+    result = verify_bundle(
         VerifyOptions(
             **_bundle_and_target(bundle_dir, project, api_token, runs),
             sample=sample,
@@ -333,6 +333,8 @@ def verify_command(
             quiet=quiet,
         )
     )
+    click.echo(render(result))
+    result.raise_for_differences(Path(report_path) if report_path else None)
 
 
 @main.command("migrate")

@@ -91,6 +91,14 @@ class VerifyResult:
     def difference_count(self) -> int:
         return sum(len(run.differences) for run in self.runs)
 
+    def raise_for_differences(self, report: Path | None = None) -> None:
+        """PartialFailure (exit 1) unless everything matches."""
+        if not self.ok:
+            raise PartialFailure(
+                f"verify found {self.difference_count} difference(s) in {sum(r.status != 'ok' for r in self.runs)} run(s)"
+                + (f"; report: {report}" if report else "")
+            )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": REPORT_FORMAT,
@@ -314,7 +322,8 @@ def _import_report_items(path: Path) -> tuple[dict[str, list[dict[str, str]]], d
 
 
 def verify_bundle(options: VerifyOptions) -> VerifyResult:
-    """Everything `nmig verify` does; raises NmigError for bad input. The caller renders and decides the exit."""
+    """Everything `nmig verify` does but printing: raises NmigError for bad input; the caller prints
+    `render(result)` and decides the exit (`VerifyResult.raise_for_differences`)."""
     import warnings
 
     from neptune_query.warnings import Http5xxWarning, Http429Warning, Http503Warning
@@ -455,15 +464,3 @@ def render(result: VerifyResult) -> str:
     )
     lines.append("All runs match." if result.ok else f"DIFFERENCES FOUND in {sum(r.status != 'ok' for r in result.runs)} run(s).")
     return "\n".join(lines)
-
-
-def run_verify(options: VerifyOptions) -> VerifyResult:
-    """verify_bundle + the table on stdout; PartialFailure (exit 1) unless everything matches."""
-    result = verify_bundle(options)
-    print(render(result), flush=True)
-    if not result.ok:
-        raise PartialFailure(
-            f"verify found {result.difference_count} difference(s) in {sum(r.status != 'ok' for r in result.runs)} run(s)"
-            + (f"; report: {options.report}" if options.report else "")
-        )
-    return result
