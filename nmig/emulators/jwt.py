@@ -15,6 +15,11 @@ import json
 import time
 from typing import Any
 
+# The OpenID realm both emulators name as their tokens' issuer (`iss` = base URL + REALM_PATH); the clients
+# refresh their tokens at the realm's TOKEN_PATH.
+REALM_PATH = "/auth/realms/neptune"
+TOKEN_PATH = REALM_PATH + "/protocol/openid-connect/token"
+
 _HEADER = json.dumps({"alg": "HS256", "typ": "JWT"})
 
 

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, quote
 import numpy as np
 
 from nmig.emulators.http import EmulatorInfo, FaultPlan, Request, Response, Router, serve_in_thread
+from nmig.emulators.jwt import REALM_PATH, TOKEN_PATH
 from nmig.emulators.legacy.fixture import (
     STANDARD_SYS_TYPES,
     Attribute,
@@ -51,8 +52,6 @@ from nmig.secrets import make_api_token
 # offset + limit beyond 10,000 for leaderboard searches (the client's MAX_SERVER_OFFSET says the same).
 MAX_PAGE_LIMIT = 10_000
 MAX_LEADERBOARD_OFFSET = 10_000
-REALM_PATH = "/auth/realms/neptune"
-TOKEN_ENDPOINT = REALM_PATH + "/protocol/openid-connect/token"
 # Requests the pinned client (neptune 1.14) sends outside its retry loop (`with_api_exceptions_handler`):
 # - the API-token exchange and the OAuth refresh (oauthlib errors are not retried, and the exchange runs in
 #   the authenticator's constructor);
@@ -63,7 +62,7 @@ TOKEN_ENDPOINT = REALM_PATH + "/protocol/openid-connect/token"
 # `fault_unretried=True` faults them too, for callers proving their own retries.
 CLIENT_UNRETRIED_PATHS = (
     BACKEND_OPERATIONS["exchangeApiToken"][1],
-    TOKEN_ENDPOINT,
+    TOKEN_PATH,
     LEADERBOARD_OPERATIONS["getDownloadPrepareRequest"][1],
     LEADERBOARD_OPERATIONS["searchLeaderboardEntries"][1],
 )
@@ -288,7 +287,7 @@ class LegacyEmulator:
                 kind = ATTRIBUTE_GETTERS.get(operation_id)
                 handler = self._atom_handler(kind) if kind else getattr(self, f"_op_{operation_id}")
                 router.add(method, path, self._wrap(operation_id, handler, operation_id not in public))
-        router.add("POST", TOKEN_ENDPOINT, self._wrap("refreshToken", self._op_refreshToken, False))
+        router.add("POST", TOKEN_PATH, self._wrap("refreshToken", self._op_refreshToken, False))
         router.add(
             "GET",
             ZIP_DOWNLOAD_PATH + r"/(?P<id>[0-9]+)",
@@ -560,7 +559,7 @@ class LegacyEmulator:
         found = self._series_page(request, "imageSeries")
         if isinstance(found, Response):
             return found
-        series, start, stop = found  # a ImageSeries
+        series, start, stop = found  # an ImageSeries
         points = [
             {
                 "step": float(series.steps[i]),

@@ -15,10 +15,9 @@ import time
 from dataclasses import dataclass
 
 from nmig.emulators import jwt
+from nmig.emulators.jwt import REALM_PATH
 
 CLIENT_ID = "neptune-cli"
-REALM_PATH = "/auth/realms/neptune"
-TOKEN_PATH = REALM_PATH + "/protocol/openid-connect/token"
 DISCOVERY_PATH = REALM_PATH + "/.well-known/openid-configuration"
 AUTHORIZE_PATH = REALM_PATH + "/protocol/openid-connect/auth"
 USERNAME = "emulator-user"
