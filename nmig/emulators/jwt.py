@@ -19,6 +19,8 @@ from typing import Any
 # refresh their tokens at the realm's TOKEN_PATH.
 REALM_PATH = "/auth/realms/neptune"
 TOKEN_PATH = REALM_PATH + "/protocol/openid-connect/token"
+# The OAuth client id (`azp`) the tokens are issued to: the same for the 2.x and the 3.x clients.
+CLIENT_ID = "neptune-cli"
 
 _HEADER = json.dumps({"alg": "HS256", "typ": "JWT"})
 

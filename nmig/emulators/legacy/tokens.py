@@ -12,7 +12,6 @@ from typing import Any
 from nmig.emulators import jwt
 from nmig.emulators.jwt import TokenError as TokenError  # raised by verify(); the server catches it from here
 
-OAUTH_CLIENT_ID = "neptune-cli"
 # Assumption: refresh tokens outlive access tokens by far (Keycloak's usual default is 30 min or more); a
 # day keeps any rehearsal inside one refresh-token lifetime.
 REFRESH_TOKEN_TTL_S = 24 * 3600
@@ -29,7 +28,7 @@ class TokenIssuer:
     def issue(self, subject: str) -> dict[str, Any]:
         """A fresh access + refresh token pair."""
         now = time.time()
-        common = {"iss": self.realm_url, "azp": OAUTH_CLIENT_ID, "sub": subject, "iat": int(now)}
+        common = {"iss": self.realm_url, "azp": jwt.CLIENT_ID, "sub": subject, "iat": int(now)}
         access = jwt.sign(
             self._key, {**common, "typ": "Bearer", "exp": now + self.access_ttl_s, "jti": secrets.token_hex(8)}
         )

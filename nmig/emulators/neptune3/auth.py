@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass
 
 from nmig.emulators import jwt
-from nmig.emulators.jwt import REALM_PATH
+from nmig.emulators.jwt import CLIENT_ID, REALM_PATH
 
-CLIENT_ID = "neptune-cli"
 DISCOVERY_PATH = REALM_PATH + "/.well-known/openid-configuration"
 AUTHORIZE_PATH = REALM_PATH + "/protocol/openid-connect/auth"
 USERNAME = "emulator-user"

@@ -28,8 +28,8 @@ from nmig.emulators.http import (
     Router,
     serve_in_thread,
 )
-from nmig.emulators.jwt import REALM_PATH, TOKEN_PATH
-from nmig.emulators.neptune3.auth import AUTHORIZE_PATH, CLIENT_ID, DISCOVERY_PATH, TokenAuthority
+from nmig.emulators.jwt import CLIENT_ID, REALM_PATH, TOKEN_PATH
+from nmig.emulators.neptune3.auth import AUTHORIZE_PATH, DISCOVERY_PATH, TokenAuthority
 from nmig.emulators.neptune3.store import Project, ProjectKeyTaken, Store
 from nmig.secrets import make_api_token
 
