@@ -114,6 +114,22 @@ def test_streamed_and_buffered_series_give_the_same_bytes(tmp_path: Path, monkey
     assert points == {"m/a": 34_567, "m/b": 5, "m/c": 21_000, "z_empty": 0}
 
 
+def test_file_series_read_back_when_the_order_breaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer_module, "ROW_GROUP_ROWS", 2)  # "b" has a row group written when "a" comes
+
+    def write(name: str, order: list[str]) -> bytes:
+        write_export_info(tmp_path / name, {})
+        with EntityWriter(tmp_path / name, "run", "F-1") as run:
+            for path in order:
+                for i in range(3):
+                    content = f"{path}{i}".encode() * 10
+                    run.add_file_series_point(path, float(i), 1000 + i, f"n{i}", None if i else "d", content,
+                                              "png" if i else None)
+        return (tmp_path / name / "runs" / "F-1" / "series_file.parquet").read_bytes()
+
+    assert write("in_order", ["a", "b"]) == write("reversed", ["b", "a"])
+
+
 def test_content_digest_sees_real_changes(tmp_path: Path) -> None:
     one = _write_series(tmp_path / "one", "sequential")
     with EntityWriter(tmp_path / "two", "run", "D-1") as run:
