@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -215,57 +216,36 @@ def emulate_neptune3(
         server.__exit__(None, None, None)
 
 
-# Options `nmig import`, `verify` and `migrate` share, and the arguments import and verify both pass on.
+# Options `nmig import`, `verify` and `migrate` share. These three commands name their parameters as the
+# fields of their library's options dataclass, so the parameters are handed over as they are.
 _target_token_option = click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="3.x API token (default: $NEPTUNE_API_TOKEN).")
 _bundle_runs_option = click.option(
     "--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable)."
 )
+_bundle_argument = click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
 
 
-def _bundle_and_target(bundle_dir: str, project: str | None, api_token: str | None, runs: tuple[str, ...]) -> dict[str, Any]:
-    from pathlib import Path
-
-    return {"bundle_dir": Path(bundle_dir), "project": project, "api_token": api_token, "runs": list(runs)}
+def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(*names, type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
 
 
 @main.command("import")
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@_bundle_argument
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT).")
 @_target_token_option
 @_bundle_runs_option
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, target ids, remapped paths, what is skipped or adjusted); write nothing.")
 @click.option("--no-create-project", is_flag=True, help="Fail instead of creating a missing target project.")
-@click.option("--state", "state_path", type=click.Path(dir_okay=False), default=None, help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
+@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @friendly_errors
-def import_command(
-    bundle_dir: str,
-    project: str | None,
-    api_token: str | None,
-    runs: tuple[str, ...],
-    max_workers: int,
-    dry_run: bool,
-    no_create_project: bool,
-    state_path: str | None,
-    quiet: bool,
-) -> None:
+def import_command(no_create_project: bool, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
-    from pathlib import Path
-
     from nmig.importer.runner import ImportOptions, render_plan, run_import
 
-    result = run_import(
-        ImportOptions(
-            **_bundle_and_target(bundle_dir, project, api_token, runs),
-            max_workers=max_workers,
-            dry_run=dry_run,
-            create_project=not no_create_project,
-            state_path=Path(state_path) if state_path else None,
-            quiet=quiet,
-        )
-    )
-    if dry_run:
+    result = run_import(ImportOptions(**options, create_project=not no_create_project))
+    if options["dry_run"]:
         click.echo(render_plan(result))
         return
     click.echo(f"nmig import: {result.summary()}", err=True)  # the final line, also under --quiet
@@ -300,47 +280,28 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 
 
 @main.command("verify")
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@_bundle_argument
 @click.option("--project", required=True, help="WORKSPACE/PROJECT in 3.x that the bundle was imported into.")
 @_target_token_option
 @_bundle_runs_option
 @click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON to this file.")
-@click.option("--import-report", "import_report", type=click.Path(dir_okay=False), default=None, help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
+@_file_option("--report", help="Also write the result as JSON to this file.")
+@_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def verify_command(
-    bundle_dir: str,
-    project: str,
-    api_token: str | None,
-    runs: tuple[str, ...],
-    sample: int | None,
-    report_path: str | None,
-    import_report: str | None,
-    quiet: bool,
-) -> None:
+def verify_command(**options: Any) -> None:
     """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
-    from pathlib import Path
-
     from nmig.importer.verify import VerifyOptions, render, verify_bundle
 
-    result = verify_bundle(
-        VerifyOptions(
-            **_bundle_and_target(bundle_dir, project, api_token, runs),
-            sample=sample,
-            report=Path(report_path) if report_path else None,
-            import_report=Path(import_report) if import_report else None,
-            quiet=quiet,
-        )
-    )
+    result = verify_bundle(VerifyOptions(**options))
     click.echo(render(result))
-    result.raise_for_differences(Path(report_path) if report_path else None)
+    result.raise_for_differences(options["report"])
 
 
 @main.command("migrate")
 @click.option("--from", "source_project", required=True, help="WORKSPACE/PROJECT in Neptune 2.x.")
 @click.option("--to", "target_project", required=True, help="WORKSPACE/PROJECT in Neptune 3.x (created when missing).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
 @click.option("--legacy-token", envvar="NEPTUNE_LEGACY_API_TOKEN", help="2.x API token (default: $NEPTUNE_LEGACY_API_TOKEN).")
 @_target_token_option
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
@@ -349,40 +310,14 @@ def verify_command(
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
 @friendly_errors
-def migrate_command(
-    source_project: str,
-    target_project: str,
-    out: str,
-    legacy_token: str | None,
-    api_token: str | None,
-    query: str | None,
-    runs: tuple[str, ...],
-    include_trashed: bool,
-    max_workers: int,
-    quiet: bool,
-) -> None:
+def migrate_command(**options: Any) -> None:
     """Export from 2.x and import into 3.x at once: each run is imported as soon as its export is complete.
 
     The same as `nmig export` followed by `nmig import` (same bundle, state file and report; re-run to resume).
     """
-    from pathlib import Path
-
     from nmig.migrate import MigrateOptions, migrate
 
-    migrate(
-        MigrateOptions(
-            source_project=source_project,
-            target_project=target_project,
-            out=Path(out),
-            legacy_token=legacy_token,
-            api_token=api_token,
-            runs=runs,
-            query=query,
-            include_trashed=include_trashed,
-            max_workers=max_workers,
-            quiet=quiet,
-        )
-    )
+    migrate(MigrateOptions(**options))
 
 
 @main.command("demo")

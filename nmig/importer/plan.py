@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ class RunPlan:
         }
 
 
-def select_runs(entities: list[EntityBundle], patterns: list[str]) -> list[EntityBundle]:
+def select_runs(entities: list[EntityBundle], patterns: Sequence[str]) -> list[EntityBundle]:
     """The runs `--runs` names (legacy sys/id, custom run id, or a regex matching one in full), as `nmig import`
     and `nmig verify` understand it; all runs when no pattern is given. NmigError for a bad regex or no match."""
     if not patterns:

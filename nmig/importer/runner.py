@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +87,7 @@ class ImportOptions:
     bundle_dir: Path
     project: str | None  # "workspace/project", or "workspace" for the legacy project's name there
     api_token: str | None
-    runs: list[str] = field(default_factory=list)
+    runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
     max_workers: int = 4
     dry_run: bool = False
     create_project: bool = True

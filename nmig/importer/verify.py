@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ class VerifyOptions:
     bundle_dir: Path
     project: str | None
     api_token: str | None
-    runs: list[str] = field(default_factory=list)
+    runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
     sample: int | None = None
     report: Path | None = None
     import_report: Path | None = None
