@@ -13,8 +13,9 @@ Files written next to the state file (default: inside the bundle, `import-state.
   "started_at", "finished_at", "runs": {"imported", "already_imported", "failed", "refused", "not_imported":
   [legacy ids]}, "targets": {legacy id: 3.x run id}, "items": [{"run", "path", "case", "detail"}]}; items list
   every adjusted, skipped, not written and failed item with its legacy path (cases: see plan.py, limits.py,
-  replay.py); runs an invocation did not touch keep what an earlier report said about them, and runs it skipped as already
-  imported keep the items listed for them (found again in the bundle when no report has them);
+  replay.py); runs an invocation did not touch keep what an earlier report said about them, and runs it
+  skipped as already imported keep the items listed for them (found again in the bundle when no report has
+  them);
 * a `.<state name>.work/` scratch folder (the client's operation logs, decompressed files), removed at the end.
 
 Runs come from a `RunFeed`: for `nmig import` every selected run of the bundle at once; for `nmig migrate`
