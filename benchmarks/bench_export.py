@@ -4,6 +4,7 @@ The emulator runs in its own process (as a remote service would), serving a fixt
 
 - big:   one run with a 1,000,000-point float series;
 - many:  1,000 small runs (20 atoms, 3 short series, 1 small file each);
+- wide:  one run with 200 float series of 2,000 points each (not run by default);
 - huge:  one run with a 10,000,000-point float series, exported by `nmig export` in a child process whose peak
          RSS is measured (os.wait4), to show memory bounded by page and row-group sizes, not series length.
 
@@ -37,6 +38,7 @@ from benchmarks.rss import peak_rss_bytes
 REPO = Path(__file__).resolve().parents[1]
 WORKSPACE, PROJECT = "bench", "export"
 T0 = 1_700_000_000_000
+WIDE_SERIES = 200
 
 
 # ---- fixtures (built in the emulator's process; numpy arrays keep a 10M-point series cheap) ----------------
@@ -56,6 +58,9 @@ def _fixture(scenario: str, points: int, runs: int) -> dict[str, Any]:
 
     if scenario in ("big", "huge"):
         run_list = [{"attributes": {"params/lr": {"type": "float", "value": 0.1}, "train/loss": series(points, 1)}}]
+    elif scenario == "wide":
+        attrs = {f"metrics/m{i:03d}": series(points, i) for i in range(WIDE_SERIES)}
+        run_list = [{"attributes": {"params/lr": {"type": "float", "value": 0.1}, **attrs}}]
     else:
         run_list = []
         for n in range(runs):
@@ -282,7 +287,10 @@ def _bench(scenario: str, points: int, runs: int, naive: bool) -> None:
         _warm_up(info)
         with _cpu(info["pid"]) as fast_cpu:
             fast = fast_export(info, Path(tmp) / "fast")
-        what = f"1 run, {points:,}-point float series" if scenario == "big" else f"{runs:,} small runs"
+        what = {
+            "big": f"1 run, {points:,}-point float series",
+            "wide": f"1 run, {WIDE_SERIES} float series of {points:,} points",
+        }.get(scenario, f"{runs:,} small runs")
         print(f"{scenario}: {what}: nmig export {fast:.2f} s wall ({_cpu_text(fast_cpu)})")
         if scenario == "big":
             floor = _raw_page_floor(info, points)
@@ -292,11 +300,12 @@ def _bench(scenario: str, points: int, runs: int, naive: bool) -> None:
             return
         with _cpu(info["pid"]) as slow_cpu:
             slow = naive_export(info, Path(tmp) / "naive")
-        goal = 10 if scenario == "big" else 5
+        goal = {"big": 10, "many": 5}.get(scenario)  # the goals; "wide" has none
         ratio = slow / fast
         cpu_ratio = sum(slow_cpu) / sum(fast_cpu)
+        verdict = f" (goal >= {goal}x: {'OK' if ratio >= goal else 'BELOW'})" if goal else ""
         print(f"{scenario}: {what}: naive {slow:.2f} s wall ({_cpu_text(slow_cpu)})")
-        print(f"{scenario}: ratio naive/nmig {ratio:.1f}x wall (goal >= {goal}x: {'OK' if ratio >= goal else 'BELOW'}), "
+        print(f"{scenario}: ratio naive/nmig {ratio:.1f}x wall{verdict}, "
               f"{cpu_ratio:.1f}x in CPU seconds of client + emulator")
 
 
@@ -312,7 +321,7 @@ def main() -> None:
         _serve(args.serve, args.points or 0, args.runs)
         return
     for scenario in args.scenarios.split(","):
-        points = args.points or {"big": 1_000_000, "huge": 10_000_000}.get(scenario, 0)
+        points = args.points or {"big": 1_000_000, "huge": 10_000_000, "wide": 2_000}.get(scenario, 0)
         _bench(scenario, points, args.runs, naive=not args.no_naive)
 
 

@@ -28,6 +28,8 @@ T = TypeVar("T")
 
 DEFAULT_PAGE_SIZE = 10_000
 PAGES_IN_FLIGHT = 6  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
+SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
+_VALUE_SERIES = {"floatSeries": "float", "stringSeries": "string"}
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
@@ -151,31 +153,53 @@ class EntityExporter:
             source_url=ref.url,
             modification_time=_datetime_value(by_path.get("sys/modification_time")) or ref.modification_time,
         )
-        for attribute in sorted(attributes, key=lambda a: str(a.get("name"))):
-            path = attribute.get("name")
-            type_ = attribute.get("type")
-            if not isinstance(path, str) or not isinstance(type_, str):
-                writer.error(str(path), f"malformed attribute from the server: name {path!r}, type {type_!r}")
-                continue
-            try:
-                self._export_attribute(ref, writer, path, type_, attribute.get(f"{type_}Properties") or {})
-            except OSError as exc:
-                if is_disk_full(exc):
-                    raise  # not this attribute's fault: the whole export must stop
-                writer.error(path, describe(exc))
-            except Exception as exc:
-                writer.error(path, describe(exc))
+        ordered = sorted(attributes, key=lambda a: str(a.get("name")))
+        first_pages = _FirstPages(
+            lambda kind, path: self.page_pool.submit(self._fetch_page, kind, ref, path, 0),
+            [
+                (a["name"], _VALUE_SERIES[a.get("type")])
+                for a in ordered
+                if a.get("type") in _VALUE_SERIES and isinstance(a.get("name"), str)
+            ],
+        )
+        try:
+            for attribute in ordered:
+                path = attribute.get("name")
+                type_ = attribute.get("type")
+                if not isinstance(path, str) or not isinstance(type_, str):
+                    writer.error(str(path), f"malformed attribute from the server: name {path!r}, type {type_!r}")
+                    continue
+                try:
+                    props = attribute.get(f"{type_}Properties") or {}
+                    self._export_attribute(ref, writer, path, type_, props, first_pages)
+                except OSError as exc:
+                    if is_disk_full(exc):
+                        raise  # not this attribute's fault: the whole export must stop
+                    writer.error(path, describe(exc))
+                except Exception as exc:
+                    writer.error(path, describe(exc))
+        finally:
+            first_pages.cancel()
 
     # ---- by type -----------------------------------------------------------------------------------
 
-    def _export_attribute(self, ref: EntityRef, writer: Any, path: str, type_: str, props: dict[str, Any]) -> None:
+    def _export_attribute(
+        self,
+        ref: EntityRef,
+        writer: Any,
+        path: str,
+        type_: str,
+        props: dict[str, Any],
+        first_pages: _FirstPages | None = None,
+    ) -> None:
         if type_ in ATOM_TYPES:
             writer.add_atom(path, type_, _atom_value(type_, props.get("value")))
         elif type_ == "stringSet":
             writer.add_string_set(path, list(props.get("values") or []))
         elif type_ in ("floatSeries", "stringSeries"):
             writer.declare_series(path, type_)  # an empty series is exported too
-            self._export_value_series("float" if type_ == "floatSeries" else "string", ref, writer, path)
+            first = first_pages.take(path) if first_pages is not None else None
+            self._export_value_series(_VALUE_SERIES[type_], ref, writer, path, first)
         elif type_ == "file":
             self._export_file(ref, writer, path, props)
         elif type_ == "fileSet":
@@ -193,23 +217,27 @@ class EntityExporter:
         else:
             writer.skip(path, type_, f"attribute type {type_!r} is not known to nmig; its value was not read")
 
-    def _pages(self, kind: str, ref: EntityRef, path: str) -> Iterator[Any]:
+    def _fetch_page(self, kind: str, ref: EntityRef, path: str, offset: int) -> tuple[int, Any]:
+        """(totalItemCount, points) of one page of a series, with our retries."""
+        page = with_retries(lambda: self.source.series_page(kind, ref.container_id, path, offset, self.page_size))
+        if isinstance(page, ValuePage):
+            return page.total, page
+        return int(page.get("totalItemCount") or 0), list(page.get("values") or [])
+
+    def _pages(
+        self, kind: str, ref: EntityRef, path: str, first: Future[tuple[int, Any]] | None = None
+    ) -> Iterator[Any]:
         """The pages of a series, in order, with up to PAGES_IN_FLIGHT requests at once: `ValuePage`s for
-        float/string series, lists of points for file series.
+        float/string series, lists of points for file series. `first` is the first page, if already requested.
 
         Offsets advance by what the server actually returned, so a server that caps the page size below ours
         is still read completely; the count is checked against totalItemCount at the end.
         """
 
         def fetch(offset: int) -> tuple[int, Any]:
-            page = with_retries(
-                lambda: self.source.series_page(kind, ref.container_id, path, offset, self.page_size)
-            )
-            if isinstance(page, ValuePage):
-                return page.total, page
-            return int(page.get("totalItemCount") or 0), list(page.get("values") or [])
+            return self._fetch_page(kind, ref, path, offset)
 
-        total, points = fetch(0)
+        total, points = first.result() if first is not None else fetch(0)
         received = len(points)
         if received:
             yield points
@@ -247,9 +275,11 @@ class EntityExporter:
                 next_offset += page
         _check_count(path, received, total)
 
-    def _export_value_series(self, kind: str, ref: EntityRef, writer: Any, path: str) -> None:
+    def _export_value_series(
+        self, kind: str, ref: EntityRef, writer: Any, path: str, first: Future[tuple[int, Any]] | None = None
+    ) -> None:
         add = writer.add_float_points if kind == "float" else writer.add_string_points
-        for page in self._pages(kind, ref, path):
+        for page in self._pages(kind, ref, path, first):
             add(path, page.steps, page.values, page.timestamps)
             self.counters.add_points(len(page))
 
@@ -324,6 +354,40 @@ class EntityExporter:
                     )
                 index += 1
                 self.counters.add_points(1)
+
+
+class _FirstPages:
+    """First pages of an entity's next few value series, requested while the current one is still paging.
+
+    Series are exported one after another (their points reach the writer in path order, which it can write
+    as they come), and each starts with a request for its first page, which says how many points there are.
+    Requested ahead, those round trips overlap with the paging before them instead of following it: the
+    difference for a run of many short series, where they would be most of the time.
+    """
+
+    def __init__(self, submit: Callable[[str, str], Future[tuple[int, Any]]], series: list[tuple[str, str]]) -> None:
+        self._submit = submit
+        self._series = series  # (path, kind) in the order they are exported
+        self._index = {path: i for i, (path, _) in enumerate(series)}
+        self._futures: dict[str, Future[tuple[int, Any]]] = {}
+        self._submitted = 0
+
+    def take(self, path: str) -> Future[tuple[int, Any]] | None:
+        """The first page of `path` (requested now if it was not yet); requests the next ones ahead."""
+        index = self._index.get(path)
+        if index is None:
+            return None
+        while self._submitted < len(self._series) and self._submitted <= index + SERIES_AHEAD:
+            ahead_path, kind = self._series[self._submitted]
+            self._futures[ahead_path] = self._submit(kind, ahead_path)
+            self._submitted += 1
+        return self._futures.pop(path, None)
+
+    def cancel(self) -> None:
+        """Drop what was requested but not used (an entity that stopped early)."""
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
 
 
 class _ZipMember:

@@ -4,6 +4,7 @@ its run incomplete with a non-zero exit, and a re-run completes it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -145,3 +146,56 @@ def test_unreadable_attribute_leaves_run_incomplete_then_rerun_completes(
     again = export(standard_server, out, include_trashed=True)
     assert [r.sys_id for r in again.exported] == ["VIS-3"] and not again.failed
     assert digests(out) == digests(clean_bundle)
+
+
+def _wide_fixture() -> dict[str, Any]:
+    from exporter_helpers import T0, make_project
+
+    attributes: dict[str, Any] = {}
+    for i, points in enumerate([0, 1, 999, 1_000, 2_500] * 6):
+        attributes[f"metrics/m{i:02d}"] = {
+            "type": "floatSeries",
+            "steps": [float(s) for s in range(points)],
+            "values": [i + s / 7 for s in range(points)],
+            "timestamps": [T0 + s for s in range(points)],
+        }
+    for i in range(3):
+        attributes[f"logs/l{i}"] = {"type": "stringSeries", "steps": [0.0, 1.0], "values": [f"a{i}", "b"],
+                                    "timestamps": [T0, T0 + 1]}
+    return make_project([{"attributes": attributes}], models=False)
+
+
+def test_first_pages_requested_ahead_keep_the_bundle_and_the_errors_where_they_belong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of many series, whose first pages are requested while earlier series page: the same bundle as
+    strictly one series after another, on a clean and on a 10%-failing server; a series whose first page cannot
+    be read fails alone, named, while the ones around it arrive."""
+    from nmig.exporter import entity, source
+
+    with serving(_wide_fixture()) as info:
+        monkeypatch.setattr(entity, "SERIES_AHEAD", 0)
+        one_by_one = export(info, tmp_path / "one_by_one")
+        port = int(info.url.rsplit(":", 1)[1])
+    monkeypatch.setattr(entity, "SERIES_AHEAD", 4)
+    with serving(_wide_fixture(), port=port, fail_rate=0.10, seed=3) as info:
+        ahead = export(info, tmp_path / "ahead")
+        real_page = source.LegacySource.series_page
+
+        def failing_page(self: source.LegacySource, kind: str, container_id: str, path: str, offset: int, limit: int):  # type: ignore[no-untyped-def]
+            if path == "metrics/m12" and offset == 0:
+                raise ConnectionError("first page lost by the test")
+            return real_page(self, kind, container_id, path, offset, limit)
+
+        monkeypatch.setattr(source.LegacySource, "series_page", failing_page)
+        monkeypatch.setattr("nmig.exporter.entity.time.sleep", lambda s: None)  # our back-off only
+        broken = export(info, tmp_path / "broken")
+    assert not one_by_one.failed and not ahead.failed, ahead.failed
+    assert digests(tmp_path / "ahead") == digests(tmp_path / "one_by_one")
+    assert [(ref.sys_id if ref else None) for ref, _, _ in broken.failed] == ["VIS-1"]
+    manifest = json.loads((tmp_path / "broken" / "runs" / "VIS-1" / "manifest.json").read_text("utf-8"))
+    assert [e["path"] for e in manifest["errors"]] == ["metrics/m12"]
+    assert "first page lost by the test" in manifest["errors"][0]["message"]
+    points = {a["path"]: a.get("points") for a in manifest["attributes"]}
+    assert points["metrics/m11"] == 1 and points["metrics/m13"] == 1_000 and points["logs/l2"] == 2
+    assert points["metrics/m12"] == 0  # declared, no points: the error above says why
