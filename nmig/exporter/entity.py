@@ -29,6 +29,7 @@ T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 10_000
 PAGES_IN_FLIGHT = 6  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
 SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
+SERIES_AHEAD_MIN = 8  # ... in entities with more value series than this
 _VALUE_SERIES = {"floatSeries": "float", "stringSeries": "string"}
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
@@ -373,10 +374,16 @@ class _FirstPages:
         self._submitted = 0
 
     def take(self, path: str) -> Future[tuple[int, Any]] | None:
-        """The first page of `path` (requested now if it was not yet); requests the next ones ahead."""
+        """The first page of `path` if it was requested ahead (None: the caller asks for it itself, on its own
+        thread); requests the first pages of the next SERIES_AHEAD series.
+
+        Only for entities with more than SERIES_AHEAD_MIN value series: entities are exported several at a time
+        already, so for a few short series the extra requests in flight only add thread handoffs (measured with
+        the 1,000-small-runs benchmark); for many series their round trips are most of the entity's time."""
         index = self._index.get(path)
-        if index is None:
+        if index is None or len(self._series) <= SERIES_AHEAD_MIN:
             return None
+        self._submitted = max(self._submitted, index + 1)  # this one and earlier ones are asked for by the caller
         while self._submitted < len(self._series) and self._submitted <= index + SERIES_AHEAD:
             ahead_path, kind = self._series[self._submitted]
             self._futures[ahead_path] = self._submit(kind, ahead_path)
