@@ -287,6 +287,17 @@ def _bench(scenario: str, points: int, runs: int, naive: bool) -> None:
         _warm_up(info)
         with _cpu(info["pid"]) as fast_cpu:
             fast = fast_export(info, Path(tmp) / "fast")
+        if scenario == "many":
+            # The default (8 entities in parallel) suits a remote service, where latency dominates; on loopback
+            # with 2 cores the work is CPU-bound and fewer threads contend less. Both are shown; the ratio uses
+            # the faster, and says which.
+            workers = os.cpu_count() or 2
+            with _cpu(info["pid"]) as tuned_cpu:
+                tuned = fast_export(info, Path(tmp) / "fast-tuned", workers=workers)
+            print(f"{scenario}: {runs:,} small runs: nmig export --max-workers {workers}: {tuned:.2f} s wall "
+                  f"({_cpu_text(tuned_cpu)}); default --max-workers 8: {fast:.2f} s")
+            if tuned < fast:
+                fast, fast_cpu = tuned, tuned_cpu
         what = {
             "big": f"1 run, {points:,}-point float series",
             "wide": f"1 run, {WIDE_SERIES} float series of {points:,} points",
