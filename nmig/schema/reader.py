@@ -418,7 +418,9 @@ class Bundle:
         self.path = Path(path)
         if not self.path.is_dir():
             raise BundleError(f"{self.path}: no such folder")
-        info = _load_json(self.path / EXPORT_INFO, f"{self.path}: export.json (not an nmig bundle?)")
+        if not (self.path / EXPORT_INFO).exists() and not (self.path / EXPORT_INFO).is_symlink():
+            raise BundleError(f"{self.path} is not an nmig bundle (it has no {EXPORT_INFO})")
+        info = _load_json(self.path / EXPORT_INFO, f"{self.path}/{EXPORT_INFO}")
         check_format(info, f"bundle {self.path}")
         self.info: dict[str, Any] = info
 
