@@ -115,26 +115,43 @@ def export_command(
         raise PartialFailure(f"{len(result.failed)} incomplete{more}; re-run the same command to retry them")
 
 
+# Options both emulators take, handed to serve_legacy / serve_neptune3 as keyword arguments.
+_SERVING_OPTIONS = (
+    click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind."),
+    click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one."),
+    click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500/503."),
+    click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After."),
+    click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer."),
+    click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic."),
+)
+
+
+def _serving_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_SERVING_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _serve_until_stopped(what: str, server: Any) -> None:
+    """Enter an emulator's context manager, print its ready line and serve until SIGINT/SIGTERM."""
+    import contextlib
+
+    from nmig.emulators.http import print_and_wait
+
+    with contextlib.ExitStack() as stack:
+        try:
+            info = stack.enter_context(server)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise NmigError(f"cannot start the {what} emulator: {exc}") from None
+        print_and_wait(info)
+
+
 @emulate.command("legacy")
 @click.option("--fixture", "fixture_path", required=True, type=click.Path(dir_okay=False), help="Fixture JSON (format v1).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
-@click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500/503.")
-@click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After.")
-@click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic.")
+@_serving_options
 @click.option("--token-ttl", default=3600, show_default=True, type=click.FloatRange(min=0.1), help="Access-token lifetime in seconds.")
 @friendly_errors
-def emulate_legacy(
-    fixture_path: str,
-    host: str,
-    port: int,
-    fail_rate: float,
-    throttle_rate: float,
-    latency_ms: int,
-    seed: int,
-    token_ttl: float,
-) -> None:
+def emulate_legacy(fixture_path: str, **serving: Any) -> None:
     """Serve a fixture as a Neptune 2.x (legacy) service that the unmodified `neptune` client reads from.
 
     For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP on a
@@ -142,50 +159,17 @@ def emulate_legacy(
     prints one JSON line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM; a client
     process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md.
     """
-    import contextlib
-
-    from nmig.emulators.http import print_and_wait
     from nmig.emulators.legacy import serve_legacy
 
-    with contextlib.ExitStack() as stack:
-        try:
-            info = stack.enter_context(
-                serve_legacy(
-                    fixture_path,
-                    host=host,
-                    port=port,
-                    fail_rate=fail_rate,
-                    throttle_rate=throttle_rate,
-                    latency_ms=latency_ms,
-                    seed=seed,
-                    token_ttl=token_ttl,
-                )
-            )
-        except (ValueError, OSError) as exc:
-            raise NmigError(f"cannot start the legacy emulator: {exc}") from None
-        print_and_wait(info)
+    _serve_until_stopped("legacy", serve_legacy(fixture_path, **serving))
 
 
 @emulate.command("neptune3")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder keeping everything acknowledged across restarts; a temporary one when omitted.")
 @click.option("--workspace", default="demo", show_default=True, help="The one workspace that exists.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one.")
-@click.option("--fail-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share of requests answered 500/503.")
-@click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After.")
-@click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic.")
+@_serving_options
 @friendly_errors
-def emulate_neptune3(
-    data_dir: str | None,
-    workspace: str,
-    host: str,
-    port: int,
-    fail_rate: float,
-    throttle_rate: float,
-    latency_ms: int,
-    seed: int,
-) -> None:
+def emulate_neptune3(data_dir: str | None, workspace: str, **serving: Any) -> None:
     """Serve a Neptune 3.x service that the unmodified `neptune-scale` and `neptune-query` clients use.
 
     For rehearsing an import and for tests: ingest, request statuses, file storage and the read API over
@@ -193,27 +177,9 @@ def emulate_neptune3(
     line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM. See
     docs/neptune3-emulator.md.
     """
-    from nmig.emulators.http import print_and_wait
     from nmig.emulators.neptune3 import serve_neptune3
 
-    try:
-        server = serve_neptune3(
-            data_dir=data_dir,
-            workspace=workspace,
-            host=host,
-            port=port,
-            fail_rate=fail_rate,
-            throttle_rate=throttle_rate,
-            latency_ms=latency_ms,
-            seed=seed,
-        )
-        info = server.__enter__()
-    except (ValueError, OSError, RuntimeError) as exc:
-        raise NmigError(f"cannot start the neptune3 emulator: {exc}") from None
-    try:
-        print_and_wait(info)
-    finally:
-        server.__exit__(None, None, None)
+    _serve_until_stopped("neptune3", serve_neptune3(data_dir=data_dir, workspace=workspace, **serving))
 
 
 # Options `nmig import`, `verify` and `migrate` share. These three commands name their parameters as the
