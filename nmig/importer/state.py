@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nmig.atomic import write_atomically
 from nmig.errors import NmigError
-from nmig.schema.writer import write_atomically
 
 STATE_FORMAT = "nmig-import-state"
 STATE_VERSION = 1

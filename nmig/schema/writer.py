@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from nmig import __version__
+from nmig.atomic import write_atomically
 from nmig.schema.format import (
     ATOM_TYPES,
     COMPLETE,
@@ -69,22 +70,6 @@ def dump_json(doc: Any) -> bytes:
     """The one canonical JSON serialisation of the format: sorted keys, UTF-8, no NaN literals."""
     # Compact: with an indent, json falls back to its slow pure-Python encoder.
     return (json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode()
-
-
-def write_atomically(path: Path, data: bytes, durable: bool = False) -> None:
-    """Write via a temporary sibling and rename, so readers see the old content or the new, never half.
-    `durable` also fsyncs (against power loss; a killed process needs only the rename)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_export_info(bundle_dir: str | os.PathLike, info: Mapping[str, Any]) -> None:

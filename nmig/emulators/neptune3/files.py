@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nmig.atomic import write_atomically
 from nmig.emulators.http import Request, Response
 from nmig.emulators.neptune3.store import Store, now_ms
-from nmig.schema.writer import write_atomically
 
 if TYPE_CHECKING:
     from nmig.emulators.neptune3.server import Neptune3App
