@@ -6,9 +6,11 @@ Everything here is pure: no I/O. The format is described for humans in docs/bund
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import numbers
 import re
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -251,3 +253,12 @@ def decode_atom(type_: str, value: Any) -> Any:
     if type_ == "datetime":
         return decode_datetime(value)
     raise BundleError(f"{type_!r} is not an atom type")
+
+
+def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks: what COMPLETE records and what readers check."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -35,6 +35,7 @@ from nmig.schema.format import (
     is_content_hash,
     safe_component,
     series_file_name,
+    sha256_file,
 )
 
 _READ_CHUNK = 1024 * 1024
@@ -63,14 +64,6 @@ def _regular_file(path: Path) -> bool:
         return stat.S_ISREG(path.lstat().st_mode)
     except OSError:
         return False
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_READ_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class VerifiedStream(io.RawIOBase):
@@ -215,7 +208,7 @@ class EntityBundle:
         expected = self._checksums.get(relpath)
         if expected is None:
             raise BundleError(f"{self.kind} {self.sys_id}: {relpath} is not listed in COMPLETE")
-        if _sha256_file(self.path / relpath) != expected:
+        if sha256_file(self.path / relpath) != expected:
             raise BundleError(f"{self.kind} {self.sys_id}: {relpath} does not match its checksum")
 
     def open_series(self, kind: str, verify: bool = True) -> pq.ParquetFile | None:
@@ -318,7 +311,7 @@ class EntityBundle:
                     problems.append(f"{where}: COMPLETE lists an unexpected path {relpath[:80]!r}")
                 elif relpath not in on_disk:
                     problems.append(f"{where}: {relpath} is missing")
-                elif _sha256_file(self.path / relpath) != expected:
+                elif sha256_file(self.path / relpath) != expected:
                     problems.append(f"{where}: {relpath} does not match its checksum")
             listed = set(self._checksums) | {COMPLETE}
             problems += [f"{where}: {p} is not listed in COMPLETE" for p in sorted(on_disk - listed)]
@@ -482,6 +475,6 @@ def content_digest(entity: EntityBundle | str | os.PathLike) -> str:
             manifest.pop(key, None)
     digest.update(json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode())
     for relpath in sorted(_list_files(root) - {MANIFEST, COMPLETE}):
-        digest.update(f"\n{relpath}\0{_sha256_file(root / relpath)}".encode())
+        digest.update(f"\n{relpath}\0{sha256_file(root / relpath)}".encode())
     digest.update(f"\ncomplete={(root / COMPLETE).exists()}".encode())
     return digest.hexdigest()

@@ -47,6 +47,7 @@ from nmig.schema.format import (
     encode_float,
     safe_component,
     series_file_name,
+    sha256_file,
 )
 from nmig.secrets import redact
 
@@ -607,7 +608,7 @@ class EntityWriter:
                     for kind in self._sinks:
                         name = series_file_name(kind)
                         if (self._dir / name).exists():
-                            checksums[name] = _sha256_file(self._dir / name)
+                            checksums[name] = sha256_file(self._dir / name)
                     for content_hash, digest in self._stored.items():
                         checksums[f"{FILES_DIR}/{content_hash}.zst"] = digest
                     write_atomically(self._dir / COMPLETE, dump_json({"sha256": checksums}))
@@ -648,9 +649,3 @@ class EntityWriter:
                 self._remove_work()
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(FILE_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
