@@ -152,7 +152,8 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     """Everything `nmig migrate` does. NmigError for bad input; PartialFailure when some runs were not
     exported or not imported (re-run the same command to retry them)."""
     from nmig.exporter import validate_project
-    from nmig.importer.runner import ImportOptions, default_report_path, run_import
+    from nmig.importer.report import default_report_path
+    from nmig.importer.runner import ImportOptions, run_import
     from nmig.secrets import redact
 
     source_project = validate_project(options.source_project)

@@ -16,23 +16,11 @@ from typing import Any
 
 from nmig.errors import NmigError
 from nmig.importer import limits
+from nmig.importer.report import Event
 from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, map_attribute
 from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float
 
 ConfigValue = float | int | bool | str | dt.datetime | list[str]
-
-
-@dataclass(frozen=True)
-class Event:
-    """One line of the import report: something adjusted, skipped, not written, or failed."""
-
-    run: str  # the legacy sys/id
-    path: str  # the legacy path ("" for the run as a whole)
-    case: str  # a short machine-readable name
-    detail: str  # what was done, for humans
-
-    def to_json(self) -> dict[str, str]:
-        return {"run": self.run, "path": self.path, "case": self.case, "detail": self.detail}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ import pyarrow as pa
 from nmig.importer import client as nclient
 from nmig.importer import wire
 from nmig.importer.limits import SeriesFilter
-from nmig.importer.plan import Event, RunPlan, safe_file_name
+from nmig.importer.plan import RunPlan, safe_file_name
+from nmig.importer.report import Event
 from nmig.schema import BundleError, EntityBundle
 
 # Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in

@@ -8,14 +8,9 @@ A single long series uses one worker: building requests overlaps with the servic
 
 Files written next to the state file (default: inside the bundle, `import-state.<ws>__<project>.json`):
 * the state file (state.py): per legacy run, started / imported / failed, its 3.x run id and attempts;
-* the import report, `import-report.<ws>__<project>.json` (or `<state stem>.report.json`), read by
-  `nmig verify`: {"format": "nmig-import-report", "format_version": "1.0", "project", "project_note",
-  "started_at", "finished_at", "runs": {"imported", "already_imported", "failed", "refused", "not_imported":
-  [legacy ids]}, "targets": {legacy id: 3.x run id}, "items": [{"run", "path", "case", "detail"}]}; items list
-  every adjusted, skipped, not written and failed item with its legacy path (cases: see plan.py, limits.py,
-  replay.py); runs an invocation did not touch keep what an earlier report said about them, and runs it
-  skipped as already imported keep the items listed for them (found again in the bundle when no report has
-  them);
+* the import report (report.py: its cases, layout and I/O; docs/import-report.md), read by `nmig verify`;
+  runs it skipped as already imported keep the items listed for them (found again in the bundle when no
+  report has them);
 * a `.<state name>.work/` scratch folder (the client's operation logs, decompressed files), removed at the end.
 
 Runs come from a `RunFeed`: for `nmig import` every selected run of the bundle at once; for `nmig migrate`
@@ -26,7 +21,6 @@ The library prints progress only; the caller prints `ImportResult.summary()` and
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import shutil
 import sys
@@ -41,8 +35,10 @@ from typing import Any, Protocol
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.importer import client as nclient
-from nmig.importer.plan import Event, PlanRefused, RunPlan, plan_run, select_runs
+from nmig.importer import report
+from nmig.importer.plan import PlanRefused, RunPlan, plan_run, select_runs
 from nmig.importer.replay import ResumePoint, RunOutcome, RunReplayer, scan_adjustments
+from nmig.importer.report import Event
 from nmig.importer.rules import NOT_IMPORTED_KINDS
 from nmig.importer.state import (
     FAILED,
@@ -51,14 +47,10 @@ from nmig.importer.state import (
     ImportState,
     StateLock,
     default_state_path,
-    report_path_for,
-    write_json_atomically,
 )
 from nmig.importer.target import ProjectOutcome, require_api_token
 from nmig.schema import Bundle, BundleError, EntityBundle
-from nmig.secrets import redact
 
-REPORT_FORMAT = "nmig-import-report"
 # How often an idle import asks a feed that is not finished for new runs.
 FEED_POLL_S = 0.2
 
@@ -220,66 +212,12 @@ def _dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult)
     return result
 
 
-def _read_report(path: Path, project: str) -> dict[str, Any]:
-    """An earlier import report for the same project ({} when there is none or it is not one)."""
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(old, dict) or old.get("format") != REPORT_FORMAT or old.get("project") != project:
-        return {}
-    return old
-
-
-def _write_report(path: Path, result: ImportResult, started_at: str, project_note: str, earlier: dict[str, Any]) -> None:
-    doc = {
-        "format": REPORT_FORMAT,
-        "format_version": "1.0",
-        "project": result.project,
-        "project_note": project_note,
-        "started_at": started_at,
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        # copies: what is carried over from the earlier report must not end up in the result
-        "runs": {
-            "imported": list(result.imported),
-            "already_imported": list(result.already),
-            "failed": list(result.failed),
-            "refused": list(result.refused),
-            "not_imported": list(result.not_imported),
-        },
-        "targets": {plan.sys_id: plan.target_run_id for plan in result.plans},
-        # client messages are shown as they come, minus anything shaped like a token
-        "items": [{**e.to_json(), "detail": redact(e.detail)} for e in result.events],
-    }
-    _carry_over(earlier, doc)
-    write_json_atomically(path, doc)
-
-
-def _carry_over(old: dict[str, Any], doc: dict[str, Any]) -> None:
-    """Keep what an earlier report says about runs this invocation did not touch (e.g. another --runs
-    selection), so the report always covers every run of the bundle that nmig import has seen."""
-    touched = {run for runs in doc["runs"].values() for run in runs} | set(doc["targets"])
-    for status, runs in (old.get("runs") or {}).items():
-        if status in doc["runs"] and isinstance(runs, list):
-            doc["runs"][status] += [r for r in runs if r not in touched and r not in doc["runs"][status]]
-    for run, target_id in (old.get("targets") or {}).items():
-        doc["targets"].setdefault(run, target_id)
-    doc["items"] += [i for i in old.get("items") or [] if isinstance(i, dict) and i.get("run") not in touched and i.get("run")]
-
-
 def _items_of_imported_run(plan: RunPlan, entity: EntityBundle, earlier: dict[str, Any]) -> list[Event]:
     """What the report said about a run imported by an earlier invocation (its adjustments, what was not
     written): taken from the earlier report when it lists the run as imported, else found again in the bundle
     (that invocation was killed before writing its report)."""
-    runs = earlier.get("runs") if isinstance(earlier.get("runs"), dict) else {}
-    listed = any(plan.sys_id in (runs.get(status) or []) for status in ("imported", "already_imported"))
-    if not listed:
-        return list(plan.events) + scan_adjustments(plan, entity)
-    return [
-        Event(plan.sys_id, str(item.get("path") or ""), str(item.get("case")), str(item.get("detail") or ""))
-        for item in earlier.get("items") or []
-        if isinstance(item, dict) and item.get("run") == plan.sys_id and item.get("case") != "already_imported"
-    ]
+    listed = report.earlier_items(earlier, plan.sys_id)
+    return list(plan.events) + scan_adjustments(plan, entity) if listed is None else listed
 
 
 def run_import(options: ImportOptions, progress: Callable[[int], None] | None = None, feed: RunFeed | None = None) -> ImportResult:
@@ -345,8 +283,8 @@ class _Importer:
         self.api_token = api_token
         self.project_outcome = project_outcome
         self.state = ImportState(state_path, self.project, options.bundle_dir)
-        result.report_path = report_path_for(state_path)
-        self.earlier_report = _read_report(result.report_path, self.project)
+        result.report_path = report.report_path_for(state_path)
+        self.earlier_report = report.read_report(result.report_path, self.project)
         self.existing = set() if project_outcome.created else target.existing_run_ids(self.project, api_token)
         # The client's operation logs and decompressed files live next to the state file. What an interrupted
         # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
@@ -411,7 +349,22 @@ class _Importer:
             shutil.rmtree(self.scratch, ignore_errors=True)
             _note_unimported(self.bundle, result)
             assert result.report_path is not None
-            _write_report(result.report_path, result, started_at, self.project_outcome.message, self.earlier_report)
+            report.write_report(
+                result.report_path,
+                project=result.project,
+                project_note=self.project_outcome.message,
+                started_at=started_at,
+                runs={
+                    "imported": result.imported,
+                    "already_imported": result.already,
+                    "failed": result.failed,
+                    "refused": result.refused,
+                    "not_imported": result.not_imported,
+                },
+                targets={plan.sys_id: plan.target_run_id for plan in result.plans},
+                events=result.events,
+                earlier=self.earlier_report,
+            )
 
     def _arrived(self, sys_ids: list[str], owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
         """Plan runs that just arrived; those imported by an earlier invocation are skipped with their items."""
@@ -514,8 +467,3 @@ def _record(outcome: RunOutcome, state: ImportState, result: ImportResult) -> No
         result.failed.append(outcome.sys_id)
         errors = [{"path": e.path, "detail": e.detail} for e in outcome.events if e.case == "failed"]
         state.mark(outcome.sys_id, FAILED, outcome.target_run_id, errors)
-
-
-def default_report_path(bundle_dir: Path, project: str, state_path: Path | None = None) -> Path:
-    """Where `nmig import` writes its report (for `nmig verify`)."""
-    return report_path_for(state_path or default_state_path(bundle_dir, project))

@@ -30,14 +30,6 @@ def default_state_path(bundle_dir: Path, project: str) -> Path:
     return bundle_dir / f"import-state.{_slug(project)}.json"
 
 
-def report_path_for(state_path: Path) -> Path:
-    """The import report lives next to the state file (inside the bundle by default)."""
-    name = state_path.name
-    stem = name[: -len(".json")] if name.endswith(".json") else name
-    stem = stem.replace("import-state", "import-report", 1) if "import-state" in stem else stem + ".report"
-    return state_path.with_name(stem + ".json")
-
-
 def write_json_atomically(path: Path, doc: Any) -> None:
     """The state file and the import report: readers see the old content or the new, never half (fsynced)."""
     path.parent.mkdir(parents=True, exist_ok=True)

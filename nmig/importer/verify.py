@@ -3,8 +3,8 @@
 What each run should hold in 3.x comes from the importer's own `plan_run` (configs, tags, name, creation
 time, files, which series go where) and, for series points, `limits.SeriesFilter` (verify_series.py): the
 remapping lives in one place and verify cannot disagree with import about it. Items the import report lists
-as deliberately adjusted (shortened paths, dropped colliding steps, ...) are therefore expected; they are shown
-next to the run, not counted as differences.
+under a case of the kind "adjustment" (report.CASES: shortened paths, dropped colliding steps, ...) are
+therefore expected; they are shown next to the run, not counted as differences.
 
 A run matches when every expected item is there with the same type and value, and nothing unexpected is in
 the run outside `sys/` (which the service owns).
@@ -13,7 +13,6 @@ the run outside `sys/` (which the service owns).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import sys
 from collections.abc import Sequence
@@ -23,7 +22,8 @@ from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.importer.plan import PlanRefused, RunPlan, plan_run, select_runs
-from nmig.importer.runner import default_report_path, resolve_project
+from nmig.importer.report import default_report_path, read_items
+from nmig.importer.runner import resolve_project
 from nmig.importer.state import write_json_atomically
 from nmig.importer.target import require_api_token
 from nmig.importer.verify_series import (
@@ -36,9 +36,6 @@ from nmig.importer.verify_series import (
 from nmig.schema import Bundle, EntityBundle
 
 REPORT_FORMAT = "nmig-verify-report"
-
-# Import report cases that are failures or bookkeeping, not deliberate adjustments.
-_NOT_ADJUSTMENTS = {"failed", "earlier_attempt_failed", "client_warning", "already_imported", "resumed", "refused"}
 
 
 @dataclass
@@ -299,29 +296,6 @@ class _RunVerifier:
 # ---- the command --------------------------------------------------------------------------------------------
 
 
-_IMPORT_PROBLEMS = {"failed", "refused"}
-
-
-def _import_report_items(path: Path) -> tuple[dict[str, list[dict[str, str]]], dict[str, list[str]]]:
-    """From the import report (nothing when there is none), by legacy run id: the deliberate adjustments it
-    lists, and what it says went wrong (shown next to the differences those cause)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}, {}
-    adjusted: dict[str, list[dict[str, str]]] = {}
-    problems: dict[str, list[str]] = {}
-    for item in doc.get("items") or [] if isinstance(doc, dict) else []:
-        if not isinstance(item, dict):
-            continue
-        run, case = str(item.get("run")), item.get("case")
-        if case in _IMPORT_PROBLEMS:
-            problems.setdefault(run, []).append(f"{item.get('path') or '(run)'}: {case}: {item.get('detail', '')}"[:300])
-        elif case not in _NOT_ADJUSTMENTS:
-            adjusted.setdefault(run, []).append({k: str(item.get(k, "")) for k in ("path", "case", "detail")})
-    return adjusted, problems
-
-
 def verify_bundle(options: VerifyOptions) -> VerifyResult:
     """Everything `nmig verify` does but printing: raises NmigError for bad input; the caller prints
     `render(result)` and decides the exit (`VerifyResult.raise_for_differences`)."""
@@ -346,7 +320,9 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     for kind in ("model", "model_version"):
         result.not_imported += [e.sys_id for e in bundle.entities(kind)]
     entities = select_runs(bundle.entities("run"), options.runs)
-    adjusted, import_problems = _import_report_items(options.import_report or default_report_path(options.bundle_dir, project))
+    # the import report's adjustments are expected, its problems are shown next to the differences they cause
+    report_items = read_items(options.import_report or default_report_path(options.bundle_dir, project))
+    adjusted, import_problems = report_items.adjusted, report_items.problems
 
     from nmig.importer import client as nclient
     from nmig.loopback import prepare_client_env

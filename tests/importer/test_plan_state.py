@@ -10,7 +10,8 @@ import pytest
 
 from nmig.errors import NmigError
 from nmig.importer import plan as planning
-from nmig.importer.state import IMPORTED, STARTED, ImportState, default_state_path, report_path_for
+from nmig.importer.report import report_path_for
+from nmig.importer.state import IMPORTED, STARTED, ImportState, default_state_path
 
 
 def test_git_configs_from_legacy_properties() -> None:
