@@ -32,9 +32,12 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from neptune_api.proto.google_rpc.code_pb2 import Code
 from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import (
+    FileRef,
     Step,
+    UpdateRunSnapshot,
     UpdateRunSnapshots,
 )
+from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRunMessage
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 from neptune_scale import Run
 from neptune_scale.exceptions import (
@@ -53,6 +56,8 @@ from neptune_scale.sync.sync_process import (
     code_to_exception,
 )
 from neptune_scale.types import File
+
+from nmig.importer import wire
 
 # The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
 # script; an import waits on them, so a short poll keeps small runs from idling).
@@ -142,11 +147,20 @@ def append_points(
     way is its reference in the tests."""
     add = request.update_batch.snapshots.add
     for micro, value, ms in zip(micros, values, timestamps_ms, strict=True):
-        snapshot = add(
-            step=Step(whole=micro // 1_000_000, micro=micro % 1_000_000),
-            timestamp=Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000),
-        )
+        snapshot = add(step=step_proto(micro), timestamp=timestamp_proto(ms))
         setattr(snapshot.append[path], value_field, value)
+
+
+def step_proto(micros: int) -> Step:
+    """The exact Step of a step in micro-units (never neptune-scale's make_step: see nmig.importer.wire)."""
+    whole, micro = wire.step_parts(micros)
+    return Step(whole=whole, micro=micro)
+
+
+def timestamp_proto(ms: int) -> Timestamp:
+    """The exact Timestamp of epoch milliseconds (never neptune-scale's datetime_to_proto: see nmig.importer.wire)."""
+    seconds, nanos = wire.timestamp_parts(ms)
+    return Timestamp(seconds=seconds, nanos=nanos)
 
 
 class _Uploader(FileUploaderThread):
@@ -160,6 +174,40 @@ class _Uploader(FileUploaderThread):
             asyncio.set_event_loop(self._aio_loop)
             self._loop_set = True
         super().work()
+
+
+# Datetime configs per snapshot nmig builds itself (a few dozen bytes each: far below the client's 16 MB).
+_DATETIMES_PER_SNAPSHOT = 1000
+
+
+class _MigratedRun(Run):
+    """The official Run, creating its run with an exact creation time: Run._create_run would put it through
+    datetime_to_proto, which moves a time before 1970 by up to a second (see nmig.importer.wire)."""
+
+    def __init__(self, creation_ms: int | None, **kwargs: Any) -> None:
+        self._nmig_creation_ms = creation_ms
+        super().__init__(**kwargs)
+
+    def _create_run(
+        self,
+        creation_time: dt.datetime,
+        experiment_name: str | None,
+        fork_run_id: str | None,
+        fork_step: float | None,
+        inherit_configs: bool,
+    ) -> None:
+        # Mirrors neptune_scale/api/run.py Run._create_run (0.30.x) for a run without a fork point.
+        if self._operations_repo is None or fork_run_id is not None:
+            super()._create_run(creation_time, experiment_name, fork_run_id, fork_step, inherit_configs)
+            return
+        ms = self._nmig_creation_ms if self._nmig_creation_ms is not None else wire.datetime_ms(creation_time)
+        create = CreateRunMessage(
+            family=self._run_id,
+            experiment_id=experiment_name,
+            creation_time=timestamp_proto(ms),
+            inherit_configs=inherit_configs,
+        )
+        self._operations_repo.save_create_run(create)
 
 
 class RunSink:
@@ -178,13 +226,13 @@ class RunSink:
     ) -> None:
         self.run_id = run_id
         self.project = project
-        self.run = Run(
+        self.run = _MigratedRun(
+            None if creation_time is None else wire.datetime_ms(creation_time),
             run_id=run_id,
             project=project,
             api_token=api_token,
             mode="offline",
             experiment_name=experiment_name,
-            creation_time=creation_time,
             log_directory=log_directory,
             # The importing machine's console and git repository must never reach a migrated run.
             enable_console_log_capture=False,
@@ -228,9 +276,21 @@ class RunSink:
         self._status.start()
 
     def log_configs(self, configs: dict[str, Any]) -> None:
-        if configs:
-            self.run.log_configs(configs)
-            self._mark(configs.keys())
+        """Configs through the Run API, except datetimes: those nmig encodes itself, exactly (to the
+        millisecond, before 1970 too), in snapshots it saves to the same operation log."""
+        moments = {path: value for path, value in configs.items() if isinstance(value, dt.datetime)}
+        others = {path: value for path, value in configs.items() if path not in moments}
+        if others:
+            self.run.log_configs(others)
+            self._mark(others.keys())
+        paths = sorted(moments)
+        for start in range(0, len(paths), _DATETIMES_PER_SNAPSHOT):
+            chunk = paths[start : start + _DATETIMES_PER_SNAPSHOT]
+            snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(dt.datetime.now(dt.timezone.utc))))
+            for path in chunk:
+                snapshot.assign[path].timestamp.CopyFrom(timestamp_proto(wire.datetime_ms(moments[path])))
+            self._repo.save_update_run_snapshots([snapshot])
+            self._mark(chunk)
 
     def add_tags(self, tags: list[str], group_tags: bool) -> None:
         if tags:
@@ -241,8 +301,20 @@ class RunSink:
         self.run.assign_files({path: File(source=local, size=size, mime_type=mime_type)})
         self._mark([path])
 
-    def log_file(self, path: str, local: Path, size: int, mime_type: str | None, step: float, timestamp: dt.datetime) -> None:
-        self.run.log_files({path: File(source=local, size=size, mime_type=mime_type)}, step=step, timestamp=timestamp)
+    def log_file(self, path: str, local: Path, size: int, mime_type: str | None, micros: int, timestamp_ms: int) -> None:
+        """One file-series point. The upload request is the Run's own (its destination naming, its upload
+        thread); the snapshot carries the exact step and time (Run.log_files would put them through
+        make_step and datetime_to_proto)."""
+        requests = self.run._prepare_files_for_upload({path: File(source=local, size=size, mime_type=mime_type)}, step=micros / 1e6)
+        if not requests:
+            raise OSError(f"neptune-scale could not prepare {local.name} for upload")
+        _, request = requests[0]
+        snapshot = UpdateRunSnapshot(step=step_proto(micros), timestamp=timestamp_proto(timestamp_ms))
+        snapshot.append[path].file_ref.CopyFrom(
+            FileRef(path=request.destination, mime_type=request.mime_type, size_bytes=request.size_bytes)
+        )
+        self._repo.save_file_upload_requests([request])
+        self._repo.save_update_run_snapshots([snapshot])
         self._mark([path])
 
     def _mark(self, labels: Iterable[str]) -> None:
@@ -344,9 +416,7 @@ class DirectSeriesSender:
     def encoded_request(self, snapshots: bytes) -> RunOperation:
         """The client's own RunOperation message from snapshots encoded by nmig.importer.wire (parsed once,
         in C, which also proves the bytes well-formed)."""
-        from nmig.importer.wire import wrap_update_batch
-
-        return RunOperation.FromString(wrap_update_batch(self._project, self._sink.run_id, snapshots))
+        return RunOperation.FromString(wire.wrap_update_batch(self._project, self._sink.run_id, snapshots))
 
     def send(self, request: RunOperation, labels: tuple[str, ...]) -> None:
         response = self._sink._sender.submit(operation=request)

@@ -97,12 +97,24 @@ def fit_string_value(value: str) -> str:
 
 
 def step_micros(steps: np.ndarray) -> np.ndarray:
-    """Steps as whole micro-units (int64), the way neptune-scale's decompose_step computes them:
-    int(round(step * 1e6, 6)), i.e. truncation after a 6-decimal rounding that absorbs float noise."""
+    """Steps as whole micro-units (int64), exactly: the whole part of the float, then its fraction rounded to
+    6 decimals (the fraction `step - floor(step)` is exact in float64, so a step of 999999999999.0 stays
+    999999999999 and 2**39 + 0.25 keeps its .25). neptune-scale's decompose_step computes round(step * 1e6)
+    instead, which shifts steps above ~9e9 (metadata_splitter.py:557); nmig never uses it. Out-of-range steps
+    (never sent) become 0."""
     values = np.asarray(steps, dtype=np.float64)
-    # Out-of-range steps (never sent) are zeroed first so the cast cannot overflow.
-    safe = np.where(np.isfinite(values) & (np.abs(values) < MAX_STEP), values, 0.0)
-    return np.trunc(np.round(safe * 1e6, 6)).astype(np.int64)
+    safe = np.where(np.isfinite(values) & (values >= 0) & (values < MAX_STEP), values, 0.0)
+    whole = np.floor(safe)
+    micro = np.rint((safe - whole) * 1e6)  # a fraction rounding up to 1.0 carries into the whole part below
+    return whole.astype(np.int64) * 1_000_000 + micro.astype(np.int64)
+
+
+def step_of_micros(micros: int) -> float:
+    """The float step of micro-units: the double nearest to micros / 10**6 (Python divides integers correctly
+    rounded), so it is the inverse of step_micros for every step 3.x can hold. Neither float(micros) / 1e6
+    (above 2**53 micro-units, steps above ~9e9, the integer is rounded first) nor whole + micro / 1e6 (43 +
+    0.132479 is one double above 43.132479) is."""
+    return int(micros) / 1_000_000
 
 
 @dataclass

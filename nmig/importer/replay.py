@@ -14,7 +14,6 @@ On a resumed run, series points at or below the last step the target already hol
 
 from __future__ import annotations
 
-import datetime as dt
 import mimetypes
 import queue
 import re
@@ -326,8 +325,7 @@ class RunReplayer:
                             self._event(legacy_path, "failed", f"point at step {steps[i]!r}: {exc}")
                             continue
                         mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-                        moment = dt.datetime.fromtimestamp(int(stamps[i]) / 1000, tz=dt.timezone.utc)
-                        self.sink.log_file(item.target, local, size, mime, int(micros[i]) / 1e6, moment)
+                        self.sink.log_file(item.target, local, size, mime, int(micros[i]), int(stamps[i]))
                         self.outcome.files_sent += 1
         except BundleError as exc:
             self._event("", "failed", f"file series: {exc}")

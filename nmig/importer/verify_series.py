@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nmig.importer.limits import SeriesFilter
+from nmig.importer.limits import SeriesFilter, step_micros, step_of_micros
 from nmig.importer.plan import RunPlan
 from nmig.importer.replay import path_segments, timestamps_ms  # the replay's own batch slicing, reused as is
 from nmig.schema import EntityBundle
@@ -118,7 +118,8 @@ class TargetSeriesReader:
             present = times.notna().to_numpy()
             stamps_us = times[present].astype("datetime64[us, UTC]").astype("int64").to_numpy()
             values = frame[(path, "value")].to_numpy()[present]
-            out[path] = (np.round(steps[present] * 1e6).astype(np.int64), stamps_us // 1000, list(values))
+            # the same exact step arithmetic as the import (limits.step_micros), so a shifted step shows as one
+            out[path] = (step_micros(steps[present]), stamps_us // 1000, list(values))
         return out
 
 
@@ -281,17 +282,17 @@ class SeriesChecker:
                 grouped += len(expected)
                 continue
             lo = lo_by_path.get(path)
-            hi = None if last else float(expected.micros[-1]) / 1e6
+            hi = None if last else step_of_micros(int(expected.micros[-1]))
             found = self.reader.fetch(kind, [path], lo, hi).get(path)
             self._compare(kind, path, expected, found)
             if not last:
                 # the next window starts one micro-step above this one's last expected point, so a point the
                 # target holds between two windows is still read (and reported as unexpected)
-                lo_by_path[path] = (int(expected.micros[-1]) + 1) / 1e6
+                lo_by_path[path] = step_of_micros(int(expected.micros[-1]) + 1)
             self.on_points(len(expected))
         read_group()
         for micro, by_path in sorted(pending.items()):
-            step = micro / 1e6
+            step = step_of_micros(micro)
             found_all = self.reader.fetch(kind, sorted(by_path), step, step)
             for path, expected in by_path.items():
                 self._compare(kind, path, expected, found_all.get(path))
@@ -304,17 +305,17 @@ class SeriesChecker:
         missing = np.setdiff1d(expected.micros, common, assume_unique=True)
         extra = np.setdiff1d(f_micros, common, assume_unique=True)
         if len(missing):
-            shown = ", ".join(f"{m / 1e6:g}" for m in missing[:EXAMPLES_PER_CASE].tolist())
+            shown = ", ".join(f"{_step_text(m)}" for m in missing[:EXAMPLES_PER_CASE].tolist())
             self._diff(path, "missing_points", f"{len(missing)} more point(s)", None, f"at step(s) {shown}" + (" ..." if len(missing) > EXAMPLES_PER_CASE else ""))
         if len(extra):
-            shown = ", ".join(f"{m / 1e6:g}" for m in extra[:EXAMPLES_PER_CASE].tolist())
+            shown = ", ".join(f"{_step_text(m)}" for m in extra[:EXAMPLES_PER_CASE].tolist())
             self._diff(path, "unexpected_points", None, f"{len(extra)} point(s)", f"at step(s) {shown}" + (" ..." if len(extra) > EXAMPLES_PER_CASE else ""))
         shifted = np.flatnonzero(expected.stamps[e_idx] != f_stamps[f_idx])
         if len(shifted):
             first = shifted[0]
             self._diff(
                 path, "timestamp_differs", _ms_text(int(expected.stamps[e_idx[first]])), _ms_text(int(f_stamps[f_idx[first]])),
-                f"{len(shifted)} point(s); first at step {common[first] / 1e6:g}",
+                f"{len(shifted)} point(s); first at step {_step_text(int(common[first]))}",
             )
         if kind == "file":
             self._compare_files(path, [(int(c), expected.values[e], f_values[f]) for c, e, f in zip(common.tolist(), e_idx.tolist(), f_idx.tolist(), strict=True)])
@@ -328,7 +329,7 @@ class SeriesChecker:
         ]
         if bad:
             micro, want, got = bad[0]
-            self._diff(path, "value_differs", want, got, f"{len(bad)} point(s); first at step {micro / 1e6:g}")
+            self._diff(path, "value_differs", want, got, f"{len(bad)} point(s); first at step {_step_text(micro)}")
 
     def _compare_files(self, path: str, pairs: list[tuple[int, tuple[str, int], Any]]) -> None:
         if not pairs:
@@ -337,19 +338,24 @@ class SeriesChecker:
         for micro, (want_hash, want_size), found in pairs:
             size = getattr(found, "size_bytes", None)
             if want_size is not None and size != want_size:
-                self._diff(path, "file_size_differs", want_size, size, f"file series point at step {micro / 1e6:g}")
+                self._diff(path, "file_size_differs", want_size, size, f"file series point at step {_step_text(micro)}")
                 continue
             digest = digests.get(found)
             if digest is None:
-                self._diff(path, "file_not_downloadable", want_hash, None, f"file series point at step {micro / 1e6:g}")
+                self._diff(path, "file_not_downloadable", want_hash, None, f"file series point at step {_step_text(micro)}")
             elif digest != want_hash:
-                self._diff(path, "file_hash_differs", want_hash, digest, f"file series point at step {micro / 1e6:g}")
+                self._diff(path, "file_hash_differs", want_hash, digest, f"file series point at step {_step_text(micro)}")
+
+
+def _step_text(micros: int) -> str:
+    """A step as its shortest exact decimal (1e12 - 1 is shown whole, not as 1e+12)."""
+    return repr(step_of_micros(micros))
 
 
 def _ms_text(ms: int) -> str:
     import datetime as dt
 
-    moment = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=ms)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 

@@ -7,15 +7,44 @@ parse), so the client still serialises and sends a message it knows.
 
 Wire layout of one snapshot (UpdateRunSnapshot, field numbers from neptune-api's ingest protos):
     1: step      Step{1: whole varint, 2: micro varint}        (zero fields omitted, as proto3 does)
-    2: timestamp Timestamp{1: seconds varint, 2: nanos varint}
+    2: timestamp Timestamp{1: seconds varint, 2: nanos varint} (negative seconds: 10-byte two's complement)
     8: append    map<string, Value> entry {1: path, 2: Value{1: float64 fixed64}}
+
+Steps and times are exact integers here, never floats: a step is carried as micro-units
+(`limits.step_micros`: whole part, then the rounded fraction, from the float's own value) and split with
+`step_parts`; a time is epoch milliseconds split with `timestamp_parts` (floor division, so a time before
+1970 keeps its millisecond). neptune-scale 0.30's own `decompose_step` (round(step * 1e6) in float64) and
+`datetime_to_proto` (int() truncates toward zero) shift large steps and pre-epoch times
+(neptune_scale/sync/metadata_splitter.py:552-565); nmig never sends a step or time through them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 
 _U64 = np.uint64
+MICROS_PER_UNIT = 1_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def step_parts(micros: int) -> tuple[int, int]:
+    """(whole, micro) of a step given in micro-units, as Step{whole, micro} carries it."""
+    return divmod(int(micros), MICROS_PER_UNIT)
+
+
+def timestamp_parts(ms: int) -> tuple[int, int]:
+    """(seconds, nanos) of epoch milliseconds, as google.protobuf.Timestamp carries them (nanos >= 0)."""
+    seconds, millis = divmod(int(ms), 1000)
+    return seconds, millis * 1_000_000
+
+
+def datetime_ms(moment: dt.datetime) -> int:
+    """Epoch milliseconds of a datetime, floored (naive datetimes are UTC); exact for any year, 1969 included."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return (moment - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 def _varint_len(values: np.ndarray) -> np.ndarray:
@@ -48,9 +77,10 @@ def _put_varints(buffer: np.ndarray, at: np.ndarray, values: np.ndarray, lengths
 
 
 def _optional_field(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(varint length, field length incl. its 1-byte tag) of a proto3 scalar: 0 when the value is 0."""
-    lengths = np.where(values > 0, _varint_len(values), 0)
-    return lengths, np.where(values > 0, lengths + 1, 0)
+    """(varint length, field length incl. its 1-byte tag) of a proto3 scalar: 0 when the value is 0. Values are
+    uint64 (a negative int64 seen as its two's complement, as protobuf encodes it: 10 bytes)."""
+    lengths = np.where(values != 0, _varint_len(values), 0)
+    return lengths, np.where(values != 0, lengths + 1, 0)
 
 
 class _TwoVarints:
@@ -58,6 +88,7 @@ class _TwoVarints:
     nanos} are, one per point; its length is under 128 bytes, so one length byte."""
 
     def __init__(self, first: np.ndarray, second: np.ndarray) -> None:
+        first, second = first.astype(_U64), second.astype(_U64)
         self.fields = [(0x08, first, *_optional_field(first)), (0x10, second, *_optional_field(second))]
         self.length = self.fields[0][3] + self.fields[1][3]
 
@@ -75,16 +106,16 @@ class _TwoVarints:
 
 def encode_float_snapshots(path: str, micros: np.ndarray, values: np.ndarray, timestamps_ms: np.ndarray) -> bytes:
     """The repeated `snapshots` field (1) of UpdateRunSnapshots for one float series: the concatenation of
-    `0x0A len snapshot` per point. Steps (micro-units) and timestamps must be >= 0."""
+    `0x0A len snapshot` per point. Steps (micro-units) must be >= 0; timestamps (epoch ms) may be negative."""
     micros = np.asarray(micros, dtype=np.int64)
     stamps = np.asarray(timestamps_ms, dtype=np.int64)
     floats = np.ascontiguousarray(values, dtype="<f8")
     if micros.size == 0:
         return b""
-    if (micros < 0).any() or (stamps < 0).any():
-        raise ValueError("negative steps or timestamps are not encoded here")
-    whole, micro = np.divmod(micros, 1_000_000)
-    seconds, millis = np.divmod(stamps, 1000)
+    if (micros < 0).any():
+        raise ValueError("negative steps are not encoded here")
+    whole, micro = np.divmod(micros, MICROS_PER_UNIT)
+    seconds, millis = np.divmod(stamps, 1000)  # floor division: nanos stay >= 0 before 1970
     step = _TwoVarints(whole, micro)
     timestamp = _TwoVarints(seconds, millis * 1_000_000)
 

@@ -10,15 +10,21 @@ from typing import Any
 T0_MS = 1_700_000_000_000
 
 
-def write_bundle(out: Path, runs: dict[str, Callable[[Any], None]], source: dict[str, Any] | None = None) -> Path:
-    """A bundle with one run per entry: `fill(writer)` records its attributes through nmig.schema."""
+def write_bundle(
+    out: Path,
+    runs: dict[str, Callable[[Any], None]],
+    source: dict[str, Any] | None = None,
+    created: dict[str, str] | None = None,
+) -> Path:
+    """A bundle with one run per entry: `fill(writer)` records its attributes through nmig.schema; each run's
+    sys/creation_time is `created[sys_id]`, else 2024-05-01T12:00:00.123Z."""
     from nmig.schema import EntityWriter, write_export_info
 
     write_export_info(out, {"source": source or {"workspace": "legacy", "project": "proj"}})
     for sys_id, fill in runs.items():
         with EntityWriter(out, "run", sys_id) as writer:
             writer.add_atom("sys/id", "string", sys_id)
-            writer.add_atom("sys/creation_time", "datetime", "2024-05-01T12:00:00.123Z")
+            writer.add_atom("sys/creation_time", "datetime", (created or {}).get(sys_id, "2024-05-01T12:00:00.123Z"))
             fill(writer)
     return out
 

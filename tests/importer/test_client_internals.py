@@ -39,6 +39,8 @@ def test_offline_run_exposes_its_operation_log(tmp_path: Path) -> None:
 def test_repository_methods_used() -> None:
     for name, params in {
         "save_update_run_snapshots": ["updates"],
+        "save_create_run": ["run"],
+        "save_file_upload_requests": ["files"],
         "get_operation_count": ["limit"],
         "get_file_upload_requests_count": ["limit"],
         "get_operations_sequence_id_range": [],
@@ -68,6 +70,28 @@ def test_sync_threads_and_their_attributes() -> None:
     ):
         assert attribute in inspect.getsource(cls), (cls.__name__, attribute)
     assert callable(sync_process.code_to_exception)
+
+
+def test_run_methods_the_exact_encoding_relies_on() -> None:
+    # client._MigratedRun overrides _create_run; RunSink.log_file asks _prepare_files_for_upload for the upload
+    assert list(inspect.signature(Run._create_run).parameters) == [
+        "self", "creation_time", "experiment_name", "fork_run_id", "fork_step", "inherit_configs"]
+    assert {"files", "step"} <= set(inspect.signature(Run._prepare_files_for_upload).parameters)
+
+
+def test_exact_creation_time_in_the_operation_log(tmp_path: Path) -> None:
+    import datetime as dt
+
+    sink_run = client._MigratedRun(-1, run_id="guard-2", project="ws/p", mode="offline", log_directory=tmp_path,
+                                   experiment_name="e", creation_time=dt.datetime.now(),
+                                   enable_console_log_capture=False, source_tracking_config=None)
+    try:
+        operations = sink_run._operations_repo.get_operations(up_to_bytes=32 << 20)
+        create = operations[0].operation
+        assert (create.creation_time.seconds, create.creation_time.nanos) == (-1, 999_000_000)
+        assert create.experiment_id == "e" and create.family == "guard-2"
+    finally:
+        sink_run.close()
 
 
 def test_step_decomposition_matches() -> None:

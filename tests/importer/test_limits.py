@@ -38,14 +38,38 @@ def test_string_value_cut_on_a_character_boundary() -> None:
     assert limits.fit_string_value(small) is small
 
 
-def test_step_micros_matches_the_clients_decomposition() -> None:
+def test_step_micros_is_the_whole_part_then_the_rounded_fraction() -> None:
+    steps = [0.0, 1.0, 1.5, 2.0000004, 2.0000006, 0.1 + 0.2, 123456.654321, 999999.9999999, 7.654321]
+    want = [0, 1_000_000, 1_500_000, 2_000_000, 2_000_001, 300_000, 123_456_654_321, 1_000_000_000_000, 7_654_321]
+    assert limits.step_micros(np.array(steps)).tolist() == want
+
+
+def test_large_steps_are_exact_where_the_clients_arithmetic_is_not() -> None:
     from neptune_scale.sync.metadata_splitter import decompose_step
 
-    steps = [0.0, 1.0, 1.5, 2.0000004, 2.0000006, 0.1 + 0.2, 123456.654321, 999999.9999999]
-    micros = limits.step_micros(np.array(steps))
-    for step, micro in zip(steps, micros, strict=True):
-        whole, frac = decompose_step(step)
-        assert whole * 1_000_000 + frac == micro
+    # the shifts issue 10 measured through neptune-scale 0.30's decompose_step
+    assert decompose_step(999999999999.0) == (999999999999, 64)
+    assert decompose_step(2.0**39 + 0.25) == (2**39, 249984)
+    big = np.array([999999999999.0, 2.0**39 + 0.25, 1e9 + 0.5, 123456789012.375, 1e10 + 0.1, 5e11 + 0.000122])
+    micros = limits.step_micros(big)
+    assert micros.tolist()[:4] == [999_999_999_999_000_000, 2**39 * 1_000_000 + 250_000, 1_000_000_000_500_000,
+                                   123_456_789_012_375_000]
+    # a step 3.x can hold (6 decimals; every float from 2**33 up has no more) maps back to itself: the float
+    # 3.x serves (whole + micro / 1e6) is the float that was sent
+    rng = np.random.default_rng(3)
+    sample = np.concatenate([
+        big,
+        rng.uniform(2.0**33, 1e12, 20_000),
+        rng.integers(10**9, 10**12, 2_000).astype(np.float64),
+        (rng.integers(10**9, 10**12, 2_000) + rng.integers(0, 1000, 2_000) / 1000),
+        rng.uniform(0, 1e4, 2_000).round(6),
+    ])
+    back = np.array([limits.step_of_micros(m) for m in limits.step_micros(sample).tolist()])
+    assert (back == sample).all()
+    # and any step (finer ones are rounded to 6 decimals, as documented) keeps its micro-units when read back
+    finer = rng.uniform(1e9, 2.0**33, 5_000)
+    again = np.array([limits.step_of_micros(m) for m in limits.step_micros(finer).tolist()])
+    assert (limits.step_micros(again) == limits.step_micros(finer)).all()
 
 
 def test_filter_keeps_first_point_per_step_and_drops_out_of_range() -> None:

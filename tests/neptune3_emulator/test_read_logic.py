@@ -361,3 +361,18 @@ def test_every_stored_type_is_answered_in_its_properties_message() -> None:
         "histogram_series_properties", "COUNTING", [0.0, 1.0], [2.0])
     assert answer(_stored("histogram_series", "not json", points=1))[1].last.type == ""  # damaged: served empty
     assert answer(_stored("newType", "v")) == ("", None)
+
+
+def test_steps_are_served_as_the_nearest_double_and_read_back_to_the_same_key() -> None:
+    import sqlite3
+
+    from nmig.emulators.neptune3.retrieval_attributes import STEP_SQL, step_value
+
+    cases = [(43, 132479, 43.132479), (999999999999, 0, 999999999999.0), (2**39, 250000, 2.0**39 + 0.25),
+             (1_000_000_000, 500000, 1e9 + 0.5), (8589934591, 999999, 8589934591.999999), (0, 1, 1e-6)]
+    conn = sqlite3.connect(":memory:")
+    for whole, micro, step in cases:
+        assert step_value(whole, micro) == step, (whole, micro)
+        sql = STEP_SQL.replace("step_whole", str(whole)).replace("step_micro", str(micro))
+        assert conn.execute(f"SELECT {sql}").fetchone()[0] == step, (whole, micro)
+        assert step_key(step) == (whole, micro)

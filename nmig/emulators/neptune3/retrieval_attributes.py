@@ -44,8 +44,19 @@ def from_backend_type(backend: str) -> str:
 
 
 def step_value(whole: int | None, micro: int | None) -> float:
-    """The step the protocol carries as whole and micro parts, as the double the read API returns."""
-    return (whole or 0) + (micro or 0) / MICRO
+    """The step the protocol carries as whole and micro parts, as the double the read API returns: the double
+    nearest to whole + micro / 10**6 (Python's int division is correctly rounded; whole + micro / 1e6 is not
+    always: 43 + 0.132479 gives 43.132479000000004, one double above the step a client logged as 43.132479)."""
+    return ((whole or 0) * MICRO + (micro or 0)) / MICRO
+
+
+# The same double in SQLite: below 2**33 the micro-unit count is an exact double, divided once; from 2**33 up
+# every double is a whole number of micro-units away from its whole part, so adding the rounded micro part is
+# exact (step_whole * 10**6 itself would no longer fit a double there).
+STEP_SQL = (
+    "(CASE WHEN step_whole < 8589934592 THEN (step_whole * 1000000 + step_micro) / 1000000.0"
+    " ELSE step_whole + step_micro / 1000000.0 END)"
+)
 
 
 ATTRIBUTE_COLUMNS = (

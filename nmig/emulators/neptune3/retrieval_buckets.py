@@ -30,6 +30,7 @@ from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model.series_va
     ProtoTimeseriesBucketsDTO,
 )
 
+from nmig.emulators.neptune3.retrieval_attributes import STEP_SQL
 from nmig.emulators.neptune3.retrieval_query import QueryError
 from nmig.emulators.neptune3.retrieval_series import HIGHEST, LOWEST, Segment, StepKey, next_key, step_key
 
@@ -83,7 +84,7 @@ def iterate_points(
     """(step, value) of the lineage in ascending steps, streamed from SQLite (never the whole series in memory)."""
     preview_clause = "" if include_preview else " AND preview = 0"
     sql = (
-        "SELECT step_whole + step_micro / 1000000.0, value FROM points WHERE attr_pk = ? "
+        f"SELECT {STEP_SQL}, value FROM points WHERE attr_pk = ? "
         "AND (step_whole, step_micro) >= (?, ?) AND (step_whole, step_micro) < (?, ?)"
         f"{preview_clause} ORDER BY step_whole, step_micro"
     )
@@ -106,7 +107,7 @@ def _step_extent(conn: sqlite3.Connection, segments: Sequence[Segment], lo: Step
         where = "attr_pk = ? AND (step_whole, step_micro) >= (?, ?) AND (step_whole, step_micro) < (?, ?)"
         for direction in ("ASC", "DESC"):
             row = conn.execute(
-                f"SELECT step_whole + step_micro / 1000000.0 FROM points WHERE {where} "
+                f"SELECT {STEP_SQL} FROM points WHERE {where} "
                 f"ORDER BY step_whole {direction}, step_micro {direction} LIMIT 1",
                 bounds,
             ).fetchone()

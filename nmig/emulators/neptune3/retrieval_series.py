@@ -25,7 +25,13 @@ from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model.series_va
     ProtoSeriesValuesResponseDTO,
 )
 
-from nmig.emulators.neptune3.retrieval_attributes import MICRO, fill_file_ref, fill_histogram
+from nmig.emulators.neptune3.retrieval_attributes import (
+    MICRO,
+    STEP_SQL,
+    fill_file_ref,
+    fill_histogram,
+    step_value,
+)
 from nmig.emulators.neptune3.retrieval_query import QueryError
 from nmig.emulators.neptune3.retrieval_runs import RunRow
 
@@ -107,7 +113,7 @@ def lineage_segments(
 POINT_COLUMNS = "step_whole, step_micro, ts_ms, value, preview, completion_ratio"
 # For committed float points only: the step as the double the API returns (SQLite divides in IEEE doubles, as
 # Python does), so the fast encoder below gets three numbers per row.
-FLOAT_POINT_COLUMNS = "ts_ms, step_whole + step_micro / 1000000.0, value"
+FLOAT_POINT_COLUMNS = f"ts_ms, {STEP_SQL}, value"
 
 
 def read_points(
@@ -195,7 +201,7 @@ def float_series_response(
             rows = [(ts_ms, step, value, 0, None) for ts_ms, step, value in rows]
         else:
             rows = [
-                (ts_ms, whole + micro / MICRO, value, preview, ratio)
+                (ts_ms, step_value(whole, micro), value, preview, ratio)
                 for whole, micro, ts_ms, value, preview, ratio in read_points(
                     conn, request.segments, page_lo, page_hi, descending, per_series_limit, True
                 )
@@ -324,7 +330,7 @@ def series_response(
                 break
             point = entry.seriesValues.values.add(
                 timestamp_millis=ts_ms,
-                step=whole + micro / MICRO,
+                step=step_value(whole, micro),
                 is_preview=bool(preview),
                 completion_ratio=1.0 if not preview or ratio is None else ratio,
             )
