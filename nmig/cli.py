@@ -208,7 +208,8 @@ def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Calla
 @friendly_errors
 def import_command(no_create_project: bool, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
-    from nmig.importer.runner import ImportOptions, render_plan, run_import
+    from nmig.importer.dry_run import render_plan
+    from nmig.importer.runner import ImportOptions, run_import
 
     result = run_import(ImportOptions(**options, create_project=not no_create_project))
     if options["dry_run"]:

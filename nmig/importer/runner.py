@@ -1,4 +1,9 @@
-"""`nmig import`: plan every selected run of a bundle, then replay them into a 3.x project, exactly once.
+"""`nmig import`'s scheduler: plan every selected run of a bundle as it arrives, then have worker threads
+replay them into a 3.x project, exactly once.
+
+Only the schedule lives here. Around it: options.py and result.py (what is asked, what one invocation did),
+project.py (the target project's name; target.py makes sure it exists), intake.py (which runs are taken in,
+and as what), worker.py (one run in a worker thread), dry_run.py (`--dry-run`), report.py (the report file).
 
 Concurrency: one process; `max_workers` threads each import one run at a time, with the client's sync
 threads for that run beside it (see client.py); nothing is spawned per run. Measured on 2 shared cores with
@@ -21,34 +26,29 @@ The library prints progress only; the caller prints `ImportResult.summary()` and
 from __future__ import annotations
 
 import datetime as dt
-import re
 import shutil
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from nmig.errors import NmigError, PartialFailure
 from nmig.importer import client as nclient
-from nmig.importer import report
-from nmig.importer.plan import PlanRefused, RunPlan, plan_run, select_runs
-from nmig.importer.replay import ResumePoint, RunOutcome, RunReplayer, scan_adjustments
+from nmig.importer import report, target
+from nmig.importer.dry_run import dry_run
+from nmig.importer.intake import note_unimported, plan_runs
+from nmig.importer.options import ImportOptions
+from nmig.importer.plan import RunPlan, select_runs
+from nmig.importer.project import resolve_project
+from nmig.importer.replay import RunOutcome, scan_adjustments
 from nmig.importer.report import Event
-from nmig.importer.rules import NOT_IMPORTED_KINDS
-from nmig.importer.state import (
-    FAILED,
-    IMPORTED,
-    STARTED,
-    ImportState,
-    StateLock,
-    default_state_path,
-)
+from nmig.importer.result import ImportResult
+from nmig.importer.state import FAILED, IMPORTED, ImportState, StateLock, default_state_path
 from nmig.importer.target import ProjectOutcome, require_api_token
+from nmig.importer.worker import RunWorker
 from nmig.schema import Bundle, BundleError, EntityBundle
 
 # How often an idle import asks a feed that is not finished for new runs.
@@ -75,141 +75,9 @@ class WholeBundle:
         return sys_ids, True
 
 
-@dataclass
-class ImportOptions:
-    bundle_dir: Path
-    project: str | None  # "workspace/project", or "workspace" for the legacy project's name there
-    api_token: str | None
-    runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
-    max_workers: int = 4
-    dry_run: bool = False
-    create_project: bool = True
-    state_path: Path | None = None
-    quiet: bool = False
-
-
-@dataclass
-class ImportResult:
-    """What one invocation did (the report, in contrast, covers every invocation)."""
-
-    project: str
-    imported: list[str] = field(default_factory=list)
-    already: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    not_imported: list[str] = field(default_factory=list)
-    events: list[Event] = field(default_factory=list)
-    report_path: Path | None = None
-    plans: list[RunPlan] = field(default_factory=list)
-
-    def summary(self) -> str:
-        """The one line `nmig import` ends with."""
-        return (
-            f"{len(self.imported)} run(s) imported into {self.project}; {len(self.already)} already imported; "
-            f"{len(self.failed)} failed; {len(self.refused)} refused; {len(self.not_imported)} model entities not imported. "
-            f"Report: {self.report_path}"
-        )
-
-    def raise_for_failures(self) -> None:
-        """PartialFailure (exit 1) when some runs were not imported; the report says which and why."""
-        if self.failed or self.refused:
-            missing = self.failed + self.refused
-            raise PartialFailure(
-                f"{len(missing)} run(s) not imported ({', '.join(missing[:10])}); "
-                f"see {self.report_path}; re-run the same command to retry"
-            )
-
-
 def _say(options: ImportOptions, message: str) -> None:
     if not options.quiet:
         print(message, file=sys.stderr)
-
-
-def resolve_project(requested: str | None, bundle: Bundle) -> str:
-    source = bundle.info.get("source") if isinstance(bundle.info.get("source"), dict) else {}
-    legacy_name = source.get("project") if isinstance(source.get("project"), str) else None
-    if legacy_name and "/" in legacy_name:
-        legacy_name = legacy_name.split("/")[-1]
-    if not requested:
-        # A 3.x API token names no workspace, so the workspace has to be given.
-        raise NmigError(
-            "no target project: pass --project WORKSPACE/PROJECT, or --project WORKSPACE to keep the legacy "
-            "project's name there (or set NEPTUNE_PROJECT)"
-        )
-    if "/" in requested:
-        workspace, name = requested.split("/", 1)
-    else:
-        workspace, name = requested, legacy_name or ""
-    if not re.fullmatch(r"[\w.-]+", workspace or "") or not re.fullmatch(r"[\w.-]+", name or ""):
-        raise NmigError(f"invalid target project {requested!r}: expected WORKSPACE/PROJECT")
-    return f"{workspace}/{name}"
-
-
-def _plan_runs(entities: list[EntityBundle], result: ImportResult, owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
-    """Plan each run; refuse those that cannot be planned, and those whose 3.x run id another run already took
-    (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it.
-    `owners` ({3.x run id: legacy id}) carries over between calls as runs arrive."""
-    planned = []
-    for entity in entities:
-        try:
-            plan = plan_run(entity)
-        except PlanRefused as exc:
-            result.refused.append(entity.sys_id)
-            result.events.append(Event(entity.sys_id, "", "refused", str(exc)))
-            continue
-        first = owners.setdefault(plan.target_run_id, plan.sys_id)
-        if first != plan.sys_id:
-            result.refused.append(plan.sys_id)
-            result.events.append(
-                Event(plan.sys_id, "", "refused", f"its 3.x run id {plan.target_run_id!r} is already the target of run {first}")
-            )
-            continue
-        result.plans.append(plan)
-        planned.append((plan, entity))
-    return planned
-
-
-def _note_unimported(bundle: Bundle, result: ImportResult) -> None:
-    """Models and model versions (not imported by design) and stray entries of the runs folder."""
-    for kind in NOT_IMPORTED_KINDS:
-        for entity in bundle.entities(kind):
-            result.not_imported.append(entity.sys_id)
-            result.events.append(Event(entity.sys_id, "", "not_imported", f"{kind}: {NOT_IMPORTED_KINDS[kind]}"))
-    for stray in bundle.strays("run"):
-        result.events.append(Event(stray, "", "refused", "not a run folder (unsafe name or not a folder)"))
-
-
-def render_plan(result: ImportResult) -> str:
-    """What `nmig import --dry-run` prints."""
-    lines = [f"Dry run: nothing is written. Target project: {result.project}"]
-    for plan in result.plans:
-        summary = plan.summary()
-        lines.append(
-            f"run {plan.sys_id} -> {plan.target_run_id}"
-            + (f" (name {plan.experiment_name!r})" if plan.experiment_name else "")
-            + f": {summary['configs']} configs, {summary['tags']} tags, {summary['group_tags']} group tags, "
-            f"{summary['files']} files, {len(plan.series)} series"
-        )
-        lines += [f"    {legacy} -> {target}" for legacy, target in summary["remapped"].items()]
-        lines += [f"    series {s.legacy_path} -> {s.target} ({s.kind}, {s.points} points)" for s in plan.series]
-    if result.events:
-        lines.append("Skipped, adjusted or not imported:")
-        lines += [f"    {e.run} {e.path or '-'}: {e.case}: {e.detail}" for e in result.events]
-    return "\n".join(lines)
-
-
-def _dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult) -> ImportResult:
-    for plan, entity in _plan_runs(entities, result, {}):
-        problems = entity.verify()
-        if problems:  # what the import would refuse, found the same way
-            result.plans.remove(plan)
-            result.refused.append(plan.sys_id)
-            result.events.append(Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5])))
-            continue
-        result.events.extend(plan.events)
-        result.events.extend(scan_adjustments(plan, entity))
-    _note_unimported(bundle, result)
-    return result
 
 
 def _items_of_imported_run(plan: RunPlan, entity: EntityBundle, earlier: dict[str, Any]) -> list[Event]:
@@ -233,7 +101,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     if feed is None:
         entities = select_runs(bundle.entities("run"), options.runs)
         if options.dry_run:
-            return _dry_run(bundle, entities, result)
+            return dry_run(bundle, entities, result)
         feed = WholeBundle([e.sys_id for e in entities])
     elif options.runs or options.dry_run:
         raise ValueError("a feed chooses the runs itself: no --runs selection or dry run with it")
@@ -243,8 +111,6 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
 
     prepare_client_env(api_token)
     nclient.quiet_client_logs()
-
-    from nmig.importer import target
 
     source = bundle.info.get("source") if isinstance(bundle.info.get("source"), dict) else {}
     project_outcome = target.ensure_project(project, api_token, source, options.create_project)
@@ -274,8 +140,6 @@ class _Importer:
         state_path: Path,
         progress: Callable[[int], None] | None,
     ) -> None:
-        from nmig.importer import target
-
         self.options = options
         self.bundle = bundle
         self.result = result
@@ -289,15 +153,10 @@ class _Importer:
         # The client's operation logs and decompressed files live next to the state file. What an interrupted
         # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
         self.scratch = state_path.parent / f".{state_path.name}.work"
-        self.local = threading.local()
-        self.pools: list[nclient.ClientPool] = []
-        self.pools_lock = threading.Lock()
         self.bar: Any = None
         self.bar_lock = threading.Lock()
         self.progress = progress
         self.queued = 0  # runs handed to the workers so far
-
-    # ---- the schedule ------------------------------------------------------------------------------------
 
     def run(self, feed: RunFeed, started_at: str) -> None:
         result = self.result
@@ -309,6 +168,7 @@ class _Importer:
             self.bar = tqdm(total=0, unit="pt", unit_scale=True, desc="Importing", file=sys.stderr)
             if self.progress is None:
                 self.progress = self._advance
+        worker = RunWorker(self.project, self.api_token, self.state, self.scratch, self.existing, self.progress)
         workers = max(1, self.options.max_workers)
         seen: set[str] = set()
         owners: dict[str, str] = {}
@@ -325,7 +185,7 @@ class _Importer:
                         todo.extend(self._arrived(fresh, owners))
                     while todo and len(futures) < workers:
                         plan, entity = todo.popleft()
-                        futures[pool.submit(self._import_one, plan, entity)] = plan
+                        futures[pool.submit(worker.import_run, plan, entity)] = plan
                     if not futures:
                         if finished:
                             break
@@ -344,23 +204,16 @@ class _Importer:
         finally:
             if self.bar is not None:
                 self.bar.close()
-            for client_pool in self.pools:
-                client_pool.close()
+            worker.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
-            _note_unimported(self.bundle, result)
+            note_unimported(self.bundle, result)
             assert result.report_path is not None
             report.write_report(
                 result.report_path,
                 project=result.project,
                 project_note=self.project_outcome.message,
                 started_at=started_at,
-                runs={
-                    "imported": result.imported,
-                    "already_imported": result.already,
-                    "failed": result.failed,
-                    "refused": result.refused,
-                    "not_imported": result.not_imported,
-                },
+                runs=result.report_runs(),
                 targets={plan.sys_id: plan.target_run_id for plan in result.plans},
                 events=result.events,
                 earlier=self.earlier_report,
@@ -376,7 +229,7 @@ class _Importer:
                 self.result.refused.append(sys_id)
                 self.result.events.append(Event(sys_id, "", "refused", str(exc)))
         todo = []
-        for plan, entity in _plan_runs(entities, self.result, owners):
+        for plan, entity in plan_runs(entities, self.result, owners):
             if self.state.status(plan.sys_id) == IMPORTED:
                 self.result.already.append(plan.sys_id)
                 self.result.events.extend(_items_of_imported_run(plan, entity, self.earlier_report))
@@ -402,54 +255,6 @@ class _Importer:
             done = len(self.result.imported) + len(self.result.failed) + len(self.result.refused)
             with self.bar_lock:
                 self.bar.set_postfix_str(f"{done}/{self.queued} runs")
-
-    # ---- one run (in a worker thread) --------------------------------------------------------------------
-
-    def _clients(self) -> nclient.ClientPool:
-        pool = getattr(self.local, "pool", None)
-        if pool is None:
-            pool = self.local.pool = nclient.ClientPool(self.api_token)
-            with self.pools_lock:
-                self.pools.append(pool)
-        return pool
-
-    def _import_one(self, plan: RunPlan, entity: EntityBundle) -> RunOutcome:
-        from nmig.importer import target
-
-        project, api_token = self.project, self.api_token
-        problems = entity.verify()
-        if problems:
-            outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
-            outcome.events.append(Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5])))
-            return outcome
-        earlier = self.state.status(plan.sys_id)
-        resume: ResumePoint | None = None
-        if earlier in (STARTED, FAILED) or plan.target_run_id in self.existing:
-            resume = target.resume_point(project, api_token, plan)
-        self.state.mark(plan.sys_id, STARTED, plan.target_run_id)
-        sink = nclient.RunSink(
-            project=project,
-            api_token=api_token,
-            run_id=plan.target_run_id,
-            experiment_name=plan.experiment_name,
-            creation_time=plan.creation_time,
-            log_directory=self.scratch,
-            clients=self._clients(),
-        )
-        outcome = RunReplayer(
-            plan,
-            entity,
-            sink,
-            resume,
-            on_points=self.progress or (lambda n: None),
-            narrow_configs=lambda expected: target.configs_not_as_sent(project, api_token, plan.target_run_id, expected),
-            confirm_last_steps=lambda paths: target.last_steps(project, api_token, plan, paths),
-        ).replay()
-        if resume is not None:
-            outcome.events.append(
-                Event(plan.sys_id, "", "resumed", f"resumed: the target already held {len(resume.last_micros)} series in part or whole")
-            )
-        return outcome
 
 
 def _record(outcome: RunOutcome, state: ImportState, result: ImportResult) -> None:

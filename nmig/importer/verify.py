@@ -22,8 +22,8 @@ from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.importer.plan import PlanRefused, RunPlan, plan_run, select_runs
+from nmig.importer.project import resolve_project
 from nmig.importer.report import default_report_path, read_items
-from nmig.importer.runner import resolve_project
 from nmig.importer.state import write_json_atomically
 from nmig.importer.target import require_api_token
 from nmig.importer.verify_series import (

@@ -1,0 +1,20 @@
+"""What `nmig import` is asked to do (the CLI's options, field for field)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ImportOptions:
+    bundle_dir: Path
+    project: str | None  # "workspace/project", or "workspace" for the legacy project's name there
+    api_token: str | None
+    runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
+    max_workers: int = 4
+    dry_run: bool = False
+    create_project: bool = True
+    state_path: Path | None = None
+    quiet: bool = False
