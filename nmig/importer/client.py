@@ -47,6 +47,7 @@ from neptune_scale.exceptions import (
     NeptuneSeriesPointDuplicate,
 )
 from neptune_scale.net.api_client import ApiClient
+from neptune_scale.sync.metadata_splitter import MetadataSplitter
 from neptune_scale.sync.operations_repository import OperationsRepository
 from neptune_scale.sync.parameters import MAX_REQUEST_SIZE_BYTES
 from neptune_scale.sync.sync_process import (
@@ -180,6 +181,28 @@ class _Uploader(FileUploaderThread):
 _DATETIMES_PER_SNAPSHOT = 1000
 
 
+def config_snapshots(project: str, run_id: str, configs: dict[str, Any]) -> list[UpdateRunSnapshot]:
+    """The snapshots assigning `configs`, as Run.log_configs builds them (the client's MetadataSplitter: its
+    value types, path checks and size split), except datetimes: those nmig encodes itself, exactly (to the
+    millisecond, before 1970 too; see nmig.importer.wire)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    moments = {path: value for path, value in configs.items() if isinstance(value, dt.datetime)}
+    others = {path: value for path, value in configs.items() if path not in moments}
+    snapshots: list[UpdateRunSnapshot] = []
+    if others:
+        snapshots += MetadataSplitter(
+            project=project, run_id=run_id, timestamp=now, step=None, configs=others, metrics=None, files=None,
+            file_series=None, add_tags=None, remove_tags=None,
+        )
+    paths = sorted(moments)
+    for start in range(0, len(paths), _DATETIMES_PER_SNAPSHOT):
+        snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(now)))
+        for path in paths[start : start + _DATETIMES_PER_SNAPSHOT]:
+            snapshot.assign[path].timestamp.CopyFrom(timestamp_proto(wire.datetime_ms(moments[path])))
+        snapshots.append(snapshot)
+    return snapshots
+
+
 class _MigratedRun(Run):
     """The official Run, creating its run with an exact creation time: Run._create_run would put it through
     datetime_to_proto, which moves a time before 1970 by up to a second (see nmig.importer.wire)."""
@@ -256,6 +279,9 @@ class RunSink:
         self._closed = False
         # (last sequence id, labels) of every batch of operations nmig saved, for error attribution
         self.op_labels: list[tuple[int, tuple[str, ...]]] = []
+        # what was written at each path through the operation log (configs, tag sets, file references), to
+        # read it back and send it again alone after a rejection
+        self.written: dict[str, Any] = {}
 
     # ---- writing -------------------------------------------------------------------------------------
 
@@ -276,39 +302,40 @@ class RunSink:
         self._status.start()
 
     def log_configs(self, configs: dict[str, Any]) -> None:
-        """Configs through the Run API, except datetimes: those nmig encodes itself, exactly (to the
-        millisecond, before 1970 too), in snapshots it saves to the same operation log."""
-        moments = {path: value for path, value in configs.items() if isinstance(value, dt.datetime)}
-        others = {path: value for path, value in configs.items() if path not in moments}
-        if others:
-            self.run.log_configs(others)
-            self._mark(others.keys())
-        paths = sorted(moments)
-        for start in range(0, len(paths), _DATETIMES_PER_SNAPSHOT):
-            chunk = paths[start : start + _DATETIMES_PER_SNAPSHOT]
-            snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(dt.datetime.now(dt.timezone.utc))))
-            for path in chunk:
-                snapshot.assign[path].timestamp.CopyFrom(timestamp_proto(wire.datetime_ms(moments[path])))
-            self._repo.save_update_run_snapshots([snapshot])
-            self._mark(chunk)
+        if configs:
+            self._repo.save_update_run_snapshots(config_snapshots(self.project, self.run_id, configs))
+            self.written.update(configs)
+            self._mark(configs.keys())
 
     def add_tags(self, tags: list[str], group_tags: bool) -> None:
         if tags:
             self.run.add_tags(tags, group_tags=group_tags)
-            self._mark(["sys/group_tags" if group_tags else "sys/tags"])
+            path = "sys/group_tags" if group_tags else "sys/tags"
+            self.written[path] = list(tags)
+            self._mark([path])
+
+    def _upload_request(self, path: str, local: Path, size: int, mime_type: str | None, step: float | None) -> Any:
+        """The Run's own upload request for a file (its destination naming; its uploader thread sends it)."""
+        requests = self.run._prepare_files_for_upload({path: File(source=local, size=size, mime_type=mime_type)}, step=step)
+        if not requests:
+            raise OSError(f"neptune-scale could not prepare {local.name} for upload")
+        return requests[0][1]
 
     def assign_file(self, path: str, local: Path, size: int, mime_type: str | None) -> None:
-        self.run.assign_files({path: File(source=local, size=size, mime_type=mime_type)})
+        request = self._upload_request(path, local, size, mime_type, None)
+        ref = FileRef(path=request.destination, mime_type=request.mime_type, size_bytes=request.size_bytes)
+        snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(dt.datetime.now(dt.timezone.utc))))
+        snapshot.assign[path].file_ref.CopyFrom(ref)
+        self._repo.save_file_upload_requests([request])
+        self._repo.save_update_run_snapshots([snapshot])
+        self.written[path] = ref
         self._mark([path])
 
     def log_file(self, path: str, local: Path, size: int, mime_type: str | None, micros: int, timestamp_ms: int) -> None:
         """One file-series point. The upload request is the Run's own (its destination naming, its upload
         thread); the snapshot carries the exact step and time (Run.log_files would put them through
         make_step and datetime_to_proto)."""
-        requests = self.run._prepare_files_for_upload({path: File(source=local, size=size, mime_type=mime_type)}, step=micros / 1e6)
-        if not requests:
-            raise OSError(f"neptune-scale could not prepare {local.name} for upload")
-        _, request = requests[0]
+        request = self._upload_request(path, local, size, mime_type, micros / 1e6)
         snapshot = UpdateRunSnapshot(step=step_proto(micros), timestamp=timestamp_proto(timestamp_ms))
         snapshot.append[path].file_ref.CopyFrom(
             FileRef(path=request.destination, mime_type=request.mime_type, size_bytes=request.size_bytes)
@@ -316,6 +343,23 @@ class RunSink:
         self._repo.save_file_upload_requests([request])
         self._repo.save_update_run_snapshots([snapshot])
         self._mark([path])
+
+    def single_item_request(self, path: str) -> RunOperation:
+        """A request carrying only the item written at `path` (a config, a tag set or a file attribute), to
+        send it again alone when a request holding it was rejected."""
+        value = self.written[path]
+        if path in ("sys/tags", "sys/group_tags"):
+            snapshots = list(MetadataSplitter(
+                project=self.project, run_id=self.run_id, timestamp=dt.datetime.now(dt.timezone.utc), step=None,
+                configs=None, metrics=None, files=None, file_series=None, add_tags={path: value}, remove_tags=None,
+            ))
+        elif isinstance(value, FileRef):
+            snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(dt.datetime.now(dt.timezone.utc))))
+            snapshot.assign[path].file_ref.CopyFrom(value)
+            snapshots = [snapshot]
+        else:
+            snapshots = config_snapshots(self.project, self.run_id, {path: value})
+        return RunOperation(project=self.project, run_id=self.run_id, update_batch=UpdateRunSnapshots(snapshots=snapshots))
 
     def _mark(self, labels: Iterable[str]) -> None:
         # Operations the Run API saved: their sequence ids are found from the log's current maximum.

@@ -7,6 +7,7 @@ api/validation.py) and the service reports (IngestCode SERIES_STEP_NON_INCREASIN
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,12 @@ MAX_RUN_ID_BYTES = 730  # neptune-scale's MAX_RUN_ID_LENGTH; run ids may not con
 MAX_EXPERIMENT_NAME_BYTES = 730
 MAX_STEP = 1_000_000_000_000  # steps must satisfy 0 <= step < 10**12
 STEP_DECIMALS = 6  # 3.x stores a step as whole and micro (1e-6) parts
+# Datetime values 3.x accepts (IngestCode DATETIME_VALUE_OUT_OF_RANGE, neptune-api ingest.proto:125-126:
+# "Timestamp allowed range is (1900-01-01 to 2299-12-31)"), both days included.
+MIN_DATETIME = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
+MAX_DATETIME = dt.datetime(2299, 12, 31, 23, 59, 59, 999_000, tzinfo=dt.timezone.utc)
+# ASSUMPTION: the range is checked on datetime values (the code's name), not on series points' timestamps;
+# those are sent as they are, and a point the service rejected would be reported with its series.
 
 # (case, rule) pairs, rendered into docs/mapping.md.
 LIMIT_RULES: tuple[tuple[str, str], ...] = (
@@ -49,6 +56,12 @@ LIMIT_RULES: tuple[tuple[str, str], ...] = (
     (
         "run id (custom_run_id, else sys/id) over 730 bytes or containing `/`",
         "`/` replaced by `_`, then shortened like long paths; the legacy ids stay in legacy_sys/*; reported",
+    ),
+    (
+        "datetime before 1900-01-01 or after 2299-12-31 (a config, or the run's creation time)",
+        "written as its exact ISO 8601 string (`YYYY-MM-DDTHH:MM:SS.mmmZ`) at the same path instead of a "
+        "datetime; a creation time out of range is not set (the run gets the import time; the legacy value "
+        "stays in legacy_sys/creation_time as a string); reported",
     ),
     (
         "run name (experiment name) over 730 bytes",
@@ -84,6 +97,13 @@ def fit_experiment_name(name: str) -> str:
     if len(name.encode("utf-8")) <= MAX_EXPERIMENT_NAME_BYTES:
         return name
     return _shorten(name, MAX_EXPERIMENT_NAME_BYTES)
+
+
+def datetime_in_range(moment: dt.datetime) -> bool:
+    """Whether 3.x accepts `moment` as a datetime value (naive datetimes are UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return MIN_DATETIME <= moment <= MAX_DATETIME
 
 
 def fit_string_value(value: str) -> str:

@@ -18,7 +18,7 @@ from nmig.errors import NmigError
 from nmig.importer import limits
 from nmig.importer.report import Event
 from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, map_attribute
-from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float
+from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float, encode_datetime
 
 ConfigValue = float | int | bool | str | dt.datetime | list[str]
 
@@ -226,8 +226,16 @@ def plan_run(entity: EntityBundle) -> RunPlan:
 
     def add_config(target: str, legacy_path: str, value: ConfigValue) -> None:
         path = claim(target, legacy_path)
-        if path is not None:
-            plan.configs[path] = value
+        if path is None:
+            return
+        if isinstance(value, dt.datetime) and not limits.datetime_in_range(value):
+            text = encode_datetime(value)
+            plan.events.append(
+                Event(sys_id, legacy_path, "datetime_out_of_range",
+                      f"{text} is outside 3.x's 1900-01-01..2299-12-31; written as that ISO string at {path}")
+            )
+            value = text
+        plan.configs[path] = value
 
     for skipped in entity.skipped:
         plan.events.append(
@@ -337,6 +345,13 @@ def plan_run(entity: EntityBundle) -> RunPlan:
     if creation is not None:
         try:
             plan.creation_time = decode_atom("datetime", creation.get("value"))
+            if plan.creation_time is not None and not limits.datetime_in_range(plan.creation_time):
+                plan.events.append(
+                    Event(sys_id, "sys/creation_time", "datetime_out_of_range",
+                          f"creation time {encode_datetime(plan.creation_time)} is outside 3.x's 1900-01-01..2299-12-31; "
+                          "the run gets the import time (the legacy value is in legacy_sys/creation_time)")
+                )
+                plan.creation_time = None
         except BundleError as exc:
             plan.events.append(Event(sys_id, "sys/creation_time", "malformed", f"{exc}; the run gets the import time"))
     else:

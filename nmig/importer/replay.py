@@ -219,7 +219,7 @@ class RunReplayer:
         sink: nclient.RunSink,
         resume: ResumePoint | None,
         on_points: Callable[[int], None] = lambda n: None,
-        narrow_configs: Callable[[dict[str, Any]], list[str] | None] = lambda expected: None,
+        not_as_sent: Callable[[dict[str, Any]], list[str] | None] = lambda expected: None,
         confirm_last_steps: Callable[[list[str]], dict[str, int]] = lambda paths: {},
     ) -> None:
         self.plan = plan
@@ -227,7 +227,7 @@ class RunReplayer:
         self.sink = sink
         self.resume = resume
         self.on_points = on_points
-        self.narrow_configs = narrow_configs
+        self.not_as_sent = not_as_sent
         self.confirm_last_steps = confirm_last_steps
         self._expected_last: dict[str, int] = {}  # 3.x path -> last step sent or meant to be there (micro-units)
         self.outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
@@ -277,7 +277,10 @@ class RunReplayer:
                     self._value_series("float", sender)
                     self._value_series("string", sender)
                 finished = direct.wait(PROCESSING_TIMEOUT_S) and sink.wait_for_processing(PROCESSING_TIMEOUT_S)
-            self._collect_errors(finished, direct)
+            errors = [(sink.labels_for(e.sequence_id), e) for e in sink.drain_errors()] + direct.errors
+            if finished:
+                errors = self._isolate_rejected(errors)
+            self._collect_errors(finished, errors)
         finally:
             sink.close()
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -418,8 +421,49 @@ class RunReplayer:
             )
         return kept
 
-    def _collect_errors(self, finished: bool, direct: nclient.DirectSeriesSender) -> None:
-        errors = [(self.sink.labels_for(e.sequence_id), e) for e in self.sink.drain_errors()] + direct.errors
+    def _isolate_rejected(
+        self, errors: list[tuple[tuple[str, ...], nclient.ClientError]]
+    ) -> list[tuple[tuple[str, ...], nclient.ClientError]]:
+        """One rejected value must not take its neighbours with it. The service names no attribute in a
+        request status, and the client merges logged operations into one request, so when a request of
+        configs, tags or file attributes was rejected, everything written that way is read back; what the
+        target does not hold as sent is sent again, each item in a request of its own. The items rejected
+        alone are the ones reported; the others are stored now. File-series points are not read back here
+        (their errors stand, and a re-run sends them again)."""
+        rejected = [
+            (labels, error) for labels, error in errors
+            if error.kind == "error" and not any(s in error.error_type for s in _SERIES_ERRORS)
+            and not set(labels) & self._direct_targets()
+        ]
+        written = self.sink.written
+        if not rejected or not written:
+            return errors
+        missing = self.not_as_sent(dict(written))
+        if missing is None:  # could not read the target back: the errors stand as reported
+            return errors
+        alone = nclient.DirectSeriesSender(self.sink, self.sink.project)
+        for path in missing:
+            alone.send(self.sink.single_item_request(path), (path,))
+        if not alone.wait(PROCESSING_TIMEOUT_S):
+            return errors
+        kept = [item for item in errors if item not in rejected]
+        kept += [(labels, error) for labels, error in alone.errors if error.kind != "retryable"]
+        lost = {path for labels, error in alone.errors if error.kind == "error" for path in labels}
+        stored = [path for path in missing if path not in lost]
+        if stored:
+            self._event(
+                "",
+                "sent_again_alone",
+                f"{len(stored)} item(s) of a rejected request were sent again, each alone, and stored: "
+                + ", ".join(self.plan.sources.get(p, p) for p in stored)[:300],
+            )
+        return kept
+
+    def _direct_targets(self) -> set[str]:
+        """The 3.x paths of float and string series (sent as direct requests of one attribute each)."""
+        return {s.target for s in self.plan.series if s.kind != "file"}
+
+    def _collect_errors(self, finished: bool, errors: list[tuple[tuple[str, ...], nclient.ClientError]]) -> None:
         failed = any(e.case == "failed" for e in self.outcome.events)
         legacy_of = self.plan.sources
         errors = self._forgive_rejected_duplicates(errors)
@@ -430,11 +474,6 @@ class RunReplayer:
             if any(s in error.error_type for s in _SERIES_ERRORS):
                 narrowed = [p for p in labels if any(p == s.target for s in self.plan.series)]
                 labels = tuple(narrowed) or labels
-            elif len(labels) > 1 and all(p in self.plan.configs for p in labels):
-                # The service names no attribute in a request status: read the configs back and keep the
-                # ones the target does not hold as sent.
-                differing = self.narrow_configs({p: self.plan.configs[p] for p in labels})
-                labels = tuple(differing) if differing else labels
             where = ", ".join(legacy_of.get(p, p) for p in labels) if labels else ""
             line = _first_line(error.message)
             detail = line if line.startswith(error.error_type) else f"{error.error_type}: {line}"

@@ -63,6 +63,7 @@ CASES: tuple[Case, ...] = (
     Case("not_copied", _A, "deliberately left out by the mapping (reason given)", "plan"),
     Case("skipped", _A, "an attribute type the mapping does not know; left out", "plan"),
     Case("missing", _A, "the run has no legacy creation time; it gets the import time", "plan"),
+    Case("datetime_out_of_range", _A, "a datetime outside 3.x's 1900-01-01..2299-12-31: a config is written as its exact ISO string at the same path; a creation time is not set (the run gets the import time)", "plan"),
     # series (limits.py, through replay.py): the 3.x limits on steps, timestamps and values
     Case("step_out_of_range", _A, "points with a step below 0 or at/beyond 1e12 are not sent (count and first step given)", "limits"),
     Case("step_collision", _A, "points on a step not above the previous one after rounding to 6 decimals are not sent; the first at each step is kept", "limits"),
@@ -73,6 +74,7 @@ CASES: tuple[Case, ...] = (
     Case("duplicates_rejected", _A, "on a resumed run, points the interrupted import had already sent were rejected; none is stored twice", "replay"),
     Case("failed", _P, "the service or the bundle failed the item (or the run); re-running the import retries it", "replay"),
     Case("client_warning", _B, "the client warned about the item; it landed", "replay"),
+    Case("sent_again_alone", _B, "items of a request the service rejected were read back and sent again, each alone, and stored (only the rejected item is reported, as failed)", "replay"),
     # the scheduler (runner.py)
     Case("refused", _P, "the run cannot be imported at all (incomplete or damaged in the bundle, its 3.x run id already taken)", "runner"),
     Case("not_imported", _A, "models and model versions: 3.x has no model registry", "runner"),

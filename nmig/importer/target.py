@@ -197,12 +197,18 @@ def _same(expected: Any, actual: Any) -> bool:
     import datetime as dt
     import math
 
+    if hasattr(expected, "size_bytes") and hasattr(expected, "mime_type"):  # a FileRef: the same stored file
+        return getattr(actual, "path", None) == expected.path and getattr(actual, "size_bytes", None) == expected.size_bytes
+
     if isinstance(expected, float) and isinstance(actual, float) and math.isnan(expected) and math.isnan(actual):
         return True
     if isinstance(expected, list):
         return isinstance(actual, (set, list, frozenset)) and set(actual) == set(expected)
-    if isinstance(expected, dt.datetime) and hasattr(actual, "to_pydatetime"):
-        actual = actual.to_pydatetime()
+    if isinstance(expected, dt.datetime):
+        from nmig.importer.wire import datetime_ms, nearest_ms
+
+        actual = actual.to_pydatetime() if hasattr(actual, "to_pydatetime") else actual
+        return isinstance(actual, dt.datetime) and datetime_ms(expected) == nearest_ms(actual)
     if isinstance(expected, bool) or isinstance(actual, bool):
         return type(expected) is type(actual) and expected == actual
     try:
@@ -211,10 +217,10 @@ def _same(expected: Any, actual: Any) -> bool:
         return False
 
 
-def configs_not_as_sent(project: str, api_token: str, run_id: str, expected: dict[str, Any]) -> list[str] | None:
-    """Which of `expected` configs the target does not hold as sent (read back with neptune-query), to name
-    the attribute an error was about when the service reported it for a request carrying several; None when
-    the read-back itself fails."""
+def items_not_as_sent(project: str, api_token: str, run_id: str, expected: dict[str, Any]) -> list[str] | None:
+    """Which of `expected` items (configs, tag sets, file references by path) the target does not hold as
+    sent, read back with neptune-query: what a rejected request took with it (the service names no attribute
+    in a request status). None when the read-back itself fails."""
     import neptune_query
     from neptune_query import runs as nq_runs
 

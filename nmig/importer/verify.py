@@ -33,6 +33,7 @@ from nmig.importer.verify_series import (
     file_digests,
     shown_value,
 )
+from nmig.importer.wire import nearest_ms
 from nmig.schema import Bundle, EntityBundle
 
 REPORT_FORMAT = "nmig-verify-report"
@@ -130,16 +131,14 @@ def _expected_type(value: Any) -> str:
 
 
 def _ms(value: Any) -> int | None:
-    """Milliseconds since the epoch of a datetime or pandas Timestamp (naive ones are UTC)."""
+    """Milliseconds since the epoch of a datetime or pandas Timestamp (naive ones are UTC), to the nearest."""
     if value is None:
         return None
     if hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()
     if not isinstance(value, dt.datetime):
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
+    return nearest_ms(value)
 
 
 def same_value(expected: Any, found: Any) -> bool:

@@ -40,6 +40,16 @@ def timestamp_parts(ms: int) -> tuple[int, int]:
     return seconds, millis * 1_000_000
 
 
+def nearest_ms(moment: dt.datetime) -> int:
+    """Epoch milliseconds of a datetime a reader returned, to the nearest millisecond: neptune-query turns
+    stored milliseconds into a datetime through a float (value / 1000, attribute_types.py:154), which can
+    land a microsecond off (2299-12-31T23:59:59.999Z reads as ...59.999001)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    micros = (moment - _EPOCH) // dt.timedelta(microseconds=1)
+    return (micros + 500) // 1000
+
+
 def datetime_ms(moment: dt.datetime) -> int:
     """Epoch milliseconds of a datetime, floored (naive datetimes are UTC); exact for any year, 1969 included."""
     if moment.tzinfo is None:

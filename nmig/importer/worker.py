@@ -79,7 +79,7 @@ class RunWorker:
             sink,
             resume,
             on_points=self.on_points or (lambda n: None),
-            narrow_configs=lambda expected: target.configs_not_as_sent(project, api_token, plan.target_run_id, expected),
+            not_as_sent=lambda expected: target.items_not_as_sent(project, api_token, plan.target_run_id, expected),
             confirm_last_steps=lambda paths: target.last_steps(project, api_token, plan, paths),
         ).replay()
         if resume is not None:

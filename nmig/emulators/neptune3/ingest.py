@@ -91,6 +91,23 @@ class ItemRejected(Exception):
         self.detail = detail
 
 
+@dataclass(frozen=True)
+class RejectRequests:
+    """Test hook (serve_neptune3(reject_requests=...)): every ingest request that carries a value for one of
+    `paths` is rejected whole, nothing of it stored and each of its items reported with `code`, the way a
+    service that validates a request as one unit would answer one bad value. It lets tests show that nmig
+    loses only the bad value (docs/neptune3-emulator.md, "Test hooks")."""
+
+    paths: frozenset[str]
+    code: int = IngestCode.FIELD_PATH_INVALID
+
+    def hits(self, snapshots: Any) -> list[str] | None:
+        """Every item path of the request when one of them is to be rejected, else None."""
+        items = [path for snapshot in snapshots for part in (snapshot.assign, snapshot.append, snapshot.modify_sets)
+                 for path in part]
+        return items if any(path in self.paths for path in items) else None
+
+
 @dataclass
 class AttrState:
     """What the ingest path needs to know about one attribute without reading the database."""
@@ -225,13 +242,21 @@ class IngestEngine:
 
     # -- request level -----------------------------------------------------------------------------------------
 
-    def apply(self, project: Project | None, operation: RunOperation, request_id: str) -> RequestStatus:
+    def apply(
+        self, project: Project | None, operation: RunOperation, request_id: str, reject: RejectRequests | None = None
+    ) -> RequestStatus:
         """Apply one operation and record its status under `request_id`, all in one transaction."""
         outcome = Outcome()
+        rejected = None
+        if reject is not None and operation.WhichOneof("operation") in ("update", "update_batch"):
+            rejected = reject.hits([operation.update] if operation.HasField("update") else operation.update_batch.snapshots)
         try:
             with self.store.write() as conn:
                 if project is None:
                     outcome.reject("", IngestCode.PROJECT_NOT_FOUND, f"project {operation.project} not found")
+                elif rejected is not None:
+                    for path in rejected:
+                        outcome.reject(path, reject.code, "request rejected whole (test hook)")  # type: ignore[union-attr]
                 else:
                     self._apply(conn, project, operation, outcome)
                 status = outcome.status()
@@ -709,7 +734,7 @@ def register(app: Neptune3App) -> None:
         project = (app.ensure_project(operation.project) if operation.create_missing_project
                    else app.project_from_qualified(operation.project))
         request_id = str(uuid.uuid4())
-        engine.apply(project, operation, request_id)
+        engine.apply(project, operation, request_id, app.reject_requests)
         response = SubmitResponse(request_id=request_id, request_ids=[request_id])
         return Response(200, response.SerializeToString(), content_type=PROTOBUF)
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from nmig.emulators.http import (
@@ -32,6 +32,9 @@ from nmig.emulators.jwt import CLIENT_ID, REALM_PATH, TOKEN_PATH
 from nmig.emulators.neptune3.auth import AUTHORIZE_PATH, DISCOVERY_PATH, TokenAuthority
 from nmig.emulators.neptune3.store import Project, ProjectKeyTaken, Store
 from nmig.secrets import make_api_token
+
+if TYPE_CHECKING:
+    from nmig.emulators.neptune3.ingest import RejectRequests
 
 CONFIG_PATH = "/api/backend/v1/clients/config"
 PROJECTS_PATH = "/api/backend/v1/projects"
@@ -65,6 +68,8 @@ class Neptune3App:
     # upload chunk; S3 itself requires at least 5 MiB per part (tests lower it to exercise multipart cheaply).
     multipart_part_size: int = 16 * 1024 * 1024
     router: Router = field(default_factory=Router)
+    # Test hook: ingest requests carrying one of these paths are rejected whole (ingest.RejectRequests).
+    reject_requests: RejectRequests | None = None
 
     # -- helpers for route modules -----------------------------------------------------------------------------
 
@@ -253,6 +258,7 @@ def serve_neptune3(
     access_ttl_s: int = 3600,
     multipart_part_size: int = 16 * 1024 * 1024,
     faults: FaultPlan | None = None,
+    reject_requests: RejectRequests | None = None,
 ) -> Iterator[EmulatorInfo]:
     """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
 
@@ -260,6 +266,7 @@ def serve_neptune3(
     `access_ttl_s` is the lifetime of access tokens (short values exercise the clients' token refresh);
     files larger than `multipart_part_size` are uploaded in parts of that size. `faults` replaces the plan
     built from the four fault arguments (a caller keeping it can read how many faults were injected).
+    `reject_requests` (tests only) rejects every ingest request carrying one of its paths, whole.
     """
     if faults is None:
         faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
@@ -267,6 +274,7 @@ def serve_neptune3(
     try:
         app = build_app(store, workspace, access_ttl_s)
         app.multipart_part_size = multipart_part_size
+        app.reject_requests = reject_requests
         with serve_in_thread(app.router, faults, host, port) as url:
             # No client knows the URL before this line, so no request can see an unset base_url.
             app.base_url = url
