@@ -167,9 +167,16 @@ def emulate_legacy(fixture_path: str, **serving: Any) -> None:
 @emulate.command("neptune3")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder keeping everything acknowledged across restarts; a temporary one when omitted.")
 @click.option("--workspace", default="demo", show_default=True, help="The one workspace that exists.")
+@click.option(
+    "--storage-provider",
+    type=click.Choice(["aws", "azure", "gcp"]),
+    default="aws",
+    show_default=True,
+    help="Which kind of signed URL file uploads and downloads get, each answered in that provider's protocol.",
+)
 @_serving_options
 @friendly_errors
-def emulate_neptune3(data_dir: str | None, workspace: str, **serving: Any) -> None:
+def emulate_neptune3(data_dir: str | None, workspace: str, storage_provider: str, **serving: Any) -> None:
     """Serve a Neptune 3.x service that the unmodified `neptune-scale` and `neptune-query` clients use.
 
     For rehearsing an import and for tests: ingest, request statuses, file storage and the read API over
@@ -179,7 +186,8 @@ def emulate_neptune3(data_dir: str | None, workspace: str, **serving: Any) -> No
     """
     from nmig.emulators.neptune3 import serve_neptune3
 
-    _serve_until_stopped("neptune3", serve_neptune3(data_dir=data_dir, workspace=workspace, **serving))
+    server = serve_neptune3(data_dir=data_dir, workspace=workspace, storage_provider=storage_provider, **serving)
+    _serve_until_stopped("neptune3", server)
 
 
 # Options `nmig import`, `verify` and `migrate` share. These three commands name their parameters as the

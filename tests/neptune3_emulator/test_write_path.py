@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from nmig.emulators.neptune3.files import blob_name
+from nmig.emulators.neptune3.storage import blob_name
 
 
 def _blob_bytes(emulator: Any, file_value: str) -> bytes:

@@ -1,93 +1,77 @@
-"""File storage of the Neptune 3.x emulator: signed URLs answering as AWS, uploads (single and multipart), downloads.
+"""File storage handlers of the 3.x emulator: the storage bridge (signed URLs, S3 multipart completion) and the
+signed URLs' own endpoints, answering each provider's protocol for exactly the calls the clients make.
 
-The storage bridge answers every sign request with provider "aws", which keeps neptune-scale's uploads plain
-HTTP PUTs (a multipart upload ends with the complete-upload call) and neptune-query's downloads plain GETs.
-The signed URLs point at this emulator's own `/storage/object` endpoint and carry an HMAC signature over what
-they allow (operation, project, storage key, upload id, part number, expiry), as presigned S3 URLs do.
+- the storage bridge (storagebridge_openapi.json): `POST /api/storagebridge/v1/signedUrl` (signed_url_generic,
+  what both clients call) and `POST /api/storagebridge/v1/s3/completeMultipartUpload`;
+- aws (neptune_scale/sync/storage/s3.py; neptune-query's GET): presigned `PUT` of a whole object or of one part
+  (answered with its `ETag`), presigned `GET`;
+- azure (neptune_scale/sync/storage/azure_storage.py: BlobClient.upload_blob; neptune-query: download_blob):
+  Put Blob, Put Block, Put Block List, Get Blob with `x-ms-range`;
+- gcp (neptune_scale/sync/storage/gcs.py; neptune-query's GET): `POST` with `x-goog-resumable: start` opening a
+  session (201 + `Location`), `PUT` of chunks with `Content-Range` (308 + `Range` until the last, then 200),
+  `GET`.
 
-Storage keys (the `path` the client chooses) never become file names: a blob lives at
-`blobs/<sha256(project, key)>`, and parts at `uploads/<upload id>/<part number>` with a server-made upload id.
+State is in nmig.emulators.neptune3.storage, URL shapes and error bodies in storage_wire; these handlers only
+parse, call and answer.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
-import json
 import os
 import re
-import shutil
-import tempfile
-import time
-import uuid
 from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlencode
+from xml.etree import ElementTree
 
-from nmig.atomic import write_atomically
 from nmig.emulators.http import Request, Response
-from nmig.emulators.neptune3.store import Store, now_ms
+from nmig.emulators.neptune3 import storage_wire as wire
+from nmig.emulators.neptune3.storage import (
+    MAX_KEY_BYTES,
+    MAX_PARTS,
+    ObjectStorage,
+    StorageError,
+    StoredObject,
+)
 
 if TYPE_CHECKING:
     from nmig.emulators.neptune3.server import Neptune3App
 
 SIGN_PATH = "/api/storagebridge/v1/signedUrl"
 COMPLETE_PATH = "/api/storagebridge/v1/s3/completeMultipartUpload"
-OBJECT_PATH = "/storage/object"
-URL_TTL_S = 3600  # ASSUMPTION: an hour, like the service's presigned URLs; an expired URL answers 400
-MAX_KEY_BYTES = 4096
-MAX_PARTS = 10_000  # S3's limit
+# GCS accepts chunks of a resumable upload in multiples of 256 KiB but the last (neptune_scale gcs.py, docstring)
+GCS_CHUNK_GRANULARITY = 256 * 1024
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+_CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
-def blob_name(project_pk: int, path: str) -> str:
-    return hashlib.sha256(f"{project_pk}\0{path}".encode()).hexdigest()
-
-
-class Signer:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
-
-    def sign(self, base_url: str, claims: dict[str, Any]) -> str:
-        claims = {**claims, "exp": int(time.time()) + URL_TTL_S}
-        payload = base64.urlsafe_b64encode(json.dumps(claims, separators=(",", ":")).encode()).decode().rstrip("=")
-        signature = hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
-        return f"{base_url}{OBJECT_PATH}?p={payload}&sig={signature}"
-
-    def verify(self, request: Request) -> dict[str, Any] | Response:
-        payload, signature = request.arg("p") or "", request.arg("sig") or ""
-        expected = hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()
-        if not payload or not hmac.compare_digest(expected, signature):
-            return _storage_error(403, "SignatureDoesNotMatch")
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        if claims.get("exp", 0) < time.time():
-            # neptune-query treats 400 as "expired" and asks for a fresh URL
-            return _storage_error(400, "ExpiredToken")
-        return dict(claims)
-
-
-def _storage_error(status: int, code: str) -> Response:
-    """An error as object storage (S3, which the signed URLs stand for) answers one: an XML <Error> body."""
-    return Response(status, f"<Error><Code>{code}</Code></Error>".encode(), content_type="application/xml")
-
-
-def _record_blob(store: Store, project_pk: int, path: str, size: int, sha256: str) -> None:
-    with store.write() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO blobs (project_pk, path, blob_name, size, sha256, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (project_pk, path, blob_name(project_pk, path), size, sha256, now_ms()),
-        )
-
-
-def _stream(path: Path, chunk: int = 1024 * 1024) -> Iterator[bytes]:
+def _stream(path: Path, start: int = 0, length: int | None = None, chunk: int = 1024 * 1024) -> Iterator[bytes]:
     with open(path, "rb") as source:
-        while data := source.read(chunk):
+        source.seek(start)
+        left = length
+        while left is None or left > 0:
+            data = source.read(chunk if left is None else min(chunk, left))
+            if not data:
+                break
+            if left is not None:
+                left -= len(data)
             yield data
+
+
+def _http_date(epoch_ms: int) -> str:
+    return formatdate(epoch_ms / 1000, usegmt=True)
 
 
 def register(app: Neptune3App) -> None:
     router, store = app.router, app.store
-    signer = Signer(bytes.fromhex(store.meta_value("url_secret", os.urandom(32).hex())))
+    storage = ObjectStorage(store)
+    signer = wire.UrlSigner(bytes.fromhex(store.meta_value("url_secret", os.urandom(32).hex())), app.url_ttl_s)
+
+    # -- the storage bridge -------------------------------------------------------------------------------------
 
     @router.route("POST", SIGN_PATH)
     def sign(request: Request, match: re.Match[str]) -> Response:
@@ -95,8 +79,9 @@ def register(app: Neptune3App) -> None:
             files = request.json()["files"]
             assert isinstance(files, list)
         except (ValueError, KeyError, TypeError, AssertionError):
-            return Response.error(400, "Bad request", "expected {\"files\": [...]}")
+            return Response.error(400, "Bad request", 'expected {"files": [...]}')
         answers = []
+        provider, part_size = app.storage_provider, app.multipart_part_size
         for item in files:
             if not isinstance(item, dict) or not isinstance(item.get("path"), str):
                 return Response.error(400, "Bad request", "each file needs a path")
@@ -106,115 +91,217 @@ def register(app: Neptune3App) -> None:
             project = app.project_from_qualified(qualified if isinstance(qualified, str) else None)
             if project is None:
                 return Response.error(403, "Forbidden", f"no access to project {qualified}")
-            answer: dict[str, Any] = {"path": path, "project_identifier": project.qualified_name, "provider": "aws"}
-            size, part_size = item.get("size"), app.multipart_part_size
-            if item.get("permission") == "write":
-                if isinstance(size, int) and size > part_size:
-                    upload_id = uuid.uuid4().hex
-                    parts = -(-size // part_size)
-                    if parts > MAX_PARTS:
-                        return Response.error(413, "Payload too large", "file too large")
-                    with store.write() as conn:
-                        conn.execute(
-                            "INSERT INTO uploads (upload_id, project_pk, path, created_ms) VALUES (?, ?, ?, ?)",
-                            (upload_id, project.project_pk, path, now_ms()),
-                        )
-                    answer["url"] = ""
-                    answer["multipart"] = {
-                        "upload_id": upload_id,
-                        "part_size": part_size,
-                        "part_urls": [
-                            signer.sign(app.base_url, {"op": "part", "u": upload_id, "n": n}) for n in range(1, parts + 1)
-                        ],
-                    }
-                else:
-                    answer["url"] = signer.sign(app.base_url, {"op": "put", "pk": project.project_pk, "k": path})
+            permission = "write" if item.get("permission") == "write" else "read"
+            answer: dict[str, Any] = {"path": path, "project_identifier": project.qualified_name, "provider": provider}
+            size = item.get("size")
+            if provider == "aws" and permission == "write" and isinstance(size, int) and size > part_size:
+                parts = -(-size // part_size)
+                if parts > MAX_PARTS:
+                    return Response.error(413, "Payload too large", "file too large")
+                upload_id = storage.start_upload(project.project_pk, path)
+                answer["url"] = ""
+                answer["multipart"] = {
+                    "upload_id": upload_id,
+                    "part_size": part_size,
+                    "part_urls": [
+                        signer.url(app.base_url, "aws", "write", project.project_pk, path, upload_id, n)
+                        for n in range(1, parts + 1)
+                    ],
+                }
             else:
-                answer["url"] = signer.sign(app.base_url, {"op": "get", "pk": project.project_pk, "k": path})
+                answer["url"] = signer.url(app.base_url, provider, permission, project.project_pk, path)
             answers.append(answer)
         return Response.json({"files": answers})
-
-    @router.route("PUT", OBJECT_PATH)
-    def put_object(request: Request, match: re.Match[str]) -> Response:
-        claims = signer.verify(request)
-        if isinstance(claims, Response):
-            return claims
-        etag = '"' + hashlib.md5(request.body, usedforsecurity=False).hexdigest() + '"'
-        if claims.get("op") == "put":
-            project_pk, path = int(claims["pk"]), str(claims["k"])
-            write_atomically(store.blob_file(blob_name(project_pk, path)), request.body, durable=True)
-            _record_blob(store, project_pk, path, len(request.body), hashlib.sha256(request.body).hexdigest())
-        elif claims.get("op") == "part":
-            upload_id, number = str(claims["u"]), int(claims["n"])
-            if not re.fullmatch(r"[0-9a-f]{32}", upload_id) or not 1 <= number <= MAX_PARTS:
-                return _storage_error(400, "InvalidArgument")
-            folder = store.upload_dir / upload_id
-            folder.mkdir(exist_ok=True)
-            write_atomically(folder / str(number), request.body, durable=True)
-        else:
-            return _storage_error(403, "AccessDenied")
-        return Response(200, b"", headers={"ETag": etag})
-
-    @router.route("GET", OBJECT_PATH)
-    def get_object(request: Request, match: re.Match[str]) -> Response:
-        claims = signer.verify(request)
-        if isinstance(claims, Response):
-            return claims
-        if claims.get("op") != "get":
-            return _storage_error(403, "AccessDenied")
-        found = store.find_blob(int(claims["pk"]), str(claims["k"]))
-        if found is None or not found[0].exists():
-            return _storage_error(404, "NoSuchKey")
-        return Response(200, _stream(found[0]), content_type="application/octet-stream")
 
     @router.route("POST", COMPLETE_PATH)
     def complete(request: Request, match: re.Match[str]) -> Response:
         try:
             body = request.json()
             upload_id, path = str(body["upload_id"]), str(body["path"])
-            parts = sorted((int(p["part_number"]), str(p["etag"]).strip('"')) for p in body["parts"])
+            parts = sorted((int(p["part_number"]), str(p["etag"])) for p in body["parts"])
         except (ValueError, KeyError, TypeError):
             return Response.error(400, "Bad request", "malformed completeMultipartUpload body")
-        row = store.connection().execute(
-            "SELECT project_pk, path FROM uploads WHERE upload_id = ?", (upload_id,)
-        ).fetchone()
-        if row is None:
-            # A retried completion of an upload already completed succeeds again (idempotent), as S3 does.
-            project = app.project_from_qualified(body.get("project_identifier"))
-            if project is not None and store.find_blob(project.project_pk, path) is not None:
-                return Response(204)
-            return Response.error(400, "Bad request", "no such multipart upload")
-        project_pk, upload_path = row
-        if upload_path != path or [n for n, _ in parts] != list(range(1, len(parts) + 1)) or not parts:
-            return Response.error(400, "Bad request", "parts or path do not match the upload")
-        folder = store.upload_dir / upload_id
-        target = store.blob_file(blob_name(project_pk, path))
-        digest = hashlib.sha256()
-        size = 0
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        project = app.project_from_qualified(body.get("project_identifier"))
+        if project is None:
+            return Response.error(403, "Forbidden", "no access to the project")
         try:
-            with os.fdopen(fd, "wb") as out:
-                for number, etag in parts:
-                    part_file = folder / str(number)
-                    if not part_file.exists():
-                        return Response.error(400, "Bad request", f"part {number} was not uploaded")
-                    data = part_file.read_bytes()
-                    if hashlib.md5(data, usedforsecurity=False).hexdigest() != etag:
-                        return Response.error(400, "Bad request", f"part {number}: ETag mismatch")
-                    out.write(data)
-                    digest.update(data)
-                    size += len(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        with store.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO blobs (project_pk, path, blob_name, size, sha256, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (project_pk, path, blob_name(project_pk, path), size, digest.hexdigest(), now_ms()),
-            )
-            conn.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
-        shutil.rmtree(folder, ignore_errors=True)
+            storage.complete_parts(upload_id, path, parts)
+        except StorageError as exc:
+            if exc.kind == "no_such_upload":
+                # A retried completion of an upload already completed succeeds again (idempotent), as S3 does.
+                try:
+                    storage.get(project.project_pk, path)
+                    return Response(204)
+                except StorageError:
+                    pass
+            return Response.error(400, "Bad request", str(exc))
         return Response(204)
+
+    # -- aws ------------------------------------------------------------------------------------------------------
+
+    def s3_object(match: re.Match[str]) -> tuple[int, str]:
+        return int(match.group(1)), unquote(match.group(2))
+
+    @router.route("PUT", re.escape(wire.S3_PREFIX) + r"(\d+)/(.+)")
+    def s3_put(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        try:
+            grant = signer.verify_s3(request, project_pk, key)
+            if grant.upload_id:
+                if storage.upload(grant.upload_id) != (project_pk, key):
+                    raise StorageError("no_such_upload")
+                etag = storage.put_part(grant.upload_id, grant.part, request.body)
+            else:
+                storage.put(project_pk, key, request.body)
+                etag = hashlib.md5(request.body, usedforsecurity=False).hexdigest()
+        except wire.UrlRefused as exc:
+            return wire.error("aws", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("aws", exc.kind, exc.detail)
+        return Response(200, b"", headers={"ETag": f'"{etag}"'})
+
+    @router.route("GET", re.escape(wire.S3_PREFIX) + r"(\d+)/(.+)")
+    def s3_get(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        try:
+            signer.verify_s3(request, project_pk, key)
+            stored = storage.get(project_pk, key)
+        except wire.UrlRefused as exc:
+            return wire.error("aws", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("aws", exc.kind, exc.detail)
+        return Response(200, _stream(stored.file), content_type="application/octet-stream",
+                        headers={"ETag": f'"{stored.etag}"', "Last-Modified": _http_date(stored.created_ms)})
+
+    # -- azure ----------------------------------------------------------------------------------------------------
+
+    def azure_headers(stored: StoredObject | None = None, md5: bytes | None = None) -> dict[str, str]:
+        headers = {"x-ms-version": wire.AZURE_API_VERSION, "x-ms-request-id": os.urandom(16).hex(), "Date": formatdate(usegmt=True)}
+        if stored is not None:
+            headers.update({"ETag": f'"0x{stored.etag[:15].upper()}"', "Last-Modified": _http_date(stored.created_ms),
+                            "x-ms-request-server-encrypted": "true"})
+        if md5 is not None:
+            headers["Content-MD5"] = base64.b64encode(md5).decode()
+        return headers
+
+    @router.route("PUT", re.escape(wire.AZURE_PREFIX) + r"(\d+)/(.+)")
+    def azure_put(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        comp = request.arg("comp")
+        try:
+            signer.verify_azure(request, project_pk, key, "w")
+            md5 = hashlib.md5(request.body, usedforsecurity=False).digest()
+            if comp is None:  # Put Blob
+                if request.headers.get("x-ms-blob-type") != "BlockBlob":
+                    raise StorageError("bad_request", "x-ms-blob-type must be BlockBlob")
+                return Response(201, b"", headers=azure_headers(storage.put(project_pk, key, request.body), md5))
+            if comp == "block":  # Put Block
+                block_id = request.arg("blockid") or ""
+                if not block_id:
+                    raise StorageError("bad_request", "blockid missing")
+                storage.stage_block(project_pk, key, block_id, request.body)
+                return Response(201, b"", headers=azure_headers(md5=md5))
+            if comp == "blocklist":  # Put Block List
+                try:
+                    root = ElementTree.fromstring(request.body)
+                except ElementTree.ParseError:
+                    raise StorageError("bad_request", "block list is not XML") from None
+                ids = [element.text or "" for element in root if element.tag in ("Latest", "Uncommitted", "Committed")]
+                return Response(201, b"", headers=azure_headers(storage.commit_blocks(project_pk, key, ids)))
+            raise StorageError("bad_request", f"comp={comp} is not served")
+        except wire.UrlRefused as exc:
+            return wire.error("azure", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("azure", exc.kind, exc.detail)
+
+    @router.route("GET", re.escape(wire.AZURE_PREFIX) + r"(\d+)/(.+)")
+    def azure_get(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        try:
+            signer.verify_azure(request, project_pk, key, "r")
+            stored = storage.get(project_pk, key)
+        except wire.UrlRefused as exc:
+            return wire.error("azure", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("azure", exc.kind, exc.detail)
+        headers = azure_headers(stored)
+        if_match = request.headers.get("if-match")
+        if if_match and if_match not in ("*", headers["ETag"]):
+            return Response(412, b'<?xml version="1.0" encoding="utf-8"?><Error><Code>ConditionNotMet</Code>'
+                            b"<Message>The condition specified using HTTP conditional header(s) is not met.</Message></Error>",
+                            content_type="application/xml", headers={"x-ms-error-code": "ConditionNotMet"})
+        headers.update({"x-ms-blob-type": "BlockBlob", "Accept-Ranges": "bytes", "x-ms-lease-state": "available",
+                        "x-ms-lease-status": "unlocked", "x-ms-server-encrypted": "true",
+                        "x-ms-creation-time": _http_date(stored.created_ms)})
+        wanted = _RANGE.fullmatch(request.headers.get("x-ms-range") or request.headers.get("range") or "")
+        if wanted is None:
+            return Response(200, _stream(stored.file), content_type="application/octet-stream", headers=headers)
+        start = int(wanted.group(1))
+        end = min(int(wanted.group(2)) if wanted.group(2) else stored.size - 1, stored.size - 1)
+        if start >= stored.size:  # also every range of an empty blob, which the client then asks for whole
+            answer = wire.error("azure", "invalid_range")
+            answer.headers["Content-Range"] = f"bytes */{stored.size}"
+            return answer
+        headers["Content-Range"] = f"bytes {start}-{end}/{stored.size}"
+        return Response(206, b"".join(_stream(stored.file, start, end - start + 1)), content_type="application/octet-stream",
+                        headers=headers)
+
+    # -- gcp ------------------------------------------------------------------------------------------------------
+
+    @router.route("POST", re.escape(wire.GCS_PREFIX) + r"(\d+)/(.+)")
+    def gcs_start(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        try:
+            signer.verify_gcs(request, project_pk, key, "POST")
+            if request.headers.get("x-goog-resumable") != "start":
+                raise StorageError("bad_request", "only resumable uploads (x-goog-resumable: start) are served")
+            upload_id = storage.start_upload(project_pk, key)
+        except wire.UrlRefused as exc:
+            return wire.error("gcp", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("gcp", exc.kind, exc.detail)
+        query = urlencode([(name, value) for name, values in request.query.items() for value in values] + [("upload_id", upload_id)])
+        return Response(201, b"", headers={"Location": f"{app.base_url}{request.path}?{query}", "X-GUploader-UploadID": upload_id})
+
+    @router.route("PUT", re.escape(wire.GCS_PREFIX) + r"(\d+)/(.+)")
+    def gcs_chunk(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        upload_id = request.arg("upload_id") or ""
+        try:
+            # A session URI stays valid after its signed URL expires (GCS: a session lasts a week).
+            signer.verify_gcs(request, project_pk, key, "POST", check_expiry=False)
+            if storage.upload(upload_id) != (project_pk, key):
+                raise StorageError("no_such_upload")
+            declared = _CONTENT_RANGE.fullmatch(request.headers.get("content-range") or "")
+            if declared is None:
+                raise StorageError("bad_request", "Content-Range missing or malformed")
+            total = None if declared.group(3) == "*" else int(declared.group(3))
+            if declared.group(1) is None:  # "bytes */total": a status query, or the whole of an empty file
+                persisted, stored = storage.append(upload_id, storage.persisted(upload_id), b"", total, GCS_CHUNK_GRANULARITY)
+            else:
+                start, end = int(declared.group(1)), int(declared.group(2))
+                if end - start + 1 != len(request.body):
+                    raise StorageError("bad_request", "Content-Range does not match the body's length")
+                persisted, stored = storage.append(upload_id, start, request.body, total, GCS_CHUNK_GRANULARITY)
+        except wire.UrlRefused as exc:
+            return wire.error("gcp", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("gcp", exc.kind, exc.detail)
+        if stored is not None:
+            return Response(200, b"", headers={"ETag": f'"{stored.etag}"', "x-goog-generation": str(stored.created_ms * 1000),
+                                               "x-goog-stored-content-length": str(stored.size)})
+        headers = {"Range": f"bytes=0-{persisted - 1}"} if persisted else {}
+        return Response(308, b"", headers={**headers, "X-GUploader-UploadID": upload_id})
+
+    @router.route("GET", re.escape(wire.GCS_PREFIX) + r"(\d+)/(.+)")
+    def gcs_get(request: Request, match: re.Match[str]) -> Response:
+        project_pk, key = s3_object(match)
+        try:
+            signer.verify_gcs(request, project_pk, key, "GET")
+            stored = storage.get(project_pk, key)
+        except wire.UrlRefused as exc:
+            return wire.error("gcp", exc.kind, expired_at=exc.expired_at)
+        except StorageError as exc:
+            return wire.error("gcp", exc.kind, exc.detail)
+        return Response(200, _stream(stored.file), content_type="application/octet-stream",
+                        headers={"ETag": f'"{stored.etag}"', "x-goog-stored-content-length": str(stored.size)})

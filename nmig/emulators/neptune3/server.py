@@ -30,6 +30,7 @@ from nmig.emulators.http import (
 )
 from nmig.emulators.jwt import CLIENT_ID, REALM_PATH, TOKEN_PATH
 from nmig.emulators.neptune3.auth import AUTHORIZE_PATH, DISCOVERY_PATH, TokenAuthority
+from nmig.emulators.neptune3.storage_wire import PROVIDERS, STORAGE_PREFIXES, URL_TTL_S
 from nmig.emulators.neptune3.store import Project, ProjectKeyTaken, Store
 from nmig.secrets import make_api_token
 
@@ -40,8 +41,8 @@ CONFIG_PATH = "/api/backend/v1/clients/config"
 PROJECTS_PATH = "/api/backend/v1/projects"
 
 # Paths answered without a bearer token: what a client calls to obtain one, and signed storage URLs (which
-# carry their own signature, like S3 presigned URLs).
-_OPEN_PATHS = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, "/storage/")
+# carry their own signature, as every provider's signed URLs do).
+_OPEN_PATHS = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, *STORAGE_PREFIXES)
 
 # Never faulted: the one-shot calls the clients make without a retry around them (start-up config and token
 # exchange, project management). Ingest, status checks, storage and retrieval are faulted; the clients retry them.
@@ -67,6 +68,9 @@ class Neptune3App:
     # Files larger than this are uploaded in parts of this size. ASSUMPTION: 16 MiB, neptune-scale's default
     # upload chunk; S3 itself requires at least 5 MiB per part (tests lower it to exercise multipart cheaply).
     multipart_part_size: int = 16 * 1024 * 1024
+    # Which kind of signed URL the storage bridge hands out ("aws" | "azure" | "gcp"), and how long they live.
+    storage_provider: str = "aws"
+    url_ttl_s: int = URL_TTL_S
     router: Router = field(default_factory=Router)
     # Test hook: ingest requests carrying one of these paths are rejected whole (ingest.RejectRequests).
     reject_requests: RejectRequests | None = None
@@ -231,11 +235,22 @@ def _register_optional(module_name: str, *register_args: Any) -> None:
     module.register(*register_args)
 
 
-def build_app(store: Store, workspace: str, access_ttl_s: int = 3600) -> Neptune3App:
+def build_app(
+    store: Store, workspace: str, access_ttl_s: int = 3600, storage_provider: str = "aws", url_ttl_s: int = URL_TTL_S
+) -> Neptune3App:
     api_key = store.meta_value("api_key", secrets.token_hex(24))
     secret = bytes.fromhex(store.meta_value("jwt_secret", secrets.token_hex(32)))
     authority = TokenAuthority(api_key=api_key, secret=secret, issuer="", access_ttl_s=access_ttl_s)
-    app = Neptune3App(store=store, workspace=workspace, authority=authority, router=_AuthenticatingRouter(authority))
+    if storage_provider not in PROVIDERS:
+        raise ValueError(f"storage provider must be one of {', '.join(PROVIDERS)}, not {storage_provider!r}")
+    app = Neptune3App(
+        store=store,
+        workspace=workspace,
+        authority=authority,
+        router=_AuthenticatingRouter(authority),
+        storage_provider=storage_provider,
+        url_ttl_s=url_ttl_s,
+    )
     _register_backend(app)
     from nmig.emulators.neptune3 import files, ingest
 
@@ -259,6 +274,8 @@ def serve_neptune3(
     multipart_part_size: int = 16 * 1024 * 1024,
     faults: FaultPlan | None = None,
     reject_requests: RejectRequests | None = None,
+    storage_provider: str = "aws",
+    url_ttl_s: int = URL_TTL_S,
 ) -> Iterator[EmulatorInfo]:
     """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
 
@@ -267,12 +284,15 @@ def serve_neptune3(
     files larger than `multipart_part_size` are uploaded in parts of that size. `faults` replaces the plan
     built from the four fault arguments (a caller keeping it can read how many faults were injected).
     `reject_requests` (tests only) rejects every ingest request carrying one of its paths, whole.
+    `storage_provider` is the kind of signed URL file uploads and downloads get ("aws", "azure" or "gcp"), each
+    answered in that provider's protocol; they expire after `url_ttl_s` seconds (a negative value makes every
+    URL expired at birth, to test how the clients take a provider's "expired" answer).
     """
     if faults is None:
         faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
     store = Store(data_dir)
     try:
-        app = build_app(store, workspace, access_ttl_s)
+        app = build_app(store, workspace, access_ttl_s, storage_provider, url_ttl_s)
         app.multipart_part_size = multipart_part_size
         app.reject_requests = reject_requests
         with serve_in_thread(app.router, faults, host, port) as url:
