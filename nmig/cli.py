@@ -211,6 +211,12 @@ def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Calla
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, target ids, remapped paths, what is skipped or adjusted); write nothing.")
 @click.option("--no-create-project", is_flag=True, help="Fail instead of creating a missing target project.")
+@click.option(
+    "--visibility",
+    type=click.Choice(["private", "public", "workspace"]),
+    default=None,
+    help="Visibility of a project nmig creates, for targets whose plan refuses the legacy one (default: the legacy project's).",
+)
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @friendly_errors

@@ -16,5 +16,6 @@ class ImportOptions:
     max_workers: int = 4
     dry_run: bool = False
     create_project: bool = True
+    visibility: str | None = None  # --visibility: overrides the legacy project's when nmig creates the project
     state_path: Path | None = None
     quiet: bool = False

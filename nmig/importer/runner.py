@@ -113,7 +113,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     nclient.quiet_client_logs()
 
     source = bundle.info.get("source") if isinstance(bundle.info.get("source"), dict) else {}
-    project_outcome = target.ensure_project(project, api_token, source, options.create_project)
+    project_outcome = target.ensure_project(project, api_token, source, options.create_project, options.visibility)
     if project_outcome.key_dropped:
         print(f"nmig import: {project_outcome.message}", file=sys.stderr)  # said even under --quiet
         result.events.append(Event("", "", "project_key_taken", project_outcome.message))

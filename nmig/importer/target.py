@@ -42,6 +42,12 @@ def project_names(api_token: str) -> set[str]:
         raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
 
 
+# The visibilities a 3.x project can have (backend.json ProjectVisibilityDTO), by the names `--visibility`
+# takes: the words users know, and the enum's own values.
+VISIBILITY_CHOICES = {"private": "priv", "public": "pub", "workspace": "workspace", "priv": "priv", "pub": "pub"}
+_PROJECTS_PATH = "/api/backend/v1/projects"
+
+
 def legacy_visibility(value: object) -> str:
     """The 3.x visibility ("priv" | "pub" | "workspace") of a legacy project's visibility."""
     text = str(value or "").lower()
@@ -60,59 +66,126 @@ class ProjectOutcome:
     message: str = ""
 
 
-def ensure_project(
-    project: str, api_token: str, source: dict[str, Any], create: bool
-) -> ProjectOutcome:
-    """Make sure `project` exists; NmigError with one clear line for a bad token or workspace."""
-    from neptune_scale.exceptions import (
-        NeptuneBadRequestError,
-        NeptuneProjectAlreadyExists,
-        NeptuneScaleError,
-    )
-    from neptune_scale.projects import create_project
+def _backend_http(api_token: str) -> Any:
+    """neptune-scale's own authenticated HTTP client of the backend API (what its create_project and
+    get_project_list use, neptune_scale/net/projects.py 68 and 102): nmig calls the two project endpoints
+    through it because create_project keeps only an error's message (net/projects.py 81-82), and the answer
+    tells a taken name, a taken key, an invalid key and a refused visibility apart only by its body."""
+    from neptune_scale.net.api_client import ApiClient
 
+    try:
+        return ApiClient(api_token=api_token).backend.get_httpx_client()
+    except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
+        raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _request(http: Any, method: str, what: str, **kwargs: Any) -> Any:
+    try:
+        return http.request(method, _PROJECTS_PATH + what, **kwargs)
+    except Exception as exc:
+        raise NmigError(f"the 3.x service could not be reached: {_client_error_line(exc)}") from None
+
+
+def find_project(http: Any, project: str) -> dict[str, Any] | None:
+    """The project named exactly `project` ("workspace/name"; backend.json getProject), None when it does
+    not exist. Refused access is an NmigError."""
+    response = _request(http, "get", "/get", params={"projectIdentifier": project})
+    if response.status_code == 200:
+        return _json(response)
+    if response.status_code == 404:
+        return None
+    if response.status_code in (401, 403):
+        raise NmigError(f"the 3.x service refused access to project {project} (HTTP {response.status_code})")
+    reason = _json(response).get("message") or response.text[:200]
+    raise NmigError(f"could not look project {project} up: HTTP {response.status_code}: {' '.join(str(reason).split())}")
+
+
+def _refusal(response: Any) -> tuple[str, dict[str, Any]]:
+    """What a refused createProject was about: "name_taken", "key_taken", "key_invalid", "visibility",
+    "workspace" or "other"; with the answer's JSON body."""
+    body = _json(response)
+    validation = body.get("validationErrors")
+    codes = {
+        str((error.get("errorCode") or {}).get("name"))
+        for item in (validation if isinstance(validation, list) else [])
+        if isinstance(item, dict)
+        for error in (item.get("errors") or [])
+        if isinstance(error, dict)
+    }
+    kinds = {"PROJECT_KEY_COLLISION": "key_taken", "PROJECT_KEY_INVALID": "key_invalid",
+             "PROJECT_NAME_COLLISION": "name_taken", "VISIBILITY_RESTRICTED": "visibility"}
+    if body.get("errorType") in kinds:
+        return kinds[str(body["errorType"])], body
+    if "ERR_NOT_UNIQUE" in codes or response.status_code == 409:
+        # 409: what neptune-scale expects for an existing project (net/projects.py 75), though createProject
+        # documents only 400 (backend.json); taken as a taken name too.
+        return "name_taken", body
+    if response.status_code == 404 and "not found" in response.text.lower():
+        return "workspace", body
+    return "other", body
+
+
+def ensure_project(
+    project: str, api_token: str, source: dict[str, Any], create: bool, visibility: str | None = None
+) -> ProjectOutcome:
+    """Make sure `project` exists, created with the legacy key, visibility (or `visibility`, the
+    --visibility override) and description; NmigError with one clear line for every refusal."""
+    http = _backend_http(api_token)
     workspace, name = project.split("/", 1)
-    if project in project_names(api_token):
+    if find_project(http, project) is not None:
         return ProjectOutcome(project, created=False, message=f"project {project} exists; importing into it")
     if not create:
         raise NmigError(f"project {project} does not exist (and --no-create-project was given)")
     key = source.get("key") if isinstance(source.get("key"), str) and source.get("key") else None
-    kwargs = {
-        "workspace": workspace,
-        "visibility": legacy_visibility(source.get("visibility")),
+    chosen = VISIBILITY_CHOICES[visibility] if visibility else legacy_visibility(source.get("visibility"))
+    body: dict[str, Any] = {
+        "name": name,
+        "organizationIdentifier": workspace,
+        "visibility": chosen,
         "description": source.get("description") if isinstance(source.get("description"), str) else None,
-        "api_token": api_token,
+        "projectKey": key,
     }
-    why_dropped = f"that key is taken in workspace {workspace}"
-    try:
-        create_project(name, key=key, fail_if_exists=True, **kwargs)
-        return ProjectOutcome(project, created=True, message=f"created project {project}" + (f" with key {key}" if key else ""))
-    except NeptuneProjectAlreadyExists:
-        # Assumption: the real service answers a taken key with the same 409 as a taken name. The name was
-        # free a moment ago; unless someone created the project since, the conflict is the key (the one-shot
-        # copier ignores this answer and ends up with no project): nmig creates it without the key and says so.
-        if project in project_names(api_token):
+    key_dropped: str | None = None
+    why_dropped = ""
+    while True:
+        response = _request(http, "post", "", json=body)
+        if response.status_code // 100 == 2:
+            break
+        kind, answer = _refusal(response)
+        reason = " ".join(str(answer.get("message") or response.text[:200]).split())
+        if kind == "name_taken" and find_project(http, project) is not None:
             return ProjectOutcome(project, created=False, message=f"project {project} was created meanwhile; importing into it")
-    except NeptuneBadRequestError as exc:
-        text = str(exc)
-        if "Workspace" in text and "not found" in text:
-            raise NmigError(f"workspace {workspace!r} does not exist on the 3.x service") from None
-        if key is None or "key" not in text.lower():
-            raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
-        # A 400 about the key: the service refuses it (a key it finds invalid, or a taken key answered so).
-        why_dropped = f"the service refused it: {_client_error_line(exc)}"
-    except NeptuneScaleError as exc:
-        raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
-    try:
-        create_project(name, key=None, fail_if_exists=False, **kwargs)
-    except NeptuneScaleError as exc:
-        raise NmigError(f"could not create project {project}: {_client_error_line(exc)}") from None
-    return ProjectOutcome(
-        project,
-        created=True,
-        key_dropped=key,
-        message=f"created project {project} WITHOUT the legacy key {key!r}: {why_dropped}",
-    )
+        if kind in ("key_taken", "key_invalid") and body["projectKey"] is not None:
+            # nmig creates the project without the key and says so (the one-shot copier ends up with none)
+            key_dropped, body["projectKey"] = key, None
+            why_dropped = f"that key is taken in workspace {workspace}" if kind == "key_taken" else f"the service refused it: {reason}"
+            continue
+        if kind == "visibility":
+            allowed = answer.get("allowedValues")
+            allowed_text = ", ".join(map(str, allowed)) if isinstance(allowed, list) else "see the workspace's plan"
+            raise NmigError(
+                f"the 3.x workspace {workspace} does not allow {chosen!r} projects (allowed: {allowed_text}); "
+                "pass --visibility private|workspace|public"
+            )
+        if kind == "workspace":
+            raise NmigError(f"workspace {workspace!r} does not exist on the 3.x service")
+        raise NmigError(f"could not create project {project}: HTTP {response.status_code}: {reason}")
+    if key_dropped is not None:
+        return ProjectOutcome(
+            project,
+            created=True,
+            key_dropped=key_dropped,
+            message=f"created project {project} WITHOUT the legacy key {key_dropped!r}: {why_dropped}",
+        )
+    return ProjectOutcome(project, created=True, message=f"created project {project}" + (f" with key {key}" if key else ""))
 
 
 def existing_run_ids(project: str, api_token: str) -> set[str]:

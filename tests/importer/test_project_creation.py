@@ -83,3 +83,51 @@ def test_a_key_the_service_refuses_as_invalid_is_left_out_with_its_reason(
     assert len(said) == 1 and "refused" in said[0] and "Invalid project key" in said[0], result.stderr
     assert _projects(neptune3.api_token)["demo/odd"]["projectKey"] == "ODD"
     assert nq.list_runs(project="demo/odd") == ["ODD-1"]
+
+
+def test_a_visibility_the_target_plan_refuses_is_one_line_and_visibility_overrides_it(run_cli: Any, tmp_path: Path) -> None:
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    source = {"workspace": "legacy", "project": "open", "key": "OPEN", "visibility": "public", "description": "d"}
+    bundle = write_bundle(tmp_path / "b", {"OPEN-1": _small_run}, source=source)
+    with serve_neptune3(allowed_visibilities=("priv", "workspace")) as info:
+        refused = run_cli("import", str(bundle), "--project", "demo/open", "--api-token", info.api_token, "--quiet")
+        assert refused.exit_code != 0
+        lines = [line for line in refused.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "does not allow 'pub'" in lines[0] and "priv, workspace" in lines[0], refused.stderr
+        assert "--visibility" in lines[0] and "Traceback" not in refused.output
+        assert "demo/open" not in _projects(info.api_token)
+
+        done = run_cli("import", str(bundle), "--project", "demo/open", "--api-token", info.api_token, "--quiet",
+                       "--visibility", "workspace")
+        assert done.exit_code == 0, done.output
+        created = _projects(info.api_token)["demo/open"]
+        assert (created["projectKey"], created["visibility"], created["description"]) == ("OPEN", "workspace", "d")
+        neptune_query.set_api_token(info.api_token)
+        assert nq_runs.list_runs(project="demo/open") == ["OPEN-1"]
+
+    assert run_cli("import", str(bundle), "--visibility", "secret").exit_code == 2  # click names the choices
+
+
+def test_an_unknown_workspace_is_one_line(neptune3: EmulatorInfo, run_cli: Any, tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "b", {"NOWS-1": _small_run}, source={"workspace": "legacy", "project": "nows"})
+    result = run_cli("import", str(bundle), "--project", "elsewhere/nows", "--api-token", neptune3.api_token, "--quiet")
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["nmig: error: workspace 'elsewhere' does not exist on the 3.x service"], result.stderr
+
+
+def test_the_target_is_found_by_its_exact_name(neptune3: EmulatorInfo, run_cli: Any, tmp_path: Path, nq: Any) -> None:
+    """A project whose name contains the target's (a search would match both) is not taken for it."""
+    from neptune_scale.projects import create_project
+
+    create_project("demo/exact-name-longer", api_token=neptune3.api_token)
+    bundle = write_bundle(tmp_path / "b", {"EXACT-1": _small_run}, source={"workspace": "legacy", "project": "exact"})
+    result = run_cli("import", str(bundle), "--project", "demo/exact-name", "--api-token", neptune3.api_token)
+    assert result.exit_code == 0, result.output
+    assert "created project demo/exact-name" in result.output + result.stderr
+    assert nq.list_runs(project="demo/exact-name") == ["EXACT-1"]
+    assert nq.list_runs(project="demo/exact-name-longer") == []

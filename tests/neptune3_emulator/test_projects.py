@@ -48,7 +48,10 @@ def test_key_visibility_and_description_are_stored_and_served(neptune3: Any, ope
     }
     got = _backend(token).get(PROJECTS_PATH + "/get", params={"projectIdentifier": "demo/keyed"})
     assert got.status_code == 200
-    assert (got.json()["projectKey"], got.json()["visibility"], got.json()["description"]) == ("KEYED7", "pub", "a described project")
+    # getProject answers a ProjectDTO (backend.json): the key, and neither visibility nor description
+    assert got.json()["projectKey"] == "KEYED7" and not {"visibility", "description"} & set(got.json())
+    missing = _backend(token).get(PROJECTS_PATH + "/get", params={"projectIdentifier": "demo/nothing"})
+    assert missing.status_code == 404
 
     # the key is what prefixes the project's run ids
     run, callbacks = open_run(neptune3.info, project="demo/keyed", run_id="keyed-run")
@@ -58,35 +61,68 @@ def test_key_visibility_and_description_are_stored_and_served(neptune3: Any, ope
     assert store_view.attributes(neptune3.db(), "keyed-run", project="demo/keyed")["sys/id"] == ("string", "KEYED7-1")
 
 
-def test_a_key_taken_in_the_workspace_is_refused(neptune3: Any) -> None:
-    from neptune_scale.exceptions import NeptuneProjectAlreadyExists
+def test_a_taken_key_or_name_is_a_400_naming_which(neptune3: Any) -> None:
+    """createProject documents only 400 with the Error model (backend.json); a taken key has errorType
+    PROJECT_KEY_COLLISION, a taken name a validation error ERR_NOT_UNIQUE (what neptune 1.x reads from it)."""
+    from neptune_scale.exceptions import NeptuneBadRequestError
     from neptune_scale.projects import create_project, list_projects
 
     token = neptune3.info.api_token
     create_project("demo/holder", key="TAKEN", api_token=token)
 
-    with pytest.raises(NeptuneProjectAlreadyExists):
+    # neptune-scale turns any 400 into NeptuneBadRequestError with the body's message
+    with pytest.raises(NeptuneBadRequestError, match='key "TAKEN" already exists'):
         create_project("demo/second", key="TAKEN", fail_if_exists=True, api_token=token)
-    # without fail_if_exists the client says nothing and no project exists: the silent failure nmig avoids
-    create_project("demo/second", key="TAKEN", api_token=token)
     assert "demo/second" not in list_projects(api_token=token)
 
     answer = _backend(token).post(
         PROJECTS_PATH, json={"name": "second", "organizationIdentifier": "demo", "projectKey": "TAKEN", "visibility": "priv"}
     )
-    assert answer.status_code == 409
-    assert answer.json()["errorType"] == "PROJECT_KEY_COLLISION" and "TAKEN" in answer.json()["message"]
+    assert answer.status_code == 400
+    assert (answer.json()["errorType"], answer.json()["key"]) == ("PROJECT_KEY_COLLISION", "TAKEN")
 
-    # a taken name answers its own 409, also when the key would be free
+    # a taken name answers its own 400, also when the key would be free
     answer = _backend(token).post(
         PROJECTS_PATH, json={"name": "holder", "organizationIdentifier": "demo", "projectKey": "FREE1", "visibility": "priv"}
     )
-    assert (answer.status_code, answer.json()["errorType"]) == (409, "PROJECT_NAME_COLLISION")
+    assert answer.status_code == 400 and "errorType" not in answer.json()
+    codes = [e["errorCode"]["name"] for v in answer.json()["validationErrors"] for e in v["errors"]]
+    assert codes == ["ERR_NOT_UNIQUE"]
+    with pytest.raises(NeptuneBadRequestError, match="already exists"):
+        create_project("demo/holder", api_token=token)  # even without fail_if_exists, as the real service has it
 
     create_project("demo/second", api_token=token)  # without the key it is created
     listed = _entries(token)
     assert listed["demo/holder"]["projectKey"] == "TAKEN"
     assert listed["demo/second"]["projectKey"] not in ("TAKEN", "")
+
+
+def test_projects_are_looked_up_by_exact_name_and_listed_in_pages(neptune3: Any) -> None:
+    from neptune_scale.projects import create_project
+
+    token = neptune3.info.api_token
+    for name in ("page-a", "page-b", "page-c", "xpage-d"):
+        create_project(f"demo/{name}", api_token=token)
+    backend = _backend(token)
+    first = backend.get(PROJECTS_PATH, params={"searchTerm": "page-", "offset": 0, "limit": 2}).json()
+    second = backend.get(PROJECTS_PATH, params={"searchTerm": "page-", "offset": 2, "limit": 2}).json()
+    assert first["matchingItemCount"] == second["matchingItemCount"] == 4
+    assert [e["name"] for e in first["entries"] + second["entries"]] == ["page-a", "page-b", "page-c", "xpage-d"]
+    assert backend.get(PROJECTS_PATH + "/get", params={"projectIdentifier": "demo/page-b"}).json()["name"] == "page-b"
+    assert backend.get(PROJECTS_PATH + "/get", params={"projectIdentifier": "demo/page"}).status_code == 404
+
+
+def test_a_visibility_the_plan_refuses_is_visibility_restricted(tmp_path: Path) -> None:
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    with serve_neptune3(allowed_visibilities=("priv", "workspace")) as info:
+        answer = _backend(info.api_token).post(
+            PROJECTS_PATH, json={"name": "open", "organizationIdentifier": "demo", "visibility": "pub"}
+        )
+        assert answer.status_code == 400
+        body = answer.json()
+        assert (body["errorType"], body["requestedValue"], body["allowedValues"]) == (
+            "VISIBILITY_RESTRICTED", "pub", ["priv", "workspace"])
 
 
 def test_derived_keys_do_not_collide(neptune3: Any) -> None:

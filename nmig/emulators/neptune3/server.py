@@ -12,7 +12,6 @@ import contextlib
 import importlib
 import re
 import secrets
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +29,16 @@ from nmig.emulators.http import (
 )
 from nmig.emulators.jwt import CLIENT_ID, REALM_PATH, TOKEN_PATH
 from nmig.emulators.neptune3.auth import AUTHORIZE_PATH, DISCOVERY_PATH, TokenAuthority
+from nmig.emulators.neptune3.backend_wire import (
+    error_response,
+    project_dto,
+    project_list_dto,
+    project_with_role_dto,
+)
+from nmig.emulators.neptune3.errors import BackendError, InvalidRequest
+from nmig.emulators.neptune3.projects import PROJECT_NAME, VISIBILITIES, Projects
 from nmig.emulators.neptune3.storage_wire import PROVIDERS, STORAGE_PREFIXES, URL_TTL_S
-from nmig.emulators.neptune3.store import Project, ProjectKeyTaken, Store
+from nmig.emulators.neptune3.store import Project, Store
 from nmig.secrets import make_api_token
 
 if TYPE_CHECKING:
@@ -47,15 +54,6 @@ _OPEN_PATHS = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, *STORAGE_PREFIXES)
 # Never faulted: the one-shot calls the clients make without a retry around them (start-up config and token
 # exchange, project management). Ingest, status checks, storage and retrieval are faulted; the clients retry them.
 FAULT_EXEMPT = (CONFIG_PATH, OAUTH_TOKEN_PATH, REALM_PATH, PROJECTS_PATH)
-
-# Limits of the real service's project names (assumed: letters, digits, '-', '_' and '.', at most 50 chars).
-_PROJECT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
-# A project key as neptune-scale documents it: 1-10 upper-case letters or digits, at least one letter.
-_PROJECT_KEY = re.compile(r"(?=[0-9]*[A-Z])[A-Z0-9]{1,10}")
-_VISIBILITIES = ("priv", "pub", "workspace")
-# ASSUMPTION: descriptions are limited like other free text of the backend; 4,096 characters is a guess.
-_MAX_DESCRIPTION = 4096
-
 
 @dataclass
 class Neptune3App:
@@ -74,6 +72,10 @@ class Neptune3App:
     router: Router = field(default_factory=Router)
     # Test hook: ingest requests carrying one of these paths are rejected whole (ingest.RejectRequests).
     reject_requests: RejectRequests | None = None
+    projects: Projects = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.projects = Projects(self.store, self.workspace)
 
     # -- helpers for route modules -----------------------------------------------------------------------------
 
@@ -90,7 +92,7 @@ class Neptune3App:
         if project is not None:
             return project
         workspace, _, name = qualified.partition("/")
-        if workspace != self.workspace or not _PROJECT_NAME.fullmatch(name):
+        if workspace != self.workspace or not PROJECT_NAME.fullmatch(name):
             return None
         self.store.create_project(workspace, name)
         return self.project_from_qualified(qualified)
@@ -109,25 +111,6 @@ class _AuthenticatingRouter(Router):
         ):
             return Response.error(401, "Unauthorized", "missing or invalid access token")
         return super().dispatch(request)
-
-
-def _project_dto(project: Project) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, "neptune-project:" + project.qualified_name)),
-        "name": project.name,
-        "organizationName": project.workspace,
-        "organizationId": str(uuid.uuid5(uuid.NAMESPACE_URL, "neptune-workspace:" + project.workspace)),
-        "projectKey": project.key,
-        "version": 2,
-        "visibility": project.visibility,
-        "description": project.description,
-    }
-
-
-def _project_error(status: int, error_type: str, message: str, **fields: str) -> Response:
-    """An error in the backend's JSON shape: neptune-scale shows `message` (NeptuneBadRequestError's reason);
-    `errorType` and the extra fields are what the legacy client's error table reads from the same backend."""
-    return Response.json({"code": status, "errorType": error_type, "title": message, "message": message, **fields}, status)
 
 
 def _register_backend(app: Neptune3App) -> None:
@@ -171,57 +154,44 @@ def _register_backend(app: Neptune3App) -> None:
             return Response.json({"error": "invalid_grant"}, 400)
         return Response.json(tokens)
 
+    projects = app.projects
+
     @router.route("POST", PROJECTS_PATH)
     def create_project(request: Request, match: re.Match[str]) -> Response:
         try:
             body = request.json()
         except ValueError:
-            return Response.error(400, "Bad request", "body is not JSON")
+            return error_response(InvalidRequest("body is not JSON"))
         if not isinstance(body, dict):
-            return Response.error(400, "Bad request", "body must be a JSON object")
-        workspace, name = body.get("organizationIdentifier"), body.get("name")
-        if workspace != app.workspace:
-            # The real backend answers an unknown organization with a plain-text 404 that neptune-scale
-            # matches ("Organization .* not found") to tell the user the workspace does not exist.
-            return Response(404, f"Organization {workspace} not found".encode(), content_type="text/plain")
-        if not isinstance(name, str) or not _PROJECT_NAME.fullmatch(name):
-            return _project_error(400, "PROJECT_NAME_INVALID", f"invalid project name: {name!r}", name=str(name))
-        key, visibility, description = body.get("projectKey"), body.get("visibility"), body.get("description")
-        if key is not None and (not isinstance(key, str) or not _PROJECT_KEY.fullmatch(key)):
-            reason = "must be 1-10 upper-case letters or digits, at least one a letter"
-            return _project_error(400, "PROJECT_KEY_INVALID", f"Invalid project key {key!r}: {reason}", key=str(key), reason=reason)
-        # ASSUMPTION: a create without a visibility makes a private project (neptune-scale always sends one).
-        visibility = "priv" if visibility is None else visibility
-        if visibility not in _VISIBILITIES:
-            return _project_error(400, "Bad request", f"invalid visibility {visibility!r}; one of {', '.join(_VISIBILITIES)}")
-        description = "" if description is None else description  # None: "left empty", as the client documents
-        if not isinstance(description, str) or len(description) > _MAX_DESCRIPTION:
-            return _project_error(400, "Bad request", f"description must be text of at most {_MAX_DESCRIPTION} characters")
+            return error_response(InvalidRequest("body must be a JSON object"))
         try:
-            project = store.create_project(workspace, name, key=key, visibility=visibility, description=description)
-        except ProjectKeyTaken:
-            # ASSUMPTION (the real service's answer is not documented): a key another project of the workspace
-            # has is refused with the same 409 as a taken name, told apart by errorType PROJECT_KEY_COLLISION
-            # (the code and wording the legacy client's error table knows from the same backend). neptune-scale
-            # maps every 409 to NeptuneProjectAlreadyExists (or to nothing without fail_if_exists, which is why
-            # the one-shot copier fails silently here); nmig's importer tells the two apart by listing projects.
-            # The name is checked first: a create whose name and key are both taken gets the name's answer.
-            return _project_error(409, "PROJECT_KEY_COLLISION", f'Project with key "{key}" already exists.', key=str(key))
-        if project is None:
-            return _project_error(409, "PROJECT_NAME_COLLISION", f"project {workspace}/{name} already exists", name=name)
-        return Response.json(_project_dto(project))
+            project = projects.create(
+                body.get("organizationIdentifier"), body.get("name"), body.get("projectKey"), body.get("visibility"),
+                body.get("description"),
+            )
+        except BackendError as exc:
+            return error_response(exc)
+        return Response.json(project_with_role_dto(project))
 
     @router.route("GET", PROJECTS_PATH)
     def list_projects(request: Request, match: re.Match[str]) -> Response:
-        entries = [_project_dto(p) for p in store.list_projects()]
-        return Response.json({"entries": entries, "matchingItemCount": len(entries), "totalItemCount": len(entries)})
+        try:
+            offset = int(request.arg("offset") or 0)
+            # ASSUMPTION: without a limit the backend answers everything (neptune-scale's list_projects sends none)
+            limit = int(request.arg("limit") or 1_000_000)
+        except ValueError:
+            return error_response(InvalidRequest("offset and limit must be integers"))
+        if offset < 0 or limit < 0:
+            return error_response(InvalidRequest("offset and limit must not be negative"))
+        page, matching = projects.search(request.arg("organizationIdentifier"), request.arg("searchTerm"), offset, limit)
+        return Response.json(project_list_dto(page, matching, len(store.list_projects())))
 
     @router.route("GET", PROJECTS_PATH + "/get")
     def get_project(request: Request, match: re.Match[str]) -> Response:
-        project = app.project_from_qualified(request.arg("projectIdentifier"))
-        if project is None:
-            return Response.error(404, "Not found", "project not found")
-        return Response.json(_project_dto(project))
+        try:
+            return Response.json(project_dto(projects.get(request.arg("projectIdentifier"))))
+        except BackendError as exc:
+            return error_response(exc)
 
 
 def _register_optional(module_name: str, *register_args: Any) -> None:
@@ -236,7 +206,12 @@ def _register_optional(module_name: str, *register_args: Any) -> None:
 
 
 def build_app(
-    store: Store, workspace: str, access_ttl_s: int = 3600, storage_provider: str = "aws", url_ttl_s: int = URL_TTL_S
+    store: Store,
+    workspace: str,
+    access_ttl_s: int = 3600,
+    storage_provider: str = "aws",
+    url_ttl_s: int = URL_TTL_S,
+    allowed_visibilities: tuple[str, ...] = VISIBILITIES,
 ) -> Neptune3App:
     api_key = store.meta_value("api_key", secrets.token_hex(24))
     secret = bytes.fromhex(store.meta_value("jwt_secret", secrets.token_hex(32)))
@@ -251,6 +226,10 @@ def build_app(
         storage_provider=storage_provider,
         url_ttl_s=url_ttl_s,
     )
+    unknown = set(allowed_visibilities) - set(VISIBILITIES)
+    if unknown or not allowed_visibilities:
+        raise ValueError(f"allowed visibilities must be some of {', '.join(VISIBILITIES)}")
+    app.projects.allowed_visibilities = tuple(allowed_visibilities)
     _register_backend(app)
     from nmig.emulators.neptune3 import files, ingest
 
@@ -276,6 +255,7 @@ def serve_neptune3(
     reject_requests: RejectRequests | None = None,
     storage_provider: str = "aws",
     url_ttl_s: int = URL_TTL_S,
+    allowed_visibilities: tuple[str, ...] = VISIBILITIES,
 ) -> Iterator[EmulatorInfo]:
     """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
 
@@ -287,12 +267,14 @@ def serve_neptune3(
     `storage_provider` is the kind of signed URL file uploads and downloads get ("aws", "azure" or "gcp"), each
     answered in that provider's protocol; they expire after `url_ttl_s` seconds (a negative value makes every
     URL expired at birth, to test how the clients take a provider's "expired" answer).
+    `allowed_visibilities` are the project visibilities the workspace's plan allows (a create asking another
+    is refused with VISIBILITY_RESTRICTED).
     """
     if faults is None:
         faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
     store = Store(data_dir)
     try:
-        app = build_app(store, workspace, access_ttl_s, storage_provider, url_ttl_s)
+        app = build_app(store, workspace, access_ttl_s, storage_provider, url_ttl_s, tuple(allowed_visibilities))
         app.multipart_part_size = multipart_part_size
         app.reject_requests = reject_requests
         with serve_in_thread(app.router, faults, host, port) as url:

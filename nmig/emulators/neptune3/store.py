@@ -84,6 +84,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmig.emulators.neptune3.errors import ProjectKeyTaken
+
+__all__ = ["Project", "ProjectKeyTaken", "Store", "StoreLocked", "now_ms", "project_key"]
+
 SCHEMA_VERSION = "1"
 
 SCHEMA = """
@@ -197,15 +201,6 @@ DB_FILE = "neptune3.sqlite3"
 
 class StoreLocked(RuntimeError):
     """Another emulator process already serves this data folder."""
-
-
-class ProjectKeyTaken(ValueError):
-    """Another project of the workspace already has the key asked for."""
-
-    def __init__(self, workspace: str, key: str) -> None:
-        super().__init__(f"project key {key!r} is already used in workspace {workspace!r}")
-        self.workspace = workspace
-        self.key = key
 
 
 @dataclass(frozen=True)
