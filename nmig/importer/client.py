@@ -453,6 +453,11 @@ class DirectSeriesSender:
         self._pending: list[_Request] = []
         self.errors: list[tuple[tuple[str, ...], ClientError]] = []
         self.points_confirmed = 0
+        # The first error the client treats as fatal for the run or the project (its StatusTrackingThread
+        # stops syncing on these: NeptuneProjectError and NeptuneRunError, sync_process.py _is_fatal_error):
+        # once one is seen nothing more of the run is sent.
+        self.fatal: ClientError | None = None
+        self.points_not_sent = 0
 
     def new_request(self) -> RunOperation:
         return new_request(self._project, self._sink.run_id)
@@ -463,6 +468,9 @@ class DirectSeriesSender:
         return RunOperation.FromString(wire.wrap_update_batch(self._project, self._sink.run_id, snapshots))
 
     def send(self, request: RunOperation, labels: tuple[str, ...]) -> None:
+        if self.fatal is not None:
+            self.points_not_sent += len(request.update_batch.snapshots)
+            return
         response = self._sink._sender.submit(operation=request)
         if response is None or not response.request_ids:
             raise RuntimeError("the service answered a submit without a request id")
@@ -483,9 +491,10 @@ class DirectSeriesSender:
                 for code in codes:
                     if code.code != Code.OK:
                         exc = code_to_exception(code.detail)
-                        self.errors.append(
-                            (request.labels, ClientError(_classify(exc), type(exc).__name__, str(exc).strip(), None))
-                        )
+                        error = ClientError(_classify(exc), type(exc).__name__, str(exc).strip(), None)
+                        self.errors.append((request.labels, error))
+                        if self.fatal is None and StatusTrackingThread._is_fatal_error(exc):
+                            self.fatal = error
                 self.points_confirmed += request.points
                 done += 1
             del self._pending[:done]

@@ -91,7 +91,8 @@ def _request(http: Any, method: str, what: str, **kwargs: Any) -> Any:
     try:
         return http.request(method, _PROJECTS_PATH + what, **kwargs)
     except Exception as exc:
-        raise NmigError(f"the 3.x service could not be reached: {_client_error_line(exc)}") from None
+        # the token is exchanged on the first request, so a refused token surfaces here
+        raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
 
 
 def find_project(http: Any, project: str) -> dict[str, Any] | None:
