@@ -42,6 +42,8 @@ SERIES_TYPE_KIND: dict[str, str] = {
     "imageSeries": "file",
     "fileSeries": "file",
 }
+# ... the value series among them (points carry a value, not a file).
+VALUE_SERIES_TYPE_KIND: dict[str, str] = {type_: kind for type_, kind in SERIES_TYPE_KIND.items() if kind != "file"}
 RAW_TYPES = frozenset({"gitRef", "notebookRef", "experimentState"})
 
 _UTC_MS = pa.timestamp("ms", tz="UTC")
