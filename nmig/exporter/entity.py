@@ -22,7 +22,7 @@ from typing import IO, Any, TypeVar
 from nmig.errors import NmigError
 from nmig.exporter.pages import ValuePage
 from nmig.exporter.source import EntityRef, LegacySource, datetime_or_none
-from nmig.schema.format import ATOM_TYPES, RAW_TYPES, encode_datetime
+from nmig.schema.format import ATOM_TYPES, RAW_TYPES, VALUE_SERIES_TYPE_KIND, encode_datetime
 
 T = TypeVar("T")
 
@@ -30,7 +30,6 @@ DEFAULT_PAGE_SIZE = 10_000
 PAGES_IN_FLIGHT = 6  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
 SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
 SERIES_AHEAD_MIN = 8  # ... in entities with more value series than this
-_VALUE_SERIES = {"floatSeries": "float", "stringSeries": "string"}
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
@@ -158,9 +157,9 @@ class EntityExporter:
         first_pages = _FirstPages(
             lambda kind, path: self.page_pool.submit(self._fetch_page, kind, ref, path, 0),
             [
-                (a["name"], _VALUE_SERIES[a.get("type")])
+                (a["name"], VALUE_SERIES_TYPE_KIND[a.get("type")])
                 for a in ordered
-                if a.get("type") in _VALUE_SERIES and isinstance(a.get("name"), str)
+                if a.get("type") in VALUE_SERIES_TYPE_KIND and isinstance(a.get("name"), str)
             ],
         )
         try:
@@ -197,10 +196,10 @@ class EntityExporter:
             writer.add_atom(path, type_, _atom_value(type_, props.get("value")))
         elif type_ == "stringSet":
             writer.add_string_set(path, list(props.get("values") or []))
-        elif type_ in ("floatSeries", "stringSeries"):
+        elif type_ in VALUE_SERIES_TYPE_KIND:
             writer.declare_series(path, type_)  # an empty series is exported too
             first = first_pages.take(path) if first_pages is not None else None
-            self._export_value_series(_VALUE_SERIES[type_], ref, writer, path, first)
+            self._export_value_series(VALUE_SERIES_TYPE_KIND[type_], ref, writer, path, first)
         elif type_ == "file":
             self._export_file(ref, writer, path, props)
         elif type_ == "fileSet":

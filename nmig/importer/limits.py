@@ -24,13 +24,14 @@ STEP_DECIMALS = 6  # 3.x stores a step as whole and micro (1e-6) parts
 # "Timestamp allowed range is (1900-01-01 to 2299-12-31)"), both days included.
 MIN_DATETIME = dt.datetime(1900, 1, 1, tzinfo=dt.timezone.utc)
 MAX_DATETIME = dt.datetime(2299, 12, 31, 23, 59, 59, 999_000, tzinfo=dt.timezone.utc)
+DATETIME_RANGE_TEXT = f"3.x's {MIN_DATETIME:%Y-%m-%d}..{MAX_DATETIME:%Y-%m-%d}"
 # ASSUMPTION: the range is checked on datetime values (the code's name), not on series points' timestamps;
 # those are sent as they are, and a point the service rejected would be reported with its series.
 
 # (case, rule) pairs, rendered into docs/mapping.md.
 LIMIT_RULES: tuple[tuple[str, str], ...] = (
     (
-        "attribute path over 1,024 bytes (UTF-8)",
+        f"attribute path over {MAX_ATTRIBUTE_PATH_BYTES:,} bytes (UTF-8)",
         "shortened to its longest prefix that fits with `~` and 8 hex digits of the SHA-256 of the full path "
         "appended (deterministic, so a re-run writes the same path); reported with both paths",
     ),
@@ -54,7 +55,7 @@ LIMIT_RULES: tuple[tuple[str, str], ...] = (
         "path with the count",
     ),
     (
-        "run id (custom_run_id, else sys/id) over 730 bytes or containing `/`",
+        f"run id (custom_run_id, else sys/id) over {MAX_RUN_ID_BYTES:,} bytes or containing `/`",
         "`/` replaced by `_`, then shortened like long paths; the legacy ids stay in legacy_sys/*; reported",
     ),
     (
@@ -64,7 +65,7 @@ LIMIT_RULES: tuple[tuple[str, str], ...] = (
         "stays in legacy_sys/creation_time as a string); reported",
     ),
     (
-        "run name (experiment name) over 730 bytes",
+        f"run name (experiment name) over {MAX_EXPERIMENT_NAME_BYTES:,} bytes",
         "shortened like long paths; the full name stays in legacy_sys/name; reported",
     ),
 )
@@ -104,6 +105,21 @@ def datetime_in_range(moment: dt.datetime) -> bool:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return MIN_DATETIME <= moment <= MAX_DATETIME
+
+
+def datetime_out_of_range_detail(text: str, path: str) -> str:
+    """The report's detail for a datetime config outside the range, written as its ISO string."""
+    return f"{text} is outside {DATETIME_RANGE_TEXT}; written as that ISO string at {path}"
+
+
+def path_shortened_detail(fitted: str) -> str:
+    """The report's detail for a path fit_attribute_path shortened."""
+    return f"3.x path over {MAX_ATTRIBUTE_PATH_BYTES:,} bytes shortened to {fitted!r}"
+
+
+def name_shortened_detail(fitted: str) -> str:
+    """The report's detail for a run name fit_experiment_name shortened."""
+    return f"run name over {MAX_EXPERIMENT_NAME_BYTES:,} bytes shortened to {fitted!r}"
 
 
 def fit_string_value(value: str) -> str:

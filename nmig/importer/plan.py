@@ -10,15 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from nmig.errors import NmigError
 from nmig.importer import limits
 from nmig.importer.report import Event
-from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, map_attribute
+from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, Mapping, map_attribute
 from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float, encode_datetime
+from nmig.schema.format import SERIES_TYPE_KIND
 
 ConfigValue = float | int | bool | str | dt.datetime | list[str]
 
@@ -197,6 +198,187 @@ def _artifact_configs(target: str, attribute: dict[str, Any]) -> dict[str, Confi
     return out
 
 
+class _Planner:
+    """Builds one RunPlan: each attribute goes to the handler of its Action (HANDLERS); the helpers here are
+    what handlers share (claiming a 3.x path, adding a config, reporting)."""
+
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+
+    def event(self, path: str, case: str, detail: str) -> None:
+        self.plan.events.append(Event(self.plan.sys_id, path, case, detail))
+
+    def claim(self, target: str, legacy_path: str) -> str | None:
+        """The 3.x path to write (shortened if too long), or None when another attribute already has it."""
+        plan = self.plan
+        fitted = limits.fit_attribute_path(target)
+        if fitted != target:
+            self.event(legacy_path, "path_shortened", limits.path_shortened_detail(fitted))
+        if fitted in plan.sources:
+            self.event(legacy_path, "path_collision", f"3.x path {fitted!r} is already written from {plan.sources[fitted]!r}; not written")
+            return None
+        plan.sources[fitted] = legacy_path
+        return fitted
+
+    def add_config(self, target: str, legacy_path: str, value: ConfigValue) -> None:
+        path = self.claim(target, legacy_path)
+        if path is None:
+            return
+        if isinstance(value, dt.datetime) and not limits.datetime_in_range(value):
+            text = encode_datetime(value)
+            self.event(legacy_path, "datetime_out_of_range", limits.datetime_out_of_range_detail(text, path))
+            value = text
+        self.plan.configs[path] = value
+
+
+@dataclass(frozen=True)
+class _Attribute:
+    """One legacy attribute of the bundle, with the mapping's decision for it."""
+
+    path: str
+    legacy_type: str
+    mapping: Mapping
+    raw: dict[str, Any]  # the manifest entry
+
+    @property
+    def value(self) -> Any:
+        return self.raw.get("value")
+
+
+def _config(p: _Planner, a: _Attribute) -> None:
+    value = decode_atom(a.legacy_type, a.value)
+    if value is None:
+        p.event(a.path, "empty_value", "attribute has no value; not written")
+    else:
+        p.add_config(a.mapping.target, a.path, value)
+
+
+def _string_set_config(p: _Planner, a: _Attribute) -> None:
+    p.add_config(a.mapping.target, a.path, sorted(str(v) for v in a.raw.get("values") or []))
+
+
+def _number(a: _Attribute) -> Any:
+    return decode_float(a.value) if a.legacy_type == "float" else a.value
+
+
+def _float_seconds_config(p: _Planner, a: _Attribute) -> None:
+    seconds = _number(a)
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+        p.add_config(a.mapping.target, a.path, float(seconds))
+    else:
+        p.event(a.path, "malformed", f"{a.legacy_type} value is not a number; not written")
+
+
+def _int_bytes_config(p: _Planner, a: _Attribute) -> None:
+    number = _number(a)
+    if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
+        p.add_config(a.mapping.target, a.path, int(round(number)))
+    else:
+        p.event(a.path, "malformed", f"{a.legacy_type} value is not a size; not written")
+
+
+def _run_name(p: _Planner, a: _Attribute) -> None:
+    name = a.value
+    if isinstance(name, str) and name:
+        p.plan.experiment_name = limits.fit_experiment_name(name)
+        if p.plan.experiment_name != name:
+            p.event(a.path, "name_shortened", limits.name_shortened_detail(p.plan.experiment_name))
+        p.plan.sources["sys/name"] = a.path
+    # also kept under legacy_sys/ so the full legacy name is always readable
+    if isinstance(name, str):
+        p.add_config("legacy_sys/name", a.path, name)
+
+
+def _description(p: _Planner, a: _Attribute) -> None:
+    if isinstance(a.value, str):
+        p.add_config(a.mapping.target, a.path, a.value)
+
+
+def _tags(p: _Planner, a: _Attribute) -> None:
+    values = sorted(str(v) for v in a.raw.get("values") or [])
+    (p.plan.tags if a.mapping.action is Action.TAGS else p.plan.group_tags).extend(values)
+    p.plan.sources[a.mapping.target] = a.path
+
+
+def _series(p: _Planner, a: _Attribute) -> None:
+    points = int(a.raw.get("points") or 0)
+    if points == 0:
+        p.event(a.path, "empty_series", f"{a.legacy_type} without points: 3.x creates a series with its first point; not created")
+        return
+    target = p.claim(a.mapping.target, a.path)
+    if target is not None:
+        p.plan.series.append(SeriesItem(SERIES_TYPE_KIND[a.legacy_type], a.path, target, points))
+
+
+def _file(p: _Planner, a: _Attribute) -> None:
+    info = a.raw.get("file") if isinstance(a.raw.get("file"), dict) else {}
+    target = p.claim(a.mapping.target, a.path)
+    if target is not None:
+        name = safe_file_name(info.get("name"), info.get("ext"), a.path)
+        p.plan.files.append(FileItem(target, a.path, str(info.get("hash")), info.get("size"), name))
+
+
+def _fileset_entries(p: _Planner, a: _Attribute) -> None:
+    for entry in a.raw.get("entries") or []:
+        entry_name = _safe_entry(entry.get("entry") if isinstance(entry, dict) else None)
+        if entry_name is None:
+            shown = entry.get("entry") if isinstance(entry, dict) else entry
+            p.event(a.path, "unsafe_entry", f"fileSet entry {str(shown)[:120]!r} is not a safe relative path; not written")
+            continue
+        target = p.claim(f"{a.mapping.target}/{entry_name}", f"{a.path}/{entry_name}")
+        if target is not None:
+            name = safe_file_name(entry_name, None, "file")
+            p.plan.files.append(FileItem(target, a.path, str(entry.get("hash")), entry.get("size"), name))
+
+
+def _source_code(p: _Planner, a: _Attribute) -> None:
+    git = _git_configs(a.value)
+    if not git:
+        p.event(a.path, "malformed", "gitRef without readable commit data; not written")
+    for target, value in git.items():
+        p.add_config(target, a.path, value)
+
+
+def _artifact_configs_of(p: _Planner, a: _Attribute) -> None:
+    for target, value in _artifact_configs(a.mapping.target, a.raw).items():
+        p.add_config(target, a.path, value)
+
+
+def _report_only(p: _Planner, a: _Attribute) -> None:
+    p.event(a.path, "not_written", f"{a.legacy_type}: {a.mapping.why}; value {a.value!r:.200}")
+
+
+def _not_copied(p: _Planner, a: _Attribute) -> None:
+    p.event(a.path, "not_copied", a.mapping.why)
+
+
+def _skipped(p: _Planner, a: _Attribute) -> None:
+    p.event(a.path, "skipped", a.mapping.why)
+
+
+# What each Action does to the plan; a test keeps one handler for every Action.
+HANDLERS: dict[Action, Callable[[_Planner, _Attribute], None]] = {
+    Action.CONFIG: _config,
+    Action.STRING_SET_CONFIG: _string_set_config,
+    Action.FLOAT_SECONDS_CONFIG: _float_seconds_config,
+    Action.INT_BYTES_CONFIG: _int_bytes_config,
+    Action.RUN_NAME: _run_name,
+    Action.DESCRIPTION: _description,
+    Action.TAGS: _tags,
+    Action.GROUP_TAGS: _tags,
+    Action.METRIC: _series,
+    Action.STRING_SERIES: _series,
+    Action.FILE_SERIES: _series,
+    Action.FILE: _file,
+    Action.FILESET_ENTRIES: _fileset_entries,
+    Action.SOURCE_CODE: _source_code,
+    Action.ARTIFACT_CONFIGS: _artifact_configs_of,
+    Action.REPORT_ONLY: _report_only,
+    Action.NOT_COPIED: _not_copied,
+    Action.SKIPPED: _skipped,
+}
+
+
 def plan_run(entity: EntityBundle) -> RunPlan:
     """The plan for one run, or PlanRefused with the reason."""
     if entity.kind in NOT_IMPORTED_KINDS:
@@ -206,154 +388,37 @@ def plan_run(entity: EntityBundle) -> RunPlan:
     sys_id = entity.sys_id
     legacy_run_id = _target_run_id(entity)
     plan = RunPlan(sys_id=sys_id, target_run_id=limits.fit_run_id(legacy_run_id))
+    planner = _Planner(plan)
     if plan.target_run_id != legacy_run_id:
-        plan.events.append(
-            Event(sys_id, "sys/custom_run_id", "run_id_adjusted", f"run id {legacy_run_id[:80]!r} -> {plan.target_run_id[:80]!r}")
-        )
-
-    def claim(target: str, legacy_path: str) -> str | None:
-        """The 3.x path to write (shortened if too long), or None when another attribute already has it."""
-        fitted = limits.fit_attribute_path(target)
-        if fitted != target:
-            plan.events.append(Event(sys_id, legacy_path, "path_shortened", f"3.x path over 1,024 bytes shortened to {fitted!r}"))
-        if fitted in plan.sources:
-            plan.events.append(
-                Event(sys_id, legacy_path, "path_collision", f"3.x path {fitted!r} is already written from {plan.sources[fitted]!r}; not written")
-            )
-            return None
-        plan.sources[fitted] = legacy_path
-        return fitted
-
-    def add_config(target: str, legacy_path: str, value: ConfigValue) -> None:
-        path = claim(target, legacy_path)
-        if path is None:
-            return
-        if isinstance(value, dt.datetime) and not limits.datetime_in_range(value):
-            text = encode_datetime(value)
-            plan.events.append(
-                Event(sys_id, legacy_path, "datetime_out_of_range",
-                      f"{text} is outside 3.x's 1900-01-01..2299-12-31; written as that ISO string at {path}")
-            )
-            value = text
-        plan.configs[path] = value
-
+        planner.event("sys/custom_run_id", "run_id_adjusted", f"run id {legacy_run_id[:80]!r} -> {plan.target_run_id[:80]!r}")
     for skipped in entity.skipped:
-        plan.events.append(
-            Event(sys_id, str(skipped.get("path")), "skipped_at_export", f"{skipped.get('type')}: {skipped.get('reason')}")
-        )
-
+        planner.event(str(skipped.get("path")), "skipped_at_export", f"{skipped.get('type')}: {skipped.get('reason')}")
     for attribute in entity.attributes:
         path = attribute.get("path")
         legacy_type = attribute.get("type")
         if not isinstance(path, str) or not isinstance(legacy_type, str):
-            plan.events.append(Event(sys_id, str(path), "malformed", "attribute without a path or type; not written"))
+            planner.event(str(path), "malformed", "attribute without a path or type; not written")
             continue
         mapping = map_attribute(path, legacy_type)
-        action = mapping.action
         try:
-            if action is Action.CONFIG:
-                value = decode_atom(legacy_type, attribute.get("value"))
-                if value is None:
-                    plan.events.append(Event(sys_id, path, "empty_value", "attribute has no value; not written"))
-                else:
-                    add_config(mapping.target, path, value)
-            elif action is Action.STRING_SET_CONFIG:
-                add_config(mapping.target, path, sorted(str(v) for v in attribute.get("values") or []))
-            elif action is Action.FLOAT_SECONDS_CONFIG:
-                value = attribute.get("value")
-                seconds = decode_float(value) if legacy_type == "float" else value
-                if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
-                    add_config(mapping.target, path, float(seconds))
-                else:
-                    plan.events.append(Event(sys_id, path, "malformed", f"{legacy_type} value is not a number; not written"))
-            elif action is Action.INT_BYTES_CONFIG:
-                value = attribute.get("value")
-                number = decode_float(value) if legacy_type == "float" else value
-                if isinstance(number, (int, float)) and not isinstance(number, bool) and math.isfinite(number):
-                    add_config(mapping.target, path, int(round(number)))
-                else:
-                    plan.events.append(Event(sys_id, path, "malformed", f"{legacy_type} value is not a size; not written"))
-            elif action is Action.RUN_NAME:
-                name = attribute.get("value")
-                if isinstance(name, str) and name:
-                    plan.experiment_name = limits.fit_experiment_name(name)
-                    if plan.experiment_name != name:
-                        plan.events.append(Event(sys_id, path, "name_shortened", f"run name over 730 bytes shortened to {plan.experiment_name!r}"))
-                    plan.sources["sys/name"] = path
-                # also kept under legacy_sys/ so the full legacy name is always readable
-                if isinstance(name, str):
-                    add_config("legacy_sys/name", path, name)
-            elif action is Action.DESCRIPTION:
-                description = attribute.get("value")
-                if isinstance(description, str):
-                    add_config(mapping.target, path, description)
-            elif action in (Action.TAGS, Action.GROUP_TAGS):
-                values = sorted(str(v) for v in attribute.get("values") or [])
-                (plan.tags if action is Action.TAGS else plan.group_tags).extend(values)
-                plan.sources[mapping.target] = path
-            elif action in (Action.METRIC, Action.STRING_SERIES, Action.FILE_SERIES):
-                kind = {"floatSeries": "float", "stringSeries": "string"}.get(legacy_type, "file")
-                points = int(attribute.get("points") or 0)
-                if points == 0:
-                    plan.events.append(
-                        Event(sys_id, path, "empty_series", f"{legacy_type} without points: 3.x creates a series with its first point; not created")
-                    )
-                    continue
-                target = claim(mapping.target, path)
-                if target is not None:
-                    plan.series.append(SeriesItem(kind, path, target, points))
-            elif action is Action.FILE:
-                info = attribute.get("file") if isinstance(attribute.get("file"), dict) else {}
-                target = claim(mapping.target, path)
-                if target is not None:
-                    plan.files.append(
-                        FileItem(target, path, str(info.get("hash")), info.get("size"), safe_file_name(info.get("name"), info.get("ext"), path))
-                    )
-            elif action is Action.FILESET_ENTRIES:
-                for entry in attribute.get("entries") or []:
-                    entry_name = _safe_entry(entry.get("entry") if isinstance(entry, dict) else None)
-                    if entry_name is None:
-                        shown = entry.get("entry") if isinstance(entry, dict) else entry
-                        plan.events.append(
-                            Event(sys_id, path, "unsafe_entry", f"fileSet entry {str(shown)[:120]!r} is not a safe relative path; not written")
-                        )
-                        continue
-                    target = claim(f"{mapping.target}/{entry_name}", f"{path}/{entry_name}")
-                    if target is not None:
-                        plan.files.append(
-                            FileItem(target, path, str(entry.get("hash")), entry.get("size"), safe_file_name(entry_name, None, "file"))
-                        )
-            elif action is Action.SOURCE_CODE:
-                git = _git_configs(attribute.get("value"))
-                if not git:
-                    plan.events.append(Event(sys_id, path, "malformed", "gitRef without readable commit data; not written"))
-                for target, value in git.items():
-                    add_config(target, path, value)
-            elif action is Action.ARTIFACT_CONFIGS:
-                for target, value in _artifact_configs(mapping.target, attribute).items():
-                    add_config(target, path, value)
-            elif action is Action.REPORT_ONLY:
-                plan.events.append(Event(sys_id, path, "not_written", f"{legacy_type}: {mapping.why}; value {attribute.get('value')!r:.200}"))
-            elif action is Action.NOT_COPIED:
-                plan.events.append(Event(sys_id, path, "not_copied", mapping.why))
-            else:
-                plan.events.append(Event(sys_id, path, "skipped", mapping.why))
+            HANDLERS[mapping.action](planner, _Attribute(path, legacy_type, mapping, attribute))
         except BundleError as exc:
-            plan.events.append(Event(sys_id, path, "malformed", f"{exc}; not written"))
+            planner.event(path, "malformed", f"{exc}; not written")
 
     creation = entity.attribute("sys/creation_time")
     if creation is not None:
         try:
             plan.creation_time = decode_atom("datetime", creation.get("value"))
             if plan.creation_time is not None and not limits.datetime_in_range(plan.creation_time):
-                plan.events.append(
-                    Event(sys_id, "sys/creation_time", "datetime_out_of_range",
-                          f"creation time {encode_datetime(plan.creation_time)} is outside 3.x's 1900-01-01..2299-12-31; "
-                          "the run gets the import time (the legacy value is in legacy_sys/creation_time)")
+                planner.event(
+                    "sys/creation_time",
+                    "datetime_out_of_range",
+                    f"creation time {encode_datetime(plan.creation_time)} is outside {limits.DATETIME_RANGE_TEXT}; "
+                    "the run gets the import time (the legacy value is in legacy_sys/creation_time)",
                 )
                 plan.creation_time = None
         except BundleError as exc:
-            plan.events.append(Event(sys_id, "sys/creation_time", "malformed", f"{exc}; the run gets the import time"))
+            planner.event("sys/creation_time", "malformed", f"{exc}; the run gets the import time")
     else:
-        plan.events.append(Event(sys_id, "sys/creation_time", "missing", "no legacy creation time; the run gets the import time"))
+        planner.event("sys/creation_time", "missing", "no legacy creation time; the run gets the import time")
     return plan

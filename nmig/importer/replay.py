@@ -20,25 +20,23 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from nmig.importer import client as nclient
 from nmig.importer import wire
-from nmig.importer.limits import SeriesFilter
 from nmig.importer.plan import RunPlan, safe_file_name
+from nmig.importer.points import BATCH_ROWS, PlannedPoints
 from nmig.importer.report import Event
 from nmig.schema import BundleError, EntityBundle
 
 # Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in
 # flight: up to 50,000 points each).
 MAX_IN_FLIGHT = 8
-BATCH_ROWS = 65_536
 PROCESSING_TIMEOUT_S = 600.0
 
 # Client errors that relate to series points, configs, files: used to narrow an error to the paths it can be
@@ -67,25 +65,6 @@ class RunOutcome:
     warnings: int = 0
 
 
-def path_segments(batch: pa.RecordBatch) -> Iterator[tuple[str, int, int]]:
-    """(path, start, end) runs of equal path within a batch (rows are grouped by path in the bundle)."""
-    column = batch.column(0)
-    if isinstance(column, pa.DictionaryArray):
-        indices = column.indices.to_numpy(zero_copy_only=False)
-        names = column.dictionary.to_pylist()
-    else:
-        decoded = column.dictionary_encode()
-        indices = decoded.indices.to_numpy(zero_copy_only=False)
-        names = decoded.dictionary.to_pylist()
-    if len(indices) == 0:
-        return
-    cuts = np.flatnonzero(np.diff(indices)) + 1
-    starts = np.concatenate(([0], cuts))
-    ends = np.concatenate((cuts, [len(indices)]))
-    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        yield names[int(indices[start])], start, end
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -98,34 +77,19 @@ def _first_line(message: str) -> str:
     return ""
 
 
-def timestamps_ms(column: pa.Array) -> np.ndarray:
-    """A bundle timestamp column as int64 milliseconds since the epoch."""
-    return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
-
-
 def scan_adjustments(plan: RunPlan, entity: EntityBundle) -> list[Event]:
     """What the 3.x limits will change in this run's series, found by reading them without sending (for the
     dry run; the replay applies the same SeriesFilter while it streams)."""
     events: list[Event] = []
     for kind in ("float", "string", "file"):
-        filters: dict[str, SeriesFilter] = {}
-        columns = ["path", "step", "timestamp"] + (["value"] if kind != "file" else [])
+        stream = PlannedPoints(entity, plan, kind, columns=["value"] if kind != "file" else [])
         try:
-            for batch in entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=columns):
-                for legacy_path, start, end in path_segments(batch):
-                    if plan.series_target(kind, legacy_path) is None:
-                        continue
-                    part = batch.slice(start, end - start)
-                    series_filter = filters.setdefault(legacy_path, SeriesFilter())
-                    steps = part.column("step").to_numpy(zero_copy_only=False)
-                    keep, _micros, _stamps = series_filter.apply(steps, timestamps_ms(part.column("timestamp")))
-                    if kind == "string":
-                        raw = part.column("value").to_pylist()
-                        series_filter.fit_values([raw[i] or "" for i in np.flatnonzero(keep).tolist()], steps[keep])
+            for chunk in stream:
+                if kind == "string":
+                    chunk.strings(np.flatnonzero(chunk.keep))
         except BundleError as exc:
             events.append(Event(plan.sys_id, "", "failed", f"{kind} series: {exc}"))
-        for legacy_path, series_filter in filters.items():
-            events.extend(Event(plan.sys_id, legacy_path, case, detail) for case, detail in series_filter.adjustments.events())
+        events.extend(Event(plan.sys_id, legacy_path, case, detail) for legacy_path, case, detail in stream.adjustments())
     return events
 
 
@@ -239,12 +203,15 @@ class RunReplayer:
     def _event(self, path: str, case: str, detail: str) -> None:
         self.outcome.events.append(Event(self.plan.sys_id, path, case, detail))
 
-    def _filter(self, target: str) -> SeriesFilter:
-        last = self.resume.last_micros.get(target) if self.resume else None
-        return SeriesFilter(resume_after_micros=last)
+    def _stream(self, kind: str, columns: list[str], batch_rows: int = BATCH_ROWS) -> PlannedPoints:
+        return PlannedPoints(
+            self.entity, self.plan, kind, columns, self.resume.last_micros if self.resume else None, batch_rows
+        )
 
-    def _report_adjustments(self, legacy_path: str, series_filter: SeriesFilter) -> None:
-        for case, detail in series_filter.adjustments.events():
+    def _streamed(self, stream: PlannedPoints) -> None:
+        """After a kind of series is streamed: where each series ends, and what the limits changed."""
+        self._expected_last.update(stream.last_micros())
+        for legacy_path, case, detail in stream.adjustments():
             self._event(legacy_path, case, detail)
 
     def _materialize(self, content_hash: str, size: int | None, name: str) -> tuple[Path, int]:
@@ -298,43 +265,32 @@ class RunReplayer:
             self.outcome.files_sent += 1
 
     def _file_series(self) -> None:
-        filters: dict[str, SeriesFilter] = {}
         descriptions: dict[str, int] = {}
+        stream = self._stream("file", ["name", "description", "file_hash", "file_size", "ext"], batch_rows=1024)
         try:
-            batches = self.entity.iter_series("file", batch_rows=1024)
-            for batch in batches:
-                table = pa.Table.from_batches([batch])
-                for legacy_path, start, end in path_segments(batch):
-                    item = self.plan.series_target("file", legacy_path)
-                    if item is None:
+            for chunk in stream:
+                legacy_path, target = chunk.item.legacy_path, chunk.item.target
+                names = chunk.column("name").to_pylist()
+                descs = chunk.column("description").to_pylist()
+                hashes = chunk.column("file_hash").to_pylist()
+                sizes = chunk.column("file_size").to_pylist()
+                exts = chunk.column("ext").to_pylist()
+                for i in np.flatnonzero(chunk.keep).tolist():
+                    if descs[i]:
+                        descriptions[legacy_path] = descriptions.get(legacy_path, 0) + 1
+                    micros = int(chunk.micros[i])
+                    name = safe_file_name(names[i], exts[i], f"step_{micros}")
+                    try:
+                        local, size = self._materialize(hashes[i], sizes[i], name)
+                    except (BundleError, OSError) as exc:
+                        self._event(legacy_path, "failed", f"point at step {chunk.steps[i]!r}: {exc}")
                         continue
-                    part = table.slice(start, end - start)
-                    series_filter = filters.setdefault(legacy_path, self._filter(item.target))
-                    steps = part.column("step").to_numpy()
-                    keep, micros, stamps = series_filter.apply(steps, timestamps_ms(part.column("timestamp").combine_chunks()))
-                    names = part.column("name").to_pylist()
-                    descs = part.column("description").to_pylist()
-                    hashes = part.column("file_hash").to_pylist()
-                    sizes = part.column("file_size").to_pylist()
-                    exts = part.column("ext").to_pylist()
-                    for i in np.flatnonzero(keep).tolist():
-                        if descs[i]:
-                            descriptions[legacy_path] = descriptions.get(legacy_path, 0) + 1
-
-                        name = safe_file_name(names[i], exts[i], f"step_{int(micros[i])}")
-                        try:
-                            local, size = self._materialize(hashes[i], sizes[i], name)
-                        except (BundleError, OSError) as exc:
-                            self._event(legacy_path, "failed", f"point at step {steps[i]!r}: {exc}")
-                            continue
-                        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-                        self.sink.log_file(item.target, local, size, mime, int(micros[i]), int(stamps[i]))
-                        self.outcome.files_sent += 1
+                    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                    self.sink.log_file(target, local, size, mime, micros, int(chunk.stamps[i]))
+                    self.outcome.files_sent += 1
         except BundleError as exc:
             self._event("", "failed", f"file series: {exc}")
-        self._remember_last_steps("file", filters)
-        for legacy_path, series_filter in filters.items():
-            self._report_adjustments(legacy_path, series_filter)
+        self._streamed(stream)
         for legacy_path, count in descriptions.items():
             self._event(
                 legacy_path,
@@ -343,42 +299,24 @@ class RunReplayer:
             )
 
     def _value_series(self, kind: str, sender: _PipelinedSender) -> None:
-        filters: dict[str, SeriesFilter] = {}
+        stream = self._stream(kind, ["value"])
         try:
-            for batch in self.entity.iter_series(kind, batch_rows=BATCH_ROWS, columns=["path", "step", "value", "timestamp"]):
-                for legacy_path, start, end in path_segments(batch):
-                    item = self.plan.series_target(kind, legacy_path)
-                    if item is None:
-                        continue
-                    part = batch.slice(start, end - start)
-                    series_filter = filters.setdefault(legacy_path, self._filter(item.target))
-                    steps = part.column(1).to_numpy(zero_copy_only=False)
-                    keep, micros, stamps = series_filter.apply(steps, timestamps_ms(part.column(3)))
-                    if not keep.any():
-                        continue
-                    if kind == "float":
-                        values = part.column(2).to_numpy(zero_copy_only=False)[keep]
-                        sender.add_float(item.target, micros[keep], values, stamps[keep])
-                        self.outcome.points_sent += int(keep.sum())
-                    else:
-                        kept_micros = micros[keep].tolist()
-                        kept_stamps = stamps[keep].tolist()
-                        raw = part.column(2).to_pylist()
-                        values = [raw[i] if raw[i] is not None else "" for i in np.flatnonzero(keep).tolist()]
-                        values = series_filter.fit_values(values, steps[keep])
-                        sender.add_strings(item.target, kept_micros, values, kept_stamps)
-                        self.outcome.points_sent += len(kept_micros)
+            for chunk in stream:
+                keep = chunk.keep
+                if not keep.any():
+                    continue
+                target = chunk.item.target
+                if kind == "float":
+                    values = chunk.column("value").to_numpy(zero_copy_only=False)[keep]
+                    sender.add_float(target, chunk.micros[keep], values, chunk.stamps[keep])
+                    self.outcome.points_sent += int(keep.sum())
+                else:
+                    values = chunk.strings(np.flatnonzero(keep))
+                    sender.add_strings(target, chunk.micros[keep].tolist(), values, chunk.stamps[keep].tolist())
+                    self.outcome.points_sent += len(values)
         except BundleError as exc:
             self._event("", "failed", f"{kind} series: {exc}")
-        self._remember_last_steps(kind, filters)
-        for legacy_path, series_filter in filters.items():
-            self._report_adjustments(legacy_path, series_filter)
-
-    def _remember_last_steps(self, kind: str, filters: dict[str, SeriesFilter]) -> None:
-        for legacy_path, series_filter in filters.items():
-            item = self.plan.series_target(kind, legacy_path)
-            if item is not None and series_filter.last_micros is not None:
-                self._expected_last[item.target] = series_filter.last_micros
+        self._streamed(stream)
 
     def _forgive_rejected_duplicates(
         self, errors: list[tuple[tuple[str, ...], nclient.ClientError]]

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from nmig.importer.limits import SeriesFilter, step_micros, step_of_micros
+from nmig.importer.limits import step_micros, step_of_micros
 from nmig.importer.plan import RunPlan
-from nmig.importer.replay import path_segments, timestamps_ms  # the replay's own batch slicing, reused as is
+from nmig.importer.points import PlannedPoints  # the replay's own walk over the planned points
 from nmig.schema import EntityBundle
 
 WINDOW_POINTS = 100_000  # expected points per target read (and per comparison)
@@ -136,13 +136,10 @@ def _expected_windows(
     entity: EntityBundle, plan: RunPlan, kind: str, sample: int | None
 ) -> Iterator[tuple[str, bool, _Expected]]:
     """(3.x path, last window of that series?, expected points) windows, streaming the bundle once."""
-    columns = ["path", "step", "timestamp"] + (["file_hash", "file_size"] if kind == "file" else ["value"])
     current: str | None = None
     buffer: list[_Expected] = []
     buffered = 0
-    series_filter = SeriesFilter()
-    raw_seen = 0
-    wanted: set[int] = set()
+    wanted: np.ndarray = np.zeros(0, np.int64)
 
     def flush(last: bool) -> Iterator[tuple[str, bool, _Expected]]:
         nonlocal buffer, buffered
@@ -155,40 +152,30 @@ def _expected_windows(
         buffer, buffered = [], 0
         yield current, last, merged
 
-    for batch in entity.iter_series(kind, batch_rows=65_536, columns=columns):
-        by_name = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
-        for legacy_path, start, end in path_segments(batch):
-            item = plan.series_target(kind, legacy_path)
-            if item is None:
-                continue  # not written by the import (empty, colliding path): the plan's events say why
-            if item.target != current:
-                if current is not None:
-                    yield from flush(True)
-                current = item.target
-                series_filter = SeriesFilter()
-                raw_seen = 0
-                wanted = sample_positions(item.points, sample) if sample else set()
-            length = end - start
-            steps = by_name["step"].slice(start, length).to_numpy(zero_copy_only=False)
-            keep, micros, stamps = series_filter.apply(steps, timestamps_ms(by_name["timestamp"].slice(start, length)))
-            if sample:
-                positions = np.arange(raw_seen, raw_seen + length)
-                keep &= np.isin(positions, list(wanted))
-            raw_seen += length
-            index = np.flatnonzero(keep)
-            if kind == "file":
-                hashes = by_name["file_hash"].slice(start, length).to_pylist()
-                sizes = by_name["file_size"].slice(start, length).to_pylist()
-                values: list[Any] = [(hashes[i], sizes[i]) for i in index.tolist()]
-            elif kind == "float":
-                values = by_name["value"].slice(start, length).to_numpy(zero_copy_only=False)[index].tolist()
-            else:
-                raw = by_name["value"].slice(start, length).to_pylist()
-                values = series_filter.fit_values([raw[i] if raw[i] is not None else "" for i in index.tolist()], steps[index])
-            buffer.append(_Expected(micros[index], stamps[index], values))
-            buffered += len(index)
-            if buffered >= WINDOW_POINTS:
-                yield from flush(False)
+    columns = ["file_hash", "file_size"] if kind == "file" else ["value"]
+    for chunk in PlannedPoints(entity, plan, kind, columns):
+        item = chunk.item
+        if item.target != current:
+            if current is not None:
+                yield from flush(True)
+            current = item.target
+            wanted = np.array(sorted(sample_positions(item.points, sample)), np.int64) if sample else wanted
+        keep = chunk.keep
+        if sample:
+            keep = keep & np.isin(np.arange(chunk.start, chunk.start + len(chunk)), wanted)
+        index = np.flatnonzero(keep)
+        if kind == "file":
+            hashes = chunk.column("file_hash").to_pylist()
+            sizes = chunk.column("file_size").to_pylist()
+            values: list[Any] = [(hashes[i], sizes[i]) for i in index.tolist()]
+        elif kind == "float":
+            values = chunk.column("value").to_numpy(zero_copy_only=False)[index].tolist()
+        else:
+            values = chunk.strings(index)
+        buffer.append(_Expected(chunk.micros[index], chunk.stamps[index], values))
+        buffered += len(index)
+        if buffered >= WINDOW_POINTS:
+            yield from flush(False)
     if current is not None:
         yield from flush(True)
 

@@ -1,7 +1,7 @@
 """The bundle format (v1): the only contract between `nmig export` and `nmig import`.
 
 Writing: `EntityWriter`, `write_export_info`, `clean_partial`, `safe_component`.
-Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`.
+Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` (a series batch's runs of one path).
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
 """
@@ -20,6 +20,7 @@ from nmig.schema.format import (
     encode_datetime,
     encode_float,
     is_content_hash,
+    path_runs,
     safe_component,
 )
 from nmig.schema.frames import (
@@ -50,6 +51,7 @@ __all__ = [
     "encode_datetime",
     "encode_float",
     "is_content_hash",
+    "path_runs",
     "read_attributes",
     "read_file",
     "read_file_series",

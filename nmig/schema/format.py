@@ -10,6 +10,7 @@ import hashlib
 import math
 import numbers
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ SERIES_TYPE_KIND: dict[str, str] = {
     "imageSeries": "file",
     "fileSeries": "file",
 }
+# ... the value series among them (points carry a value, not a file).
+VALUE_SERIES_TYPE_KIND: dict[str, str] = {type_: kind for type_, kind in SERIES_TYPE_KIND.items() if kind != "file"}
 RAW_TYPES = frozenset({"gitRef", "notebookRef", "experimentState"})
 
 _UTC_MS = pa.timestamp("ms", tz="UTC")
@@ -76,6 +79,20 @@ def series_file_name(kind: str) -> str:
 
 
 SERIES_FILE_NAMES = frozenset(series_file_name(k) for k in SERIES_KINDS)
+
+
+def path_runs(paths: pa.Array) -> Iterator[tuple[str, int, int]]:
+    """(path, start, end) of each run of equal path in a series batch's path column (dictionary-encoded or
+    not): rows are grouped by path in a bundle, and the writer regroups row groups the same way."""
+    if not pa.types.is_dictionary(paths.type):
+        paths = paths.dictionary_encode()
+    codes = paths.indices.to_numpy(zero_copy_only=False)
+    if len(codes) == 0:
+        return
+    names = paths.dictionary.to_pylist()
+    cuts = (np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist()
+    for start, end in zip([0, *cuts], [*cuts, len(codes)], strict=True):
+        yield names[int(codes[start])], start, end
 
 
 class BundleError(NmigError):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
-import itertools
 import json
 import os
 import shutil
@@ -21,7 +20,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
@@ -45,6 +43,7 @@ from nmig.schema.format import (
     encode_atom,
     encode_datetime,
     encode_float,
+    path_runs,
     safe_component,
     series_file_name,
     sha256_file,
@@ -220,15 +219,8 @@ class _SeriesSink:
                     group = parquet.read_row_group(index)
                     data = group.select(self._data_schema.names).cast(self._data_schema).combine_chunks()
                     batch = data.to_batches()[0]
-                    column = group.column("path").combine_chunks()
-                    if not pa.types.is_dictionary(column.type):
-                        column = column.dictionary_encode()
-                    codes = column.indices.to_numpy(zero_copy_only=False)
-                    names = column.dictionary.to_pylist()
-                    # contiguous runs of one path
-                    bounds = [0, *(np.flatnonzero(codes[1:] != codes[:-1]) + 1).tolist(), len(codes)]
-                    for start, end in itertools.pairwise(bounds):
-                        self._buffer(names[codes[start]], batch.slice(start, end - start))
+                    for path, start, end in path_runs(group.column("path").combine_chunks()):
+                        self._buffer(path, batch.slice(start, end - start))
             finally:
                 parquet.close()
             self.out.unlink()

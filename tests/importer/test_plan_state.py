@@ -71,3 +71,9 @@ def test_state_file_round_trip_and_refusals(tmp_path: Path) -> None:
     path.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(NmigError, match="not an nmig import state file"):
         ImportState(path, "ws/proj", tmp_path)
+
+
+def test_every_action_has_its_planning_handler() -> None:
+    from nmig.importer.rules import Action
+
+    assert set(planning.HANDLERS) == set(Action)
