@@ -8,7 +8,7 @@ from nmig.importer.plan import PlanRefused, RunPlan, plan_run
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
 from nmig.importer.rules import NOT_IMPORTED_KINDS
-from nmig.schema import Bundle, EntityBundle
+from nmig.schema import Bundle, EntityBundle, refusal, validate_entity
 
 
 def plan_runs(entities: list[EntityBundle], result: ImportResult, owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
@@ -35,12 +35,19 @@ def plan_runs(entities: list[EntityBundle], result: ImportResult, owners: dict[s
     return planned
 
 
-def damaged(plan: RunPlan, entity: EntityBundle) -> Event | None:
-    """The refusal of a run whose bundle fails its checks (sizes, checksums), or None when it passes."""
-    problems = entity.verify()
+def damaged(plan: RunPlan, entity: EntityBundle, half_written: bool = False) -> Event | None:
+    """The refusal of a run whose bundle fails the whole-run validation (nmig.schema.validate_entity, the one
+    `inspect --check` runs), or None when it passes. `half_written`: 3.x may already hold part of the run."""
+    problems = validate_entity(entity)
     if not problems:
         return None
-    return Event(plan.sys_id, "", "refused", "bundle damaged: " + "; ".join(problems[:5]))
+    detail = refusal(problems)
+    if half_written:
+        detail += (
+            f"; 3.x already holds a partly written run {plan.target_run_id!r} from an earlier nmig import "
+            "(one that did not validate a run before writing it): delete it there, or fix the bundle"
+        )
+    return Event(plan.sys_id, "", "refused", detail)
 
 
 def note_unimported(bundle: Bundle, result: ImportResult) -> None:
@@ -50,4 +57,5 @@ def note_unimported(bundle: Bundle, result: ImportResult) -> None:
             result.not_imported.append(entity.sys_id)
             result.events.append(Event(entity.sys_id, "", "not_imported", f"{kind}: {NOT_IMPORTED_KINDS[kind]}"))
     for stray in bundle.strays("run"):
+        result.refused.append(stray)  # counted as the report lists it, so the exit status says so too
         result.events.append(Event(stray, "", "refused", "not a run folder (unsafe name or not a folder)"))

@@ -54,12 +54,13 @@ class RunWorker:
 
     def import_run(self, plan: RunPlan, entity: EntityBundle) -> RunOutcome:
         project, api_token = self.project, self.api_token
-        refusal = damaged(plan, entity)
+        # The whole run is validated before anything of it is written: a run refused here has nothing in 3.x.
+        earlier = self.state.status(plan.sys_id)
+        refusal = damaged(plan, entity, half_written=earlier in (STARTED, FAILED) or plan.target_run_id in self.existing)
         if refusal is not None:
             outcome = RunOutcome(plan.sys_id, plan.target_run_id, imported=False, events=list(plan.events))
             outcome.events.append(refusal)
             return outcome
-        earlier = self.state.status(plan.sys_id)
         resume: ResumePoint | None = None
         if earlier in (STARTED, FAILED) or plan.target_run_id in self.existing:
             resume = target.resume_point(project, api_token, plan)

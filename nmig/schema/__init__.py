@@ -1,7 +1,8 @@
 """The bundle format (v1): the only contract between `nmig export` and `nmig import`.
 
 Writing: `EntityWriter`, `write_export_info`, `clean_partial`, `safe_component`.
-Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` (a series batch's runs of one path).
+Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` (a series batch's runs of one path);
+`validate_entity` (the one check of import, dry run and `inspect --check`) and `refusal` (its one line).
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
 """
@@ -32,6 +33,7 @@ from nmig.schema.frames import (
     read_string_series,
 )
 from nmig.schema.reader import Bundle, EntityBundle, content_digest
+from nmig.schema.validate import refusal, validate_entity
 from nmig.schema.writer import EntityWriter, clean_partial, write_export_info
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "read_float_series",
     "read_runs",
     "read_string_series",
+    "refusal",
     "safe_component",
+    "validate_entity",
     "write_export_info",
 ]

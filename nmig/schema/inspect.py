@@ -16,6 +16,7 @@ from nmig.schema.format import (
     is_content_hash,
 )
 from nmig.schema.reader import Bundle, EntityBundle
+from nmig.schema.validate import validate_entity
 
 
 def _progress(items: list[EntityBundle], enabled: bool) -> Iterable[EntityBundle]:
@@ -100,7 +101,7 @@ def summarize(bundle: Bundle, check: bool = False, progress: bool = False) -> di
     summary["attributes_by_type"] = dict(sorted(by_type.items()))
     if check:
         for entity in _progress(everything, progress):
-            summary["problems"] += entity.verify(deep=True)
+            summary["problems"] += validate_entity(entity)
         summary["problems"] += [f"{s}: not an entity folder (unsafe name or not a folder)" for s in summary["strays"]]
     return summary
 
@@ -149,7 +150,7 @@ def describe_entity(entity: EntityBundle, check: bool = False) -> dict[str, Any]
         "skipped": entity.skipped,
         "errors": entity.errors,
         "checked": check,
-        "problems": entity.verify(deep=True) if check else list(entity.problems),
+        "problems": validate_entity(entity) if check else list(entity.problems),
     }
     return detail
 

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,35 +34,40 @@ from nmig.schema.format import (
     is_content_hash,
     safe_component,
     series_file_name,
-    sha256_file,
 )
+from nmig.schema.manifest import MAX_FILE_BYTES, manifest_problems
+from nmig.schema.safeio import entries, is_folder, lstat_kind, open_regular, walk
 
 _READ_CHUNK = 1024 * 1024
 # Manifests and COMPLETE are small; a huge one is damage or hostility, not data worth reading into memory.
 _MAX_JSON_BYTES = 512 * 1024 * 1024
+# zstd's own default limit (2^27, 128 MiB), said explicitly: a frame asking for a larger window is refused
+# instead of allocating it. The writer's level 3 uses at most 2^21.
+_MAX_WINDOW = 1 << 27
 
 
-def _load_json(path: Path, what: str) -> Any:
+def _load_json(root: Path, relpath: str, what: str) -> Any:
+    """A JSON document of the bundle, opened safely (safeio) and read to at most _MAX_JSON_BYTES."""
     try:
-        if path.is_symlink():
-            raise BundleError(f"{what} is a symlink; a bundle's files must be regular files")
-        if path.stat().st_size > _MAX_JSON_BYTES:
+        with open_regular(root, relpath) as fh:
+            data = fh.read(_MAX_JSON_BYTES + 1)
+        if len(data) > _MAX_JSON_BYTES:
             raise BundleError(f"{what} is implausibly large")
-        with open(path, "rb") as fh:
-            return json.load(fh)
+        return json.loads(data)
     except FileNotFoundError:
         raise BundleError(f"{what} is missing") from None
+    except BundleError as exc:
+        raise BundleError(f"{what}: {exc}") from None
     except (OSError, ValueError, RecursionError) as exc:
         raise BundleError(f"{what} is unreadable: {str(exc)[:200]}") from None
 
 
-def _regular_file(path: Path) -> bool:
-    """True for a regular file that is not a symlink: a bundle from elsewhere may carry symlinks pointing
-    out of it, and a reader must not follow them."""
-    try:
-        return stat.S_ISREG(path.lstat().st_mode)
-    except OSError:
-        return False
+def _sha256(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    with stream:
+        while chunk := stream.read(_READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class VerifiedStream(io.RawIOBase):
@@ -73,9 +77,11 @@ class VerifiedStream(io.RawIOBase):
     damaged content in full.
     """
 
-    def __init__(self, path: Path, content_hash: str, size: int | None) -> None:
-        self._raw = open(path, "rb")
-        self._reader = zstandard.ZstdDecompressor().stream_reader(self._raw, read_across_frames=True)
+    def __init__(self, raw: IO[bytes], content_hash: str, size: int | None) -> None:
+        self._raw = raw
+        self._reader = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW).stream_reader(
+            self._raw, read_across_frames=True
+        )
         self._hash = content_hash
         self._size = size
         self._digest = hashlib.sha256()
@@ -117,16 +123,21 @@ class VerifiedStream(io.RawIOBase):
 class EntityBundle:
     """One run/model/model version folder. Construction never raises for damage: see `problems`."""
 
-    def __init__(self, path: str | os.PathLike, kind: str, sys_id: str) -> None:
+    def __init__(self, path: str | os.PathLike, kind: str, sys_id: str, root: str | os.PathLike | None = None) -> None:
+        """`root`: the bundle folder `path` is in. Every file is opened from there without following a
+        symlink (safeio); without it, from `path` itself."""
         self.path = Path(path)
         self.kind = kind
         self.sys_id = sys_id
+        self._root = Path(root) if root is not None else self.path
+        self._prefix = self.path.relative_to(self._root).as_posix() + "/" if root is not None else ""
         self.problems: list[str] = []  # found while loading (unreadable manifest, wrong version, ...)
         self.manifest: dict[str, Any] = {}
         self._checksums: dict[str, str] | None = None
         self._sizes: dict[str, int] | None = None
+        self._bad_attributes: set[int] = set()
         try:
-            manifest = _load_json(self.path / MANIFEST, f"{kind} {sys_id}: manifest.json")
+            manifest = _load_json(self._root, self._prefix + MANIFEST, f"{kind} {sys_id}: manifest.json")
             check_format(manifest, f"{kind} {sys_id}: manifest.json")
             self.manifest = manifest
         except BundleError as exc:
@@ -136,13 +147,14 @@ class EntityBundle:
                 self.problems.append(
                     f"{kind} {sys_id}: manifest names {manifest.get('kind')!r} {manifest.get('sys_id')!r}"
                 )
+            shape, self._bad_attributes = manifest_problems(manifest)
+            self.problems += [f"{kind} {sys_id}: manifest.json: {p}" for p in shape]
             for key in ("attributes", "skipped", "errors"):
                 if not isinstance(manifest.get(key, []), list):
-                    self.problems.append(f"{kind} {sys_id}: manifest {key} is not a list")
                     self.manifest[key] = []
-        if (self.path / COMPLETE).exists():
+        if self._kind_of(COMPLETE) is not None:
             try:
-                doc = _load_json(self.path / COMPLETE, f"{kind} {sys_id}: COMPLETE")
+                doc = _load_json(self._root, self._prefix + COMPLETE, f"{kind} {sys_id}: COMPLETE")
                 checksums = doc.get("sha256") if isinstance(doc, dict) else None
                 if not isinstance(checksums, dict) or not all(
                     isinstance(k, str) and is_content_hash(v) for k, v in checksums.items()
@@ -178,7 +190,11 @@ class EntityBundle:
 
     @property
     def attributes(self) -> list[dict[str, Any]]:
-        return [a for a in self.manifest.get("attributes", []) if isinstance(a, dict)]
+        """The manifest's attributes that conform to its schema (the others are in `problems`)."""
+        return [
+            a for i, a in enumerate(self.manifest.get("attributes", []))
+            if isinstance(a, dict) and i not in self._bad_attributes
+        ]
 
     @property
     def skipped(self) -> list[dict[str, Any]]:
@@ -190,17 +206,31 @@ class EntityBundle:
 
     @property
     def custom_run_id(self) -> str | None:
-        return self.manifest.get("custom_run_id")
+        value = self.manifest.get("custom_run_id")
+        return value if isinstance(value, str) else None
 
     def attribute(self, path: str) -> dict[str, Any] | None:
         return next((a for a in self.attributes if a.get("path") == path), None)
+
+    # ---- safe access ---------------------------------------------------------------------------------
+
+    def open_relpath(self, relpath: str) -> IO[bytes]:
+        """A file of the entity folder (format names only), opened without following symlinks and only if
+        it is a regular file: BundleError otherwise, FileNotFoundError when absent."""
+        return open_regular(self._root, self._prefix + relpath, f"{self.kind} {self.sys_id}: ", self._prefix)
+
+    def _kind_of(self, relpath: str) -> str | None:
+        return lstat_kind(self._root, self._prefix + relpath)
+
+    def _sha256_of(self, relpath: str) -> str:
+        return _sha256(self.open_relpath(relpath))
 
     # ---- series ------------------------------------------------------------------------------------
 
     def series_path(self, kind: str) -> Path | None:
         """The Parquet file of a series kind, or None when the entity has no points of that kind."""
-        path = self.path / series_file_name(kind)
-        return path if _regular_file(path) else None
+        name = series_file_name(kind)
+        return self.path / name if self._kind_of(name) == "file" else None
 
     def _check_checksum(self, relpath: str) -> None:
         if self._checksums is None:
@@ -208,7 +238,7 @@ class EntityBundle:
         expected = self._checksums.get(relpath)
         if expected is None:
             raise BundleError(f"{self.kind} {self.sys_id}: {relpath} is not listed in COMPLETE")
-        if sha256_file(self.path / relpath) != expected:
+        if self._sha256_of(relpath) != expected:
             raise BundleError(f"{self.kind} {self.sys_id}: {relpath} does not match its checksum")
 
     def open_series(self, kind: str, verify: bool = True) -> pq.ParquetFile | None:
@@ -219,7 +249,7 @@ class EntityBundle:
         if verify:
             self._check_checksum(path.name)
         try:
-            parquet = pq.ParquetFile(path)
+            parquet = pq.ParquetFile(self.open_relpath(path.name))
         except (OSError, pa.ArrowException) as exc:
             raise BundleError(f"{self.kind} {self.sys_id}: {path.name} is unreadable: {exc}") from None
         expected = SERIES_SCHEMAS[kind]
@@ -274,7 +304,8 @@ class EntityBundle:
         file_series = self.series_path("file")
         if file_series is not None:
             try:
-                table = pq.read_table(file_series, columns=["file_hash", "file_size"])
+                with self.open_relpath(file_series.name) as fh:
+                    table = pq.read_table(fh, columns=["file_hash", "file_size"])
                 hashes = [str(h) for h in table.column("file_hash").to_pylist()]
                 refs.update(zip(hashes, table.column("file_size").to_pylist(), strict=True))
             except (OSError, pa.ArrowException) as exc:
@@ -284,12 +315,16 @@ class EntityBundle:
     def open_file(self, content_hash: str, size: int | None = None) -> IO[bytes]:
         """A binary stream of the original content; raises BundleError at its end if size/sha256 differ."""
         relpath = file_relpath(content_hash)  # validates: the only name ever used for a stored file
-        path = self.path / relpath
-        if not _regular_file(path):
-            raise BundleError(f"{self.kind} {self.sys_id}: file {content_hash[:12]}... is missing or not a regular file")
         if size is None:
             size = self._known_size(content_hash)
-        return io.BufferedReader(VerifiedStream(path, content_hash, size if isinstance(size, int) else None))
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_BYTES:
+            # an undeclared size would let a tiny .zst expand without bound
+            raise BundleError(f"{self.kind} {self.sys_id}: file {content_hash[:12]}... has no valid declared size ({size!r})")
+        try:
+            raw = self.open_relpath(relpath)
+        except FileNotFoundError:
+            raise BundleError(f"{self.kind} {self.sys_id}: file {content_hash[:12]}... is missing") from None
+        return io.BufferedReader(VerifiedStream(raw, content_hash, size))
 
     def read_file(self, content_hash: str, size: int | None = None) -> bytes:
         with self.open_file(content_hash, size) as stream:
@@ -304,15 +339,19 @@ class EntityBundle:
         problems = list(self.problems)
         if self.problems and not self.manifest:
             return problems
-        on_disk = _list_files(self.path)
+        on_disk, special = _list_files(self._root, self._prefix)
         if self._checksums is not None:
             for relpath, expected in sorted(self._checksums.items()):
                 if not _is_format_relpath(relpath):
                     problems.append(f"{where}: COMPLETE lists an unexpected path {relpath[:80]!r}")
                 elif relpath not in on_disk:
                     problems.append(f"{where}: {relpath} is missing")
-                elif sha256_file(self.path / relpath) != expected:
-                    problems.append(f"{where}: {relpath} does not match its checksum")
+                else:
+                    try:
+                        if self._sha256_of(relpath) != expected:
+                            problems.append(f"{where}: {relpath} does not match its checksum")
+                    except (OSError, BundleError) as exc:
+                        problems.append(f"{where}: {relpath} is unreadable: {exc}")
             listed = set(self._checksums) | {COMPLETE}
             problems += [f"{where}: {p} is not listed in COMPLETE" for p in sorted(on_disk - listed)]
         else:
@@ -321,7 +360,7 @@ class EntityBundle:
                 for p in sorted(on_disk)
                 if not _is_format_relpath(p) and p != COMPLETE
             ]
-        problems += [f"{where}: {p} is a symlink or special file" for p in sorted(_special_files(self.path))]
+        problems += [f"{where}: {p} is {what}; not a regular file (not followed)" for p, what in sorted(special.items())]
         problems += self._check_references(on_disk, deep)
         problems += self._check_series_counts()
         return problems
@@ -337,7 +376,7 @@ class EntityBundle:
                 problems.append(f"{where}: file {content_hash} is missing")
             elif deep:
                 try:
-                    with self.open_file(content_hash, size if isinstance(size, int) else None) as stream:
+                    with self.open_file(content_hash, size) as stream:
                         while stream.read(_READ_CHUNK):
                             pass
                 except BundleError as exc:
@@ -382,25 +421,17 @@ def _is_format_relpath(relpath: str) -> bool:
     return relpath.startswith(prefix) and relpath.endswith(".zst") and is_content_hash(relpath[len(prefix) : -4])
 
 
-def _special_files(root: Path) -> set[str]:
-    found = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        for name in filenames + dirnames:
-            path = Path(dirpath, name)
-            if path.is_symlink() or not (path.is_dir() or _regular_file(path)):
-                found.add(path.relative_to(root).as_posix())
-    return found
-
-
-def _list_files(root: Path) -> set[str]:
-    """Regular files under root, relative; symlinks and other special files are left out (so a listed
-    file that is a symlink shows up as missing)."""
-    found = set()
-    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
-        for name in filenames:
-            if _regular_file(Path(dirpath, name)):
-                found.add(Path(dirpath, name).relative_to(root).as_posix())
-    return found
+def _list_files(root: Path, prefix: str) -> tuple[set[str], dict[str, str]]:
+    """(regular files under root/prefix, relative to it; everything else that is neither such a file nor a
+    real folder -> what it is). Nothing is followed, so a listed file that is a symlink shows up as missing."""
+    files: set[str] = set()
+    special: dict[str, str] = {}
+    for relpath, kind in walk(root, prefix.rstrip("/")):
+        if kind == "file":
+            files.add(relpath)
+        elif kind != "folder":
+            special[relpath] = kind
+    return files, special
 
 
 class Bundle:
@@ -411,11 +442,16 @@ class Bundle:
         self.path = Path(path)
         if not self.path.is_dir():
             raise BundleError(f"{self.path}: no such folder")
-        if not (self.path / EXPORT_INFO).exists() and not (self.path / EXPORT_INFO).is_symlink():
+        if lstat_kind(self.path, EXPORT_INFO) is None:
             raise BundleError(f"{self.path} is not an nmig bundle (it has no {EXPORT_INFO})")
-        info = _load_json(self.path / EXPORT_INFO, f"{self.path}/{EXPORT_INFO}")
+        info = _load_json(self.path, EXPORT_INFO, f"{self.path}/{EXPORT_INFO}")
         check_format(info, f"bundle {self.path}")
         self.info: dict[str, Any] = info
+        for folder in KIND_FOLDERS.values():
+            what = lstat_kind(self.path, folder)
+            if what not in (None, "folder"):
+                # e.g. runs/ a symlink to another bundle: its runs must not pass for this one's
+                raise BundleError(f"bundle {self.path}: {folder} is {what}, not a folder; refusing to follow it")
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r})"
@@ -431,33 +467,32 @@ class Bundle:
     def _names(self, kind: str) -> list[tuple[str, bool]]:
         if kind not in KIND_FOLDERS:
             raise BundleError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
-        folder = self.path / KIND_FOLDERS[kind]
-        if not folder.is_dir():
+        folder = KIND_FOLDERS[kind]
+        if not is_folder(self.path, folder):
             return []
         result = []
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            ok = entry.is_dir(follow_symlinks=False)
+        for name, what in entries(self.path, folder):
+            ok = what == "folder"
             try:
-                safe_component(entry.name)
+                safe_component(name)
             except BundleError:
                 ok = False
-            result.append((entry.name, ok))
+            result.append((name, ok))
         return result
 
     def entities(self, kind: str = "run") -> list[EntityBundle]:
         """Every entity of a kind, sorted by id; damaged ones included (see EntityBundle.problems)."""
         names = self.sys_ids(kind)
         folder = self.path / KIND_FOLDERS[kind]
-        return [EntityBundle(folder / name, kind, name) for name in names]
+        return [EntityBundle(folder / name, kind, name, root=self.path) for name in names]
 
     def entity(self, kind: str, sys_id: str) -> EntityBundle:
         if kind not in KIND_FOLDERS:
             raise BundleError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
         safe_component(sys_id)
-        path = self.path / KIND_FOLDERS[kind] / sys_id
-        if not path.is_dir() or path.is_symlink():
+        if not is_folder(self.path, f"{KIND_FOLDERS[kind]}/{sys_id}"):
             raise BundleError(f"no {kind} {sys_id!r} in bundle {self.path}")
-        return EntityBundle(path, kind, sys_id)
+        return EntityBundle(self.path / KIND_FOLDERS[kind] / sys_id, kind, sys_id, root=self.path)
 
 
 # Manifest fields that differ between two exports of the same data.
@@ -469,12 +504,15 @@ def content_digest(entity: EntityBundle | str | os.PathLike) -> str:
     and COMPLETE, which checksums the manifest): equal for two exports of the same data."""
     root = entity.path if isinstance(entity, EntityBundle) else Path(entity)
     digest = hashlib.sha256()
-    manifest = _load_json(root / MANIFEST, f"{root}: manifest.json")
+    prefix = entity._prefix if isinstance(entity, EntityBundle) else ""
+    base = entity._root if isinstance(entity, EntityBundle) else root
+    manifest = _load_json(base, prefix + MANIFEST, f"{root}: manifest.json")
     if isinstance(manifest, dict):
         for key in VOLATILE_MANIFEST_FIELDS:
             manifest.pop(key, None)
     digest.update(json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode())
-    for relpath in sorted(_list_files(root) - {MANIFEST, COMPLETE}):
-        digest.update(f"\n{relpath}\0{sha256_file(root / relpath)}".encode())
-    digest.update(f"\ncomplete={(root / COMPLETE).exists()}".encode())
+    files, _ = _list_files(base, prefix)
+    for relpath in sorted(files - {MANIFEST, COMPLETE}):
+        digest.update(f"\n{relpath}\0{_sha256(open_regular(base, prefix + relpath))}".encode())
+    digest.update(f"\ncomplete={COMPLETE in files}".encode())
     return digest.hexdigest()
