@@ -66,7 +66,7 @@ class ProjectOutcome:
     message: str = ""
 
 
-def _backend_http(api_token: str) -> Any:
+def backend_http(api_token: str) -> Any:
     """neptune-scale's own authenticated HTTP client of the backend API (what its create_project and
     get_project_list use, neptune_scale/net/projects.py 68 and 102): nmig calls the two project endpoints
     through it because create_project keeps only an error's message (net/projects.py 81-82), and the answer
@@ -139,7 +139,7 @@ def ensure_project(
 ) -> ProjectOutcome:
     """Make sure `project` exists, created with the legacy key, visibility (or `visibility`, the
     --visibility override) and description; NmigError with one clear line for every refusal."""
-    http = _backend_http(api_token)
+    http = backend_http(api_token)
     workspace, name = project.split("/", 1)
     if find_project(http, project) is not None:
         return ProjectOutcome(project, created=False, message=f"project {project} exists; importing into it")

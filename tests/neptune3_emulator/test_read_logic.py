@@ -155,14 +155,21 @@ def test_attribute_selection_combines_names_regexes_and_types() -> None:
         {
             "attributeNameFilter": {"mustMatchAny": [{"mustMatchRegexes": ["^metrics/"], "mustNotMatchRegexes": ["val"]}]},
             "attributeFilter": [{"attributeType": "floatSeries"}],
-        }
+        },
+        by_names=False,
+        by_one_regex=False,
     )
     assert selection.accepts("metrics/loss", "float_series")
     assert not selection.accepts("metrics/val_loss", "float_series")
     assert not selection.accepts("metrics/loss", "float")
     assert not selection.accepts("other/loss", "float_series")
-    exact = AttributeSelection.from_params({"attributeNamesFilter": ["a", "b"]})
+    exact = AttributeSelection.from_params({"attributeNamesFilter": ["a", "b"]}, by_names=True, by_one_regex=False)
     assert exact.accepts("a", "int") and not exact.accepts("c", "int")
+    # a field the endpoint's model lacks is not read
+    ignored = AttributeSelection.from_params({"attributeNamesFilter": ["a"], "attributeNameRegex": "^z"}, by_names=False, by_one_regex=False)
+    assert ignored.accepts("c", "int")
+    one_regex = AttributeSelection.from_params({"attributeNameRegex": "^z"}, by_names=False, by_one_regex=True)
+    assert one_regex.accepts("zz", "int") and not one_regex.accepts("a", "int")
 
 
 # -- fork lineage on a store filled directly (cases the client cannot produce: own points below the fork step) --

@@ -195,7 +195,7 @@ def register(app: Any, router: Router, store: Store) -> None:
         projects = [get_project(str(q)) for q in qualified]
         if not projects:
             raise BadRequest("no project given")
-        selection = AttributeSelection.from_params(params)
+        selection = AttributeSelection.from_params(params, by_names=False, by_one_regex=True)
         page = params.get("nextPage") or {}
         limit, offset = _page_limit(page.get("limit")), _offset_token(page.get("nextPageToken"))
         with store.read() as conn:
@@ -216,7 +216,7 @@ def register(app: Any, router: Router, store: Store) -> None:
     def values(request: Request) -> Response:
         found = project(request.arg("projectIdentifier"))
         params = _body(request)
-        selection = AttributeSelection.from_params(params)
+        selection = AttributeSelection.from_params(params, by_names=True, by_one_regex=False)
         page = params.get("nextPage") or {}
         limit, offset = _page_limit(page.get("limit")), _offset_token(page.get("nextPageToken"))
         get_project = projects_cache()

@@ -199,8 +199,11 @@ class AttributeSelection:
     types: frozenset[str] | None = None  # neptune-query's (stored) names
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> AttributeSelection:
-        names = params.get("attributeNamesFilter")
+    def from_params(cls, params: dict[str, Any], *, by_names: bool, by_one_regex: bool) -> AttributeSelection:
+        """`by_names`: the body may carry `attributeNamesFilter` (queryAttributesWithinProject: not in
+        QueryAttributesBodyDTO at 05a7d83, but neptune_query/internal/retrieval/attribute_values.py:82 sends
+        it); `by_one_regex`: it may carry `attributeNameRegex` (QueryAttributeDefinitionsBodyDTO has it)."""
+        names = params.get("attributeNamesFilter") if by_names else None
         alternatives = []
         name_filter = params.get("attributeNameFilter") or {}
         for alternative in name_filter.get("mustMatchAny") or []:
@@ -210,7 +213,7 @@ class AttributeSelection:
                     tuple(compile_regex(p) for p in alternative.get("mustNotMatchRegexes") or []),
                 )
             )
-        if params.get("attributeNameRegex"):
+        if by_one_regex and params.get("attributeNameRegex"):
             alternatives.append(((compile_regex(params["attributeNameRegex"]),), ()))
         types = None
         if params.get("attributeFilter"):
