@@ -89,6 +89,13 @@ class InvalidRequest(BackendError):
     """A body the backend cannot take (ASSUMPTION: a plain 400 Error without an errorType)."""
 
 
+class Unauthenticated(BackendError):
+    """A missing, invalid or expired credential (backend.json lists 401 for every operation). ASSUMPTION: the
+    body is the Error model without an errorType."""
+
+    status = 401
+
+
 class OrganizationNotFound(BackendError):
     """An unknown workspace: a plain-text 404, which neptune-scale matches with "Organization .* not found"
     (neptune_scale/net/projects.py 33 and 79: "We need to match plain text, as this is what the backend returns")."""

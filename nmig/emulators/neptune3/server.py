@@ -35,7 +35,7 @@ from nmig.emulators.neptune3.backend_wire import (
     project_list_dto,
     project_with_role_dto,
 )
-from nmig.emulators.neptune3.errors import BackendError, InvalidRequest
+from nmig.emulators.neptune3.errors import BackendError, InvalidRequest, Unauthenticated
 from nmig.emulators.neptune3.projects import PROJECT_NAME, VISIBILITIES, Projects
 from nmig.emulators.neptune3.storage_wire import PROVIDERS, STORAGE_PREFIXES, URL_TTL_S
 from nmig.emulators.neptune3.store import Project, Store
@@ -109,7 +109,7 @@ class _AuthenticatingRouter(Router):
         if not request.path.startswith(_OPEN_PATHS) and not self._authority.check_bearer(
             request.headers.get("authorization")
         ):
-            return Response.error(401, "Unauthorized", "missing or invalid access token")
+            return error_response(Unauthenticated("missing or invalid access token"))
         return super().dispatch(request)
 
 
@@ -141,7 +141,7 @@ def _register_backend(app: Neptune3App) -> None:
     def exchange_api_token(request: Request, match: re.Match[str]) -> Response:
         tokens = authority.exchange(request.headers.get("x-neptune-api-token", ""))
         if tokens is None:
-            return Response.error(401, "Unauthorized", "API token rejected")
+            return error_response(Unauthenticated("API token rejected"))
         return Response.json(tokens)
 
     @router.route("POST", re.escape(TOKEN_PATH))
