@@ -172,9 +172,9 @@ class LegacySource:
     """An open, read-only connection to one 2.x project. Thread-safe for the reads below."""
 
     def __init__(
-        self, project: str, api_token: str, *, quiet: bool = False, zip_prepare_timeout: float = ZIP_PREPARE_TIMEOUT
+        self, project: str, api_token: str, *, quiet: bool = False, zip_prepare_timeout: float | None = None
     ) -> None:
-        self.zip_prepare_timeout = zip_prepare_timeout
+        self.zip_prepare_timeout = ZIP_PREPARE_TIMEOUT if zip_prepare_timeout is None else zip_prepare_timeout
         prepare_client_env(api_token)
         import neptune
 
