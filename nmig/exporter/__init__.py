@@ -10,11 +10,15 @@ How it reads (modules): `source` opens the project with `neptune.init_project(mo
 Assumptions about the real 2.x service, which we cannot observe (the legacy emulator makes the same ones):
 - `getExperimentAttributes` lists every attribute of a container with its `<type>Properties`, as the client's
   own `fetch()` of atoms relies on; gitRef/notebookRef/experimentState values are kept as those properties.
-- Series pages of up to 10,000 points are served (the client asks for 1,000). A server that returns fewer is
-  still read completely: offsets follow what came back, and the total is checked against `totalItemCount`.
+- Pages of the client's own size (1,000 points) are accepted; a server refusing a page size gets half of it,
+  and one returning fewer points is still read completely: offsets follow what came back, and the total is
+  checked against `totalItemCount`. Where the served spec pages float series by skipToStep, pages follow the
+  last step received (points at or before it are dropped, so an inclusive and an exclusive server read alike).
 - Non-finite floats arrive as bare NaN/Infinity tokens (or their strings); both are read exactly.
-- FileSeries (`imageSeries`) pages carry each point's step, timestamp, name and description; the content is
-  fetched by index as the client does, and its extension is taken from the content type, as the client does.
+- A FileSeries (`imageSeries`) point's step (`x`), timestamp, name and description are its channel's values
+  (`channelId`, getChannelValues; the published snapshots' ImageSeriesValuesDTO is only a count), in the
+  order of the content indexes; the content is fetched by index as the client does, and its extension is
+  taken from the content type, as the client does. A point without `x` keeps a null step.
 - Artifact file metadata arrives as a list of key/value pairs; the bundle keeps it as a mapping, as the
   client's own ArtifactFileData does.
 - All model versions of a project can be listed with one leaderboard search of type modelVersion (the client

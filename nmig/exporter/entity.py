@@ -1,7 +1,7 @@
 """Exporting one run, model or model version: every attribute, exactly as the server gives it.
 
 One request lists every attribute with its properties (atoms, sets, git/notebook refs, series summaries); series
-are paged with large pages and several pages in flight; files are downloaded into a spool and handed to the
+are paged with the client's own page size and several pages in flight where the server pages by offset; files are downloaded into a spool and handed to the
 bundle writer only when complete, so a retried download never leaves half a file behind. An attribute that still
 fails after the client's retries and ours is recorded as an error, which leaves the entity incomplete.
 """
@@ -21,13 +21,17 @@ from typing import IO, Any, TypeVar
 
 from nmig.errors import NmigError
 from nmig.exporter.pages import ValuePage
-from nmig.exporter.source import EntityRef, LegacySource, datetime_or_none
+from nmig.exporter.source import OPERATIONS_BY_TYPE, EntityRef, LegacySource, datetime_or_none
 from nmig.schema.format import ATOM_TYPES, RAW_TYPES, VALUE_SERIES_TYPE_KIND, encode_datetime
 
 T = TypeVar("T")
 
-DEFAULT_PAGE_SIZE = 10_000
-PAGES_IN_FLIGHT = 6  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
+# The page size the official client itself asks for (neptune/attributes/series/fetchable_series.py:47), so
+# known to be accepted by any 2.x server; a larger one is not (the published specs state no maximum).
+DEFAULT_PAGE_SIZE = 1_000
+PAGES_IN_FLIGHT = 8  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
+MIN_PAGE_SIZE = 1  # a refused page size is halved down to this before the series is given up on
+_REFUSED_PAGE = (400, 413, 422)  # how a server refuses a `limit` it does not accept
 SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
 SERIES_AHEAD_MIN = 8  # ... in entities with more value series than this
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
@@ -139,6 +143,7 @@ class EntityExporter:
         self.counters = counters
         self.spool_dir = spool_dir
         self.page_size = page_size
+        self._page_size_lock = threading.Lock()
 
     def export(self, ref: EntityRef, writer: Any) -> None:
         try:
@@ -192,7 +197,10 @@ class EntityExporter:
         props: dict[str, Any],
         first_pages: _FirstPages | None = None,
     ) -> None:
-        if type_ in ATOM_TYPES:
+        unsupported = self.source.unsupported_types.get(type_) if type_ in OPERATIONS_BY_TYPE else None
+        if unsupported is not None:
+            writer.skip(path, type_, unsupported)
+        elif type_ in ATOM_TYPES:
             writer.add_atom(path, type_, _atom_value(type_, props.get("value")))
         elif type_ == "stringSet":
             writer.add_string_set(path, list(props.get("values") or []))
@@ -206,7 +214,7 @@ class EntityExporter:
             self._export_file_set(ref, writer, path)
         elif type_ in ("imageSeries", "fileSeries"):
             writer.declare_series(path, type_)
-            self._export_file_series(ref, writer, path, type_)
+            self._export_file_series(ref, writer, path, type_, props)
         elif type_ == "artifact":
             artifact_hash, files = with_retries(lambda: self.source.artifact(ref.container_id, path))
             writer.add_artifact(path, artifact_hash, files)
@@ -217,12 +225,53 @@ class EntityExporter:
         else:
             writer.skip(path, type_, f"attribute type {type_!r} is not known to nmig; its value was not read")
 
-    def _fetch_page(self, kind: str, ref: EntityRef, path: str, offset: int) -> tuple[int, Any]:
-        """(totalItemCount, points) of one page of a series, with our retries."""
-        page = with_retries(lambda: self.source.series_page(kind, ref.container_id, path, offset, self.page_size))
-        if isinstance(page, ValuePage):
-            return page.total, page
-        return int(page.get("totalItemCount") or 0), list(page.get("values") or [])
+    def _with_page_size(self, fetch: Callable[[int], T]) -> T:
+        """`fetch(page size)` with our retries; a page size the server refuses (400/413/422) is halved until it
+        is accepted (and kept for the rest of the export), so no series fails because of our page size."""
+        while True:
+            size = self.page_size
+            try:
+                return with_retries(lambda size=size: fetch(size))  # type: ignore[misc]
+            except Exception as exc:
+                status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+                if status not in _REFUSED_PAGE or size <= MIN_PAGE_SIZE:
+                    raise
+                with self._page_size_lock:
+                    if self.page_size == size:
+                        self.page_size = max(MIN_PAGE_SIZE, size // 2)
+
+    def _fetch_page(
+        self, kind: str, ref: EntityRef, path: str, offset: int, skip_to_step: float | None = None
+    ) -> tuple[int, Any]:
+        """(totalItemCount, points) of one page of a value series (a `ValuePage`) or, for kind "file", of the
+        channel `path` names (a list of LimitedChannelValuesDTO values)."""
+        if kind == "file":
+            page = self._with_page_size(lambda size: self.source.channel_page(path, offset, size))
+            return int(page.get("totalItemCount") or 0), list(page.get("values") or [])
+        values = self._with_page_size(
+            lambda size: self.source.series_page(kind, ref.container_id, path, offset, size, skip_to_step)
+        )
+        return values.total, values
+
+    def _pages_by_step(self, ref: EntityRef, path: str, first: Future[tuple[int, Any]] | None) -> Iterator[ValuePage]:
+        """The pages of a float series on a server paging by skipToStep (no offset): one after another, each
+        from the last step received. Points at or before that step are dropped, so an inclusive and an exclusive
+        skipToStep read alike; steps of a 2.x float series increase, and the count is checked at the end."""
+        total, page = first.result() if first is not None else self._fetch_page("float", ref, path, 0)
+        received = 0
+        last: float | None = None
+        while True:
+            if last is not None and len(page):
+                page = page.after_step(last)
+            if not len(page):
+                break
+            received += len(page)
+            last = page.last_step()
+            yield page
+            if received >= total:
+                break
+            total, page = self._fetch_page("float", ref, path, 0, last)
+        _check_count(path, received, total)
 
     def _pages(
         self, kind: str, ref: EntityRef, path: str, first: Future[tuple[int, Any]] | None = None
@@ -233,6 +282,10 @@ class EntityExporter:
         Offsets advance by what the server actually returned, so a server that caps the page size below ours
         is still read completely; the count is checked against totalItemCount at the end.
         """
+
+        if kind == "float" and self.source.float_paging == "skipToStep":
+            yield from self._pages_by_step(ref, path, first)
+            return
 
         def fetch(offset: int) -> tuple[int, Any]:
             return self._fetch_page(kind, ref, path, offset)
@@ -329,31 +382,41 @@ class EntityExporter:
                 members = [m for m in archive.infolist() if not m.is_dir()]
                 writer.add_fileset(path, ((m.filename, _ZipMember(archive, m)) for m in members))
 
-    def _export_file_series(self, ref: EntityRef, writer: Any, path: str, type_: str) -> None:
+    def _export_file_series(self, ref: EntityRef, writer: Any, path: str, type_: str, props: dict[str, Any]) -> None:
+        """A file series as the real API keeps it: its points (step `x`, timestamp, `y.imageValue` name and
+        description) are the values of the attribute's channel (`channelId`, getChannelValues), the content of
+        point i is getImageSeriesValue with index i. A point without `x` has a step nobody can know: it is
+        written with a null step (docs/bundle-format.md) and never given an invented one."""
+        channel = props.get("channelId")
+        if not isinstance(channel, str) or not channel:
+            raise AttributeFailed("the server gave no channelId for this file series; its points cannot be read")
         index = 0
-        for values in self._pages("file", ref, path):
+        for values in self._pages("file", ref, channel):
             for point in values:
+                if not isinstance(point, dict):
+                    raise AttributeFailed(f"point {index} of the channel is not an object")
                 item = index
-                value = point.get("value")
-                value = value if isinstance(value, dict) else {}
-                size = value.get("size")
-                expected = size if isinstance(size, int) and not isinstance(size, bool) else None
-                spool, ext = self._spool(
-                    lambda i=item: self.source.open_file_series_item(ref.container_id, path, i), expected
-                )
+                y = point.get("y")
+                image = y.get("imageValue") if isinstance(y, dict) else None
+                image = image if isinstance(image, dict) else {}
+                step = point.get("x")
+                if isinstance(step, bool) or not isinstance(step, int | float):
+                    step = None
+                spool, ext = self._spool(lambda i=item: self.source.open_file_series_item(ref.container_id, path, i))
                 with spool:
                     writer.add_file_series_point(
                         path,
-                        float(point["step"]),
+                        None if step is None else float(step),
                         int(point["timestampMillis"]),
-                        value.get("name"),
-                        value.get("description"),
+                        image.get("name"),
+                        image.get("description"),
                         spool,
                         ext or None,
                         type=type_,
                     )
                 index += 1
                 self.counters.add_points(1)
+
 
 
 class _FirstPages:

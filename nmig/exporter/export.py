@@ -233,7 +233,14 @@ def _plan(
 ) -> tuple[dict[str, Any], list[tuple[EntityRef, str]]]:
     """export.json's content, and what to export and why; entities the bundle already holds go to
     `result.up_to_date`, entities that cannot be exported at all to `result.failed`."""
-    project = source.project_info()
+    project_raw = with_retries(lambda: source.attributes(source.project_container_id))
+    project = source.project_info(project_raw)
+    # What the server's API let the export read (its loaded specs): a reader of the bundle sees why an
+    # attribute type is missing without the log.
+    project["api"] = {
+        "float_paging": source.float_paging,
+        "unsupported_attribute_types": dict(sorted(source.unsupported_types.items())),
+    }
     _check_same_project(options.out, project)
     info: dict[str, Any] = {
         "source": project,
@@ -247,7 +254,6 @@ def _plan(
         "started_at": _now(),
         "finished_at": None,
     }
-    project_raw = with_retries(lambda: source.attributes(source.project_container_id))
     info["project_attributes"] = sorted(
         (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
     )

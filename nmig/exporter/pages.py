@@ -44,6 +44,20 @@ class ValuePage:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def last_step(self) -> float:
+        return float(self.steps[len(self.steps) - 1].as_py())
+
+    def after_step(self, step: float) -> ValuePage:
+        """The points after `step` (the page's steps increase, as a 2.x float series' do)."""
+        import numpy as np
+
+        start = int(np.searchsorted(self.steps.to_numpy(zero_copy_only=False), step, "right"))
+        if start == 0:
+            return self
+        return ValuePage(
+            self.total, self.steps.slice(start), self.values.slice(start), self.timestamps.slice(start)
+        )
+
 
 # Below this size the json module is faster: Arrow's reader has a fixed cost of about a millisecond per call.
 ARROW_MIN_BYTES = 64 * 1024

@@ -4,8 +4,15 @@ Everything the exporter reads goes through the client's own authenticated sessio
 retries): `neptune.init_project(mode="read-only")` logs in and lists runs with the client's public table API,
 and the per-run reads call the same Swagger operations the client's backend calls, on its own swagger clients,
 but ask for the response as raw JSON instead of letting bravado build one model object per point. That, and
-pages larger than the client's fixed 1,000 points, is where the speed comes from; nothing here holds the
-token or opens a connection of its own.
+several pages in flight, is where the speed comes from; nothing here holds the token or opens a connection of
+its own.
+
+What is asked for follows the spec the server serves (the client downloads it at start-up): float series are
+paged by `offset` where the server declares it and by `skipToStep` otherwise (Neptune's published snapshots
+have only skipToStep; the released client pages by offset), string series are asked for whole values where
+`maxSingleValueLength` is declared, and an operation the server lacks makes only the attribute types that need
+it unreadable, each reported (`unsupported_types`). Every operation and parameter asked for is in
+`API_CALLS`, which tests/conformance/test_legacy_conformance.py holds to the published specs.
 
 The client internals this relies on are listed in `CLIENT_INTERNALS` and checked by `check_client_internals()`,
 which a test runs against the pinned client so an upgrade that moves them fails loudly instead of quietly.
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from nmig.errors import NmigError
-from nmig.exporter.pages import decode_value_page
+from nmig.exporter.pages import ValuePage, decode_value_page
 from nmig.loopback import prepare_client_env
 from nmig.schema.format import encode_datetime
 from nmig.secrets import redact
@@ -51,20 +58,45 @@ TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
 LISTING_ORDER: dict[str, Any] = {"sort_by": "sys/id", "ascending": True}
 BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
 PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
-# Operations of the 2.x API called by name on the client's swagger clients.
-LEADERBOARD_OPERATIONS = (
-    "getExperimentAttributes",
-    "getFloatSeriesValues",
-    "getStringSeriesValues",
-    "getImageSeriesValues",
-    "getImageSeriesValue",
-    "downloadAttribute",
-    "prepareForDownloadFileSetAttributeZip",
-    "getDownloadPrepareRequest",
-    "getArtifactAttribute",
-)
-BACKEND_OPERATIONS = ("getProject",)
-ARTIFACT_OPERATIONS = ("listArtifactFiles",)
+# Every operation of the 2.x API the exporter calls by name on the client's swagger clients, with every
+# parameter it may send (call_raw refuses any other; the conformance test holds this table to the real specs).
+API_CALLS: dict[str, frozenset[str]] = {
+    "getProject": frozenset({"projectIdentifier"}),
+    "getProjectDetails": frozenset({"projectIdentifier"}),
+    "getExperimentAttributes": frozenset({"experimentId"}),
+    "getFloatSeriesValues": frozenset({"experimentId", "attribute", "limit", "offset", "skipToStep"}),
+    "getStringSeriesValues": frozenset({"experimentId", "attribute", "limit", "offset", "maxSingleValueLength"}),
+    "getChannelValues": frozenset({"channelId", "limit", "offset"}),
+    "getImageSeriesValue": frozenset({"experimentId", "attribute", "index"}),
+    "downloadAttribute": frozenset({"experimentId", "attribute"}),
+    "prepareForDownloadFileSetAttributeZip": frozenset({"experimentId", "attribute"}),
+    "getDownloadPrepareRequest": frozenset({"id"}),
+    "getArtifactAttribute": frozenset({"experimentId", "attribute"}),
+    "listArtifactFiles": frozenset({"projectIdentifier", "hash"}),
+}
+# Which swagger client serves each operation.
+_CLIENT_OF = {
+    "getProject": "backend_client",
+    "getProjectDetails": "backend_client",
+    "listArtifactFiles": "artifacts_client",
+}
+# Without these nothing can be read: a server lacking them is refused as a whole.
+ESSENTIAL_OPERATIONS = ("getExperimentAttributes",)
+# The operations each attribute type needs; a server lacking one makes that type unreadable (reported).
+OPERATIONS_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "floatSeries": ("getFloatSeriesValues",),
+    "stringSeries": ("getStringSeriesValues",),
+    "imageSeries": ("getChannelValues", "getImageSeriesValue"),
+    "fileSeries": ("getChannelValues", "getImageSeriesValue"),
+    "file": ("downloadAttribute",),
+    "fileSet": ("prepareForDownloadFileSetAttributeZip", "getDownloadPrepareRequest"),
+    "artifact": ("getArtifactAttribute", "listArtifactFiles"),
+}
+# The longest string-series value asked for where the server declares maxSingleValueLength (its type is
+# int32 in leaderboard.json): all of it.
+WHOLE_VALUE_LENGTH = 2**31 - 1
+# How long a FileSet zip may take to be prepared before the attribute is given up on (reported).
+ZIP_PREPARE_TIMEOUT = 600.0
 
 
 class ClientInternalsChanged(NmigError):
@@ -88,19 +120,6 @@ def check_client_internals(project: Any | None = None) -> None:
         missing += [f"project.{a}" for a in PROJECT_ATTRIBUTES if not hasattr(project, a)]
         backend = getattr(project, "_backend", None)
         missing += [f"backend.{a}" for a in BACKEND_ATTRIBUTES if not hasattr(backend, a)]
-        if backend is not None and not missing:
-            for client_name, operations in (
-                ("leaderboard_client", LEADERBOARD_OPERATIONS),
-                ("backend_client", BACKEND_OPERATIONS),
-                ("artifacts_client", ARTIFACT_OPERATIONS),
-            ):
-                from neptune.internal.backends.utils import MissingApiClient
-
-                client = getattr(backend, client_name)
-                if isinstance(client, MissingApiClient):  # the server lacks the feature (e.g. artifacts)
-                    continue
-                swagger = client._swagger_client
-                missing += [f"{client_name}.{op}" for op in operations if not hasattr(swagger.api, op)]
     if not hasattr(
         importlib.import_module("neptune.metadata_containers.metadata_container").MetadataContainer,
         "_fetch_entries",
@@ -126,6 +145,12 @@ class EntityRef:
     url: str
 
 
+def project_visibility(value: str) -> str:
+    """A project's visibility as ProjectVisibilityDTO has it ("priv" | "pub" | "workspace"), from that or from
+    the project container's sys/visibility ("private" | "public"); anything else is kept as given."""
+    return {"private": "priv", "public": "pub"}.get(value, value)
+
+
 def datetime_or_none(value: Any) -> str | None:
     """A datetime from the API in the bundle's form, or None when absent or unreadable."""
     try:
@@ -146,7 +171,10 @@ def _client_error_message(exc: BaseException) -> str:
 class LegacySource:
     """An open, read-only connection to one 2.x project. Thread-safe for the reads below."""
 
-    def __init__(self, project: str, api_token: str, *, quiet: bool = False) -> None:
+    def __init__(
+        self, project: str, api_token: str, *, quiet: bool = False, zip_prepare_timeout: float | None = None
+    ) -> None:
+        self.zip_prepare_timeout = ZIP_PREPARE_TIMEOUT if zip_prepare_timeout is None else zip_prepare_timeout
         prepare_client_env(api_token)
         import neptune
 
@@ -177,6 +205,40 @@ class LegacySource:
         # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
         self._request = with_api_exceptions_handler(self._request_once)
         _skip_redundant_environment_lookups(self._backend.leaderboard_client.swagger_spec.http_client.session)
+        self.operations = self._served_operations()
+        lacking = [op for op in ESSENTIAL_OPERATIONS if op not in self.operations]
+        if lacking:
+            raise NmigError(f"the server's API has no {', '.join(lacking)}: nothing of project {project} can be read")
+        float_params = self.operations.get("getFloatSeriesValues", frozenset())
+        # Offset pages can be asked for several at a time; skipToStep pages only one after another.
+        self.float_paging: str | None = (
+            "offset" if "offset" in float_params else "skipToStep" if "skipToStep" in float_params else None
+        )
+        self.unsupported_types: dict[str, str] = {}
+        for type_, needed in OPERATIONS_BY_TYPE.items():
+            absent = [op for op in needed if op not in self.operations]
+            if absent:
+                self.unsupported_types[type_] = f"the server's API has no {', '.join(absent)}; not exported"
+        if "floatSeries" not in self.unsupported_types and self.float_paging is None:
+            self.unsupported_types["floatSeries"] = (
+                "the server's getFloatSeriesValues has neither offset nor skipToStep paging; not exported"
+            )
+
+    def _served_operations(self) -> dict[str, frozenset[str]]:
+        """The operations of API_CALLS the server's loaded specs declare, each with its parameter names."""
+        from neptune.internal.backends.utils import MissingApiClient
+
+        served: dict[str, frozenset[str]] = {}
+        for operation in API_CALLS:
+            client = getattr(self._backend, _CLIENT_OF.get(operation, "leaderboard_client"))
+            if isinstance(client, MissingApiClient):  # the server lacks the feature (e.g. artifacts)
+                continue
+            try:
+                callable_operation = getattr(client.api, operation)
+            except AttributeError:
+                continue
+            served[operation] = frozenset(callable_operation.operation.params)
+        return served
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -210,6 +272,9 @@ class LegacySource:
     def call_raw(
         self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
     ) -> bytes:
+        undeclared = set(params) - API_CALLS[operation]
+        if undeclared:  # a programming error: API_CALLS is what the conformance test checks
+            raise AssertionError(f"{operation} called with parameters outside API_CALLS: {sorted(undeclared)}")
         return self._request(getattr(self._backend, client_name), operation, headers, params)
 
     def call(
@@ -235,18 +300,55 @@ class LegacySource:
 
     # ---- project -----------------------------------------------------------------------------------
 
-    def project_info(self) -> dict[str, Any]:
-        raw = self.call(
-            "backend_client", "getProject", projectIdentifier=f"{self.workspace}/{self.project_name}"
-        )
+    def project_info(self, project_attributes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Workspace, name, key, visibility ("priv" | "pub" | "workspace", as ProjectVisibilityDTO) and
+        description of the project, and where each of key, visibility and description came from
+        (`metadata_sources`): getProjectDetails' ProjectWithRoleDTO where the server has it, else the project
+        container's own sys/id, sys/visibility and sys/description. getProject's ProjectDTO has neither
+        visibility nor description (backend.json)."""
+        identifier = f"{self.workspace}/{self.project_name}"
+        operation = "getProjectDetails" if "getProjectDetails" in self.operations else "getProject"
+        raw = self.call("backend_client", operation, projectIdentifier=identifier)
+        sys_attributes = self._project_sys_attributes(project_attributes)
+        found: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for field, dto_field, sys_path in (
+            ("key", "projectKey", "sys/id"),
+            ("visibility", "visibility", "sys/visibility"),
+            ("description", "description", "sys/description"),
+        ):
+            value = raw.get(dto_field)
+            if isinstance(value, str) and (value or field == "description"):
+                found[field], sources[field] = value, f"{operation}.{dto_field}"
+            elif isinstance(sys_attributes.get(sys_path), str):
+                found[field], sources[field] = sys_attributes[sys_path], f"project {sys_path}"
+            else:
+                found[field] = None
+        if found["visibility"] is not None:
+            found["visibility"] = project_visibility(found["visibility"])
         return {
             "workspace": raw.get("organizationName") or self.workspace,
             "project": raw.get("name") or self.project_name,
-            "key": raw.get("projectKey"),
-            "visibility": raw.get("visibility"),
-            "description": raw.get("description"),
+            **found,
+            "metadata_sources": sources,
             "url": self._backend.get_project_url(self.project_uuid, self.workspace, self.project_name),
         }
+
+    def _project_sys_attributes(self, attributes: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The string sys/* values of the project container (`attributes`, read here when not given; empty
+        when they cannot be read)."""
+        if attributes is None:
+            try:
+                attributes = self.attributes(self.project_container_id)
+            except Exception:  # metadata has another source (getProjectDetails); absence is reported as None
+                return {}
+        values = {}
+        for attribute in attributes:
+            name = attribute.get("name")
+            props = attribute.get(f"{attribute.get('type')}Properties") or {}
+            if isinstance(name, str) and name.startswith("sys/") and isinstance(props.get("value"), str):
+                values[name] = props["value"]
+        return values
 
     def list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
         """Runs (filtered by `query`), models or model versions, through the client's table API."""
@@ -344,22 +446,32 @@ class LegacySource:
         raw = self.call("leaderboard_client", "getExperimentAttributes", experimentId=container_id)
         return list(raw.get("attributes") or [])
 
-    def series_page(self, kind: str, container_id: str, path: str, offset: int, limit: int) -> Any:
-        """One page of a series: float/string as an Arrow `ValuePage`, file series as the decoded JSON."""
-        operation = {
-            "float": "getFloatSeriesValues",
-            "string": "getStringSeriesValues",
-            "file": "getImageSeriesValues",
-        }[kind]
-        body = self.call_raw(
-            "leaderboard_client",
-            operation,
-            experimentId=container_id,
-            attribute=path,
-            offset=offset,
-            limit=limit,
-        )
-        return json.loads(body) if kind == "file" else decode_value_page(body, kind)
+    def series_page(
+        self, kind: str, container_id: str, path: str, offset: int, limit: int, skip_to_step: float | None = None
+    ) -> ValuePage:
+        """One page of a float or string series as an Arrow `ValuePage`: from `offset`, or for float series
+        of a server paging by skipToStep, from `skip_to_step` (None: the first page)."""
+        params: dict[str, Any] = {"experimentId": container_id, "attribute": path, "limit": limit}
+        if kind == "float":
+            operation = "getFloatSeriesValues"
+            if self.float_paging == "offset":
+                params["offset"] = offset
+            elif skip_to_step is not None:
+                params["skipToStep"] = skip_to_step
+        else:
+            operation = "getStringSeriesValues"
+            params["offset"] = offset
+            if "maxSingleValueLength" in self.operations.get(operation, ()):
+                params["maxSingleValueLength"] = WHOLE_VALUE_LENGTH
+        return decode_value_page(self.call_raw("leaderboard_client", operation, **params), kind)
+
+    def channel_page(self, channel_id: str, offset: int, limit: int) -> dict[str, Any]:
+        """One page of a channel's values (LimitedChannelValuesDTO): where a file series keeps its points'
+        steps (`x`), timestamps and, in `y.imageValue`, names and descriptions."""
+        page = self.call("leaderboard_client", "getChannelValues", channelId=channel_id, offset=offset, limit=limit)
+        if not isinstance(page, dict):
+            raise ValueError("the channel values are not a JSON object")
+        return page
 
     @contextlib.contextmanager
     def open_file(self, container_id: str, path: str) -> Iterator[IO[bytes]]:
@@ -393,8 +505,13 @@ class LegacySource:
         )
         download_url = self._get_download_url(client, prepared["id"])
         delay = 0.25
+        deadline = time.monotonic() + self.zip_prepare_timeout
         while download_url is None:  # the server prepares the zip asynchronously
-            time.sleep(delay)
+            if time.monotonic() >= deadline:
+                raise NmigError(
+                    f"the server had not prepared the zip of {path} after {self.zip_prepare_timeout:g} s; not exported"
+                )
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
             delay = min(delay * 2, 5.0)
             download_url = self._get_download_url(client, prepared["id"])
         with self._stream(download_url, None, "application/zip") as response:

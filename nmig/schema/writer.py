@@ -450,7 +450,7 @@ class EntityWriter:
     def add_file_series_point(
         self,
         path: str,
-        step: float,
+        step: float | None,
         timestamp_ms: int | None,
         name: str | None,
         description: str | None,
@@ -458,7 +458,8 @@ class EntityWriter:
         ext: str | None,
         type: str = "imageSeries",
     ) -> None:
-        """One point of a FileSeries (`imageSeries` in the legacy API): its file is stored like any other."""
+        """One point of a FileSeries (`imageSeries` in the legacy API): its file is stored like any other.
+        `step` None: the source did not say at which step the point was logged (a null step in the bundle)."""
         if SERIES_TYPE_KIND.get(type) != "file":
             raise ValueError(f"{type!r} is not a file series type")
         content_hash, size = self._store(content)

@@ -117,10 +117,10 @@ def test_unreadable_attribute_leaves_run_incomplete_then_rerun_completes(
 
     real_page = source.LegacySource.series_page
 
-    def failing_page(self: source.LegacySource, kind: str, container_id: str, path: str, offset: int, limit: int):  # type: ignore[no-untyped-def]
+    def failing_page(self: source.LegacySource, kind: str, container_id: str, path: str, offset: int, limit: int, skip_to_step: float | None = None):  # type: ignore[no-untyped-def]
         if path == "metrics/loss" and container_id == failing_container:
             raise ConnectionError("connection reset by the test")
-        return real_page(self, kind, container_id, path, offset, limit)
+        return real_page(self, kind, container_id, path, offset, limit, skip_to_step)
 
     failing_container = ""
     with source.LegacySource(f"{WORKSPACE}/{PROJECT}", standard_server.api_token, quiet=True) as probe:
@@ -182,10 +182,10 @@ def test_first_pages_requested_ahead_keep_the_bundle_and_the_errors_where_they_b
         ahead = export(info, tmp_path / "ahead")
         real_page = source.LegacySource.series_page
 
-        def failing_page(self: source.LegacySource, kind: str, container_id: str, path: str, offset: int, limit: int):  # type: ignore[no-untyped-def]
+        def failing_page(self: source.LegacySource, kind: str, container_id: str, path: str, offset: int, limit: int, skip_to_step: float | None = None):  # type: ignore[no-untyped-def]
             if path == "metrics/m12" and offset == 0:
                 raise ConnectionError("first page lost by the test")
-            return real_page(self, kind, container_id, path, offset, limit)
+            return real_page(self, kind, container_id, path, offset, limit, skip_to_step)
 
         monkeypatch.setattr(source.LegacySource, "series_page", failing_page)
         monkeypatch.setattr("nmig.exporter.entity.time.sleep", lambda s: None)  # our back-off only

@@ -168,15 +168,16 @@ def test_file_series_keep_steps_names_and_contents(run2: Any, tmp_path: Path) ->
     run2["images/samples"].download(str(tmp_path / "images"))
     assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["0.png", "1.png"]
     assert (tmp_path / "images" / "0.png").read_bytes().startswith(b"\x89PNG")
-    page = (
-        run2._backend.leaderboard_client.api.getImageSeriesValues(
-            experimentId=run2._id, attribute="images/samples", limit=10, offset=0
-        )
-        .response()
-        .result
-    )
-    assert page.totalItemCount == 2
-    assert [(v.step, v.timestampMillis, v.value.name, v.value.description) for v in page.values] == [
+    api = run2._backend.leaderboard_client.api
+    # As both published snapshots have it: the series' count only, and its points in its channel.
+    page = api.getImageSeriesValues(experimentId=run2._id, attribute="images/samples", limit=10, offset=0)
+    assert page.response().result.totalItemCount == 2
+    attribute = api.getExperimentAttributes(experimentId=run2._id).response().result
+    (samples,) = [a for a in attribute.attributes if a.name == "images/samples"]
+    channel = samples.imageSeriesProperties.channelId
+    values = api.getChannelValues(channelId=channel, limit=10, offset=0).response().result
+    assert values.channelId == channel and values.totalItemCount == 2
+    assert [(v.x, v.timestampMillis, v.y.imageValue.name, v.y.imageValue.description) for v in values.values] == [
         (0.0, 1677664800000, "red square", "first sample"),
         (2.5, 1677664805000, "blue strip ü", ""),
     ]

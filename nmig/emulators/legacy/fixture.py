@@ -35,7 +35,9 @@ ALL_TYPES = ATOM_TYPES | {
     "notebookRef",
 }
 _FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_VISIBILITIES = {"priv", "pub", "workspace"}
+_VISIBILITIES = {"priv", "pub", "workspace"}  # backend.json ProjectVisibilityDTO
+# The project container's sys/visibility for each ProjectVisibilityDTO value.
+PROJECT_SYS_VISIBILITY = {"priv": "private", "pub": "public", "workspace": "workspace"}
 # Default creation times: deterministic, one minute apart in list order, so sorting by time is meaningful.
 _DEFAULT_EPOCH = datetime(2023, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 _DEFAULT_OWNER = "emulator-user"
@@ -90,6 +92,7 @@ class ImageSeries:
     names: list[str]
     descriptions: list[str]
     contents: list[bytes]
+    channel_id: str = ""  # the series' channel (getChannelValues), set by the server that serves it
 
 
 @dataclass
@@ -211,7 +214,20 @@ def _parse_project(raw: Any, workspace: str, where: str) -> LegacyProject:
     project.container.attributes = _parse_attributes(
         raw.get("attributes", {}), f"{where}, project attributes"
     )
-    _fill_defaults(project.container, {"sys/id": key, "sys/name": name}, minimal=True)
+    # A real 2.x project container has sys/id = the project key and sys/visibility "public" / "private"
+    # (Neptune's own 2.x-to-3.x copier, scale-examples runs_migrator.py, reads both from it).
+    # ASSUMPTION: a workspace-visible project says "workspace" there, and sys/description holds the
+    # project's description. No evidence.
+    _fill_defaults(
+        project.container,
+        {
+            "sys/id": key,
+            "sys/name": name,
+            "sys/visibility": PROJECT_SYS_VISIBILITY[visibility],
+            "sys/description": description,
+        },
+        minimal=True,
+    )
 
     for field_name in ("runs", "models"):
         if not isinstance(raw.get(field_name, []), list):
@@ -458,7 +474,14 @@ def _parse_value(kind: str, spec: dict[str, Any]) -> Any:
             raise ValueError(f"{len(steps)} steps but {len(values)} values")
         return StringSeries(steps, values, _timestamps(spec["timestamps"], len(steps)))
     if kind == "imageSeries":
-        steps = _steps(spec)
+        # A null step: a point whose channel value has no `x` (PointValueDTO's x is optional in both snapshots),
+        # so a reader cannot know its step. Kept as NaN here.
+        raw_steps = spec["steps"]
+        if not isinstance(raw_steps, list):
+            raise ValueError("steps must be a list")
+        steps = _float_array([math.nan if s is None else s for s in raw_steps], "steps")
+        if np.isinf(steps).any():
+            raise ValueError("steps must be finite numbers or null")
         n = len(steps)
         names, descriptions, contents = (
             spec.get("names", [""] * n),

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import json
 import math
+import re
 import secrets
 import threading
 import time
+import uuid
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -41,16 +42,28 @@ from nmig.emulators.legacy.spec import (
     ATTRIBUTE_GETTERS,
     BACKEND_OPERATIONS,
     LEADERBOARD_OPERATIONS,
-    SPECS,
     ZIP_DOWNLOAD_PATH,
+    SeriesPaging,
+    build_specs,
 )
 from nmig.emulators.legacy.tokens import TokenError, TokenIssuer
 from nmig.loopback import LOOPBACK_CLIENT_ENV
 from nmig.secrets import make_api_token
 
-# Assumption: the real API caps one page of series values or leaderboard entries at 10,000 items and refuses
+# ASSUMPTION: the real API caps one page of series values at 10,000 items (no evidence) and refuses
 # offset + limit beyond 10,000 for leaderboard searches (the client's MAX_SERVER_OFFSET says the same).
 MAX_PAGE_LIMIT = 10_000
+# ASSUMPTION: a server declaring maxSingleValueLength (leaderboard.json, 2025) cuts longer string-series values
+# to this many characters when the parameter is not given. No evidence of the number; the point is that a
+# reader must ask for whole values.
+DEFAULT_MAX_SINGLE_VALUE_LENGTH = 1000
+# Ids handed out by the emulator (channels, download requests, organizations) are UUIDs (format uuid in
+# both snapshots), derived from what they name so they are stable across restarts.
+_ID_NAMESPACE = uuid.UUID("0b6c5f4e-26f0-4c1e-9f43-8a5f7a0f6d21")
+
+
+def stable_id(*parts: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x00".join(parts)))
 MAX_LEADERBOARD_OFFSET = 10_000
 # Requests the pinned client (neptune 1.14) sends outside its retry loop (`with_api_exceptions_handler`):
 # - the API-token exchange and the OAuth refresh (oauthlib errors are not retried, and the exchange runs in
@@ -166,8 +179,12 @@ def attribute_properties(attr: Attribute) -> dict[str, Any]:
         if value.values:
             props.update(last=value.values[-1], lastStep=float(value.steps[-1]))
     elif kind == "imageSeries":
-        if len(value.steps):
-            props["lastStep"] = float(value.steps[-1])
+        # The values of an image series are those of its channel (ImageSeriesAttributeDTO.channelId, required
+        # in both snapshots), read with getChannelValues.
+        props["channelId"] = value.channel_id
+        known = value.steps[~np.isnan(value.steps)]
+        if len(known):
+            props["lastStep"] = float(known[-1])
     elif kind == "file":
         props.update(name=_file_name(attr), ext=value["ext"], size=len(value["content"]))
     elif kind == "fileSet":
@@ -236,10 +253,24 @@ class LegacyEmulator:
     """A 2.x service over one fixture. `serve()` runs it; `stats` counts requests per operation for tests."""
 
     def __init__(
-        self, fixture: str | Path | dict[str, Any] | LegacyFixture, *, token_ttl: float = 3600
+        self,
+        fixture: str | Path | dict[str, Any] | LegacyFixture,
+        *,
+        token_ttl: float = 3600,
+        series_paging: SeriesPaging = "offset",
+        absent_operations: frozenset[str] = frozenset(),
+        zip_prepare_seconds: float = 0.0,
+        max_page_limit: int = MAX_PAGE_LIMIT,
     ) -> None:
+        """`series_paging` and `absent_operations` choose the API variant served (see spec.py);
+        `zip_prepare_seconds`: how long a FileSet zip stays "not ready yet" after it was requested;
+        `max_page_limit`: the largest series page accepted (a larger `limit` is refused with 400)."""
         self.fixture = fixture if isinstance(fixture, LegacyFixture) else load_fixture(fixture)
         self.token_ttl = token_ttl
+        self.series_paging = series_paging
+        self.specs = build_specs(series_paging, absent_operations)
+        self.zip_prepare_seconds = zip_prepare_seconds
+        self.max_page_limit = max_page_limit
         if token_ttl <= 0:
             raise ValueError("token_ttl must be positive")
         self.stats: Counter[str] = Counter()  # requests that reached a handler (faulted ones do not)
@@ -249,8 +280,8 @@ class LegacyEmulator:
         self._base_url = ""
         self.api_token = ""
         self._tokens: TokenIssuer | None = None
-        self._downloads: dict[str, tuple[str, str]] = {}
-        self._download_ids = itertools.count(1)
+        self._downloads: dict[str, tuple[str, str, float]] = {}  # id -> (container id, path, ready at)
+        self._channels: dict[str, tuple[Container, Attribute]] = {}
         self._projects: dict[str, LegacyProject] = {}
         self._containers: dict[str, Container] = {}
         for project in self.fixture.projects:
@@ -260,6 +291,10 @@ class LegacyEmulator:
                 assert container is not None
                 self._containers[container.id] = container
                 self._containers[f"{project.qualified_name}/{container.sys_id}"] = container
+                for attr in container.attributes.values():
+                    if attr.type == "imageSeries":
+                        attr.value.channel_id = stable_id("channel", container.id, attr.path)
+                        self._channels[attr.value.channel_id] = (container, attr)
         self.router = self._build_router()
 
     # ---- serving -------------------------------------------------------------------------------------------
@@ -278,19 +313,24 @@ class LegacyEmulator:
 
     def _build_router(self) -> Router:
         router = Router()
-        for path, spec in SPECS.items():
+        served: set[str] = set()
+        for path, spec in self.specs.items():
             body = json.dumps(spec).encode("utf-8")
             router.add("GET", path, lambda request, match, body=body: Response(200, body))
+            served |= {op["operationId"] for item in spec["paths"].values() for op in item.values()}
         public = {"getClientConfig", "exchangeApiToken"}
         for table in (BACKEND_OPERATIONS, LEADERBOARD_OPERATIONS, ARTIFACTS_OPERATIONS):
             for operation_id, (method, path) in table.items():
+                if operation_id not in served:
+                    continue  # this variant of the API lacks it: 404, as any unknown path
                 kind = ATTRIBUTE_GETTERS.get(operation_id)
                 handler = self._atom_handler(kind) if kind else getattr(self, f"_op_{operation_id}")
-                router.add(method, path, self._wrap(operation_id, handler, operation_id not in public))
+                pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.escape(path).replace(r"\{", "{").replace(r"\}", "}"))
+                router.add(method, pattern, self._wrap(operation_id, handler, operation_id not in public))
         router.add("POST", TOKEN_PATH, self._wrap("refreshToken", self._op_refreshToken, False))
         router.add(
             "GET",
-            ZIP_DOWNLOAD_PATH + r"/(?P<id>[0-9]+)",
+            ZIP_DOWNLOAD_PATH + r"/(?P<id>[0-9a-f-]+)",
             self._wrap("downloadZip", self._op_downloadZip, True),
         )
         return router
@@ -372,17 +412,23 @@ class LegacyEmulator:
         )
 
     # ---- projects --------------------------------------------------------------------------------------
+    def _organization_id(self) -> str:
+        return stable_id("organization", self.fixture.workspace)
+
     def _project_dto(self, project: LegacyProject) -> dict[str, Any]:
+        """ProjectDTO (getProject): no visibility or description in backend.json's model."""
         return {
             "id": project.id,
             "name": project.name,
             "organizationName": project.workspace,
-            "organizationId": project.workspace,
+            "organizationId": self._organization_id(),
             "projectKey": project.key,
             "version": 2,
-            "visibility": project.visibility,
-            "description": project.description,
         }
+
+    def _project_with_role_dto(self, project: LegacyProject) -> dict[str, Any]:
+        """ProjectWithRoleDTO (getProjectDetails, listProjects entries): visibility is ProjectVisibilityDTO."""
+        return {**self._project_dto(project), "visibility": project.visibility, "description": project.description}
 
     def _op_listProjects(self, request: Request, match: Any) -> Response:
         projects = self.fixture.projects
@@ -398,7 +444,7 @@ class LegacyEmulator:
         page = projects[max(offset, 0) : max(offset, 0) + max(limit, 0)]
         return _json(
             {
-                "entries": [self._project_dto(p) for p in page],
+                "entries": [self._project_with_role_dto(p) for p in page],
                 "matchingItemCount": len(projects),
                 "totalItemCount": len(self.fixture.projects),
             }
@@ -410,8 +456,14 @@ class LegacyEmulator:
             return _error(404, "PROJECT_NOT_FOUND", f"project {request.arg('projectIdentifier')} not found")
         return _json(self._project_dto(project))
 
+    def _op_getProjectDetails(self, request: Request, match: Any) -> Response:
+        project = self._projects.get(request.arg("projectIdentifier") or "")
+        if project is None:
+            return _error(404, "PROJECT_NOT_FOUND", f"project {request.arg('projectIdentifier')} not found")
+        return _json(self._project_with_role_dto(project))
+
     def _op_listOrganizations(self, request: Request, match: Any) -> Response:
-        return _json([{"id": self.fixture.workspace, "name": self.fixture.workspace}])
+        return _json([{"id": self._organization_id(), "name": self.fixture.workspace}])
 
     # ---- objects and attributes ------------------------------------------------------------------------
     def _container(self, request: Request) -> Container | None:
@@ -424,7 +476,7 @@ class LegacyEmulator:
             "type": container.kind,
             "shortId": container.sys_id,
             "organizationName": project.workspace,
-            "organizationId": project.workspace,
+            "organizationId": self._organization_id(),
             "projectName": project.name,
             "projectId": project.id,
             "trashed": container.trashed,
@@ -465,14 +517,25 @@ class LegacyEmulator:
         return answer
 
     # ---- series ----------------------------------------------------------------------------------------
-    def _page(self, request: Request, total: int) -> tuple[int, int] | Response:
+    def _page(self, request: Request, total: int, steps: np.ndarray | None = None) -> tuple[int, int] | Response:
+        """[start, stop) of the page asked for: by `offset`, or (float series of the skipToStep variant, whose
+        spec has no offset) from the first point at or after `skipToStep`.
+
+        ASSUMPTION: skipToStep is inclusive (the first point returned may have exactly that step) and the
+        default limit is 100. No evidence for either; a reader that drops points at or before the last step
+        it has works with an inclusive or an exclusive server alike.
+        """
         try:
-            offset = int(request.arg("offset") or 0)
             limit = int(request.arg("limit") or 100)
+            if steps is not None:
+                skip = request.arg("skipToStep")
+                offset = int(np.searchsorted(steps, float(skip), "left")) if skip else 0
+            else:
+                offset = int(request.arg("offset") or 0)
         except ValueError:
-            return _bad_request("offset and limit must be integers")
-        if offset < 0 or limit < 0 or limit > MAX_PAGE_LIMIT:
-            return _bad_request(f"need offset >= 0 and 0 <= limit <= {MAX_PAGE_LIMIT}")
+            return _bad_request("the paging parameters must be numbers")
+        if offset < 0 or limit < 0 or limit > self.max_page_limit:
+            return _bad_request(f"need offset >= 0 and 0 <= limit <= {self.max_page_limit}")
         return offset, min(total, offset + limit)
 
     def _series_page(self, request: Request, kind: str) -> tuple[Any, int, int] | Response:
@@ -480,7 +543,9 @@ class LegacyEmulator:
         attr, refusal = self._attribute(request, kind)
         if attr is None:
             return refusal  # type: ignore[return-value]
-        page = self._page(request, len(attr.value.steps))  # steps and values are as long (fixture.py checks)
+        by_step = kind == "floatSeries" and self.series_paging == "skipToStep"
+        # steps and values are as long (fixture.py checks)
+        page = self._page(request, len(attr.value.steps), attr.value.steps if by_step else None)
         return page if isinstance(page, Response) else (attr.value, *page)
 
     def _op_getFloatSeriesValues(self, request: Request, match: Any) -> Response:
@@ -542,37 +607,49 @@ class LegacyEmulator:
         if isinstance(found, Response):
             return found
         series, start, stop = found  # a StringSeries
+        values = series.values[start:stop]
+        if self.series_paging == "skipToStep":  # this variant declares maxSingleValueLength
+            try:
+                longest = int(request.arg("maxSingleValueLength") or DEFAULT_MAX_SINGLE_VALUE_LENGTH)
+            except ValueError:
+                return _bad_request("maxSingleValueLength must be an integer")
+            values = [v[:longest] for v in values]
         points = [
             {"step": s, "timestampMillis": t, "value": v}
             for s, t, v in zip(
-                series.steps[start:stop].tolist(),
-                series.timestamps[start:stop].tolist(),
-                series.values[start:stop],
-                strict=True,
+                series.steps[start:stop].tolist(), series.timestamps[start:stop].tolist(), values, strict=True
             )
         ]
         return _json({"totalItemCount": len(series.values), "values": points})
 
     def _op_getImageSeriesValues(self, request: Request, match: Any) -> Response:
-        # Assumption: each value carries its step, timestamp, and the file's name, description and size; the
-        # content itself is fetched by index (getImageSeriesValue), as the client does.
+        # ImageSeriesValuesDTO is only the count in both snapshots (the client reads nothing else:
+        # hosted_neptune_backend.py:966-967); the values are the channel's.
         found = self._series_page(request, "imageSeries")
         if isinstance(found, Response):
             return found
-        series, start, stop = found  # an ImageSeries
-        points = [
-            {
-                "step": float(series.steps[i]),
-                "timestampMillis": int(series.timestamps[i]),
-                "value": {
-                    "name": series.names[i],
-                    "description": series.descriptions[i],
-                    "size": len(series.contents[i]),
-                },
-            }
-            for i in range(start, stop)
-        ]
-        return _json({"totalItemCount": len(series.steps), "values": points})
+        return _json({"totalItemCount": len(found[0].steps)})
+
+    def _op_getChannelValues(self, request: Request, match: Any) -> Response:
+        """LimitedChannelValuesDTO: per point its timestamp, `x` (the step; absent when unknown) and `y`, for
+        an image series `imageValue` with the name and description. Point i's content is getImageSeriesValue
+        with index i. ASSUMPTION: channel values are in the order of the series' indexes; `imageUrl` and
+        `thumbnailUrl` (in the model) are not sent. No evidence."""
+        found = self._channels.get(match["channelId"])
+        if found is None:
+            return _not_found(f"no channel {match['channelId']}")
+        series: ImageSeries = found[1].value
+        page = self._page(request, len(series.steps))
+        if isinstance(page, Response):
+            return page
+        points = []
+        for i in range(*page):
+            point: dict[str, Any] = {"timestampMillis": int(series.timestamps[i])}
+            if not math.isnan(series.steps[i]):
+                point["x"] = float(series.steps[i])
+            point["y"] = {"imageValue": {"name": series.names[i], "description": series.descriptions[i]}}
+            points.append(point)
+        return _json({"channelId": series.channel_id, "totalItemCount": len(series.steps), "values": points})
 
     def _op_getImageSeriesValue(self, request: Request, match: Any) -> Response:
         attr, refusal = self._attribute(request, "imageSeries")
@@ -622,23 +699,35 @@ class LegacyEmulator:
         attr, refusal = self._attribute(request, "fileSet")
         if attr is None:
             return refusal  # type: ignore[return-value]
-        download_id = str(next(self._download_ids))
-        self._downloads[download_id] = (request.arg("experimentId") or "", attr.path)
-        # Assumption: preparing a zip may take a while on the real service (downloadUrl absent until ready);
-        # the emulator has it ready at once.
+        download_id = str(uuid.uuid4())
+        with self._stats_lock:
+            self._downloads[download_id] = (
+                request.arg("experimentId") or "",
+                attr.path,
+                time.monotonic() + self.zip_prepare_seconds,
+            )
+        return self._download_request(download_id)
+
+    def _download_request(self, download_id: str) -> Response:
+        """DownloadPrepareRequest: `downloadUrl` only once the zip is ready (the client polls for it:
+        hosted_file_operations._get_download_url returns it or None). ASSUMPTION: how long the real service
+        takes is not known; `zip_prepare_seconds` simulates it. No evidence."""
+        ready_at = self._downloads[download_id][2]
+        if time.monotonic() < ready_at:
+            return _json({"id": download_id})
         return _json({"id": download_id, "downloadUrl": f"{self._base_url}{ZIP_DOWNLOAD_PATH}/{download_id}"})
 
     def _op_getDownloadPrepareRequest(self, request: Request, match: Any) -> Response:
         download_id = request.arg("id") or ""
         if download_id not in self._downloads:
             return _not_found(f"no download request {download_id}")
-        return _json({"id": download_id, "downloadUrl": f"{self._base_url}{ZIP_DOWNLOAD_PATH}/{download_id}"})
+        return self._download_request(download_id)
 
     def _op_downloadZip(self, request: Request, match: Any) -> Response:
         target = self._downloads.get(match["id"])
         container = self._containers.get(target[0]) if target else None
         attr = container.attributes.get(target[1]) if container and target else None
-        if attr is None:
+        if attr is None or target is None or time.monotonic() < target[2]:
             return _not_found("no such download")
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -771,9 +860,20 @@ def serve_legacy(
     seed: int = 0,
     token_ttl: float = 3600,
     fault_unretried: bool = False,
+    series_paging: SeriesPaging = "offset",
+    absent_operations: frozenset[str] = frozenset(),
+    zip_prepare_seconds: float = 0.0,
+    max_page_limit: int = MAX_PAGE_LIMIT,
 ) -> Iterator[EmulatorInfo]:
     """Serve `fixture` as a Neptune 2.x service on a background thread; yields what a client needs."""
-    emulator = LegacyEmulator(fixture, token_ttl=token_ttl)
+    emulator = LegacyEmulator(
+        fixture,
+        token_ttl=token_ttl,
+        series_paging=series_paging,
+        absent_operations=absent_operations,
+        zip_prepare_seconds=zip_prepare_seconds,
+        max_page_limit=max_page_limit,
+    )
     faults = legacy_fault_plan(fail_rate, throttle_rate, latency_ms, seed, fault_unretried=fault_unretried)
     with emulator.serve(faults, host, port) as info:
         yield info
