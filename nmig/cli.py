@@ -50,7 +50,7 @@ def emulate() -> None:
 
 @main.command("export")
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle folder to write.")
 @click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="2.x API token (default: $NEPTUNE_API_TOKEN).")
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option(
@@ -66,53 +66,18 @@ def emulate() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @click.argument("more_runs", nargs=-1, metavar="")
 @friendly_errors
-def export_command(
-    project: str | None,
-    out: str,
-    api_token: str | None,
-    query: str | None,
-    runs: tuple[str, ...],
-    more_runs: tuple[str, ...],
-    include_trashed: bool,
-    no_models: bool,
-    max_workers: int,
-    shard: str | None,
-    update: bool,
-    quiet: bool,
-) -> None:
+def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str, ...], shard: str | None, **options: Any) -> None:
     """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
-    from pathlib import Path
-
-    from nmig.errors import PartialFailure
-    from nmig.exporter import ExportOptions, export_project, validate_project
-    from nmig.exporter.selection import parse_shard
+    from nmig.exporter import ExportOptions, export_project, parse_shard
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
-    runs = runs + more_runs  # `--runs A B C` as documented, as well as `--runs A --runs B`
-    if not api_token or not api_token.strip():
-        raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
-    options = ExportOptions(
-        project=validate_project(project),
-        out=Path(out),
-        api_token=api_token.strip(),
-        query=query,
-        runs=runs,
-        include_trashed=include_trashed,
-        models=not no_models,
-        max_workers=max_workers,
-        shard=parse_shard(shard),
-        update=update,
-        quiet=quiet,
-    )
-    result = export_project(options)
-    click.echo(f"nmig export: {result.summary()} -> {out}", err=quiet)
-    if result.failed:
-        for ref, sys_id, reason in result.failed[:20]:
-            kind = ref.kind if ref else "entity"
-            click.echo(f"  incomplete: {kind} {sys_id}: {redact(reason, api_token)}", err=True)
-        more = f" (and {len(result.failed) - 20} more, see export.log)" if len(result.failed) > 20 else ""
-        raise PartialFailure(f"{len(result.failed)} incomplete{more}; re-run the same command to retry them")
+    # `--runs A B C` as documented, as well as `--runs A --runs B`
+    result = export_project(ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard)))
+    click.echo(f"nmig export: {result.summary()} -> {options['out']}", err=options["quiet"])  # the final line
+    for line in result.incomplete_lines():
+        click.echo(f"  {redact(line, options['api_token'])}", err=True)
+    result.raise_for_failures()
 
 
 # Options both emulators take, handed to serve_legacy / serve_neptune3 as keyword arguments.
@@ -136,7 +101,7 @@ def _serve_until_stopped(what: str, server: Any) -> None:
     """Enter an emulator's context manager, print its ready line and serve until SIGINT/SIGTERM."""
     import contextlib
 
-    from nmig.emulators.http import print_and_wait
+    from nmig.emulators import print_and_wait
 
     with contextlib.ExitStack() as stack:
         try:
@@ -222,8 +187,7 @@ def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Calla
 @friendly_errors
 def import_command(no_create_project: bool, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
-    from nmig.importer.dry_run import render_plan
-    from nmig.importer.runner import ImportOptions, run_import
+    from nmig.importer import ImportOptions, render_plan, run_import
 
     result = run_import(ImportOptions(**options, create_project=not no_create_project))
     if options["dry_run"]:
@@ -244,8 +208,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
     import json
 
     from nmig.errors import PartialFailure
-    from nmig.schema import Bundle
-    from nmig.schema.inspect import describe_entity, find_entity, render_entity, render_summary, summarize
+    from nmig.schema import Bundle, describe_entity, find_entity, render_entity, render_summary, summarize
 
     bundle = Bundle(bundle_dir)
     if run_id is None:
@@ -272,10 +235,10 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @friendly_errors
 def verify_command(**options: Any) -> None:
     """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
-    from nmig.importer.verify import VerifyOptions, render, verify_bundle
+    from nmig.importer import VerifyOptions, render_verify, verify_bundle
 
     result = verify_bundle(VerifyOptions(**options))
-    click.echo(render(result))
+    click.echo(render_verify(result))
     result.raise_for_differences(options["report"])
 
 
@@ -298,7 +261,9 @@ def migrate_command(**options: Any) -> None:
     """
     from nmig.migrate import MigrateOptions, migrate
 
-    migrate(MigrateOptions(**options))
+    result = migrate(MigrateOptions(**options))
+    click.echo(result.final_line(), err=options["quiet"])  # the final line
+    result.raise_for_failures()
 
 
 @main.command("demo")

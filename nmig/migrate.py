@@ -51,12 +51,28 @@ class MigrateResult:
     already_imported: list[str] = field(default_factory=list)
     import_failed: list[str] = field(default_factory=list)
     report_path: Path | None = None
+    bundle: Path | None = None
+    seconds: float = 0.0
 
     def summary(self) -> str:
         return (
             f"export: {self.export_summary}; "
             f"imported {len(self.imported)} ({len(self.already_imported)} already imported, {len(self.import_failed)} failed)"
         )
+
+    def final_line(self) -> str:
+        """The one line `nmig migrate` ends with."""
+        return f"nmig migrate: {self.summary()} in {self.seconds:.1f} s; bundle {self.bundle}; report {self.report_path}"
+
+    def raise_for_failures(self) -> None:
+        """PartialFailure (exit 1) when some runs were not exported or not imported."""
+        if self.export_failed or self.import_failed:
+            parts = []
+            if self.export_failed:
+                parts.append(f"{len(self.export_failed)} not exported ({', '.join(s for s, _ in self.export_failed[:10])})")
+            if self.import_failed:
+                parts.append(f"{len(self.import_failed)} not imported ({', '.join(self.import_failed[:10])})")
+            raise PartialFailure("; ".join(parts) + "; re-run the same command to retry them")
 
 
 def _complete_runs(out: Path, known: set[str] | frozenset[str] = frozenset()) -> list[str]:
@@ -94,16 +110,12 @@ class ExportFeed:
 
 def _check_tokens(options: MigrateOptions) -> tuple[str, str]:
     """Both tokens, the 3.x one checked against the service before anything is exported."""
-    from nmig.importer.target import project_names, require_api_token
-    from nmig.loopback import prepare_client_env
+    from nmig.importer import check_api_token
 
     legacy = (options.legacy_token or os.environ.get(LEGACY_TOKEN_ENV) or "").strip()
     if not legacy:
         raise NmigError(f"no 2.x API token: pass --legacy-token or set {LEGACY_TOKEN_ENV}")
-    target = require_api_token(options.api_token, "3.x API token")
-    prepare_client_env(target)
-    project_names(target)
-    return legacy, target
+    return legacy, check_api_token(options.api_token, "3.x API token")
 
 
 def _export_command(options: MigrateOptions, source_project: str) -> list[str]:
@@ -149,11 +161,11 @@ def _last_line(path: Path) -> str:
 
 
 def migrate(options: MigrateOptions) -> MigrateResult:
-    """Everything `nmig migrate` does. NmigError for bad input; PartialFailure when some runs were not
-    exported or not imported (re-run the same command to retry them)."""
+    """Everything `nmig migrate` does but printing its final line: NmigError for bad input; the caller prints
+    `final_line()` and decides the exit (`MigrateResult.raise_for_failures`: some runs not exported or not
+    imported; re-run the same command to retry them)."""
     from nmig.exporter import validate_project
-    from nmig.importer.report import default_report_path
-    from nmig.importer.runner import ImportOptions, run_import
+    from nmig.importer import ImportOptions, default_report_path, run_import
     from nmig.secrets import redact
 
     source_project = validate_project(options.source_project)
@@ -162,7 +174,7 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     target_project = options.target_project.strip()
     legacy_token, api_token = _check_tokens(options)
     options.out.mkdir(parents=True, exist_ok=True)
-    result = MigrateResult(report_path=default_report_path(options.out, target_project))
+    result = MigrateResult(report_path=default_report_path(options.out, target_project), bundle=options.out)
 
     # The export runs as `nmig export` in a child process: its own interpreter (the two halves do not share one
     # GIL, so they really overlap on two cores) and exactly the behaviour of the command. The 2.x token reaches
@@ -225,14 +237,5 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     ]
     if status != 0 and not result.export_failed:
         result.export_failed.append(("?", export_line or f"export exit status {status}"))
-    took = time.monotonic() - started
-    line = f"nmig migrate: {result.summary()} in {took:.1f} s; bundle {options.out}; report {result.report_path}"
-    print(line, file=sys.stderr if options.quiet else sys.stdout)
-    if result.export_failed or result.import_failed:
-        parts = []
-        if result.export_failed:
-            parts.append(f"{len(result.export_failed)} not exported ({', '.join(s for s, _ in result.export_failed[:10])})")
-        if result.import_failed:
-            parts.append(f"{len(result.import_failed)} not imported ({', '.join(result.import_failed[:10])})")
-        raise PartialFailure("; ".join(parts) + "; re-run the same command to retry them")
+    result.seconds = time.monotonic() - started
     return result

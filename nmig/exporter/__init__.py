@@ -1,6 +1,7 @@
 """`nmig export`: a Neptune 2.x project into a bundle (see nmig.schema), through the official `neptune` client.
 
-Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`.
+Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`,
+`parse_shard(text)` (`--shard I/N`).
 
 How it reads (modules): `source` opens the project with `neptune.init_project(mode="read-only")` and calls the
 2.x API operations on the client's own swagger clients and authenticated session, taking bodies as raw JSON;
@@ -27,21 +28,7 @@ Assumptions about the real 2.x service, which we cannot observe (the legacy emul
 
 from __future__ import annotations
 
-import re
+from nmig.exporter.export import ExportOptions, ExportResult, export_project, validate_project
+from nmig.exporter.selection import parse_shard
 
-from nmig.errors import NmigError
-from nmig.exporter.export import ExportOptions, ExportResult, export_project
-
-_PROJECT = re.compile(r"[^/\s]+/[^/\s]+")
-
-
-def validate_project(name: str | None) -> str:
-    if not name or not name.strip():
-        raise NmigError("no project: pass --project WORKSPACE/PROJECT or set NEPTUNE_PROJECT")
-    name = name.strip()
-    if not _PROJECT.fullmatch(name):
-        raise NmigError(f"--project {name!r}: expected WORKSPACE/PROJECT")
-    return name
-
-
-__all__ = ["ExportOptions", "ExportResult", "export_project", "validate_project"]
+__all__ = ["ExportOptions", "ExportResult", "export_project", "parse_shard", "validate_project"]

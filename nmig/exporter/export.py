@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmig.errors import NmigError
+from nmig.errors import NmigError, PartialFailure
 from nmig.exporter.entity import (
     DEFAULT_PAGE_SIZE,
     Counters,
@@ -44,9 +46,9 @@ LISTING_ATTEMPTS = 8
 
 @dataclass
 class ExportOptions:
-    project: str
+    project: str | None  # "workspace/project" (checked by export_project)
     out: Path
-    api_token: str
+    api_token: str | None
     query: str | None = None
     runs: tuple[str, ...] = ()
     include_trashed: bool = False
@@ -73,6 +75,28 @@ class ExportResult:
             f"incomplete {len(self.failed)}; {self.points:,} series points, {self.bytes:,} file bytes "
             f"in {self.seconds:.1f} s"
         )
+
+    def incomplete_lines(self, limit: int = 20) -> list[str]:
+        """One line per entity left incomplete (the first `limit`), for the caller to print."""
+        return [f"incomplete: {ref.kind if ref else 'entity'} {sys_id}: {reason}" for ref, sys_id, reason in self.failed[:limit]]
+
+    def raise_for_failures(self, limit: int = 20) -> None:
+        """PartialFailure (exit 1) when some entities are incomplete; export.log says why."""
+        if self.failed:
+            more = f" (and {len(self.failed) - limit} more, see export.log)" if len(self.failed) > limit else ""
+            raise PartialFailure(f"{len(self.failed)} incomplete{more}; re-run the same command to retry them")
+
+
+_PROJECT = re.compile(r"[^/\s]+/[^/\s]+")
+
+
+def validate_project(name: str | None) -> str:
+    if not name or not name.strip():
+        raise NmigError("no project: pass --project WORKSPACE/PROJECT or set NEPTUNE_PROJECT")
+    name = name.strip()
+    if not _PROJECT.fullmatch(name):
+        raise NmigError(f"--project {name!r}: expected WORKSPACE/PROJECT")
+    return name
 
 
 class DiskFull(NmigError):
@@ -177,6 +201,12 @@ class _Bars:
 
 
 def export_project(options: ExportOptions) -> ExportResult:
+    """Everything `nmig export` does but printing its final lines: NmigError for bad input (no token, a bad
+    project name); the caller prints `summary()` and `incomplete_lines()` and decides the exit
+    (`raise_for_failures`)."""
+    if not options.api_token or not options.api_token.strip():
+        raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
+    options = dataclasses.replace(options, project=validate_project(options.project), api_token=options.api_token.strip())
     started = time.monotonic()
     out = options.out
     prepare_out_dir(out)

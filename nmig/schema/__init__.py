@@ -3,6 +3,7 @@
 Writing: `EntityWriter`, `write_export_info`, `clean_partial`, `safe_component`.
 Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` (a series batch's runs of one path);
 `validate_entity` (the one check of import, dry run and `inspect --check`) and `refusal` (its one line).
+`nmig inspect`: `summarize`, `describe_entity`, `find_entity`, `render_summary`, `render_entity`.
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
 """
@@ -32,6 +33,7 @@ from nmig.schema.frames import (
     read_runs,
     read_string_series,
 )
+from nmig.schema.inspect import describe_entity, find_entity, render_entity, render_summary, summarize
 from nmig.schema.reader import Bundle, EntityBundle, content_digest
 from nmig.schema.validate import refusal, validate_entity
 from nmig.schema.writer import EntityWriter, clean_partial, write_export_info
@@ -48,10 +50,12 @@ __all__ = [
     "clean_partial",
     "content_digest",
     "decode_atom",
+    "describe_entity",
     "decode_datetime",
     "decode_float",
     "encode_datetime",
     "encode_float",
+    "find_entity",
     "is_content_hash",
     "path_runs",
     "read_attributes",
@@ -61,7 +65,10 @@ __all__ = [
     "read_runs",
     "read_string_series",
     "refusal",
+    "render_entity",
+    "render_summary",
     "safe_component",
+    "summarize",
     "validate_entity",
     "write_export_info",
 ]

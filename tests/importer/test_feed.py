@@ -48,7 +48,7 @@ class _StagedFeed:
 def test_runs_arriving_while_others_import_are_imported_once(
     neptune3: EmulatorInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nq: Any
 ) -> None:
-    from nmig.importer.runner import ImportOptions, run_import
+    from nmig.importer import ImportOptions, run_import
     from nmig.importer.state import default_state_path
 
     monkeypatch.chdir(tmp_path)
@@ -86,7 +86,7 @@ def test_runs_arriving_while_others_import_are_imported_once(
 
 
 def test_a_feed_excludes_a_selection_and_a_dry_run(tmp_path: Path) -> None:
-    from nmig.importer.runner import ImportOptions, WholeBundle, run_import
+    from nmig.importer import ImportOptions, WholeBundle, run_import
 
     bundle = write_bundle(tmp_path / "b", {"X-1": _points(2)})
     for extra in ({"runs": ["X-1"]}, {"dry_run": True}):

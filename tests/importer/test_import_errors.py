@@ -65,9 +65,8 @@ def test_points_rejected_after_a_stale_resume_read_are_not_failures(
     """The real service may process a killed import's last request after the resume read: the points are
     sent again and rejected. Here the resume read is made stale on purpose (it claims step 49 while the
     target holds 0..79): the rejections are forgiven because the series then ends where the bundle's does."""
-    from nmig.importer import target
+    from nmig.importer import ImportOptions, run_import, target
     from nmig.importer.replay import ResumePoint
-    from nmig.importer.runner import ImportOptions, run_import
 
     monkeypatch.chdir(tmp_path)
     project = "demo/stale-resume"

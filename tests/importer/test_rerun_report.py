@@ -25,7 +25,7 @@ def _adjusted(w: Any) -> None:
 def test_result_of_a_later_invocation_lists_only_its_own_runs(
     neptune3: EmulatorInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nmig.importer.runner import ImportOptions, run_import
+    from nmig.importer import ImportOptions, run_import
 
     monkeypatch.chdir(tmp_path)
     bundle = write_bundle(tmp_path / "b", {"ONE-1": _small, "TWO-1": _small})
@@ -72,7 +72,7 @@ def test_adjustments_of_runs_imported_earlier_stay_in_the_report(
 def test_library_prints_no_summary_and_the_cli_prints_it_once(
     neptune3: EmulatorInfo, tmp_path: Path, run_cli: Any, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nmig.importer.runner import ImportOptions, run_import
+    from nmig.importer import ImportOptions, run_import
 
     monkeypatch.chdir(tmp_path)
     bundle = write_bundle(tmp_path / "b", {"QUIET-1": _small})
