@@ -219,3 +219,36 @@ def test_the_command_serves_the_provider_it_is_told(tmp_path: Path) -> None:
         server.wait(timeout=30)
     bad = subprocess.run([*command[:-1], "ftp"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "'ftp' is not one of" in bad.stderr
+
+
+def test_gcs_keeps_whole_256_kib_multiples_of_a_chunk_and_the_client_resumes_from_what_it_is_told(tmp_path: Path) -> None:
+    """GCS persists non-final chunks in multiples of 256 KiB and says how much in `Range`; neptune-scale's
+    gcs.py seeks back to it (gcs.py 112-119). A chunk size that is not a multiple exercises exactly that."""
+    from neptune_query.internal.identifiers import ProjectIdentifier
+    from neptune_query.internal.retrieval.files import SignedFile, download_file
+    from neptune_scale.projects import create_project
+    from neptune_scale.sync.storage.gcs import upload_to_gcp
+
+    data = os.urandom(1000 * 1024 + 7)
+    (tmp_path / "f.bin").write_bytes(data)
+    with serve_neptune3(storage_provider="gcp") as info:
+        project = f"{info.workspace}/resume"
+        create_project(project, api_token=info.api_token)
+        write = _sign(info, project, "k/f.bin", "write", size=len(data))
+        asyncio.run(upload_to_gcp(str(tmp_path / "f.bin"), "application/octet-stream", write.url, chunk_size=300 * 1024))
+
+        # the protocol itself: a 300 KiB chunk keeps 256 KiB; a chunk after a gap changes nothing
+        other = _sign(info, project, "k/g.bin", "write")
+        session = httpx.post(other.url, headers={"x-goog-resumable": "start"}).headers["Location"]
+        first = httpx.put(session, content=data[: 300 * 1024], headers={"Content-Range": f"bytes 0-{300 * 1024 - 1}/{len(data)}"})
+        assert (first.status_code, first.headers["Range"]) == (308, f"bytes=0-{256 * 1024 - 1}")
+        gap = httpx.put(session, content=b"x", headers={"Content-Range": f"bytes {len(data) - 1}-{len(data) - 1}/{len(data)}"})
+        assert (gap.status_code, gap.headers["Range"]) == (308, f"bytes=0-{256 * 1024 - 1}")
+        rest = httpx.put(session, content=data[256 * 1024 :], headers={"Content-Range": f"bytes {256 * 1024}-{len(data) - 1}/{len(data)}"})
+        assert rest.status_code == 200
+
+        for key in ("k/f.bin", "k/g.bin"):
+            read = _sign(info, project, key, "read")
+            signed = SignedFile(url=read.url, path=key, provider="gcp", project_identifier=ProjectIdentifier(project), permission="read")
+            assert download_file(signed, tmp_path / "got").status == "success"
+            assert (tmp_path / "got").read_bytes() == data

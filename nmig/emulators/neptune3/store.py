@@ -4,7 +4,7 @@ Layout of a data folder::
 
     <data_dir>/neptune3.sqlite3   metadata, series points, request statuses (WAL mode)
     <data_dir>/blobs/<name>       uploaded file bytes; <name> is a hex digest, never a client-chosen name
-    <data_dir>/uploads/<id>/<n>   parts of multipart uploads in progress
+    <data_dir>/uploads/<id>/...   uploads in progress (S3 parts, GCS session bytes, Azure blocks; storage.py)
     <data_dir>/.lock              held (flock) by the one server process that owns the folder
 
 Schema (what the read path queries; every time is integer milliseconds since the epoch, UTC):
