@@ -165,3 +165,26 @@ def test_a_larger_page_is_used_only_once_the_server_answered_one_in_full(tmp_pat
     # train/long: 1 page of 1,000, then 5,000-point pages (3) once accepted; else 12 more of 1,000 and the
     # refused probe. The other float series of the fixture take one request each either way.
     assert requests[1_000] - requests[10_000] == (1 + 12 + 1) - (1 + 3)
+
+
+def test_project_details_refused_fall_back_to_the_project_and_its_sys_attributes(tmp_path: Path) -> None:
+    from nmig.emulators.legacy.backend import LegacyApiError
+
+    class Forbidden(LegacyApiError):
+        status, error_type = 403, "FORBIDDEN"
+
+    class NoDetails(LegacyEmulator):
+        def _op_getProjectDetails(self, request: Any, match: Any) -> Any:
+            raise Forbidden("the token's role may not read project details")
+
+    fixture = _all_types()
+    emulator = NoDetails(fixture)
+    with emulator.serve(legacy_fault_plan()) as info:
+        result = export(info, tmp_path / "b")
+    assert not result.failed, result.failed
+    assert emulator.stats["getProjectDetails"] >= 1
+    found = json.loads((tmp_path / "b" / "export.json").read_text("utf-8"))["source"]
+    assert (found["key"], found["visibility"], found["description"]) == (
+        "AT", "priv", ALL_TYPES["projects"][0]["description"]
+    )
+    assert found["metadata_sources"]["visibility"] == "project sys/visibility"
