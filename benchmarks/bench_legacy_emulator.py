@@ -7,7 +7,8 @@ One run holds one float series of `--points` points (numpy arrays handed straigh
 file). The unmodified client reads it all back, page by page, over real HTTP on loopback:
 
 - naive: `run["metrics/loss"].fetch_values()`, the public API, which pages by 1,000 points;
-- large pages: the backend's `get_float_series_values(offset, limit=10_000)`, as the exporter calls it;
+- large pages: the backend's `get_float_series_values(offset, limit=10_000)` (the exporter asks for 1,000, then
+  5,000 once the server answered such a page in full; see docs/legacy-emulator.md);
 - raw pages: the same operation through the client's authenticated session, parsing the JSON without
   bravado's models (as the client reads leaderboard pages).
 

@@ -115,6 +115,14 @@ def _serve_until_stopped(what: str, server: Any) -> None:
 @click.option("--fixture", "fixture_path", required=True, type=click.Path(dir_okay=False), help="Fixture JSON (format v1).")
 @_serving_options
 @click.option("--token-ttl", default=3600, show_default=True, type=click.FloatRange(min=0.1), help="Access-token lifetime in seconds.")
+@click.option(
+    "--series-paging",
+    type=click.Choice(["offset", "skipToStep"]),
+    default="offset",
+    show_default=True,
+    help="Float series paged by offset (as neptune 1.14 asks) or by skipToStep (as Neptune's published specs declare).",
+)
+@click.option("--zip-prepare-seconds", default=0.0, show_default=True, type=click.FloatRange(min=0), help="How long a FileSet zip stays 'not ready yet'.")
 @friendly_errors
 def emulate_legacy(fixture_path: str, **serving: Any) -> None:
     """Serve a fixture as a Neptune 2.x (legacy) service that the unmodified `neptune` client reads from.
@@ -122,7 +130,8 @@ def emulate_legacy(fixture_path: str, **serving: Any) -> None:
     For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP on a
     loopback address, with API-token auth and expiring access tokens, and can inject faults. When ready it
     prints one JSON line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM; a client
-    process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md.
+    process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md,
+    what it serves and on what evidence in docs/legacy-emulator.md.
     """
     from nmig.emulators.legacy import serve_legacy
 

@@ -18,6 +18,7 @@ from typing import Any
 from nmig.errors import NmigError, PartialFailure
 from nmig.exporter.entity import (
     DEFAULT_PAGE_SIZE,
+    LARGER_PAGE_SIZE,
     Counters,
     EntityExporter,
     describe,
@@ -58,6 +59,8 @@ class ExportOptions:
     update: bool = False
     quiet: bool = False
     page_size: int = DEFAULT_PAGE_SIZE
+    # Tried once, used when the server answers it in full (None: never ask for more than page_size).
+    larger_page_size: int | None = LARGER_PAGE_SIZE
 
 
 @dataclass
@@ -374,7 +377,9 @@ def _export_all(
     pool = ThreadPoolExecutor(workers, thread_name_prefix="nmig-export")
     page_pool = ThreadPoolExecutor(workers * 2, thread_name_prefix="nmig-pages")
     try:
-        exporter = EntityExporter(source, page_pool, counters, spool_dir, options.page_size)
+        exporter = EntityExporter(
+            source, page_pool, counters, spool_dir, options.page_size, options.larger_page_size
+        )
 
         def one(ref: EntityRef, why: str) -> None:
             try:

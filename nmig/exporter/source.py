@@ -308,7 +308,15 @@ class LegacySource:
         visibility nor description (backend.json)."""
         identifier = f"{self.workspace}/{self.project_name}"
         operation = "getProjectDetails" if "getProjectDetails" in self.operations else "getProject"
-        raw = self.call("backend_client", operation, projectIdentifier=identifier)
+        try:
+            raw = self.call("backend_client", operation, projectIdentifier=identifier)
+        except Exception:
+            if operation == "getProject":
+                raise
+            # Details refused (a role the token lacks, a server fault after retries): the key still comes from
+            # getProject, visibility and description from the project's own sys/* below.
+            operation = "getProject"
+            raw = self.call("backend_client", operation, projectIdentifier=identifier)
         sys_attributes = self._project_sys_attributes(project_attributes)
         found: dict[str, Any] = {}
         sources: dict[str, str] = {}

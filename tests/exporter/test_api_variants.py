@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from exporter_helpers import ALL_TYPES_FIXTURE, export, manifest, serving
 
+from nmig.emulators.legacy import LegacyEmulator, legacy_fault_plan
 from nmig.exporter import source
 
 ALL_TYPES = json.loads(ALL_TYPES_FIXTURE.read_text("utf-8"))
@@ -142,3 +143,48 @@ def test_an_operation_the_server_lacks_degrades_only_its_attribute_types(tmp_pat
     assert "the server's API has no getChannelValues" in skipped["images/samples"]["reason"]
     assert any("getArtifactAttribute" in s["reason"] for s in skipped.values())
     assert not result.failed, result.failed  # every other attribute is read; the runs are complete
+
+
+def test_a_larger_page_is_used_only_once_the_server_answered_one_in_full(tmp_path: Path) -> None:
+    fixture = _all_types()
+    n = 12_345
+    fixture["projects"][0]["runs"][0]["attributes"]["train/long"] = {
+        "type": "floatSeries", "steps": list(range(n)), "values": [i / 7 for i in range(n)],
+        "timestamps": [1677664800000 + i for i in range(n)],
+    }
+    outcomes, requests = {}, {}
+    for limit in (10_000, 1_000):  # the larger page answered in full; the larger page refused
+        emulator = LegacyEmulator(fixture, max_page_limit=limit)
+        with emulator.serve(legacy_fault_plan()) as info:
+            result = export(info, tmp_path / str(limit), page_size=1_000, larger_page_size=5_000, max_workers=1)
+        assert not result.failed, result.failed
+        outcomes[limit] = _float_and_string_series(tmp_path / str(limit))
+        requests[limit] = emulator.stats["getFloatSeriesValues"]
+    assert outcomes[10_000] == outcomes[1_000]
+    assert outcomes[1_000]["AT-1/float"].count("'train/long'") == n
+    # train/long: 1 page of 1,000, then 5,000-point pages (3) once accepted; else 12 more of 1,000 and the
+    # refused probe. The other float series of the fixture take one request each either way.
+    assert requests[1_000] - requests[10_000] == (1 + 12 + 1) - (1 + 3)
+
+
+def test_project_details_refused_fall_back_to_the_project_and_its_sys_attributes(tmp_path: Path) -> None:
+    from nmig.emulators.legacy.backend import LegacyApiError
+
+    class Forbidden(LegacyApiError):
+        status, error_type = 403, "FORBIDDEN"
+
+    class NoDetails(LegacyEmulator):
+        def _op_getProjectDetails(self, request: Any, match: Any) -> Any:
+            raise Forbidden("the token's role may not read project details")
+
+    fixture = _all_types()
+    emulator = NoDetails(fixture)
+    with emulator.serve(legacy_fault_plan()) as info:
+        result = export(info, tmp_path / "b")
+    assert not result.failed, result.failed
+    assert emulator.stats["getProjectDetails"] >= 1
+    found = json.loads((tmp_path / "b" / "export.json").read_text("utf-8"))["source"]
+    assert (found["key"], found["visibility"], found["description"]) == (
+        "AT", "priv", ALL_TYPES["projects"][0]["description"]
+    )
+    assert found["metadata_sources"]["visibility"] == "project sys/visibility"

@@ -39,6 +39,18 @@ def test_cli_ready_line_then_serves_until_sigterm() -> None:
         assert server.process.wait(timeout=20) == 0
 
 
+def test_cli_serves_the_skip_to_step_variant_of_the_api() -> None:
+    with emulator_process("legacy", "--fixture", str(ALL_TYPES), "--series-paging", "skipToStep") as server:
+        url = server.ready["url"] + "/api/leaderboard/swagger.json"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            spec = json.loads(response.read())
+        operation = spec["paths"]["/api/leaderboard/v1/attributes/series/float"]["get"]
+        assert {p["name"] for p in operation["parameters"]} == {"experimentId", "attribute", "limit", "skipToStep"}
+        assert "/api/leaderboard/v1/attributes/artifacts" not in spec["paths"]  # as in leaderboard.json (2025)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=20) == 0
+
+
 def test_serve_legacy_api_and_unretried_paths_are_exempt_by_default() -> None:
     with serve_legacy(ALL_TYPES, fail_rate=1.0) as info:
         assert info.workspace == "acme" and info.env == LOOPBACK_CLIENT_ENV
