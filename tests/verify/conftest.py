@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from nmig.emulators.neptune3.store import DB_FILE
 
 PROJECT = "demo/vision"
 
@@ -64,31 +61,29 @@ class VerifyRun:
 def verify_altered(
     migrated: Migrated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., VerifyRun]:
-    """`verify_altered(sql=[...], alter=fn, args=[...])`: a copy of the migrated target, changed with SQL
-    statements on its SQLite store and/or `alter(data_dir)`, served again and checked with `nmig verify`."""
+    """`verify_altered(damage, args=[...])`: a copy of the migrated target, changed by `damage(Damage)` (the 3.x
+    emulator's test API, nmig.emulators.neptune3.testing), served again and checked with `nmig verify`."""
     import json
 
     from click.testing import CliRunner
 
     from nmig.cli import main
     from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.emulators.neptune3.testing import Damage
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
 
     def run(
-        sql: list[str] = (),  # type: ignore[assignment]
-        alter: Callable[[Path], None] | None = None,
+        damage: Callable[[Damage], None] | None = None,
         args: list[str] = (),  # type: ignore[assignment]
         **faults: Any,
     ) -> VerifyRun:
         data_dir = tmp_path / "neptune3"
         shutil.copytree(migrated.data_dir, data_dir)
-        with sqlite3.connect(data_dir / DB_FILE) as conn:
-            for statement in sql:
-                assert conn.execute(statement).rowcount > 0, f"the alteration changed nothing: {statement}"
-        if alter is not None:
-            alter(data_dir)
+        if damage is not None:
+            with Damage(data_dir, PROJECT) as stopped_target:
+                damage(stopped_target)
         report = tmp_path / "verify.json"
         with serve_neptune3(data_dir=data_dir, **faults) as target:
             result = CliRunner().invoke(

@@ -1,28 +1,18 @@
 """`nmig verify` against a migrated 3.x target: green when untouched, and each kind of difference found when
-the target is altered behind the importer's back (its SQLite store or blob folder edited while stopped)."""
+the target is altered behind the importer's back (while stopped, through the 3.x emulator's test API, testing.Damage)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nmig.emulators.neptune3.store import DB_FILE
+from nmig.emulators.neptune3.testing import Damage
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def attr_pk(run_id: str, path: str) -> str:
-    """SQL selecting the attribute row of `path` in the 3.x run `run_id`."""
-    return (
-        f"(SELECT a.attr_pk FROM attributes a JOIN runs r ON a.run_pk = r.run_pk "
-        f"WHERE r.run_id = '{run_id}' AND a.path = '{path}')"
-    )
 
 
 def by_run(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -52,7 +42,7 @@ def test_unaltered_target_matches_through_a_failing_service(verify_altered: Any)
 
 def test_missing_run(verify_altered: Any, target_ids: list[str]) -> None:
     gone = target_ids[1]
-    result = verify_altered(sql=[f"DELETE FROM runs WHERE run_id = '{gone}'"])
+    result = verify_altered(lambda damage: damage.delete_run(gone))
     assert result.exit_code == 1
     runs = by_run(result.report)
     assert runs[gone]["status"] == "missing"
@@ -64,7 +54,7 @@ def test_missing_run(verify_altered: Any, target_ids: list[str]) -> None:
 
 def test_changed_config(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[1]
-    result = verify_altered(sql=[f"UPDATE attributes SET value = 0.5 WHERE attr_pk = {attr_pk(run, 'parameters/lr')}"])
+    result = verify_altered(lambda damage: damage.set_config(run, "parameters/lr", 0.5))
     assert result.exit_code == 1
     diffs = result.differences()
     assert [(d["path"], d["what"], d["expected"], d["found"]) for d in diffs] == [
@@ -75,12 +65,11 @@ def test_changed_config(verify_altered: Any, target_ids: list[str]) -> None:
 
 def test_changed_config_type_and_tags(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[0]
-    result = verify_altered(
-        sql=[
-            f"UPDATE attributes SET type = 'float', value = 64.0 WHERE attr_pk = {attr_pk(run, 'parameters/batch_size')}",
-            f"DELETE FROM string_set_members WHERE attr_pk = {attr_pk(run, 'sys/tags')} AND member = 'sweep'",
-        ]
-    )
+    def damage(target: Damage) -> None:
+        target.set_config(run, "parameters/batch_size", 64.0)
+        target.remove_member(run, "sys/tags", "sweep")
+
+    result = verify_altered(damage)
     assert result.exit_code == 1
     whats = {d["path"]: d["what"] for d in result.differences()}
     assert whats == {"parameters/batch_size": "wrong_type", "sys/tags": "tags_differ"}
@@ -88,7 +77,7 @@ def test_changed_config_type_and_tags(verify_altered: Any, target_ids: list[str]
 
 def test_missing_point(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[2]
-    result = verify_altered(sql=[f"DELETE FROM points WHERE attr_pk = {attr_pk(run, 'train/loss')} AND step_whole = 123"])
+    result = verify_altered(lambda damage: damage.delete_point(run, "train/loss", 123))
     assert result.exit_code == 1
     diffs = result.differences()
     assert [(d["path"], d["what"]) for d in diffs] == [("train/loss", "missing_points")]
@@ -103,16 +92,13 @@ def test_points_across_read_windows(verify_altered: Any, target_ids: list[str], 
 
     monkeypatch.setattr(verify_series, "WINDOW_POINTS", 100)
     run = target_ids[0]
-    loss = attr_pk(run, "train/accuracy")
-    result = verify_altered(
-        sql=[
-            f"DELETE FROM points WHERE attr_pk = {loss} AND step_whole = 100",
-            # a stray point at step 199.5: between the last expected step of one window and the first of the next
-            f"INSERT INTO points (attr_pk, step_whole, step_micro, ts_ms, value, preview, completion_ratio) "
-            f"SELECT attr_pk, 199, 500000, ts_ms, value, preview, completion_ratio FROM points "
-            f"WHERE attr_pk = {loss} AND step_whole = 199",
-        ]
-    )
+
+    def damage(target: Damage) -> None:
+        target.delete_point(run, "train/accuracy", 100)
+        # a stray point at step 199.5: between the last expected step of one window and the first of the next
+        target.set_point(run, "train/accuracy", 199, to_step=199.5)
+
+    result = verify_altered(damage)
     assert result.exit_code == 1
     diffs = {d["what"]: d for d in result.differences()}
     assert set(diffs) == {"missing_points", "unexpected_points"}
@@ -123,9 +109,7 @@ def test_points_across_read_windows(verify_altered: Any, target_ids: list[str], 
 
 def test_shifted_timestamp(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[1]
-    result = verify_altered(
-        sql=[f"UPDATE points SET ts_ms = ts_ms + 1 WHERE attr_pk = {attr_pk(run, 'logs/train')} AND step_whole = 12"]
-    )
+    result = verify_altered(lambda damage: damage.set_point(run, "logs/train", 12, shift_ms=1))
     assert result.exit_code == 1
     diffs = result.differences()
     assert [(d["path"], d["what"]) for d in diffs] == [("logs/train", "timestamp_differs")]
@@ -136,23 +120,12 @@ def test_shifted_timestamp(verify_altered: Any, target_ids: list[str]) -> None:
 
 def test_changed_value_of_a_metric(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[1]
-    result = verify_altered(
-        sql=[f"UPDATE points SET value = value + 1e-9 WHERE attr_pk = {attr_pk(run, 'val/loss')} AND step_whole = 3"]
-    )
+
+    def damage(target: Damage) -> None:
+        target.set_point(run, "val/loss", 3, value=target.point_value(run, "val/loss", 3) + 1e-9)
+
+    result = verify_altered(damage)
     assert result.differing() == [("val/loss", "value_differs")]
-
-
-def _blob_of(data_dir: Path, run_id: str, path: str, step_whole: int | None = None) -> Path:
-    with sqlite3.connect(data_dir / DB_FILE) as conn:
-        if step_whole is None:
-            (value,) = conn.execute(f"SELECT value FROM attributes WHERE attr_pk = {attr_pk(run_id, path)}").fetchone()
-        else:
-            (value,) = conn.execute(
-                f"SELECT value FROM points WHERE attr_pk = {attr_pk(run_id, path)} AND step_whole = {step_whole}"
-            ).fetchone()
-        key = json.loads(value)["path"]
-        (name,) = conn.execute("SELECT blob_name FROM blobs WHERE path = ?", (key,)).fetchone()
-    return data_dir / "blobs" / name
 
 
 def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,13 +134,13 @@ def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: lis
     monkeypatch.setattr(verify_series, "DOWNLOAD_CHUNK_BYTES", 1)  # every file downloaded, hashed, deleted alone
     run = target_ids[2]
 
-    def corrupt(data_dir: Path) -> None:
-        for blob in (_blob_of(data_dir, run, "model/weights"), _blob_of(data_dir, run, "eval/confusion", 1)):
+    def corrupt(damage: Damage) -> None:
+        for blob in (damage.blob(run, "model/weights"), damage.blob(run, "eval/confusion", step=1)):
             content = bytearray(blob.read_bytes())
             content[len(content) // 2] ^= 0xFF  # same size, other bytes
             blob.write_bytes(bytes(content))
 
-    result = verify_altered(alter=corrupt)
+    result = verify_altered(corrupt)
     assert result.exit_code == 1
     diffs = sorted((d["path"], d["what"]) for d in result.differences())
     assert diffs == [("eval/confusion", "file_hash_differs"), ("model/weights", "file_hash_differs")]
@@ -175,13 +148,13 @@ def test_changed_file_and_file_series_point(verify_altered: Any, target_ids: lis
 
 def test_missing_file(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[0]
-    result = verify_altered(sql=[f"DELETE FROM attributes WHERE attr_pk = {attr_pk(run, 'source_code/files/train.py')}"])
+    result = verify_altered(lambda damage: damage.delete_attribute(run, "source_code/files/train.py"))
     assert result.differing() == [("source_code/files/train.py", "missing_file")]
 
 
 def test_missing_series(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[0]
-    result = verify_altered(sql=[f"DELETE FROM attributes WHERE attr_pk = {attr_pk(run, 'val/loss')}"])
+    result = verify_altered(lambda damage: damage.delete_attribute(run, "val/loss"))
     assert result.exit_code == 1
     diffs = result.differences()
     assert [(d["path"], d["what"], d["expected"]) for d in diffs] == [("val/loss", "missing_series", "20 point(s)")]
@@ -189,39 +162,33 @@ def test_missing_series(verify_altered: Any, target_ids: list[str]) -> None:
 
 def test_file_that_cannot_be_downloaded(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[1]
-    result = verify_altered(alter=lambda data_dir: _blob_of(data_dir, run, "source_code/files/configs/base.yaml").unlink())
+    result = verify_altered(lambda damage: damage.blob(run, "source_code/files/configs/base.yaml").unlink())
     assert result.differing() == [("source_code/files/configs/base.yaml", "file_not_downloadable")]
 
 
 def test_unexpected_attribute(verify_altered: Any, target_ids: list[str]) -> None:
     """Something the bundle never had (say, the importing machine's git info) is a difference."""
     run = target_ids[0]
-    result = verify_altered(
-        sql=[
-            f"INSERT INTO attributes (run_pk, path, type, value) SELECT run_pk, 'source_code/diff', 'string', 'x' "
-            f"FROM runs WHERE run_id = '{run}'"
-        ]
-    )
+    result = verify_altered(lambda damage: damage.add_config(run, "source_code/diff", "x"))
     assert result.differing() == [("source_code/diff", "unexpected_attribute")]
 
 
 def test_sample_checks_chosen_points_only(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[2]
     # step 1 of a 400-point series is not among 5 evenly spread samples (0, 100, 200, 299, 399); step 399 is
-    result = verify_altered(
-        sql=[
-            f"DELETE FROM points WHERE attr_pk = {attr_pk(run, 'train/loss')} AND step_whole = 1",
-            f"UPDATE points SET value = -1 WHERE attr_pk = {attr_pk(run, 'train/accuracy')} AND step_whole = 399",
-        ],
-        args=["--sample", "5"],
-    )
+
+    def damage(target: Damage) -> None:
+        target.delete_point(run, "train/loss", 1)
+        target.set_point(run, "train/accuracy", 399, value=-1.0)
+
+    result = verify_altered(damage, args=["--sample", "5"])
     assert result.differing() == [("train/accuracy", "value_differs")]
     assert result.report["sample"] == 5
     assert "sampled: 5 points per series" in result.output
 
 
 def test_runs_selection(verify_altered: Any, target_ids: list[str]) -> None:
-    result = verify_altered(sql=[f"DELETE FROM runs WHERE run_id = '{target_ids[1]}'"], args=["--runs", "VIS-1"])
+    result = verify_altered(lambda damage: damage.delete_run(target_ids[1]), args=["--runs", "VIS-1"])
     assert result.exit_code == 0, result.output
     assert [r["run"] for r in result.report["runs"]] == ["VIS-1"]
 
@@ -267,3 +234,21 @@ def test_value_equality_rules() -> None:
     assert same_value(["a", "b"], {"b", "a"}) and not same_value(["a"], {"a", "b"})
     assert sample_positions(400, 5) == {0, 100, 200, 299, 399}
     assert sample_positions(3, 5) == {0, 1, 2} and sample_positions(10, 1) == {9}
+
+
+def test_damage_that_changes_nothing_is_refused(migrated: Any, target_ids: list[str], tmp_path: Path) -> None:
+    """The emulator's test API refuses a damage that would change nothing, so no test proves nothing."""
+    import shutil
+
+    data_dir = tmp_path / "copy"
+    shutil.copytree(migrated.data_dir, data_dir)
+    with pytest.raises(LookupError, match="no project"):
+        Damage(data_dir, "demo/none")
+    with Damage(data_dir, "demo/vision") as damage:
+        with pytest.raises(LookupError, match="nothing to change"):
+            damage.delete_point(target_ids[0], "train/loss", 123.5)  # no such step
+        with pytest.raises(LookupError, match="no attribute"):
+            damage.set_config(target_ids[0], "no/such/path", 1)
+        with pytest.raises(LookupError, match="no run"):
+            damage.delete_run("no-such-run")
+        assert damage.point_value(target_ids[0], "train/loss", 123) is not None

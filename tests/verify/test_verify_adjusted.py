@@ -90,16 +90,10 @@ def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert "adjusted by the import" not in without.output
 
     # ... and they are exact: the second point at step 1 (the one the rule drops) in the target is a difference
-    import sqlite3
+    from nmig.emulators.neptune3.testing import Damage
 
-    from nmig.emulators.neptune3.store import DB_FILE
-
-    with sqlite3.connect(tmp_path / "neptune3" / DB_FILE) as conn:
-        changed = conn.execute(
-            "UPDATE points SET value = 0.39 WHERE step_whole = 1 AND attr_pk = "
-            "(SELECT attr_pk FROM attributes WHERE path = 'm/loss')"
-        ).rowcount
-    assert changed == 1
+    with Damage(tmp_path / "neptune3", "demo/limits") as damage:
+        damage.set_point("team_run:1", "m/loss", 1, value=0.39)
     with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
         altered = CliRunner().invoke(main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
     assert altered.exit_code == 1
