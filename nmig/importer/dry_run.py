@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nmig.importer.intake import damaged, note_unimported, plan_runs
+from nmig.importer.intake import RunIds, damaged, note_unimported, plan_runs
 from nmig.importer.replay import scan_adjustments
 from nmig.importer.result import ImportResult
 from nmig.schema import Bundle, EntityBundle
@@ -10,7 +10,7 @@ from nmig.schema import Bundle, EntityBundle
 
 def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult) -> ImportResult:
     """`result` filled with the plans and with what the import would adjust, skip or refuse."""
-    for plan, entity in plan_runs(entities, result, {}):
+    for plan, entity in plan_runs(entities, result, RunIds(result)):
         refusal = damaged(plan, entity)
         if refusal is not None:  # what the import would refuse, found the same way
             result.plans.remove(plan)

@@ -55,6 +55,8 @@ class RunPlan:
     events: list[Event] = field(default_factory=list)
     # the legacy path of every attribute written, keyed by its 3.x path (for error attribution and the report)
     sources: dict[str, str] = field(default_factory=dict)
+    # the legacy sys/id this run's custom_run_id equals (it yields that id: see target_run_id)
+    claims_id_of: str | None = None
     _index: dict[tuple[str, str], SeriesItem] | None = field(default=None, repr=False, compare=False)
 
     def series_target(self, kind: str, legacy_path: str) -> SeriesItem | None:
@@ -124,14 +126,53 @@ def _safe_entry(entry: object) -> str | None:
     return entry
 
 
-def _target_run_id(entity: EntityBundle) -> str:
+def _custom_run_id(entity: EntityBundle) -> str | None:
     custom = entity.custom_run_id
     if isinstance(custom, str) and custom:
         return custom
     custom_attr = entity.attribute("sys/custom_run_id")
     if custom_attr and isinstance(custom_attr.get("value"), str) and custom_attr["value"]:
-        return custom_attr["value"]
-    return entity.sys_id
+        return str(custom_attr["value"])
+    return None
+
+
+_LEGACY_ID = re.compile(r"(?P<key>.+)-(?P<number>[0-9]+)")
+
+
+def claims_a_legacy_id(custom: str, sys_id: str) -> bool:
+    """Whether a custom run id may take another run's 3.x id: it has the shape of a legacy run id of the
+    run's own project (`<KEY>-<n>`, the key being the one in the run's own sys/id) without being the run's
+    own, or it ends the way a suffixed id of another run does (`~<KEY>-<n>`, see target_run_id)."""
+    own = _LEGACY_ID.fullmatch(sys_id)
+    if own is None or custom == sys_id:
+        return False
+    tail = custom.rsplit("~", 1)[-1] if "~" in custom else None
+    for candidate in (custom, tail):
+        other = _LEGACY_ID.fullmatch(candidate) if candidate else None
+        if other is not None and other["key"] == own["key"] and candidate != sys_id:
+            return True
+    return False
+
+
+def target_run_id(entity: EntityBundle) -> tuple[str, str | None]:
+    """The run's 3.x run id before the limits (its custom_run_id, else its sys/id), and why it is not the
+    custom id as it stands (None when it is).
+
+    A legacy custom_run_id is free text and may equal another run's sys/id, which that run's 3.x id then is.
+    The rule decides from the run's own data alone, so every run of the project gets the same id whatever
+    else is imported, in whichever order, subset, shard or re-run: a custom_run_id shaped like one of the
+    project's legacy ids (`<KEY>-<n>`, not the run's own), or ending like a suffixed one (`~<KEY>-<n>`), is
+    suffixed with `~<its sys/id>` (sys/ids are unique in a project), and the run with that sys/id keeps it.
+    No kept custom id can then equal another run's sys/id or suffixed id."""
+    custom = _custom_run_id(entity)
+    if custom is None:
+        return entity.sys_id, None
+    if claims_a_legacy_id(custom, entity.sys_id):
+        return f"{custom}~{entity.sys_id}", (
+            f"custom_run_id {custom!r} has the shape of a legacy run id of the project (it is, or may be, "
+            f"another run's sys/id, which is that run's 3.x id)"
+        )
+    return custom, None
 
 
 def _git_configs(value: Any) -> dict[str, ConfigValue]:
@@ -386,10 +427,13 @@ def plan_run(entity: EntityBundle) -> RunPlan:
     if not entity.complete:
         raise PlanRefused(f"incomplete in the bundle: {entity.incomplete_reason}")
     sys_id = entity.sys_id
-    legacy_run_id = _target_run_id(entity)
+    legacy_run_id, claimed = target_run_id(entity)
     plan = RunPlan(sys_id=sys_id, target_run_id=limits.fit_run_id(legacy_run_id))
     planner = _Planner(plan)
-    if plan.target_run_id != legacy_run_id:
+    if claimed is not None:
+        plan.claims_id_of = _custom_run_id(entity)
+        planner.event("sys/custom_run_id", "run_id_adjusted", f"{claimed}: run id {plan.target_run_id[:80]!r}")
+    elif plan.target_run_id != legacy_run_id:
         planner.event("sys/custom_run_id", "run_id_adjusted", f"run id {legacy_run_id[:80]!r} -> {plan.target_run_id[:80]!r}")
     for skipped in entity.skipped:
         planner.event(str(skipped.get("path")), "skipped_at_export", f"{skipped.get('type')}: {skipped.get('reason')}")

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from nmig.importer import client as nclient
 from nmig.importer import report, target
 from nmig.importer.dry_run import dry_run
-from nmig.importer.intake import note_unimported, plan_runs
+from nmig.importer.intake import RunIds, note_unimported, plan_runs
 from nmig.importer.options import ImportOptions
 from nmig.importer.plan import RunPlan, select_runs
 from nmig.importer.project import resolve_project
@@ -171,7 +171,7 @@ class _Importer:
         worker = RunWorker(self.project, self.api_token, self.state, self.scratch, self.existing, self.progress)
         workers = max(1, self.options.max_workers)
         seen: set[str] = set()
-        owners: dict[str, str] = {}
+        owners = RunIds(result)
         todo: deque[tuple[RunPlan, EntityBundle]] = deque()
         finished = False
         try:
@@ -219,7 +219,7 @@ class _Importer:
                 earlier=self.earlier_report,
             )
 
-    def _arrived(self, sys_ids: list[str], owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
+    def _arrived(self, sys_ids: list[str], owners: RunIds) -> list[tuple[RunPlan, EntityBundle]]:
         """Plan runs that just arrived; those imported by an earlier invocation are skipped with their items."""
         entities = []
         for sys_id in sys_ids:
