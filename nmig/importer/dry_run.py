@@ -8,9 +8,9 @@ from nmig.importer.result import ImportResult
 from nmig.schema import Bundle, EntityBundle
 
 
-def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult) -> ImportResult:
+def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult, experiments: str) -> ImportResult:
     """`result` filled with the plans and with what the import would adjust, skip or refuse."""
-    for plan, entity in plan_runs(entities, result, RunIds(result)):
+    for plan, entity in plan_runs(entities, result, RunIds(result), experiments):
         refusal = damaged(plan, entity)
         if refusal is not None:  # what the import would refuse, found the same way
             result.plans.remove(plan)

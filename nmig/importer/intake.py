@@ -4,6 +4,7 @@ the scheduler, so both refuse the same runs for the same reasons."""
 
 from __future__ import annotations
 
+from nmig.importer.experiments import DEFAULT_MODE
 from nmig.importer.plan import PlanRefused, RunPlan, plan_run
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
@@ -41,13 +42,15 @@ class RunIds:
         )
 
 
-def plan_runs(entities: list[EntityBundle], result: ImportResult, owners: RunIds) -> list[tuple[RunPlan, EntityBundle]]:
+def plan_runs(
+    entities: list[EntityBundle], result: ImportResult, owners: RunIds, experiments: str = DEFAULT_MODE
+) -> list[tuple[RunPlan, EntityBundle]]:
     """Plan each run; refuse those that cannot be planned, and those whose 3.x run id another run already took
     (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it."""
     planned = []
     for entity in entities:
         try:
-            plan = plan_run(entity)
+            plan = plan_run(entity, experiments)
         except PlanRefused as exc:
             result.refused.append(entity.sys_id)
             result.events.append(Event(entity.sys_id, "", "refused", str(exc)))

@@ -16,6 +16,7 @@ from typing import Any
 
 from nmig.errors import NmigError
 from nmig.importer import limits
+from nmig.importer.experiments import DEFAULT_MODE, experiment_name
 from nmig.importer.report import Event
 from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, Mapping, map_attribute
 from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float, encode_datetime
@@ -175,6 +176,26 @@ def target_run_id(entity: EntityBundle) -> tuple[str, str | None]:
     return custom, None
 
 
+def experiment_member(
+    entity: EntityBundle, experiments: str = DEFAULT_MODE
+) -> tuple[str, dt.datetime | None, str, str] | None:
+    """(3.x experiment name, legacy creation time, legacy id, 3.x run id) of a run that plan_run puts in an
+    experiment, else None: what deciding the experiment's head needs, read without planning the whole run."""
+    if entity.kind != "run" or not entity.complete:
+        return None
+    name_attr = entity.attribute("sys/name")
+    legacy_name = name_attr.get("value") if name_attr else None
+    name = experiment_name(legacy_name, experiments)[0] if isinstance(legacy_name, str) else None
+    if name is None:
+        return None
+    creation = entity.attribute("sys/creation_time")
+    try:
+        created = decode_atom("datetime", creation.get("value")) if creation else None
+    except BundleError:
+        created = None
+    return name, created, entity.sys_id, limits.fit_run_id(target_run_id(entity)[0])
+
+
 def _git_configs(value: Any) -> dict[str, ConfigValue]:
     """The native 3.x source fields from a legacy gitRef's raw properties (see the legacy client's
     create_run payload: commit{commitId, message, authorName, authorEmail, commitDate}, repositoryDirty,
@@ -243,8 +264,9 @@ class _Planner:
     """Builds one RunPlan: each attribute goes to the handler of its Action (HANDLERS); the helpers here are
     what handlers share (claiming a 3.x path, adding a config, reporting)."""
 
-    def __init__(self, plan: RunPlan) -> None:
+    def __init__(self, plan: RunPlan, experiments: str = DEFAULT_MODE) -> None:
         self.plan = plan
+        self.experiments = experiments  # how runs join 3.x experiments (nmig.importer.experiments)
 
     def event(self, path: str, case: str, detail: str) -> None:
         self.plan.events.append(Event(self.plan.sys_id, path, case, detail))
@@ -321,10 +343,13 @@ def _int_bytes_config(p: _Planner, a: _Attribute) -> None:
 def _run_name(p: _Planner, a: _Attribute) -> None:
     name = a.value
     if isinstance(name, str) and name:
-        p.plan.experiment_name = limits.fit_experiment_name(name)
-        if p.plan.experiment_name != name:
+        p.plan.experiment_name, unnamed = experiment_name(name, p.experiments)
+        if p.plan.experiment_name is not None and p.plan.experiment_name != name:
             p.event(a.path, "name_shortened", limits.name_shortened_detail(p.plan.experiment_name))
-        p.plan.sources["sys/name"] = a.path
+        if unnamed is not None:
+            p.event(a.path, "experiment_not_named", f"{unnamed}; a plain run, the name is in legacy_sys/name")
+        if p.plan.experiment_name is not None:
+            p.plan.sources["sys/name"] = a.path
     # also kept under legacy_sys/ so the full legacy name is always readable
     if isinstance(name, str):
         p.add_config("legacy_sys/name", a.path, name)
@@ -420,8 +445,9 @@ HANDLERS: dict[Action, Callable[[_Planner, _Attribute], None]] = {
 }
 
 
-def plan_run(entity: EntityBundle) -> RunPlan:
-    """The plan for one run, or PlanRefused with the reason."""
+def plan_run(entity: EntityBundle, experiments: str = DEFAULT_MODE) -> RunPlan:
+    """The plan for one run, or PlanRefused with the reason. `experiments`: how runs join 3.x experiments
+    (nmig.importer.experiments.MODES)."""
     if entity.kind in NOT_IMPORTED_KINDS:
         raise PlanRefused(NOT_IMPORTED_KINDS[entity.kind])
     if not entity.complete:
@@ -429,7 +455,7 @@ def plan_run(entity: EntityBundle) -> RunPlan:
     sys_id = entity.sys_id
     legacy_run_id, claimed = target_run_id(entity)
     plan = RunPlan(sys_id=sys_id, target_run_id=limits.fit_run_id(legacy_run_id))
-    planner = _Planner(plan)
+    planner = _Planner(plan, experiments)
     if claimed is not None:
         plan.claims_id_of = _custom_run_id(entity)
         planner.event("sys/custom_run_id", "run_id_adjusted", f"{claimed}: run id {plan.target_run_id[:80]!r}")
