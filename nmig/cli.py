@@ -177,6 +177,16 @@ def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Calla
     return click.option(*names, type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
 
 
+_experiments_option = click.option(
+    "--experiments",
+    type=click.Choice(["by-name", "none"]),
+    default="by-name",
+    show_default=True,
+    help="by-name: runs sharing a legacy name form one 3.x experiment, headed by the latest-created (the legacy "
+    "default name 'Untitled' forms none); none: every run a plain run. verify needs the same choice.",
+)
+
+
 @main.command("import")
 @_bundle_argument
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT).")
@@ -191,6 +201,7 @@ def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Calla
     default=None,
     help="Visibility of a project nmig creates, for targets whose plan refuses the legacy one (default: the legacy project's).",
 )
+@_experiments_option
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @friendly_errors
@@ -240,6 +251,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
 @_file_option("--report", help="Also write the result as JSON to this file.")
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
+@_experiments_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def verify_command(**options: Any) -> None:
@@ -261,6 +273,7 @@ def verify_command(**options: Any) -> None:
 @click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
 @click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
+@_experiments_option
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
 @friendly_errors
 def migrate_command(**options: Any) -> None:

@@ -41,6 +41,7 @@ class MigrateOptions:
     include_trashed: bool = False
     max_workers: int = 4
     quiet: bool = False
+    experiments: str = "by-name"  # as `nmig import --experiments`
 
 
 @dataclass
@@ -204,7 +205,8 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             try:
                 imported = run_import(
                     ImportOptions(bundle_dir=options.out, project=target_project, api_token=api_token,
-                                  max_workers=options.max_workers, quiet=options.quiet),
+                                  max_workers=options.max_workers, quiet=options.quiet,
+                                  experiments=options.experiments),
                     feed=feed,
                 )
                 result.imported = imported.imported

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from nmig.importer.intake import damaged, note_unimported, plan_runs
+from nmig.importer.intake import RunIds, damaged, note_unimported, plan_runs
 from nmig.importer.replay import scan_adjustments
 from nmig.importer.result import ImportResult
 from nmig.schema import Bundle, EntityBundle
 
 
-def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult) -> ImportResult:
+def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult, experiments: str) -> ImportResult:
     """`result` filled with the plans and with what the import would adjust, skip or refuse."""
-    for plan, entity in plan_runs(entities, result, {}):
+    for plan, entity in plan_runs(entities, result, RunIds(result), experiments):
         refusal = damaged(plan, entity)
         if refusal is not None:  # what the import would refuse, found the same way
             result.plans.remove(plan)

@@ -4,6 +4,7 @@ the scheduler, so both refuse the same runs for the same reasons."""
 
 from __future__ import annotations
 
+from nmig.importer.experiments import DEFAULT_MODE
 from nmig.importer.plan import PlanRefused, RunPlan, plan_run
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
@@ -11,19 +12,50 @@ from nmig.importer.rules import NOT_IMPORTED_KINDS
 from nmig.schema import Bundle, EntityBundle, refusal, validate_entity
 
 
-def plan_runs(entities: list[EntityBundle], result: ImportResult, owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
+class RunIds:
+    """Which legacy run holds which 3.x run id, across the runs planned so far (carried over between calls
+    as runs arrive). A custom_run_id equal to another run's sys/id never gets that id (plan.target_run_id
+    suffixes it); both runs are reported once both were planned."""
+
+    def __init__(self, result: ImportResult) -> None:
+        self.result = result
+        self.owners: dict[str, str] = {}  # 3.x run id -> legacy id
+        self.claims: dict[str, RunPlan] = {}  # legacy id -> the run whose custom_run_id equals it
+        self.planned: dict[str, RunPlan] = {}  # legacy id -> its plan
+
+    def take(self, plan: RunPlan) -> str:
+        """The legacy id of the run that holds plan's 3.x id (plan's own unless another run took it first)."""
+        self.planned[plan.sys_id] = plan
+        if plan.claims_id_of is not None:
+            self.claims[plan.claims_id_of] = plan
+            if plan.claims_id_of in self.planned:
+                self._note_shared(self.planned[plan.claims_id_of], plan)
+        elif plan.sys_id in self.claims:
+            self._note_shared(plan, self.claims[plan.sys_id])
+        return self.owners.setdefault(plan.target_run_id, plan.sys_id)
+
+    def _note_shared(self, holder: RunPlan, claimant: RunPlan) -> None:
+        self.result.events.append(
+            Event(holder.sys_id, "", "run_id_shared",
+                  f"run {claimant.sys_id}'s custom_run_id is this run's sys/id {holder.sys_id!r}: this run keeps "
+                  f"{holder.target_run_id!r}, run {claimant.sys_id} is {claimant.target_run_id!r}")
+        )
+
+
+def plan_runs(
+    entities: list[EntityBundle], result: ImportResult, owners: RunIds, experiments: str = DEFAULT_MODE
+) -> list[tuple[RunPlan, EntityBundle]]:
     """Plan each run; refuse those that cannot be planned, and those whose 3.x run id another run already took
-    (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it.
-    `owners` ({3.x run id: legacy id}) carries over between calls as runs arrive."""
+    (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it."""
     planned = []
     for entity in entities:
         try:
-            plan = plan_run(entity)
+            plan = plan_run(entity, experiments)
         except PlanRefused as exc:
             result.refused.append(entity.sys_id)
             result.events.append(Event(entity.sys_id, "", "refused", str(exc)))
             continue
-        first = owners.setdefault(plan.target_run_id, plan.sys_id)
+        first = owners.take(plan)
         if first != plan.sys_id:
             result.refused.append(plan.sys_id)
             result.events.append(

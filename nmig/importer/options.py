@@ -19,3 +19,4 @@ class ImportOptions:
     visibility: str | None = None  # --visibility: overrides the legacy project's when nmig creates the project
     state_path: Path | None = None
     quiet: bool = False
+    experiments: str = "by-name"  # how runs join 3.x experiments: nmig.importer.experiments.MODES

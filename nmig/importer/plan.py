@@ -16,6 +16,7 @@ from typing import Any
 
 from nmig.errors import NmigError
 from nmig.importer import limits
+from nmig.importer.experiments import DEFAULT_MODE, experiment_name
 from nmig.importer.report import Event
 from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, Mapping, map_attribute
 from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float, encode_datetime
@@ -55,6 +56,8 @@ class RunPlan:
     events: list[Event] = field(default_factory=list)
     # the legacy path of every attribute written, keyed by its 3.x path (for error attribution and the report)
     sources: dict[str, str] = field(default_factory=dict)
+    # the legacy sys/id this run's custom_run_id equals (it yields that id: see target_run_id)
+    claims_id_of: str | None = None
     _index: dict[tuple[str, str], SeriesItem] | None = field(default=None, repr=False, compare=False)
 
     def series_target(self, kind: str, legacy_path: str) -> SeriesItem | None:
@@ -124,14 +127,73 @@ def _safe_entry(entry: object) -> str | None:
     return entry
 
 
-def _target_run_id(entity: EntityBundle) -> str:
+def _custom_run_id(entity: EntityBundle) -> str | None:
     custom = entity.custom_run_id
     if isinstance(custom, str) and custom:
         return custom
     custom_attr = entity.attribute("sys/custom_run_id")
     if custom_attr and isinstance(custom_attr.get("value"), str) and custom_attr["value"]:
-        return custom_attr["value"]
-    return entity.sys_id
+        return str(custom_attr["value"])
+    return None
+
+
+_LEGACY_ID = re.compile(r"(?P<key>.+)-(?P<number>[0-9]+)")
+
+
+def claims_a_legacy_id(custom: str, sys_id: str) -> bool:
+    """Whether a custom run id may take another run's 3.x id: it has the shape of a legacy run id of the
+    run's own project (`<KEY>-<n>`, the key being the one in the run's own sys/id) without being the run's
+    own, or it ends the way a suffixed id of another run does (`~<KEY>-<n>`, see target_run_id)."""
+    own = _LEGACY_ID.fullmatch(sys_id)
+    if own is None or custom == sys_id:
+        return False
+    tail = custom.rsplit("~", 1)[-1] if "~" in custom else None
+    for candidate in (custom, tail):
+        other = _LEGACY_ID.fullmatch(candidate) if candidate else None
+        if other is not None and other["key"] == own["key"] and candidate != sys_id:
+            return True
+    return False
+
+
+def target_run_id(entity: EntityBundle) -> tuple[str, str | None]:
+    """The run's 3.x run id before the limits (its custom_run_id, else its sys/id), and why it is not the
+    custom id as it stands (None when it is).
+
+    A legacy custom_run_id is free text and may equal another run's sys/id, which that run's 3.x id then is.
+    The rule decides from the run's own data alone, so every run of the project gets the same id whatever
+    else is imported, in whichever order, subset, shard or re-run: a custom_run_id shaped like one of the
+    project's legacy ids (`<KEY>-<n>`, not the run's own), or ending like a suffixed one (`~<KEY>-<n>`), is
+    suffixed with `~<its sys/id>` (sys/ids are unique in a project), and the run with that sys/id keeps it.
+    No kept custom id can then equal another run's sys/id or suffixed id."""
+    custom = _custom_run_id(entity)
+    if custom is None:
+        return entity.sys_id, None
+    if claims_a_legacy_id(custom, entity.sys_id):
+        return f"{custom}~{entity.sys_id}", (
+            f"custom_run_id {custom!r} has the shape of a legacy run id of the project (it is, or may be, "
+            f"another run's sys/id, which is that run's 3.x id)"
+        )
+    return custom, None
+
+
+def experiment_member(
+    entity: EntityBundle, experiments: str = DEFAULT_MODE
+) -> tuple[str, dt.datetime | None, str, str] | None:
+    """(3.x experiment name, legacy creation time, legacy id, 3.x run id) of a run that plan_run puts in an
+    experiment, else None: what deciding the experiment's head needs, read without planning the whole run."""
+    if entity.kind != "run" or not entity.complete:
+        return None
+    name_attr = entity.attribute("sys/name")
+    legacy_name = name_attr.get("value") if name_attr else None
+    name = experiment_name(legacy_name, experiments)[0] if isinstance(legacy_name, str) else None
+    if name is None:
+        return None
+    creation = entity.attribute("sys/creation_time")
+    try:
+        created = decode_atom("datetime", creation.get("value")) if creation else None
+    except BundleError:
+        created = None
+    return name, created, entity.sys_id, limits.fit_run_id(target_run_id(entity)[0])
 
 
 def _git_configs(value: Any) -> dict[str, ConfigValue]:
@@ -202,8 +264,9 @@ class _Planner:
     """Builds one RunPlan: each attribute goes to the handler of its Action (HANDLERS); the helpers here are
     what handlers share (claiming a 3.x path, adding a config, reporting)."""
 
-    def __init__(self, plan: RunPlan) -> None:
+    def __init__(self, plan: RunPlan, experiments: str = DEFAULT_MODE) -> None:
         self.plan = plan
+        self.experiments = experiments  # how runs join 3.x experiments (nmig.importer.experiments)
 
     def event(self, path: str, case: str, detail: str) -> None:
         self.plan.events.append(Event(self.plan.sys_id, path, case, detail))
@@ -280,10 +343,13 @@ def _int_bytes_config(p: _Planner, a: _Attribute) -> None:
 def _run_name(p: _Planner, a: _Attribute) -> None:
     name = a.value
     if isinstance(name, str) and name:
-        p.plan.experiment_name = limits.fit_experiment_name(name)
-        if p.plan.experiment_name != name:
+        p.plan.experiment_name, unnamed = experiment_name(name, p.experiments)
+        if p.plan.experiment_name is not None and p.plan.experiment_name != name:
             p.event(a.path, "name_shortened", limits.name_shortened_detail(p.plan.experiment_name))
-        p.plan.sources["sys/name"] = a.path
+        if unnamed is not None:
+            p.event(a.path, "experiment_not_named", f"{unnamed}; a plain run, the name is in legacy_sys/name")
+        if p.plan.experiment_name is not None:
+            p.plan.sources["sys/name"] = a.path
     # also kept under legacy_sys/ so the full legacy name is always readable
     if isinstance(name, str):
         p.add_config("legacy_sys/name", a.path, name)
@@ -379,17 +445,21 @@ HANDLERS: dict[Action, Callable[[_Planner, _Attribute], None]] = {
 }
 
 
-def plan_run(entity: EntityBundle) -> RunPlan:
-    """The plan for one run, or PlanRefused with the reason."""
+def plan_run(entity: EntityBundle, experiments: str = DEFAULT_MODE) -> RunPlan:
+    """The plan for one run, or PlanRefused with the reason. `experiments`: how runs join 3.x experiments
+    (nmig.importer.experiments.MODES)."""
     if entity.kind in NOT_IMPORTED_KINDS:
         raise PlanRefused(NOT_IMPORTED_KINDS[entity.kind])
     if not entity.complete:
         raise PlanRefused(f"incomplete in the bundle: {entity.incomplete_reason}")
     sys_id = entity.sys_id
-    legacy_run_id = _target_run_id(entity)
+    legacy_run_id, claimed = target_run_id(entity)
     plan = RunPlan(sys_id=sys_id, target_run_id=limits.fit_run_id(legacy_run_id))
-    planner = _Planner(plan)
-    if plan.target_run_id != legacy_run_id:
+    planner = _Planner(plan, experiments)
+    if claimed is not None:
+        plan.claims_id_of = _custom_run_id(entity)
+        planner.event("sys/custom_run_id", "run_id_adjusted", f"{claimed}: run id {plan.target_run_id[:80]!r}")
+    elif plan.target_run_id != legacy_run_id:
         planner.event("sys/custom_run_id", "run_id_adjusted", f"run id {legacy_run_id[:80]!r} -> {plan.target_run_id[:80]!r}")
     for skipped in entity.skipped:
         planner.event(str(skipped.get("path")), "skipped_at_export", f"{skipped.get('type')}: {skipped.get('reason')}")

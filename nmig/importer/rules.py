@@ -201,9 +201,13 @@ def mapping_table_markdown() -> str:
     for type_rule in TYPE_RULES:
         lines.append(f"| `{type_rule.legacy_type}` | {type_rule.action.value} | {type_rule.why} |")
     lines.append("| any other type | skipped | listed in the import report with its type |")
-    lines += ["", "## Entities", "", "| Legacy entity | In 3.x |", "|---|---|", "| run | a run (id: `sys/custom_run_id`, else the legacy `sys/id`; created with the legacy `sys/creation_time`) |"]
+    lines += ["", "## Entities", "", "| Legacy entity | In 3.x |", "|---|---|", "| run | a run (id: `sys/custom_run_id`, else the legacy `sys/id`; a custom id shaped like another run's legacy id, `<KEY>-<n>`, gets `~<its own sys/id>` appended, so the run with that sys/id keeps it and every run lands; created with the legacy `sys/creation_time`) |"]
     for kind, why in NOT_IMPORTED_KINDS.items():
         lines.append(f"| {kind} | not imported: {why} |")
+    from nmig.importer.experiments import MODE_DOCS  # local, like limits below
+
+    lines += ["", "## Experiments (`nmig import --experiments`)", "", "| Mode | What it does | Why |", "|---|---|---|"]
+    lines += [f"| {mode} | {what} | {why} |" for mode, what, why in MODE_DOCS]
     lines += [
         "",
         "## 3.x limits (checked before sending; every case is listed in the import report)",

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from nmig.importer import client as nclient
 from nmig.importer import report, target
 from nmig.importer.dry_run import dry_run
-from nmig.importer.intake import note_unimported, plan_runs
+from nmig.importer.intake import RunIds, note_unimported, plan_runs
 from nmig.importer.options import ImportOptions
 from nmig.importer.plan import RunPlan, select_runs
 from nmig.importer.project import resolve_project
@@ -101,7 +101,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     if feed is None:
         entities = select_runs(bundle.entities("run"), options.runs)
         if options.dry_run:
-            return dry_run(bundle, entities, result)
+            return dry_run(bundle, entities, result, options.experiments)
         feed = WholeBundle([e.sys_id for e in entities])
     elif options.runs or options.dry_run:
         raise ValueError("a feed chooses the runs itself: no --runs selection or dry run with it")
@@ -171,7 +171,7 @@ class _Importer:
         worker = RunWorker(self.project, self.api_token, self.state, self.scratch, self.existing, self.progress)
         workers = max(1, self.options.max_workers)
         seen: set[str] = set()
-        owners: dict[str, str] = {}
+        owners = RunIds(result)
         todo: deque[tuple[RunPlan, EntityBundle]] = deque()
         finished = False
         try:
@@ -201,6 +201,12 @@ class _Importer:
                             outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
                         _record(outcome, self.state, result)
                         self._show_runs()
+            for event in worker.assert_heads(self.bundle, result.plans, self.options.experiments):
+                result.events.append(event)
+                if event.case == "failed" and event.run not in result.failed:  # its data landed, its head did not
+                    result.failed.append(event.run)
+                    if event.run in result.imported:
+                        result.imported.remove(event.run)
         finally:
             if self.bar is not None:
                 self.bar.close()
@@ -219,7 +225,7 @@ class _Importer:
                 earlier=self.earlier_report,
             )
 
-    def _arrived(self, sys_ids: list[str], owners: dict[str, str]) -> list[tuple[RunPlan, EntityBundle]]:
+    def _arrived(self, sys_ids: list[str], owners: RunIds) -> list[tuple[RunPlan, EntityBundle]]:
         """Plan runs that just arrived; those imported by an earlier invocation are skipped with their items."""
         entities = []
         for sys_id in sys_ids:
@@ -229,7 +235,7 @@ class _Importer:
                 self.result.refused.append(sys_id)
                 self.result.events.append(Event(sys_id, "", "refused", str(exc)))
         todo = []
-        for plan, entity in plan_runs(entities, self.result, owners):
+        for plan, entity in plan_runs(entities, self.result, owners, self.options.experiments):
             if self.state.status(plan.sys_id) == IMPORTED:
                 self.result.already.append(plan.sys_id)
                 self.result.events.extend(_items_of_imported_run(plan, entity, self.earlier_report))

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
-from nmig.importer.plan import PlanRefused, RunPlan, plan_run, select_runs
+from nmig.importer.experiments import heads, shared_names
+from nmig.importer.plan import PlanRefused, RunPlan, experiment_member, plan_run, select_runs
 from nmig.importer.project import resolve_project
 from nmig.importer.report import default_report_path, read_items
 from nmig.importer.state import write_json_atomically
@@ -49,6 +50,7 @@ class VerifyOptions:
     report: Path | None = None
     import_report: Path | None = None
     quiet: bool = False
+    experiments: str = "by-name"  # as given to `nmig import --experiments`
 
 
 @dataclass
@@ -181,7 +183,10 @@ def _target_table(project: str, run_id: str) -> dict[str, tuple[str, Any]]:
 
 
 class _RunVerifier:
-    def __init__(self, project: str, entity: EntityBundle, plan: RunPlan, sample: int | None, on_points: Any) -> None:
+    def __init__(
+        self, project: str, entity: EntityBundle, plan: RunPlan, sample: int | None, on_points: Any, head: bool | None = None
+    ) -> None:
+        self.head = head  # whether the run must head its experiment (None: its experiment has no other run)
         self.project = project
         self.entity = entity
         self.plan = plan
@@ -257,6 +262,14 @@ class _RunVerifier:
             got = table.get("sys/name", ("", None))[1]
             if got != plan.experiment_name:
                 self._diff("sys/name", "name_differs", plan.experiment_name, got)
+            is_head = table.get("sys/experiment/is_head", ("", None))[1]
+            if self.head is not None and bool(is_head) != self.head:
+                self._diff("sys/experiment/is_head", "experiment_head_differs", self.head, is_head,
+                           "the head of an experiment is its run with the latest legacy creation time (ties by id)")
+        else:
+            got = table.get("sys/experiment/name", ("", None))[1]
+            if isinstance(got, str) and got:
+                self._diff("sys/experiment/name", "experiment_differs", None, got, "a plain run is in no experiment")
         for path, want in (("sys/tags", plan.tags), ("sys/group_tags", plan.group_tags)):
             got = table.get(path, ("", None))[1]
             got_set = {str(v) for v in got} if isinstance(got, (set, frozenset, list, tuple)) else set()
@@ -341,10 +354,14 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     plans: list[tuple[EntityBundle, RunPlan]] = []
     for entity in entities:
         try:
-            plans.append((entity, plan_run(entity)))
+            plans.append((entity, plan_run(entity, options.experiments)))
         except PlanRefused as exc:
             # an incomplete export: that run is not in 3.x, so the migration is not complete
             result.runs.append(RunCheck(entity.sys_id, None, "not_importable", note=str(exc)))
+    # every experiment's head among all runs of the bundle (not only those --runs selects), as the import decides it
+    members = [m for m in (experiment_member(e, options.experiments) for e in bundle.entities("run")) if m]
+    shared = shared_names(members)
+    expected_heads = heads(m for m in members if m[0] in shared)
     total = sum(s.points if not options.sample else min(s.points, options.sample) for _, p in plans for s in p.series)
     bar = None
     if not options.quiet:
@@ -364,7 +381,8 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
                 if bar is not None:
                     bar.update(skipped)
                 continue
-            verifier = _RunVerifier(project, entity, plan, options.sample, bar.update if bar is not None else (lambda n: None))
+            head = (expected_heads.get(plan.experiment_name) == plan.sys_id) if plan.experiment_name in expected_heads else None
+            verifier = _RunVerifier(project, entity, plan, options.sample, bar.update if bar is not None else (lambda n: None), head)
             try:
                 check, found = verifier.run()
             except NmigError:

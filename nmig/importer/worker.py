@@ -9,12 +9,13 @@ from pathlib import Path
 
 from nmig.importer import client as nclient
 from nmig.importer import target
+from nmig.importer.experiments import heads, shared_names
 from nmig.importer.intake import damaged
-from nmig.importer.plan import RunPlan
-from nmig.importer.replay import ResumePoint, RunOutcome, RunReplayer
+from nmig.importer.plan import RunPlan, experiment_member, plan_run
+from nmig.importer.replay import PROCESSING_TIMEOUT_S, ResumePoint, RunOutcome, RunReplayer
 from nmig.importer.report import Event
-from nmig.importer.state import FAILED, STARTED, ImportState
-from nmig.schema import EntityBundle
+from nmig.importer.state import FAILED, IMPORTED, STARTED, ImportState
+from nmig.schema import Bundle, EntityBundle
 
 
 class RunWorker:
@@ -51,6 +52,41 @@ class RunWorker:
     def close(self) -> None:
         for client_pool in self._pools:
             client_pool.close()
+
+    def assert_heads(self, bundle: Bundle, plans: list[RunPlan], experiments: str) -> list[Event]:
+        """Make the head of every experiment the runs of `plans` joined the run with the latest legacy creation
+        time (ties by id) among the runs of the bundle imported so far, whatever order they were imported in:
+        the head run is created again with the name, which moves the name to it (nmig.importer.experiments).
+        Only names more than one run of the bundle has need it."""
+        touched = {plan.experiment_name for plan in plans if plan.experiment_name}
+        if not touched:
+            return []
+        members = [m for m in (experiment_member(e, experiments) for e in bundle.entities("run")) if m and m[0] in touched]
+        shared = shared_names(members)
+        # in the target: imported (or failed after its creation) by this or an earlier invocation, whatever
+        # state file that used
+        imported = [m for m in members if m[0] in shared
+                    and (self.state.status(m[2]) in (IMPORTED, FAILED) or m[3] in self.existing)]
+        by_id = {plan.sys_id: plan for plan in plans}
+        events = []
+        for name, head_id in sorted(heads(imported).items()):
+            plan = by_id.get(head_id) or plan_run(bundle.entity("run", head_id), experiments)
+            sink = nclient.RunSink(
+                project=self.project, api_token=self.api_token, run_id=plan.target_run_id, experiment_name=name,
+                creation_time=plan.creation_time, log_directory=self.scratch, clients=self._clients(),
+            )
+            try:
+                sink.start_sync()
+                done = sink.wait_for_processing(PROCESSING_TIMEOUT_S, files_too=False)
+                errors = [e for e in sink.drain_errors() if e.kind == "error"]
+            finally:
+                sink.close()
+            if done and not errors:
+                events.append(Event(head_id, "", "experiment_head", f"head of experiment {name!r} (latest legacy creation time)"))
+            else:
+                why = errors[0].message.splitlines()[0][:200] if errors else "the service did not confirm it in time"
+                events.append(Event(head_id, "", "failed", f"could not make it the head of experiment {name!r}: {why}"))
+        return events
 
     def import_run(self, plan: RunPlan, entity: EntityBundle) -> RunOutcome:
         project, api_token = self.project, self.api_token
