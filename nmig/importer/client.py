@@ -421,6 +421,25 @@ class RunSink:
     def sync_alive(self) -> bool:
         return all(thread.is_alive() for thread in self._threads)
 
+    def wait_for_submission(self, timeout_s: float) -> bool:
+        """Until every operation recorded so far (the run creation first) has been accepted by the service,
+        not necessarily processed yet: requests sent after this are accepted after them. False on timeout or
+        when a sync thread stopped.
+
+        ASSUMPTION: the service applies one run's requests in the order it accepted them, as the client itself
+        relies on: its SenderThread (neptune_scale/sync/sync_process.py, SenderThread.work) submits the run
+        creation and the updates after it back to back, without waiting for any status. So series may follow
+        the run creation as soon as it is accepted, one status round trip (or more) earlier than waiting for it
+        to be processed."""
+        seq_range = self._repo.get_operations_sequence_id_range()
+        last = int(seq_range[1]) if seq_range is not None else -1
+        deadline = time.monotonic() + timeout_s
+        while int(self._sender._last_queued_seq) < last:
+            if not self.sync_alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(SYNC_POLL_S / 4)
+        return True
+
     def wait_for_processing(self, timeout_s: float, files_too: bool = True) -> bool:
         """What Run.wait_for_processing waits for: every operation confirmed processed (and, with
         files_too, every file uploaded). False on timeout or when a sync thread stopped (a fatal client
@@ -517,6 +536,11 @@ class DirectSeriesSender:
         if response is None or not response.request_ids:
             raise RuntimeError("the service answered a submit without a request id")
         self._pending.append(_Request(response.request_ids[-1], labels, len(request.update_batch.snapshots)))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet seen processed (as of the last poll; no request made)."""
+        return len(self._pending)
 
     def poll(self) -> int:
         """Check the status of sent requests; returns how many are still being processed."""
