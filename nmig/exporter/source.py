@@ -56,6 +56,14 @@ CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
 TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
 # How every listing is ordered (see list_entities for why not the client default).
 LISTING_ORDER: dict[str, Any] = {"sort_by": "sys/id", "ascending": True}
+# Rows per listing request. The client asks for 100 (NEPTUNE_FETCH_TABLE_STEP_SIZE, its documented setting,
+# read at every listing: neptune/internal/backends/hosted_neptune_backend.py search_leaderboard_entries), so a
+# project of 100,000 runs took 1,000 round trips one after another before the first run was exported.
+# ASSUMPTION: the 2.x server answers 1,000 rows per request (no spec gives a maximum; offset + limit stays
+# within the client's 10,000 either way). If a listing with it fails, it is asked again with the client's own
+# size; a user's NEPTUNE_FETCH_TABLE_STEP_SIZE always wins. Measured in benchmarks/bench_many_runs.py.
+LISTING_STEP = 1000
+_STEP_VARIABLE = "NEPTUNE_FETCH_TABLE_STEP_SIZE"
 BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
 PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
 # Every operation of the 2.x API the exporter calls by name on the client's swagger clients, with every
@@ -360,6 +368,23 @@ class LegacySource:
 
     def list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
         """Runs (filtered by `query`), models or model versions, through the client's table API."""
+        if os.environ.get(_STEP_VARIABLE):
+            return self._list_entities(kind, query, include_trashed)
+        os.environ[_STEP_VARIABLE] = str(LISTING_STEP)
+        try:
+            return self._list_entities(kind, query, include_trashed)
+        except ClientInternalsChanged:
+            raise
+        except NmigError as exc:
+            if "rejected the query" in str(exc):
+                raise
+        except Exception:  # the larger page refused, or a transient failure: asked once more the client's way
+            pass
+        finally:
+            os.environ.pop(_STEP_VARIABLE, None)
+        return self._list_entities(kind, query, include_trashed)
+
+    def _list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
         from neptune.common.exceptions import NeptuneException
         from neptune.exceptions import NeptuneInvalidQueryException
 

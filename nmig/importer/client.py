@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,46 @@ def quiet_client_logs() -> None:
     logging.getLogger("neptune").setLevel(logging.CRITICAL)
 
 
+# ---- one TLS context per trust setting ---------------------------------------------------------------
+# neptune-scale's uploader opens a new httpx client for every file it uploads (neptune_scale/sync/storage/
+# s3.py, azure.py, gcp.py: `AsyncClient(...)` per call), and httpx builds a new SSLContext for every client,
+# loading the whole CA bundle again (httpx/_config.py create_ssl_context): ~50 ms of CPU per file on this
+# machine, under the GIL, so a worker's uploads ran one after another and a 3-file run spent ~0.4 s there.
+# An SSLContext is safe to share between clients, threads and event loops (httpx shares one between all
+# connections of a client), so nmig builds one per trust setting and hands it out again. (httpcore sets the
+# ALPN list on the context for each connection; every httpx client here speaks HTTP/1.1 only, neptune-query
+# passing http2=False and neptune-scale never enabling it, so that list is the same for all.) The cache key holds
+# everything create_ssl_context reads: `verify`, `trust_env` and the two CA variables it consults, so
+# --ca-bundle / SSL_CERT_FILE set later still take effect; anything else (a client certificate, a context
+# given by the caller) goes through untouched. Measured in benchmarks/bench_latency.py.
+_TLS_CONTEXTS: dict[tuple[Any, ...], Any] = {}
+_TLS_LOCK = threading.Lock()
+
+
+def reuse_tls_contexts() -> None:
+    """Make httpx's transports share one SSLContext per trust setting (idempotent; see above)."""
+    import os
+
+    from httpx._transports import default as transports
+
+    build = transports.create_ssl_context
+    if getattr(build, "_nmig_shared", False):
+        return
+
+    def shared(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if cert is not None or not isinstance(verify, bool):
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        key = (verify, trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+        with _TLS_LOCK:
+            context = _TLS_CONTEXTS.get(key)
+            if context is None:
+                context = _TLS_CONTEXTS[key] = build(verify=verify, cert=cert, trust_env=trust_env)
+        return context
+
+    shared._nmig_shared = True  # type: ignore[attr-defined]
+    transports.create_ssl_context = shared  # type: ignore[assignment]
+
+
 class _SharedClient:
     """One authenticated ApiClient reused by many runs' sync threads; their close() must not close it."""
 
@@ -99,6 +140,7 @@ class ClientPool:
     """Per worker thread: one API client per sync role, reused across the runs the worker imports."""
 
     def __init__(self, api_token: str) -> None:
+        reuse_tls_contexts()
         self.sender = _SharedClient(api_token)
         self.status = _SharedClient(api_token)
         self.uploader = _SharedClient(api_token)
@@ -379,6 +421,25 @@ class RunSink:
     def sync_alive(self) -> bool:
         return all(thread.is_alive() for thread in self._threads)
 
+    def wait_for_submission(self, timeout_s: float) -> bool:
+        """Until every operation recorded so far (the run creation first) has been accepted by the service,
+        not necessarily processed yet: requests sent after this are accepted after them. False on timeout or
+        when a sync thread stopped.
+
+        ASSUMPTION: the service applies one run's requests in the order it accepted them, as the client itself
+        relies on: its SenderThread (neptune_scale/sync/sync_process.py, SenderThread.work) submits the run
+        creation and the updates after it back to back, without waiting for any status. So series may follow
+        the run creation as soon as it is accepted, one status round trip (or more) earlier than waiting for it
+        to be processed."""
+        seq_range = self._repo.get_operations_sequence_id_range()
+        last = int(seq_range[1]) if seq_range is not None else -1
+        deadline = time.monotonic() + timeout_s
+        while int(self._sender._last_queued_seq) < last:
+            if not self.sync_alive() or time.monotonic() > deadline:
+                return False
+            time.sleep(SYNC_POLL_S / 4)
+        return True
+
     def wait_for_processing(self, timeout_s: float, files_too: bool = True) -> bool:
         """What Run.wait_for_processing waits for: every operation confirmed processed (and, with
         files_too, every file uploaded). False on timeout or when a sync thread stopped (a fatal client
@@ -475,6 +536,11 @@ class DirectSeriesSender:
         if response is None or not response.request_ids:
             raise RuntimeError("the service answered a submit without a request id")
         self._pending.append(_Request(response.request_ids[-1], labels, len(request.update_batch.snapshots)))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not yet seen processed (as of the last poll; no request made)."""
+        return len(self._pending)
 
     def poll(self) -> int:
         """Check the status of sent requests; returns how many are still being processed."""

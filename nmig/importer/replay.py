@@ -129,7 +129,8 @@ class _PipelinedSender:
                 continue
             request, labels = item
             try:
-                while self._direct.poll() >= MAX_IN_FLIGHT:
+                # Statuses are asked for only when the window is full: a poll per send was a round trip each.
+                while self._direct.in_flight >= MAX_IN_FLIGHT and self._direct.poll() >= MAX_IN_FLIGHT:
                     time.sleep(0.01)
                 self._direct.send(request, labels)
                 self._on_points(len(request.update_batch.snapshots))
@@ -235,8 +236,9 @@ class RunReplayer:
             self._files()
             self._file_series()
             sink.start_sync()
-            # Series go straight to the service; the run must exist there first.
-            created = sink.wait_for_processing(PROCESSING_TIMEOUT_S, files_too=False)
+            # Series go straight to the service, after the run creation (accepted, not yet processed: see
+            # RunSink.wait_for_submission).
+            created = sink.wait_for_submission(PROCESSING_TIMEOUT_S)
             direct = nclient.DirectSeriesSender(sink, sink.project)
             finished = False
             if created:

@@ -103,3 +103,29 @@ def test_step_decomposition_matches() -> None:
     assert snapshot.step == make_step(7.654321)
     assert snapshot.timestamp.seconds == 1_700_000_000 and snapshot.timestamp.nanos == 123_000_000
     assert snapshot.append["m"].float64 == 1.5
+
+
+def test_tls_contexts_shared_per_trust_setting(monkeypatch) -> None:
+    """The uploader's per-file httpx clients get one SSLContext per trust setting, not one each (client.py)."""
+    import httpx
+    from httpx._transports import default as transports
+
+    from nmig.importer import client
+
+    monkeypatch.setattr(transports, "create_ssl_context", transports.create_ssl_context)
+    monkeypatch.setattr(client, "_TLS_CONTEXTS", {})
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    client.reuse_tls_contexts()
+    client.reuse_tls_contexts()  # idempotent: not wrapped twice
+    first = httpx.AsyncClient()._transport._pool._ssl_context
+    second = httpx.AsyncClient()._transport._pool._ssl_context
+    assert first is second
+    unverified = httpx.Client(verify=False)._transport._pool._ssl_context
+    assert unverified is not first and unverified.verify_mode.name == "CERT_NONE"
+    # A CA variable set later is honoured: a new trust setting gets its own context.
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    assert httpx.AsyncClient()._transport._pool._ssl_context is not first
+    assert len(client._TLS_CONTEXTS) == 3
