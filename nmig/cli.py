@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from nmig import __version__
+from nmig.environment import DISK_ERRNOS, describe_os_error
 from nmig.errors import NmigError
 from nmig.secrets import redact
 
@@ -25,6 +26,11 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except NmigError as exc:
             click.echo(f"nmig: error: {redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            click.echo(f"nmig: error: {redact(describe_os_error(exc))}", err=True)  # a full disk, a read-only one
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("nmig: interrupted; re-run the same command to resume", err=True)
             sys.exit(130)
