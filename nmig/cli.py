@@ -54,6 +54,19 @@ def emulate() -> None:
     """Loopback emulators of Neptune 2.x and 3.x for rehearsals and tests (127.0.0.1 only)."""
 
 
+def _set_timeout(ctx: click.Context, param: click.Parameter, value: float) -> None:
+    from nmig import reachability
+
+    reachability.timeout_s = value
+
+
+# --timeout: how long nmig tries to reach a service before saying it cannot (nmig.reachability).
+_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(1), default=30.0, show_default=True, expose_value=False, callback=_set_timeout,
+    help="Seconds to keep trying to reach the service before giving up with one line (raise for slow links).",
+)
+
+
 @main.command("export")
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle folder to write.")
@@ -71,6 +84,7 @@ def emulate() -> None:
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @click.argument("more_runs", nargs=-1, metavar="")
+@_timeout_option
 @friendly_errors
 def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str, ...], shard: str | None, **options: Any) -> None:
     """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
@@ -78,6 +92,9 @@ def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str,
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
+    from nmig.reachability import require_reachable
+
+    require_reachable(options["api_token"], "2.x")
     # `--runs A B C` as documented, as well as `--runs A --runs B`
     result = export_project(ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard)))
     click.echo(f"nmig export: {result.summary()} -> {options['out']}", err=options["quiet"])  # the final line
@@ -190,11 +207,15 @@ def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Calla
 )
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
+@_timeout_option
 @friendly_errors
 def import_command(no_create_project: bool, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
     from nmig.importer import ImportOptions, render_plan, run_import
+    from nmig.reachability import require_reachable
 
+    if not options["dry_run"]:
+        require_reachable(options["api_token"], "3.x")
     result = run_import(ImportOptions(**options, create_project=not no_create_project))
     if options["dry_run"]:
         click.echo(render_plan(result))
@@ -238,11 +259,14 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @_file_option("--report", help="Also write the result as JSON to this file.")
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_timeout_option
 @friendly_errors
 def verify_command(**options: Any) -> None:
     """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
     from nmig.importer import VerifyOptions, render_verify, verify_bundle
+    from nmig.reachability import require_reachable
 
+    require_reachable(options["api_token"], "3.x")
     result = verify_bundle(VerifyOptions(**options))
     click.echo(render_verify(result))
     result.raise_for_differences(options["report"])

@@ -92,3 +92,36 @@ def test_read_only_bundle_needs_a_state_elsewhere(
     result = run_cli(*args, "--state", str(tmp_path / "state" / "import-state.json"))
     assert result.exit_code == 0, result.output
     assert _projects(nq, "demo/env-ro") == ["AT-2", "custom-atoms-001", "custom-files-003"]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", ["export", "import", "verify"])
+def test_unreachable_service_is_one_line_within_the_timeout(
+    command: str, pristine: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    import time
+
+    from nmig.secrets import make_api_token
+
+    token = make_api_token(f"http://127.0.0.1:{_closed_port()}", "key")
+    args = {
+        "export": ("export", "--project", "acme/all-types", "--out", str(tmp_path / "out")),
+        "import": ("import", str(pristine), "--project", "demo/unreachable", "--state", str(tmp_path / "s" / "state.json")),
+        "verify": ("verify", str(pristine), "--project", "demo/unreachable"),
+    }[command]
+    started = time.monotonic()
+    result = run_cli(*args, "--api-token", token, "--timeout", "2")
+    took = time.monotonic() - started
+    assert result.exit_code == 2
+    line = _one_line(result)
+    assert "cannot reach the" in line and "within 2 s (Connection refused)" in line
+    assert token not in line
+    assert took < 20, took  # 2 s of attempts; the rest is the machine's load
+    assert not (tmp_path / "out").exists()
