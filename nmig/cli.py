@@ -12,8 +12,13 @@ import click
 
 from nmig import __version__
 from nmig.environment import DISK_ERRNOS, describe_os_error
-from nmig.errors import NmigError
+from nmig.errors import NmigError, printable
 from nmig.secrets import redact
+
+
+def _echo_lines(text: str) -> None:
+    """Print a multi-line rendering with names from the bundle or a server escaped, line by line."""
+    click.echo("\n".join(printable(line) for line in text.split("\n")))
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,12 +29,12 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except NmigError as exc:
-            click.echo(f"nmig: error: {redact(str(exc))}", err=True)
+            click.echo(f"nmig: error: {printable(redact(str(exc)))}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
             if exc.errno not in DISK_ERRNOS:
                 raise
-            click.echo(f"nmig: error: {redact(describe_os_error(exc))}", err=True)  # a full disk, a read-only one
+            click.echo(f"nmig: error: {printable(redact(describe_os_error(exc)))}", err=True)  # a full disk, a read-only one
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("nmig: interrupted; re-run the same command to resume", err=True)
@@ -218,7 +223,7 @@ def import_command(no_create_project: bool, **options: Any) -> None:
         require_reachable(options["api_token"], "3.x")
     result = run_import(ImportOptions(**options, create_project=not no_create_project))
     if options["dry_run"]:
-        click.echo(render_plan(result))
+        _echo_lines(render_plan(result))
         return
     click.echo(f"nmig import: {result.summary()}", err=True)  # the final line, also under --quiet
     result.raise_for_failures()
@@ -244,8 +249,10 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
     else:
         report = describe_entity(find_entity(bundle, run_id), check=check)
         incomplete = 0 if report["complete"] else 1
-    click.echo(json.dumps(report, indent=1, default=str) if as_json else (
-        render_summary(report) if run_id is None else render_entity(report)))
+    if as_json:
+        click.echo(json.dumps(report, indent=1, default=str))
+    else:
+        _echo_lines(render_summary(report) if run_id is None else render_entity(report))
     if check and (report["problems"] or incomplete):
         raise PartialFailure(f"check failed: {len(report['problems'])} problem(s), {incomplete} incomplete")
 
@@ -268,7 +275,7 @@ def verify_command(**options: Any) -> None:
 
     require_reachable(options["api_token"], "3.x")
     result = verify_bundle(VerifyOptions(**options))
-    click.echo(render_verify(result))
+    _echo_lines(render_verify(result))
     result.raise_for_differences(options["report"])
 
 
