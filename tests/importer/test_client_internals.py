@@ -103,3 +103,17 @@ def test_step_decomposition_matches() -> None:
     assert snapshot.step == make_step(7.654321)
     assert snapshot.timestamp.seconds == 1_700_000_000 and snapshot.timestamp.nanos == 123_000_000
     assert snapshot.append["m"].float64 == 1.5
+
+
+def test_s3_uploads_nmig_replaces_keep_the_clients_signatures() -> None:
+    """nmig.importer.upload replaces the client's S3 uploads (which read whole files or all parts into memory)
+    in the uploader thread's module: the names it replaces and their parameters must still be the client's."""
+    from neptune_scale.sync import sync_process
+    from neptune_scale.sync.storage import s3
+
+    from nmig.importer import upload
+
+    for name in ("upload_to_s3_single", "upload_to_s3_multipart"):
+        assert hasattr(sync_process, name)
+        assert list(inspect.signature(getattr(s3, name)).parameters) == list(inspect.signature(getattr(upload, name)).parameters)
+    assert callable(s3._is_retryable_httpx_error)
