@@ -24,3 +24,35 @@ def write_atomically(path: Path, data: bytes, durable: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class FolderLock:
+    """An exclusive advisory lock (flock) on a lock file, held while a command writes a folder; a second
+    holder gets NmigError with `busy` as its message. Released when the block ends or the process dies."""
+
+    def __init__(self, path: Path, busy: str) -> None:
+        self._path = path
+        self._busy = busy
+        self._fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        import fcntl
+
+        from nmig.errors import NmigError
+
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise NmigError(self._busy) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None

@@ -11,8 +11,14 @@ from typing import Any
 import click
 
 from nmig import __version__
-from nmig.errors import NmigError
+from nmig.environment import DISK_ERRNOS, describe_os_error
+from nmig.errors import NmigError, printable
 from nmig.secrets import redact
+
+
+def _echo_lines(text: str) -> None:
+    """Print a multi-line rendering with names from the bundle or a server escaped, line by line."""
+    click.echo("\n".join(printable(line) for line in text.split("\n")))
 
 
 def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -23,8 +29,13 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except NmigError as exc:
-            click.echo(f"nmig: error: {redact(str(exc))}", err=True)
+            click.echo(f"nmig: error: {printable(redact(str(exc)))}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            click.echo(f"nmig: error: {printable(redact(describe_os_error(exc)))}", err=True)  # a full disk, a read-only one
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("nmig: interrupted; re-run the same command to resume", err=True)
             sys.exit(130)
@@ -48,6 +59,19 @@ def emulate() -> None:
     """Loopback emulators of Neptune 2.x and 3.x for rehearsals and tests (127.0.0.1 only)."""
 
 
+def _set_timeout(ctx: click.Context, param: click.Parameter, value: float) -> None:
+    from nmig import reachability
+
+    reachability.timeout_s = value
+
+
+# --timeout: how long nmig tries to reach a service before saying it cannot (nmig.reachability).
+_timeout_option = click.option(
+    "--timeout", type=click.FloatRange(1), default=30.0, show_default=True, expose_value=False, callback=_set_timeout,
+    help="Seconds to keep trying to reach the service before giving up with one line (raise for slow links).",
+)
+
+
 @main.command("export")
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle folder to write.")
@@ -65,6 +89,7 @@ def emulate() -> None:
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @click.argument("more_runs", nargs=-1, metavar="")
+@_timeout_option
 @friendly_errors
 def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str, ...], shard: str | None, **options: Any) -> None:
     """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
@@ -72,6 +97,9 @@ def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str,
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
+    from nmig.reachability import require_reachable
+
+    require_reachable(options["api_token"], "2.x")
     # `--runs A B C` as documented, as well as `--runs A --runs B`
     result = export_project(ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard)))
     click.echo(f"nmig export: {result.summary()} -> {options['out']}", err=options["quiet"])  # the final line
@@ -204,14 +232,18 @@ _experiments_option = click.option(
 @_experiments_option
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
+@_timeout_option
 @friendly_errors
 def import_command(no_create_project: bool, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
     from nmig.importer import ImportOptions, render_plan, run_import
+    from nmig.reachability import require_reachable
 
+    if not options["dry_run"]:
+        require_reachable(options["api_token"], "3.x")
     result = run_import(ImportOptions(**options, create_project=not no_create_project))
     if options["dry_run"]:
-        click.echo(render_plan(result))
+        _echo_lines(render_plan(result))
         return
     click.echo(f"nmig import: {result.summary()}", err=True)  # the final line, also under --quiet
     result.raise_for_failures()
@@ -237,8 +269,10 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
     else:
         report = describe_entity(find_entity(bundle, run_id), check=check)
         incomplete = 0 if report["complete"] else 1
-    click.echo(json.dumps(report, indent=1, default=str) if as_json else (
-        render_summary(report) if run_id is None else render_entity(report)))
+    if as_json:
+        click.echo(json.dumps(report, indent=1, default=str))
+    else:
+        _echo_lines(render_summary(report) if run_id is None else render_entity(report))
     if check and (report["problems"] or incomplete):
         raise PartialFailure(f"check failed: {len(report['problems'])} problem(s), {incomplete} incomplete")
 
@@ -253,13 +287,16 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @_experiments_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@_timeout_option
 @friendly_errors
 def verify_command(**options: Any) -> None:
     """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
     from nmig.importer import VerifyOptions, render_verify, verify_bundle
+    from nmig.reachability import require_reachable
 
+    require_reachable(options["api_token"], "3.x")
     result = verify_bundle(VerifyOptions(**options))
-    click.echo(render_verify(result))
+    _echo_lines(render_verify(result))
     result.raise_for_differences(options["report"])
 
 

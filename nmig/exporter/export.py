@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmig.atomic import FolderLock
 from nmig.errors import NmigError, PartialFailure
 from nmig.exporter.entity import (
     DEFAULT_PAGE_SIZE,
@@ -203,6 +204,9 @@ class _Bars:
             bar.close()
 
 
+EXPORT_LOCK = ".nmig-export.lock"
+
+
 def export_project(options: ExportOptions) -> ExportResult:
     """Everything `nmig export` does but printing its final lines: NmigError for bad input (no token, a bad
     project name); the caller prints `summary()` and `incomplete_lines()` and decides the exit
@@ -210,9 +214,16 @@ def export_project(options: ExportOptions) -> ExportResult:
     if not options.api_token or not options.api_token.strip():
         raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
     options = dataclasses.replace(options, project=validate_project(options.project), api_token=options.api_token.strip())
+    prepare_out_dir(options.out)
+    # One export per --out at a time: a second would delete the first's work in progress in .partial.
+    busy = f"another nmig export is writing to {options.out}; wait for it to finish, or use another --out"
+    with FolderLock(options.out / EXPORT_LOCK, busy):
+        return _export_locked(options)
+
+
+def _export_locked(options: ExportOptions) -> ExportResult:
     started = time.monotonic()
     out = options.out
-    prepare_out_dir(out)
     existing = existing_entities(out)
     matcher = RunMatcher(options.runs)  # a bad --runs regex is refused before connecting
     result = ExportResult()
@@ -248,6 +259,8 @@ def export_project(options: ExportOptions) -> ExportResult:
             raise
         finally:
             bars.close()
+            result.points, result.bytes = counters.points, counters.bytes
+            result.seconds = time.monotonic() - started
             log.line(f"export finished: {result.summary()}")
             log.close()
         info["finished_at"] = _now()
@@ -299,6 +312,8 @@ def _plan(
         )
         if matcher.matches(r.sys_id, r.custom_run_id)
     ]
+    if matcher and not refs:  # as `nmig import --runs` says it, with the same exit status
+        raise NmigError(f"--runs {' '.join(options.runs)} matches no run in {options.project}")
     if options.models:
         for kind in ("model", "model_version"):
             refs += with_retries(
@@ -373,6 +388,7 @@ def _export_all(
     spool_dir.mkdir(exist_ok=True)
     lock = threading.Lock()
     workers = max(1, options.max_workers)
+    stopped: list[str] = []  # why the export stops (a full disk): what entities still in flight fail with
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="nmig-export")
     page_pool = ThreadPoolExecutor(workers * 2, thread_name_prefix="nmig-pages")
@@ -393,10 +409,13 @@ def _export_all(
                 )
             except OSError as exc:
                 if is_disk_full(exc):
-                    raise _disk_error(exc, out) from None
+                    error = _disk_error(exc, out)
+                    stopped.append(str(error))
+                    raise error from None
                 problem = f"cannot write: {describe(exc)}"
             except Exception as exc:  # a bug or an unexpected answer: this entity fails, the others go on
-                problem = f"unexpected failure: {describe(exc)}"
+                # once the export stops, the pools refuse new work: that is the stop, not a failure of its own
+                problem = f"stopped: {stopped[0]}" if stopped else f"unexpected failure: {describe(exc)}"
             with lock:
                 if problem is None:
                     result.exported.append(ref)

@@ -59,7 +59,7 @@ from neptune_scale.sync.sync_process import (
 )
 from neptune_scale.types import File
 
-from nmig.importer import wire
+from nmig.importer import upload, wire
 
 # The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
 # script; an import waits on them, so a short poll keeps small runs from idling).
@@ -208,12 +208,14 @@ def timestamp_proto(ms: int) -> Timestamp:
 
 class _Uploader(FileUploaderThread):
     """The client's uploader sets its asyncio loop only when it creates its own API client; with a shared
-    client it is set here, once, in the uploader's thread."""
+    client it is set here, once, in the uploader's thread. Its S3 uploads are nmig.importer.upload's, which
+    stream files from disk instead of reading them (or all their parts) into memory."""
 
     _loop_set = False
 
     def work(self) -> None:
         if not self._loop_set:
+            upload.install()
             asyncio.set_event_loop(self._aio_loop)
             self._loop_set = True
         super().work()

@@ -36,6 +36,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
+from nmig import environment
 from nmig.importer import client as nclient
 from nmig.importer import report, target
 from nmig.importer.dry_run import dry_run
@@ -107,6 +108,11 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
         raise ValueError("a feed chooses the runs itself: no --runs selection or dry run with it")
 
     api_token = require_api_token(options.api_token)
+    state_path = options.state_path or default_state_path(options.bundle_dir, project)
+    # The state file, the report and the scratch folder live together: checked before 3.x is touched.
+    hint = "pass --state PATH on a writable disk with free space" if options.state_path is None else ""
+    environment.require_writable(state_path.parent, "folder of the import state, report and scratch files", hint)
+    environment.require_free(state_path.parent, environment.MIN_FREE_BYTES, "import state and scratch folder", hint)
     from nmig.loopback import prepare_client_env
 
     prepare_client_env(api_token)
@@ -120,7 +126,6 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     else:
         _say(options, project_outcome.message)
 
-    state_path = options.state_path or default_state_path(options.bundle_dir, project)
     with StateLock(state_path):
         _Importer(options, bundle, result, api_token, project_outcome, state_path, progress).run(feed, started_at)
     return result

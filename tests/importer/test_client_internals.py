@@ -129,3 +129,17 @@ def test_tls_contexts_shared_per_trust_setting(monkeypatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
     assert httpx.AsyncClient()._transport._pool._ssl_context is not first
     assert len(client._TLS_CONTEXTS) == 3
+
+
+def test_s3_uploads_nmig_replaces_keep_the_clients_signatures() -> None:
+    """nmig.importer.upload replaces the client's S3 uploads (which read whole files or all parts into memory)
+    in the uploader thread's module: the names it replaces and their parameters must still be the client's."""
+    from neptune_scale.sync import sync_process
+    from neptune_scale.sync.storage import s3
+
+    from nmig.importer import upload
+
+    for name in ("upload_to_s3_single", "upload_to_s3_multipart"):
+        assert hasattr(sync_process, name)
+        assert list(inspect.signature(getattr(s3, name)).parameters) == list(inspect.signature(getattr(upload, name)).parameters)
+    assert callable(s3._is_retryable_httpx_error)

@@ -1,0 +1,122 @@
+"""S3 uploads through the signed URLs the service hands out, in memory bounded by a chunk, not by the file.
+
+Why: neptune-scale 0.30's S3 path reads the whole file into memory for a single PUT
+(neptune_scale/sync/storage/s3.py, upload_to_s3_single: `content = await file.read()`) and, for a multipart
+upload, reads every part before sending any (upload_to_s3_multipart builds one task per part holding its
+bytes, then gathers them): a 4 GiB checkpoint peaked at 5.7 GB RSS. Its GCP path (chunks of the uploader's
+chunk size) and Azure path (BlobClient blocks) are bounded already and stay the client's.
+
+What is kept of the client: the same signed URLs, headers (Content-Type only, as the presigned PUT expects),
+ETags and errors. A retryable failure (network, 5xx, 429: the client's _is_retryable_httpx_error) is
+retried here for that one part with exponential back-off (the client's decorator, `backoff.on_predicate`,
+retries on a return value and so never retries a raised error); when the part still fails it raises
+NeptuneFileUploadTemporaryError, as the client does, so the client's uploader thread keeps the upload
+request and tries the file again. Each body is streamed from the file in 1 MiB reads with its exact
+Content-Length (a presigned S3 PUT takes no chunked encoding); a retry re-reads the part from the file.
+Parts go one at a time: memory stays one read chunk per upload whatever the part size.
+
+`install()` puts these two functions where FileUploaderThread looks them up (its module's globals);
+tests/importer/test_client_internals.py checks the client's originals keep the signatures replaced here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+from neptune_scale.exceptions import NeptuneFileUploadTemporaryError
+from neptune_scale.sync import sync_process
+from neptune_scale.sync.parameters import HTTP_CLIENT_NETWORKING_TIMEOUT, HTTP_REQUEST_MAX_TIME_SECONDS
+from neptune_scale.sync.storage.s3 import _is_retryable_httpx_error
+
+READ_CHUNK = 1024 * 1024
+# Attempts per part before the failure goes back to the client's uploader (which retries the file later).
+PART_ATTEMPTS = 5
+FIRST_BACKOFF_S = 0.2
+MAX_BACKOFF_S = 10.0
+
+
+async def _body(path: str, offset: int, length: int) -> AsyncIterator[bytes]:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        left = length
+        while left:
+            chunk = fh.read(min(READ_CHUNK, left))
+            if not chunk:
+                raise OSError(f"{path} was truncated during its upload")
+            left -= len(chunk)
+            yield chunk
+
+
+async def _put(client: httpx.AsyncClient, url: str, path: str, offset: int, length: int, content_type: str) -> str:
+    """PUT bytes [offset, offset+length) of the file; the ETag. Retryable errors retried with back-off, then
+    raised as they came (the caller maps them as the client does)."""
+    delay = FIRST_BACKOFF_S
+    deadline = asyncio.get_running_loop().time() + HTTP_REQUEST_MAX_TIME_SECONDS
+    for attempt in range(1, PART_ATTEMPTS + 1):
+        try:
+            headers = {"Content-Type": content_type, "Content-Length": str(length)}
+            response = await client.put(url, headers=headers, content=_body(path, offset, length))
+            response.raise_for_status()
+            etag = response.headers.get("ETag", "")
+            if not etag:
+                raise ValueError("ETag header missing in S3 upload response")
+            return str(etag).strip('"')
+        except (httpx.RequestError, httpx.HTTPStatusError) as exc:
+            if not _is_retryable_httpx_error(exc) or attempt == PART_ATTEMPTS:
+                raise
+            if asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+    raise AssertionError("unreachable")
+
+
+async def _mapped(coro):  # type: ignore[no-untyped-def]
+    """The client's error mapping: retryable failures become NeptuneFileUploadTemporaryError."""
+    try:
+        return await coro
+    except (httpx.RequestError, httpx.HTTPStatusError) as exc:
+        if _is_retryable_httpx_error(exc):
+            raise NeptuneFileUploadTemporaryError() from exc
+        raise
+
+
+async def upload_to_s3_single(file_path: str, content_type: str, signed_url: str) -> None:
+    """Like neptune_scale.sync.storage.s3.upload_to_s3_single, streaming the file."""
+    size = os.stat(file_path).st_size
+
+    async def run() -> None:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout=HTTP_CLIENT_NETWORKING_TIMEOUT)) as client:
+            await _put(client, signed_url, file_path, 0, size, content_type)
+
+    await _mapped(run())
+
+
+async def upload_to_s3_multipart(file_path: str, content_type: str, part_size: int, part_urls: list[str]) -> dict[int, str]:
+    """Like neptune_scale.sync.storage.s3.upload_to_s3_multipart, one part at a time, each streamed."""
+    size = os.stat(file_path).st_size
+    if size == 0:
+        raise ValueError("Cannot upload an empty file with multipart upload")
+    if part_size <= 0 or len(part_urls) * part_size < size:
+        raise ValueError(f"{len(part_urls)} parts of {part_size} bytes cannot hold a file of {size} bytes")
+
+    async def run() -> dict[int, str]:
+        etags: dict[int, str] = {}
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout=HTTP_CLIENT_NETWORKING_TIMEOUT)) as client:
+            for index, url in enumerate(part_urls, start=1):
+                offset = (index - 1) * part_size
+                if offset >= size:
+                    raise OSError(f"{file_path} is shorter than its {len(part_urls)} parts")
+                etags[index] = await _put(client, url, file_path, offset, min(part_size, size - offset), content_type)
+        return etags
+
+    return await _mapped(run())
+
+
+def install() -> None:
+    """Make the client's uploader thread use these S3 uploads (idempotent)."""
+    sync_process.upload_to_s3_single = upload_to_s3_single  # type: ignore[assignment]
+    sync_process.upload_to_s3_multipart = upload_to_s3_multipart  # type: ignore[assignment]
