@@ -37,12 +37,12 @@ def resolve_project(requested: str | None, bundle: Bundle) -> str:
 
 
 def check_api_token(api_token: str | None, what: str = "API token") -> str:
-    """The 3.x API token, stripped and tried against the service (it lists the projects the token sees), so a
-    bad token is found before anything is read or written; NmigError with one clear line otherwise."""
-    from nmig.importer.target import project_names, require_api_token
+    """The 3.x API token, stripped and tried against the service (target.check_token), so a bad token is
+    found before anything is read or written; NmigError with one clear line otherwise."""
+    from nmig.importer.target import check_token, require_api_token
     from nmig.loopback import prepare_client_env
 
     token = require_api_token(api_token, what)
     prepare_client_env(token)
-    project_names(token)
+    check_token(token)
     return token

@@ -31,15 +31,14 @@ def require_api_token(api_token: str | None, what: str = "API token") -> str:
     return api_token.strip()
 
 
-def project_names(api_token: str) -> set[str]:
-    """Every project the token sees ("workspace/project"); NmigError when the service refuses the token or
-    cannot be reached, so a bad token is found before anything is read or written."""
-    from neptune_scale.projects import list_projects
-
-    try:
-        return set(list_projects(api_token=api_token))
-    except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
-        raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
+def check_token(api_token: str) -> None:
+    """One cheap authenticated call (a one-entry page of listProjects), so a bad token or an unreachable
+    service is found before anything is read or written; NmigError with one clear line otherwise."""
+    response = _request(backend_http(api_token), "get", "", params={"limit": 1})
+    if response.status_code in (401, 403):
+        raise NmigError(f"the 3.x service refused the API token (HTTP {response.status_code})")
+    if response.status_code // 100 != 2:
+        raise NmigError(f"the 3.x service could not be asked for projects: HTTP {response.status_code}")
 
 
 # The visibilities a 3.x project can have (backend.json ProjectVisibilityDTO), by the names `--visibility`
