@@ -110,3 +110,27 @@ def test_a_run_folder_that_is_a_symlink_is_a_stray(copy_bundle: Any, run_cli: An
     report = _report(bundle)
     assert report["runs"]["refused"] == ["AT-3"]
     assert sorted(nq.list_runs(project="demo/tamper-run-link")) == ["AT-2", "custom-atoms-001"]
+
+
+def test_a_refused_run_that_3x_already_holds_in_part_is_reported_as_such(
+    copy_bundle: Any, run_cli: Any, neptune3: EmulatorInfo, tmp_path: Path
+) -> None:
+    """An older nmig wrote part of AT-3 before finding its damage (here: an import with another state file got
+    it there); the refusal says the target holds a partial run to delete. (A run whose manifest breaks its
+    schema is refused as incomplete while it is planned, before its 3.x run id is known.)"""
+    bundle = copy_bundle()
+    project = "demo/tamper-half-written"
+    first = run_cli("import", str(bundle), "--project", project, "--api-token", neptune3.api_token, "--quiet",
+                    "--runs", "AT-3", "--state", str(tmp_path / "old" / "state.json"))
+    assert first.exit_code == 0, first.output
+    run_dir = bundle / "runs" / "AT-3"
+    CASES_BY_NAME["content_not_its_hash"].tamper(run_dir, tmp_path)
+    resign(run_dir)
+    again = run_cli("import", str(bundle), "--project", project, "--api-token", neptune3.api_token, "--quiet")
+    assert again.exit_code == 1, again.output
+    (refusal,) = [i for i in _report(bundle)["items"] if i["run"] == "AT-3" and i["case"] == "refused"]
+    assert "3.x already holds a partly written run 'custom-files-003' from an earlier nmig import" in refusal["detail"]
+    assert "does not match its sha256" in refusal["detail"]
+
+
+CASES_BY_NAME = {case.name: case for case in CASES}
