@@ -215,6 +215,14 @@ _experiments_option = click.option(
 )
 
 
+_models_as_runs_option = click.option(
+    "--models-as-runs",
+    is_flag=True,
+    help="Also import every model and model version as a run (tags model:<id>, model_version:<id>; stage and "
+    "model id under model_registry/). verify needs the same flag.",
+)
+
+
 @main.command("import")
 @_bundle_argument
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT).")
@@ -230,6 +238,7 @@ _experiments_option = click.option(
     help="Visibility of a project nmig creates, for targets whose plan refuses the legacy one (default: the legacy project's).",
 )
 @_experiments_option
+@_models_as_runs_option
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
@@ -286,6 +295,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @_file_option("--report", help="Also write the result as JSON to this file.")
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @_experiments_option
+@_models_as_runs_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_timeout_option
 @friendly_errors
@@ -311,6 +321,7 @@ def verify_command(**options: Any) -> None:
 @click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
 @_experiments_option
+@_models_as_runs_option
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
 @friendly_errors
 def migrate_command(**options: Any) -> None:

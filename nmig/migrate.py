@@ -42,6 +42,7 @@ class MigrateOptions:
     max_workers: int = 4
     quiet: bool = False
     experiments: str = "by-name"  # as `nmig import --experiments`
+    models_as_runs: bool = False  # as `nmig import --models-as-runs`
 
 
 @dataclass
@@ -206,7 +207,7 @@ def migrate(options: MigrateOptions) -> MigrateResult:
                 imported = run_import(
                     ImportOptions(bundle_dir=options.out, project=target_project, api_token=api_token,
                                   max_workers=options.max_workers, quiet=options.quiet,
-                                  experiments=options.experiments),
+                                  experiments=options.experiments, models_as_runs=options.models_as_runs),
                     feed=feed,
                 )
                 result.imported = imported.imported

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from nmig.importer.intake import RunIds, damaged, note_unimported, plan_runs
+from nmig.importer.intake import RunIds, damaged, note_unimported, plan_models, plan_runs
 from nmig.importer.replay import scan_adjustments
 from nmig.importer.result import ImportResult
 from nmig.schema import Bundle, EntityBundle
 
 
-def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult, experiments: str) -> ImportResult:
+def dry_run(
+    bundle: Bundle, entities: list[EntityBundle], result: ImportResult, experiments: str, models_as_runs: bool = False
+) -> ImportResult:
     """`result` filled with the plans and with what the import would adjust, skip or refuse."""
-    for plan, entity in plan_runs(entities, result, RunIds(result), experiments):
+    owners = RunIds(result)
+    planned = plan_runs(entities, result, owners, experiments)
+    if models_as_runs:
+        planned += plan_models(bundle, result, owners, experiments)
+    for plan, entity in planned:
         refusal = damaged(plan, entity)
         if refusal is not None:  # what the import would refuse, found the same way
             result.plans.remove(plan)
@@ -19,7 +25,7 @@ def dry_run(bundle: Bundle, entities: list[EntityBundle], result: ImportResult, 
             continue
         result.events.extend(plan.events)
         result.events.extend(scan_adjustments(plan, entity))
-    note_unimported(bundle, result)
+    note_unimported(bundle, result, models_as_runs)
     return result
 
 

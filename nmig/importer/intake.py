@@ -5,7 +5,7 @@ the scheduler, so both refuse the same runs for the same reasons."""
 from __future__ import annotations
 
 from nmig.importer.experiments import DEFAULT_MODE
-from nmig.importer.plan import PlanRefused, RunPlan, plan_run
+from nmig.importer.plan import PlanRefused, RunPlan, model_id_of, models_with_their_model, plan_run
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
 from nmig.importer.rules import NOT_IMPORTED_KINDS
@@ -43,14 +43,25 @@ class RunIds:
 
 
 def plan_runs(
-    entities: list[EntityBundle], result: ImportResult, owners: RunIds, experiments: str = DEFAULT_MODE
+    entities: list[EntityBundle],
+    result: ImportResult,
+    owners: RunIds,
+    experiments: str = DEFAULT_MODE,
+    models: dict[str, RunPlan] | None = None,
 ) -> list[tuple[RunPlan, EntityBundle]]:
     """Plan each run; refuse those that cannot be planned, and those whose 3.x run id another run already took
-    (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it."""
+    (custom ids made valid by the limits rules may meet): the first keeps it, the others are not merged into it.
+    With `models` (--models-as-runs: {model id: its plan}, filled as models are planned), the entities may be
+    models and model versions too (plan_models)."""
     planned = []
     for entity in entities:
         try:
-            plan = plan_run(entity, experiments)
+            if models is None:
+                plan = plan_run(entity, experiments)
+            else:
+                plan = plan_run(entity, experiments, True, models.get(model_id_of(entity)))
+                if entity.kind == "model":
+                    models[entity.sys_id] = plan
         except PlanRefused as exc:
             result.refused.append(entity.sys_id)
             result.events.append(Event(entity.sys_id, "", "refused", str(exc)))
@@ -65,6 +76,11 @@ def plan_runs(
         result.plans.append(plan)
         planned.append((plan, entity))
     return planned
+
+
+def plan_models(bundle: Bundle, result: ImportResult, owners: RunIds, experiments: str) -> list[tuple[RunPlan, EntityBundle]]:
+    """`--models-as-runs`: every model, then every model version, planned as runs (plan_runs)."""
+    return plan_runs([entity for entity, _ in models_with_their_model(bundle)], result, owners, experiments, {})
 
 
 def damaged(plan: RunPlan, entity: EntityBundle, half_written: bool = False) -> Event | None:
@@ -82,9 +98,10 @@ def damaged(plan: RunPlan, entity: EntityBundle, half_written: bool = False) -> 
     return Event(plan.sys_id, "", "refused", detail)
 
 
-def note_unimported(bundle: Bundle, result: ImportResult) -> None:
-    """Models and model versions (not imported by design) and stray entries of the runs folder."""
-    for kind in NOT_IMPORTED_KINDS:
+def note_unimported(bundle: Bundle, result: ImportResult, models_as_runs: bool = False) -> None:
+    """Models and model versions (not imported by design, unless --models-as-runs) and stray entries of the
+    runs folder."""
+    for kind in () if models_as_runs else NOT_IMPORTED_KINDS:
         for entity in bundle.entities(kind):
             result.not_imported.append(entity.sys_id)
             result.events.append(Event(entity.sys_id, "", "not_imported", f"{kind}: {NOT_IMPORTED_KINDS[kind]}"))

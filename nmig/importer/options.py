@@ -20,3 +20,4 @@ class ImportOptions:
     state_path: Path | None = None
     quiet: bool = False
     experiments: str = "by-name"  # how runs join 3.x experiments: nmig.importer.experiments.MODES
+    models_as_runs: bool = False  # models and model versions imported as runs (plan.plan_run)

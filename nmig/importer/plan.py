@@ -19,7 +19,7 @@ from nmig.importer import limits
 from nmig.importer.experiments import DEFAULT_MODE, experiment_name
 from nmig.importer.report import Event
 from nmig.importer.rules import NOT_IMPORTED_KINDS, SOURCE_CODE_NAMESPACE, Action, Mapping, map_attribute
-from nmig.schema import BundleError, EntityBundle, decode_atom, decode_float, encode_datetime
+from nmig.schema import Bundle, BundleError, EntityBundle, decode_atom, decode_float, encode_datetime
 from nmig.schema.format import SERIES_TYPE_KIND
 
 ConfigValue = float | int | bool | str | dt.datetime | list[str]
@@ -445,10 +445,116 @@ HANDLERS: dict[Action, Callable[[_Planner, _Attribute], None]] = {
 }
 
 
-def plan_run(entity: EntityBundle, experiments: str = DEFAULT_MODE) -> RunPlan:
+# The 3.x run that holds the legacy project's own metadata (docs/mapping.md, "Project metadata").
+PROJECT_RUN_ID = "nmig-legacy-project"
+PROJECT_ITEM = "(project)"  # what the import report and verify name it by, in place of a legacy run id
+_PROJECT_SOURCE_FIELDS = ("workspace", "project", "key", "visibility", "description", "url")
+# Actions a project-level attribute cannot take the way a run's does (the run's name, tags, state): its value
+# is kept as a config at the mapped path instead.
+_SYS_ACTIONS_AS_CONFIGS = (Action.RUN_NAME, Action.DESCRIPTION, Action.TAGS, Action.GROUP_TAGS, Action.NOT_COPIED)
+_PROJECT_ACTIONS = (Action.CONFIG, Action.STRING_SET_CONFIG, Action.FLOAT_SECONDS_CONFIG, Action.INT_BYTES_CONFIG,
+                    Action.SOURCE_CODE, Action.ARTIFACT_CONFIGS, Action.REPORT_ONLY, Action.SKIPPED)
+
+
+def plan_project(info: dict[str, Any]) -> RunPlan | None:
+    """The plan of the project-metadata run: the legacy project's identity and description (export.json
+    `source`) as `legacy_project/*` configs and the run's description, and its project-level attributes
+    (`project_attributes`) mapped like a run's (`sys/*` -> `legacy_sys/*`, the rest at their paths), created
+    with the project's creation time (`sys/creation_time`, else the import time). What
+    cannot land (series and files of the project, which the export lists without content) is reported, each
+    with its reason. None when the bundle says nothing about its project."""
+    source = info.get("source") if isinstance(info.get("source"), dict) else {}
+    attributes = info.get("project_attributes") if isinstance(info.get("project_attributes"), list) else []
+    if not attributes and not (isinstance(source.get("description"), str) and source["description"]):
+        return None
+    plan = RunPlan(sys_id=PROJECT_ITEM, target_run_id=PROJECT_RUN_ID)
+    planner = _Planner(plan, "none")
+    for name in _PROJECT_SOURCE_FIELDS:
+        if isinstance(source.get(name), str) and source[name]:
+            planner.add_config(f"legacy_project/{name}", f"export.json source.{name}", source[name])
+    if isinstance(source.get("description"), str) and source["description"]:
+        planner.add_config("sys/description", "export.json source.description", source["description"])
+    for raw in attributes:
+        path, legacy_type = (raw.get("path"), raw.get("type")) if isinstance(raw, dict) else (None, None)
+        if not isinstance(path, str) or not isinstance(legacy_type, str):
+            planner.event(str(path), "malformed", "project attribute without a path or type; not written")
+            continue
+        if "skipped" in raw:
+            planner.event(path, "project_attribute_not_written", f"{legacy_type}: {raw.get('skipped')}")
+            continue
+        mapping = map_attribute(path, legacy_type)
+        try:
+            if mapping.action in _SYS_ACTIONS_AS_CONFIGS:
+                target = "legacy_sys/" + path[len("sys/"):] if path.startswith("sys/") else path
+                if legacy_type == "stringSet":
+                    planner.add_config(target, path, sorted(str(v) for v in raw.get("values") or []))
+                elif (value := decode_atom(legacy_type, raw.get("value"))) is not None:
+                    planner.add_config(target, path, value)
+            elif mapping.action in _PROJECT_ACTIONS:
+                HANDLERS[mapping.action](planner, _Attribute(path, legacy_type, mapping, raw))
+            else:
+                planner.event(path, "project_attribute_not_written", f"{legacy_type}: the project-metadata run holds configs only")
+        except BundleError as exc:
+            planner.event(path, "malformed", f"{exc}; not written")
+        # the run is created with the project's own creation time, when it has one 3.x can hold
+        if path == "sys/creation_time" and isinstance(created := plan.configs.get("legacy_sys/creation_time"), dt.datetime):
+            plan.creation_time = created
+    return plan
+
+
+MODEL_NAMESPACE = "model_registry"  # where a model or model version run keeps what the registry said
+
+
+def models_with_their_model(bundle: Bundle) -> list[tuple[EntityBundle, EntityBundle | None]]:
+    """Every model, then every model version with its model's entity (None when the bundle lacks it), for
+    `--models-as-runs`: a version's plan copies its model's configs."""
+    models = {entity.sys_id: entity for entity in bundle.entities("model")}
+    out: list[tuple[EntityBundle, EntityBundle | None]] = [(model, None) for model in models.values()]
+    for version in bundle.entities("model_version"):
+        out.append((version, models.get(model_id_of(version))))
+    return out
+
+
+def model_id_of(entity: EntityBundle) -> str:
+    """The legacy id of a model version's model (its sys/model_id; else its id without the version number)."""
+    if entity.kind == "model":
+        return entity.sys_id
+    attribute = entity.attribute("sys/model_id")
+    value = attribute.get("value") if attribute else None
+    return value if isinstance(value, str) and value else entity.sys_id.rsplit("-", 1)[0]
+
+
+def _as_model_run(planner: _Planner, entity: EntityBundle, model: RunPlan | None) -> None:
+    """What makes a model or model version findable as a run (`--models-as-runs`): tags naming the model and
+    the version, its kind, model id and stage as configs under model_registry/, and for a version its model's
+    run id and configs (model_registry/model/<path>). It joins no experiment (its name stays in
+    legacy_sys/name)."""
+    plan = planner.plan
+    plan.experiment_name = None
+    plan.sources.pop("sys/name", None)
+    model_id = model_id_of(entity)
+    ns = MODEL_NAMESPACE
+    plan.tags = sorted({*plan.tags, f"model:{model_id}"} | ({f"model_version:{entity.sys_id}"} if entity.kind == "model_version" else set()))
+    planner.add_config(f"{ns}/kind", "sys/id", entity.kind)
+    planner.add_config(f"{ns}/model_id", "sys/model_id", model_id)
+    if entity.kind == "model_version":
+        stage = entity.attribute("sys/stage")
+        if stage and isinstance(stage.get("value"), str):
+            planner.add_config(f"{ns}/stage", "sys/stage", stage["value"])
+        if model is not None:
+            planner.add_config(f"{ns}/model_run_id", "sys/model_id", model.target_run_id)
+            for path, value in sorted(model.configs.items()):
+                if not path.startswith(f"{ns}/") and not path.startswith("sys/"):
+                    planner.add_config(f"{ns}/model/{path}", f"model {model_id}: {path}", value)
+
+
+def plan_run(
+    entity: EntityBundle, experiments: str = DEFAULT_MODE, models_as_runs: bool = False, model: RunPlan | None = None
+) -> RunPlan:
     """The plan for one run, or PlanRefused with the reason. `experiments`: how runs join 3.x experiments
-    (nmig.importer.experiments.MODES)."""
-    if entity.kind in NOT_IMPORTED_KINDS:
+    (nmig.importer.experiments.MODES). With `models_as_runs` a model or model version is planned as a run
+    too (`model`: a version's model, planned first)."""
+    if entity.kind in NOT_IMPORTED_KINDS and not models_as_runs:
         raise PlanRefused(NOT_IMPORTED_KINDS[entity.kind])
     if not entity.complete:
         raise PlanRefused(f"incomplete in the bundle: {entity.incomplete_reason}")
@@ -491,4 +597,6 @@ def plan_run(entity: EntityBundle, experiments: str = DEFAULT_MODE) -> RunPlan:
             planner.event("sys/creation_time", "malformed", f"{exc}; the run gets the import time")
     else:
         planner.event("sys/creation_time", "missing", "no legacy creation time; the run gets the import time")
+    if entity.kind != "run":
+        _as_model_run(planner, entity, model)
     return plan

@@ -52,6 +52,7 @@ CASES: tuple[Case, ...] = (
     # planning (plan.py): what the mapping and the 3.x limits do to a run's attributes
     Case("run_id_adjusted", _A, "the 3.x run id differs from the legacy one (`/` replaced, shortened, or `~<sys/id>` appended to a custom_run_id shaped like another run's sys/id); the legacy ids stay in `legacy_sys/*`", "plan"),
     Case("experiment_not_named", _A, "the run is a plain run, in no experiment: its legacy name is the legacy client's default (\"Untitled\"), which would merge unrelated runs (see `--experiments`); the name stays in `legacy_sys/name`", "plan"),
+    Case("project_attribute_not_written", _A, "a project-level attribute that the project-metadata run cannot hold (a series or file of the project, listed by the export without its content); it stays in export.json", "plan"),
     Case("name_shortened", _A, "the run name (experiment name) was shortened to 730 bytes; the full name stays in `legacy_sys/name`", "plan"),
     Case("path_shortened", _A, "the 3.x path was over 1,024 bytes and is shortened deterministically; both paths given", "plan"),
     Case("path_collision", _A, "another legacy attribute already maps to the same 3.x path; the first keeps it, this one is not written", "plan"),
@@ -82,6 +83,7 @@ CASES: tuple[Case, ...] = (
     Case("project_key_taken", _A, "the legacy project key is taken in the 3.x workspace; the project is created without it", "runner"),
     Case("run_id_shared", _B, "another run's custom_run_id is this run's legacy sys/id: this run keeps it as its 3.x id, the other is suffixed with `~<its sys/id>` (run_id_adjusted)", "runner"),
     Case("experiment_head", _B, "the experiment's head (the run with the latest legacy creation time, ties by id) was asserted again at the end of the import", "runner"),
+    Case("project_metadata", _B, "the legacy project's metadata (identity, description, project-level attributes) was written to the project-metadata run", "runner"),
     Case("already_imported", _B, "an earlier invocation imported the run; skipped", "runner"),
     Case("resumed", _B, "the run was resumed after the target was asked what it already holds", "runner"),
     Case("earlier_attempt_failed", _B, "what failed in an earlier attempt at the run (it was retried)", "runner"),

@@ -150,8 +150,8 @@ SOURCE_CODE_NAMESPACE = "source_code"
 
 # Entities that are not runs: 3.x has no model registry.
 NOT_IMPORTED_KINDS = {
-    "model": "3.x has no model registry; the model stays in the bundle",
-    "model_version": "3.x has no model registry; the model version stays in the bundle",
+    "model": "3.x has no model registry; the model stays in the bundle (`nmig import --models-as-runs` makes it a run)",
+    "model_version": "3.x has no model registry; the model version stays in the bundle (`--models-as-runs` makes it a run)",
 }
 
 
@@ -202,8 +202,22 @@ def mapping_table_markdown() -> str:
         lines.append(f"| `{type_rule.legacy_type}` | {type_rule.action.value} | {type_rule.why} |")
     lines.append("| any other type | skipped | listed in the import report with its type |")
     lines += ["", "## Entities", "", "| Legacy entity | In 3.x |", "|---|---|", "| run | a run (id: `sys/custom_run_id`, else the legacy `sys/id`; a custom id shaped like another run's legacy id, `<KEY>-<n>`, gets `~<its own sys/id>` appended, so the run with that sys/id keeps it and every run lands; created with the legacy `sys/creation_time`) |"]
+    lines.append(
+        "| project | its own 3.x run `nmig-legacy-project` (only when the bundle has project metadata): the legacy "
+        "workspace, name, key, visibility, description and URL as `legacy_project/*` configs (the description also "
+        "as the run's `sys/description`), and the project-level attributes mapped like a run's (`sys/*` -> "
+        "`legacy_sys/*`, others at their paths, configs only); a series or file of the project is reported "
+        "(project_attribute_not_written) |"
+    )
     for kind, why in NOT_IMPORTED_KINDS.items():
         lines.append(f"| {kind} | not imported: {why} |")
+    lines.append(
+        "| model, model version (`--models-as-runs`) | a run each (id: the legacy sys/id; in no experiment), all "
+        "attributes, files and series mapped like a run's; tags `model:<model id>` and, on a version, "
+        "`model_version:<version id>`; configs `model_registry/kind`, `model_registry/model_id` and, on a version, "
+        "`model_registry/stage` (also in `legacy_sys/stage`), `model_registry/model_run_id` and the model's own "
+        "configs under `model_registry/model/<path>` |"
+    )
     from nmig.importer.experiments import MODE_DOCS  # local, like limits below
 
     lines += ["", "## Experiments (`nmig import --experiments`)", "", "| Mode | What it does | Why |", "|---|---|---|"]

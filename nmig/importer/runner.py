@@ -40,9 +40,9 @@ from nmig import environment
 from nmig.importer import client as nclient
 from nmig.importer import report, target
 from nmig.importer.dry_run import dry_run
-from nmig.importer.intake import RunIds, note_unimported, plan_runs
+from nmig.importer.intake import RunIds, note_unimported, plan_models, plan_runs
 from nmig.importer.options import ImportOptions
-from nmig.importer.plan import RunPlan, select_runs
+from nmig.importer.plan import RunPlan, plan_project, select_runs
 from nmig.importer.project import resolve_project
 from nmig.importer.replay import RunOutcome, scan_adjustments
 from nmig.importer.report import Event
@@ -102,7 +102,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     if feed is None:
         entities = select_runs(bundle.entities("run"), options.runs)
         if options.dry_run:
-            return dry_run(bundle, entities, result, options.experiments)
+            return dry_run(bundle, entities, result, options.experiments, options.models_as_runs and not options.runs)
         feed = WholeBundle([e.sys_id for e in entities])
     elif options.runs or options.dry_run:
         raise ValueError("a feed chooses the runs itself: no --runs selection or dry run with it")
@@ -188,6 +188,10 @@ class _Importer:
                         fresh = [sys_id for sys_id in dict.fromkeys(sys_ids) if sys_id not in seen]
                         seen.update(fresh)
                         todo.extend(self._arrived(fresh, owners))
+                        if finished and self.options.models_as_runs and not self.options.runs:
+                            # models and model versions as runs, once every run has arrived (a feed's export
+                            # writes them last)
+                            todo.extend(self._admit(plan_models(self.bundle, result, owners, self.options.experiments)))
                     while todo and len(futures) < workers:
                         plan, entity = todo.popleft()
                         futures[pool.submit(worker.import_run, plan, entity)] = plan
@@ -206,6 +210,12 @@ class _Importer:
                             outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
                         _record(outcome, self.state, result)
                         self._show_runs()
+            project_plan = plan_project(self.bundle.info)
+            if project_plan is not None:
+                project_events = worker.import_project_metadata(project_plan)
+                result.events.extend(project_events)
+                if any(e.case == "failed" for e in project_events):
+                    result.failed.append(project_plan.sys_id)
             for event in worker.assert_heads(self.bundle, result.plans, self.options.experiments):
                 result.events.append(event)
                 if event.case == "failed" and event.run not in result.failed:  # its data landed, its head did not
@@ -217,7 +227,7 @@ class _Importer:
                 self.bar.close()
             worker.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
-            note_unimported(self.bundle, result)
+            note_unimported(self.bundle, result, self.options.models_as_runs)
             assert result.report_path is not None
             report.write_report(
                 result.report_path,
@@ -239,8 +249,12 @@ class _Importer:
             except BundleError as exc:
                 self.result.refused.append(sys_id)
                 self.result.events.append(Event(sys_id, "", "refused", str(exc)))
+        return self._admit(plan_runs(entities, self.result, owners, self.options.experiments))
+
+    def _admit(self, planned: list[tuple[RunPlan, EntityBundle]]) -> list[tuple[RunPlan, EntityBundle]]:
+        """The planned runs still to import; those imported by an earlier invocation are skipped with their items."""
         todo = []
-        for plan, entity in plan_runs(entities, self.result, owners, self.options.experiments):
+        for plan, entity in planned:
             if self.state.status(plan.sys_id) == IMPORTED:
                 self.result.already.append(plan.sys_id)
                 self.result.events.extend(_items_of_imported_run(plan, entity, self.earlier_report))

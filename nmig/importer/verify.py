@@ -22,7 +22,16 @@ from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.importer.experiments import heads, shared_names
-from nmig.importer.plan import PlanRefused, RunPlan, experiment_member, plan_run, select_runs
+from nmig.importer.plan import (
+    PlanRefused,
+    RunPlan,
+    experiment_member,
+    model_id_of,
+    models_with_their_model,
+    plan_project,
+    plan_run,
+    select_runs,
+)
 from nmig.importer.project import resolve_project
 from nmig.importer.report import default_report_path, read_items
 from nmig.importer.state import write_json_atomically
@@ -51,6 +60,7 @@ class VerifyOptions:
     import_report: Path | None = None
     quiet: bool = False
     experiments: str = "by-name"  # as given to `nmig import --experiments`
+    models_as_runs: bool = False  # as given to `nmig import --models-as-runs`
 
 
 @dataclass
@@ -192,7 +202,7 @@ class _RunVerifier:
         self.plan = plan
         self.sample = sample
         self.on_points = on_points
-        self.check = RunCheck(entity.sys_id, plan.target_run_id)
+        self.check = RunCheck(plan.sys_id, plan.target_run_id)
         self.expected = {"points": 0, "files": 0, "bytes": 0}  # what the bundle says the run holds, once checked
 
     def _diff(self, path: str, what: str, expected: Any, found: Any, detail: str = "") -> None:
@@ -329,7 +339,8 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     project = resolve_project(options.project, bundle)
     api_token = require_api_token(options.api_token)
     result = VerifyResult(project=project, sample=options.sample)
-    for kind in ("model", "model_version"):
+    models_too = options.models_as_runs and not options.runs
+    for kind in () if options.models_as_runs else ("model", "model_version"):
         result.not_imported += [e.sys_id for e in bundle.entities(kind)]
     entities = select_runs(bundle.entities("run"), options.runs)
     # the import report's adjustments are expected, its problems are shown next to the differences they cause
@@ -352,9 +363,15 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
         raise NmigError(f"cannot read project {project} from the 3.x service: {text}") from None
 
     plans: list[tuple[EntityBundle, RunPlan]] = []
-    for entity in entities:
+    model_plans: dict[str, RunPlan] = {}
+    for entity in entities + ([e for e, _ in models_with_their_model(bundle)] if models_too else []):
         try:
-            plans.append((entity, plan_run(entity, options.experiments)))
+            if entity.kind == "run":
+                plans.append((entity, plan_run(entity, options.experiments)))
+                continue
+            plan = plan_run(entity, options.experiments, True, model_plans.get(model_id_of(entity)))
+            model_plans.setdefault(entity.sys_id, plan)
+            plans.append((entity, plan))
         except PlanRefused as exc:
             # an incomplete export: that run is not in 3.x, so the migration is not complete
             result.runs.append(RunCheck(entity.sys_id, None, "not_importable", note=str(exc)))
@@ -370,7 +387,13 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
         bar = tqdm(total=total, unit=" pts", unit_scale=True, desc="Verifying", file=sys.stderr)
     try:
         for entity, plan in plans:
-            result.expected_totals["runs"] += 1
+            # totals count runs; models and model versions imported as runs are counted apart ("models")
+            counted = "runs" if entity.kind == "run" else "models"
+            totals = result.expected_totals, result.found_totals
+            if counted == "models":
+                for where in totals:
+                    where.setdefault("models", 0)
+            result.expected_totals[counted] += 1
             if plan.target_run_id not in existing:
                 check = RunCheck(entity.sys_id, plan.target_run_id, "missing", note="the run is not in the target project")
                 check.differences.append(Difference(entity.sys_id, "", "missing_run", plan.target_run_id, None))
@@ -398,16 +421,34 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
             if check.status != "ok":
                 _note_import_problems(check, import_problems)
             result.runs.append(check)
-            result.found_totals["runs"] += 1
+            result.found_totals[counted] += 1
+            if counted == "models":
+                continue
             for key in ("points", "files", "bytes"):
                 result.found_totals[key] += found[key]
                 result.expected_totals[key] += verifier.expected[key]
     finally:
         if bar is not None:
             bar.close()
+    project_plan = plan_project(bundle.info) if not options.runs else None  # --runs: those runs only
+    if project_plan is not None:
+        result.runs.append(_check_project_metadata(project, project_plan, existing, adjusted))
     if options.report is not None:
         write_json_atomically(options.report, result.to_json())
     return result
+
+
+def _check_project_metadata(
+    project: str, plan: RunPlan, existing: set[str], adjusted: dict[str, list[dict[str, str]]]
+) -> RunCheck:
+    """The project-metadata run holds every config plan_project says."""
+    if plan.target_run_id not in existing:
+        check = RunCheck(plan.sys_id, plan.target_run_id, "missing", note="the project-metadata run is not in the target project")
+        check.differences.append(Difference(plan.sys_id, "", "missing_run", plan.target_run_id, None))
+        return check
+    check, _ = _RunVerifier(project, None, plan, None, lambda n: None).run()  # type: ignore[arg-type]
+    check.adjusted = adjusted.get(plan.sys_id, [])
+    return check
 
 
 def _natural(text: str) -> list[Any]:

@@ -88,6 +88,28 @@ class RunWorker:
                 events.append(Event(head_id, "", "failed", f"could not make it the head of experiment {name!r}: {why}"))
         return events
 
+    def import_project_metadata(self, plan: RunPlan) -> list[Event]:
+        """Write the project-metadata run (plan.plan_project): configs only, overwritten on every import."""
+        sink = nclient.RunSink(
+            project=self.project, api_token=self.api_token, run_id=plan.target_run_id, experiment_name=None,
+            creation_time=plan.creation_time, log_directory=self.scratch, clients=self._clients(),
+        )
+        try:
+            sink.log_configs(dict(plan.configs))
+            sink.start_sync()
+            done = sink.wait_for_processing(PROCESSING_TIMEOUT_S)
+            errors = [e for e in sink.drain_errors() if e.kind == "error"]
+        finally:
+            sink.close()
+        events = list(plan.events)
+        if done and not errors:
+            events.append(Event(plan.sys_id, "", "project_metadata",
+                                f"{len(plan.configs)} config(s) in run {plan.target_run_id!r}"))
+        else:
+            why = errors[0].message.splitlines()[0][:200] if errors else "the service did not confirm it in time"
+            events.append(Event(plan.sys_id, "", "failed", f"project-metadata run {plan.target_run_id!r}: {why}"))
+        return events
+
     def import_run(self, plan: RunPlan, entity: EntityBundle) -> RunOutcome:
         project, api_token = self.project, self.api_token
         # The whole run is validated before anything of it is written: a run refused here has nothing in 3.x.

@@ -24,10 +24,11 @@ def test_demo_ends_green(tmp_path: Path) -> None:
     # the side-by-side table: source, bundle and target agree on every row
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.split() == ["source", "bundle", "target"])
-    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 1 : header + 5]}
-    assert set(rows) == {"runs", "points", "files", "bytes"}
+    rows = {line.split()[0]: line.split()[1:] for line in lines[header + 1 : header + 6]}
+    assert set(rows) == {"runs", "models", "points", "files", "bytes"}
     assert all(len(set(values)) == 1 and values[0] != "?" for values in rows.values()), rows
     assert rows["runs"][0] == "12" and int(rows["points"][0].replace(",", "")) > 12 * 40_000
+    assert rows["models"][0] == "4"  # the sample model and its three versions, imported as runs
     report = json.loads((keep / "verify-report.json").read_text(encoding="utf-8"))
     assert report["ok"] is True and report["found_totals"] == report["expected_totals"]
     assert (keep / "bundle" / "export.json").is_file()

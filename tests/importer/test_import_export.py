@@ -42,7 +42,8 @@ def table(nq: Any, run: str, attributes: list[str]) -> dict[str, Any]:
 
 def test_runs_ids_and_models(imported: Path, nq: Any) -> None:
     # custom_run_id when there is one, else the legacy sys/id; trashed runs are not exported by default
-    assert sorted(nq.list_runs(project=PROJECT)) == ["AT-2", "custom-atoms-001", "custom-files-003"]
+    # (and the project-metadata run: the legacy project's description and attributes)
+    assert sorted(nq.list_runs(project=PROJECT)) == ["AT-2", "custom-atoms-001", "custom-files-003", "nmig-legacy-project"]
     doc = report(imported)
     assert doc["project"] == PROJECT  # the legacy project's name in the given workspace
     assert sorted(doc["runs"]["imported"]) == ["AT-1", "AT-2", "AT-3"]

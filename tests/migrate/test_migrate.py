@@ -54,6 +54,8 @@ def snapshot(info: EmulatorInfo) -> dict[str, Any]:
             elif isinstance(value, (set, frozenset)):
                 value = sorted(value)
             cells[path] = (type_, str(value))
+        if str(run_id) == "nmig-legacy-project":  # the legacy project has no creation time: the import time
+            cells.pop("sys/creation_time", None)
         out[str(run_id)] = cells
         metrics = [p for p, (t, _) in cells.items() if t == "float_series"]
         strings = [p for p, (t, _) in cells.items() if t == "string_series"]
@@ -73,7 +75,11 @@ def test_migrate_gives_the_target_of_export_then_import(legacy: EmulatorInfo, tm
         assert invoke("export", "--project", "acme/vision", "--out", str(bundle), "--api-token", legacy.api_token, "--quiet").exit_code == 0
         assert invoke("import", str(bundle), "--project", PROJECT, "--api-token", target.api_token, "--quiet").exit_code == 0
         expected = snapshot(target)
-    run_tables = [cells for key, cells in expected.items() if isinstance(cells, dict)]
+    from nmig.importer.plan import PROJECT_RUN_ID
+
+    # the six runs, and the project-metadata run (the legacy project's description and attributes)
+    run_tables = [cells for key, cells in expected.items() if isinstance(cells, dict) and key != PROJECT_RUN_ID]
+    assert expected[PROJECT_RUN_ID]["legacy_project/key"] == ("string", "VIS")
     assert len(run_tables) == 6 and all(cells["train/loss"][0] == "float_series" for cells in run_tables)
     assert all(cells["model/weights"] == ("file", "(4096, 'application/octet-stream')") for cells in run_tables)
     with serve_neptune3(data_dir=tmp_path / "migrated") as target:
@@ -85,7 +91,7 @@ def test_migrate_gives_the_target_of_export_then_import(legacy: EmulatorInfo, tm
         assert result.exit_code == 0, result.output
         assert "imported 6 (0 already imported, 0 failed)" in result.output
         migrated = snapshot(target)
-        assert len(migrated["runs"]) == 6
+        assert len(migrated["runs"]) == 7 and PROJECT_RUN_ID in migrated["runs"]
         assert migrated == expected
 
         # the merged import report covers every run, as `nmig import` would have written it
