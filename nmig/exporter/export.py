@@ -139,8 +139,10 @@ def existing_entities(out: Path) -> dict[tuple[str, str], Existing]:
     bundle = Bundle(out)  # refuses a bundle of a newer major version with a clear message
     state: dict[tuple[str, str], Existing] = {}
     for kind in KIND_FOLDERS:
-        for entity in bundle.entities(kind):
-            state[(kind, entity.sys_id)] = Existing(entity.complete, entity.manifest.get("modification_time"))
+        # Bundle.committed, not entities(): a resume needs whether each entity was committed whole, not every
+        # manifest validated (most of a resume's time on a project of 100,000 runs).
+        for sys_id, (complete, modified) in bundle.committed(kind).items():
+            state[(kind, sys_id)] = Existing(complete, modified)
     return state
 
 
