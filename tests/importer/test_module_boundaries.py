@@ -36,6 +36,9 @@ def test_the_guard_sees_a_private_import(tmp_path: Path) -> None:
 PUBLIC_FACES = {
     "nmig", "nmig.errors", "nmig.secrets", "nmig.exporter", "nmig.importer", "nmig.schema", "nmig.migrate",
     "nmig.demo", "nmig.emulators", "nmig.emulators.legacy", "nmig.emulators.neptune3",
+    # shared by both halves, like nmig.errors: the environment checks (disk errors) and the service-reachability
+    # bound that --timeout sets
+    "nmig.environment", "nmig.reachability",
 }
 
 
