@@ -153,7 +153,8 @@ class LegacyBackend:
 
         ASSUMPTION: skipToStep is inclusive (the first point returned may have exactly that step). No evidence;
         a reader that drops points at or before the last step it has reads an inclusive or exclusive server
-        alike."""
+        alike.
+        """
         if steps is not None and skip_to_step is not None:
             offset = int(np.searchsorted(steps, skip_to_step, "left"))
         if offset < 0 or limit < 0:
@@ -170,7 +171,8 @@ class LegacyBackend:
 
     def zip_ready(self, download_id: str | None) -> bool:
         """Whether a requested zip is prepared. ASSUMPTION: how long the real service takes is not known;
-        `zip_prepare_seconds` simulates it. No evidence."""
+        `zip_prepare_seconds` simulates it. No evidence.
+        """
         with self._lock:
             found = self._downloads.get(download_id or "")
         if found is None:

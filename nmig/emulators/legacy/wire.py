@@ -264,7 +264,8 @@ def leaderboard_entry(container: Container, columns: set[Any]) -> dict[str, Any]
 def channel_values(series: ImageSeries, start: int, stop: int) -> dict[str, Any]:
     """LimitedChannelValuesDTO of an image series' channel: per point its timestamp, `x` (the step; absent when
     unknown) and `y.imageValue` (name and description). ASSUMPTION: channel values are in the order of the
-    series' indexes; `imageUrl` and `thumbnailUrl` (in the model) are not sent. No evidence."""
+    series' indexes; `imageUrl` and `thumbnailUrl` (in the model) are not sent. No evidence.
+    """
     points = []
     for i in range(start, stop):
         point: dict[str, Any] = {"timestampMillis": int(series.timestamps[i])}
