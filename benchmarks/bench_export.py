@@ -303,11 +303,14 @@ def _bench(scenario: str, points: int, runs: int, naive: bool) -> None:
             # and 10,000 (what nmig asked for before it followed the client; not known to be accepted).
             from nmig.exporter.entity import DEFAULT_PAGE_SIZE, LARGER_PAGE_SIZE
 
-            only_client = fast_export(info, Path(tmp) / "fast-1000", larger_page_size=None)
-            large = fast_export(info, Path(tmp) / "fast-10000", page_size=10_000, larger_page_size=None)
-            print(f"{scenario}: page sizes: {DEFAULT_PAGE_SIZE:,} only (the client's own): {only_client:.2f} s; "
-                  f"{DEFAULT_PAGE_SIZE:,} then {LARGER_PAGE_SIZE:,} once the server answered one in full "
-                  f"(the default): {fast:.2f} s; 10,000 from the start: {large:.2f} s")
+            with _cpu(info["pid"]) as only_client_cpu:
+                only_client = fast_export(info, Path(tmp) / "fast-1000", larger_page_size=None)
+            with _cpu(info["pid"]) as large_cpu:
+                large = fast_export(info, Path(tmp) / "fast-10000", page_size=10_000, larger_page_size=None)
+            print(f"{scenario}: page sizes: {DEFAULT_PAGE_SIZE:,} only (the client's own): {only_client:.2f} s "
+                  f"({_cpu_text(only_client_cpu)}); {DEFAULT_PAGE_SIZE:,} then {LARGER_PAGE_SIZE:,} once the "
+                  f"server answered one in full (the default): {fast:.2f} s ({_cpu_text(fast_cpu)}); 10,000 from "
+                  f"the start: {large:.2f} s ({_cpu_text(large_cpu)})")
         what = {
             "big": f"1 run, {points:,}-point float series",
             "wide": f"1 run, {WIDE_SERIES} float series of {points:,} points",
