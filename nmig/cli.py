@@ -116,6 +116,7 @@ _SERVING_OPTIONS = (
     click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After."),
     click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer."),
     click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic."),
+    click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from a private CA; the ready line's \"ca_file\" names the CA to give clients (--ca-bundle)."),
 )
 
 
@@ -155,11 +156,11 @@ def _serve_until_stopped(what: str, server: Any) -> None:
 def emulate_legacy(fixture_path: str, **serving: Any) -> None:
     """Serve a fixture as a Neptune 2.x (legacy) service that the unmodified `neptune` client reads from.
 
-    For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP on a
-    loopback address, with API-token auth and expiring access tokens, and can inject faults. When ready it
-    prints one JSON line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM; a client
-    process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md,
-    what it serves and on what evidence in docs/legacy-emulator.md.
+    For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP (HTTPS with
+    --tls) on a loopback address, with API-token auth and expiring access tokens, and can inject faults. When
+    ready it prints one JSON line {"url", "api_token", "workspace", "env", "ca_file"} and serves until Ctrl-C /
+    SIGTERM; a client process needs the settings in "env". The fixture format is described in
+    docs/legacy-fixture-format.md, what it serves and on what evidence in docs/legacy-emulator.md.
     """
     from nmig.emulators.legacy import serve_legacy
 
@@ -182,9 +183,9 @@ def emulate_neptune3(data_dir: str | None, workspace: str, storage_provider: str
     """Serve a Neptune 3.x service that the unmodified `neptune-scale` and `neptune-query` clients use.
 
     For rehearsing an import and for tests: ingest, request statuses, file storage and the read API over
-    plain HTTP on a loopback address, with state in SQLite under --data-dir. When ready it prints one JSON
-    line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM. See
-    docs/neptune3-emulator.md.
+    plain HTTP (HTTPS with --tls) on a loopback address, with state in SQLite under --data-dir. When ready it
+    prints one JSON line {"url", "api_token", "workspace", "env", "ca_file"} and serves until Ctrl-C / SIGTERM.
+    See docs/neptune3-emulator.md.
     """
     from nmig.emulators.neptune3 import serve_neptune3
 
