@@ -43,6 +43,26 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _use_ca_bundle(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    from nmig.trust import use_ca_bundle
+
+    if value is not None:
+        try:
+            use_ca_bundle(value)
+        except NmigError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+
+# The commands that reach a Neptune server take it; nmig/trust.py says how it reaches each client.
+_ca_bundle_option = click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    expose_value=False,
+    callback=_use_ca_bundle,
+    help="PEM file of the CAs to trust for HTTPS (e.g. a private CA), in every client; the same as setting REQUESTS_CA_BUNDLE and SSL_CERT_FILE to it.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nmig")
 def main() -> None:
@@ -87,6 +107,7 @@ _timeout_option = click.option(
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
 @click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @click.argument("more_runs", nargs=-1, metavar="")
 @_timeout_option
@@ -241,6 +262,7 @@ _models_as_runs_option = click.option(
 @_experiments_option
 @_models_as_runs_option
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
 @friendly_errors
@@ -297,6 +319,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @_experiments_option
 @_models_as_runs_option
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_timeout_option
 @friendly_errors
@@ -323,6 +346,7 @@ def verify_command(**options: Any) -> None:
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
 @_experiments_option
 @_models_as_runs_option
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
 @friendly_errors
 def migrate_command(**options: Any) -> None:
