@@ -100,6 +100,21 @@ def test_export_import_verify_with_the_ca_bundle_option(neptune3: EmulatorInfo, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("provider", ["azure", "gcp"])  # "aws", the default, is what the other tests use
+def test_file_uploads_of_each_storage_provider_over_https(provider: str, option_bundle: Path) -> None:
+    # Each provider's upload code in neptune-scale takes its trust store its own way: Azure's through
+    # azure-core's requests transport (REQUESTS_CA_BUNDLE), GCS's through a bare httpx client (SSL_CERT_FILE).
+    with emulator_process("neptune3", "--tls", "--storage-provider", provider) as process:
+        info = process.info
+        project = f"demo/tls-{provider}"
+        ok(nmig("import", str(option_bundle), "--project", project, "--quiet", "--ca-bundle", info.ca_file or "",
+                token=info.api_token))
+        # verify compares every file's size and hash with the bundle
+        ok(nmig("verify", str(option_bundle), "--project", project, "--quiet", "--ca-bundle", info.ca_file or "",
+                token=info.api_token))
+
+
+@pytest.mark.slow
 def test_an_unknown_ca_is_one_line_naming_the_host(
     legacy: EmulatorInfo, neptune3: EmulatorInfo, option_bundle: Path, tmp_path: Path
 ) -> None:
