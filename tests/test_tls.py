@@ -27,6 +27,7 @@ SOURCE_PROJECT = "acme/all-types"
 _CLEARED = {
     "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY",
     "ALL_PROXY", "NO_PROXY", "OAUTHLIB_INSECURE_TRANSPORT", "NEPTUNE_API_TOKEN", "NEPTUNE_PROJECT",
+    "NEPTUNE_LEGACY_API_TOKEN",
 }
 
 
@@ -112,6 +113,18 @@ def test_file_uploads_of_each_storage_provider_over_https(provider: str, option_
         # verify compares every file's size and hash with the bundle
         ok(nmig("verify", str(option_bundle), "--project", project, "--quiet", "--ca-bundle", info.ca_file or "",
                 token=info.api_token))
+
+
+@pytest.mark.slow
+def test_migrate_with_one_bundle_holding_both_cas(legacy: EmulatorInfo, neptune3: EmulatorInfo, tmp_path: Path) -> None:
+    # One --ca-bundle serves both servers (and the export child migrate starts), so it holds both CAs.
+    both = tmp_path / "both-cas.pem"
+    both.write_bytes(Path(legacy.ca_file or "").read_bytes() + Path(neptune3.ca_file or "").read_bytes())
+    bundle = tmp_path / "bundle"
+    ok(nmig("migrate", "--from", SOURCE_PROJECT, "--to", "demo/tls-migrate", "--out", str(bundle), "--quiet",
+            "--ca-bundle", str(both), token=neptune3.api_token, env={"NEPTUNE_LEGACY_API_TOKEN": legacy.api_token}))
+    ok(nmig("verify", str(bundle), "--project", "demo/tls-migrate", "--quiet", "--ca-bundle", str(both),
+            token=neptune3.api_token))
 
 
 @pytest.mark.slow
