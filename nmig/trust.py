@@ -49,8 +49,7 @@ from nmig.errors import NmigError
 
 REQUESTS_VARIABLE = "REQUESTS_CA_BUNDLE"
 OPENSSL_VARIABLE = "SSL_CERT_FILE"
-# requests also reads CURL_CA_BUNDLE when REQUESTS_CA_BUNDLE is unset.
-CA_BUNDLE_SOURCES = (REQUESTS_VARIABLE, "CURL_CA_BUNDLE", OPENSSL_VARIABLE)
+OPENSSL_DIR_VARIABLE = "SSL_CERT_DIR"
 
 
 def check_ca_bundle(path: str | Path, given_as: str = "") -> Path:
@@ -74,19 +73,16 @@ def use_ca_bundle(path: str | Path) -> None:
 
 
 def share_ca_bundle() -> None:
-    """When the environment gives a CA file in one variable only, give it to the clients reading the other.
-
-    Two variables that name different files are left as they are: that is a deliberate setting."""
-    for name in CA_BUNDLE_SOURCES:
-        value = os.environ.get(name)
-        if value:
-            check_ca_bundle(value, f"{name}=")
+    """When the environment gives CAs in one family's variable only, give them to the clients reading the
+    other. Variables set on both sides are left as they are, even when they differ: that is a deliberate
+    setting. Nothing is checked here (a plain-http target needs none of it); check_server_certificate does."""
     requests_bundle = os.environ.get(REQUESTS_VARIABLE) or os.environ.get("CURL_CA_BUNDLE")
-    openssl_bundle = os.environ.get(OPENSSL_VARIABLE)
-    if requests_bundle and not openssl_bundle:
-        os.environ[OPENSSL_VARIABLE] = requests_bundle
-    elif openssl_bundle and not requests_bundle:
-        os.environ[REQUESTS_VARIABLE] = openssl_bundle
+    httpx_bundle = os.environ.get(OPENSSL_VARIABLE) or os.environ.get(OPENSSL_DIR_VARIABLE)
+    if requests_bundle and not httpx_bundle:
+        # requests takes a file or a folder of hashed certificates; httpx has a variable for each
+        os.environ[OPENSSL_DIR_VARIABLE if os.path.isdir(requests_bundle) else OPENSSL_VARIABLE] = requests_bundle
+    elif httpx_bundle and not requests_bundle:
+        os.environ[REQUESTS_VARIABLE] = httpx_bundle
 
 
 def _causes(exc: BaseException) -> list[BaseException]:
@@ -127,23 +123,29 @@ def untrusted_certificate_message(exc: BaseException, url: str | None, trusted: 
 
 
 def _trust_stores() -> list[tuple[str, ssl.SSLContext]]:
-    """The trust stores the clients of this process verify with, each with the setting that selects it: one,
-    unless the requests-side and the httpx-side variables name different files."""
+    """The trust stores the clients of this process verify with, each named by the setting that selects it:
+    one, unless the requests-side and the httpx-side variables name different places. NmigError (one line)
+    for a variable naming something that holds no CA certificates."""
     import certifi
 
-    def store(variable: str | None, cafile: str | None, capath: str | None = None) -> tuple[str, str | None, str | None]:
-        return (f"{variable}={cafile or capath}" if variable else "the default CAs (certifi)", cafile, capath)
+    def chosen(names: tuple[str, ...]) -> tuple[str, str]:
+        name = next((name for name in names if os.environ.get(name)), None)
+        return (f"{name}={os.environ[name]}", os.environ[name]) if name else ("the default CAs (certifi)", certifi.where())
 
-    requests_variable = next((name for name in (REQUESTS_VARIABLE, "CURL_CA_BUNDLE") if os.environ.get(name)), None)
-    requests_store = store(requests_variable, os.environ[requests_variable]) if requests_variable else store(None, certifi.where())
-    if os.environ.get(OPENSSL_VARIABLE):
-        httpx_store = store(OPENSSL_VARIABLE, os.environ[OPENSSL_VARIABLE])
-    elif os.environ.get("SSL_CERT_DIR"):  # httpx reads it when SSL_CERT_FILE is unset (httpx/_config.py:36)
-        httpx_store = store("SSL_CERT_DIR", None, os.environ["SSL_CERT_DIR"])
-    else:
-        httpx_store = store(None, certifi.where())
-    stores = [requests_store] if httpx_store[1:] == requests_store[1:] else [requests_store, httpx_store]
-    return [(label, ssl.create_default_context(cafile=cafile, capath=capath)) for label, cafile, capath in stores]
+    requests_store = chosen((REQUESTS_VARIABLE, "CURL_CA_BUNDLE"))
+    # httpx reads SSL_CERT_DIR only when SSL_CERT_FILE is unset (httpx/_config.py:34-37)
+    httpx_store = chosen((OPENSSL_VARIABLE, OPENSSL_DIR_VARIABLE))
+    stores = [requests_store] if httpx_store[1] == requests_store[1] else [requests_store, httpx_store]
+    contexts = []
+    for label, location in stores:
+        try:
+            if os.path.isdir(location):
+                contexts.append((label, ssl.create_default_context(capath=location)))
+            else:
+                contexts.append((label, ssl.create_default_context(cafile=location)))
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise NmigError(f"{label}: not a readable PEM file of CA certificates ({exc})") from None
+    return contexts
 
 
 def check_server_certificate(url: str, timeout_s: float = 20.0) -> None:

@@ -209,10 +209,28 @@ def test_a_ca_in_one_variable_reaches_the_clients_reading_the_other(clean_trust_
     clean_trust_env.setenv("SSL_CERT_FILE", str(ca_file))
     share_ca_bundle()
     assert os.environ["REQUESTS_CA_BUNDLE"] == str(ca_file)
-    # two variables naming different files are a deliberate setting: left alone
-    clean_trust_env.setenv("REQUESTS_CA_BUNDLE", str(FIXTURE.parent / "other.pem"))
-    with pytest.raises(Exception, match="REQUESTS_CA_BUNDLE=.*no such file"):
-        share_ca_bundle()
+    # a folder of certificates, which requests takes too, goes to httpx's folder variable
+    clean_trust_env.delenv("REQUESTS_CA_BUNDLE")
+    clean_trust_env.delenv("SSL_CERT_FILE")
+    clean_trust_env.setenv("REQUESTS_CA_BUNDLE", str(ca_file.parent))
+    share_ca_bundle()
+    assert os.environ["SSL_CERT_DIR"] == str(ca_file.parent) and "SSL_CERT_FILE" not in os.environ
+
+
+def test_variables_naming_different_places_are_kept_and_each_is_checked(
+    clean_trust_env: pytest.MonkeyPatch, ca_file: Path
+) -> None:
+    from nmig.errors import NmigError
+    from nmig.trust import check_server_certificate, share_ca_bundle
+
+    missing = ca_file.parent / "missing.pem"
+    clean_trust_env.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    clean_trust_env.setenv("SSL_CERT_FILE", str(ca_file))
+    share_ca_bundle()
+    assert (os.environ["REQUESTS_CA_BUNDLE"], os.environ["SSL_CERT_FILE"]) == (str(missing), str(ca_file))
+    check_server_certificate("http://127.0.0.1:9")  # plain http: nothing to check
+    with pytest.raises(NmigError, match=f"REQUESTS_CA_BUNDLE={missing}: not a readable PEM file"):
+        check_server_certificate("https://127.0.0.1:9")
 
 
 def test_ca_bundle_option_sets_both_variables_and_refuses_a_bad_file_in_one_line(
