@@ -43,6 +43,26 @@ def friendly_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _use_ca_bundle(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    from nmig.trust import use_ca_bundle
+
+    if value is not None:
+        try:
+            use_ca_bundle(value)
+        except NmigError as exc:
+            raise click.BadParameter(str(exc)) from None
+
+
+# The commands that reach a Neptune server take it; nmig/trust.py says how it reaches each client.
+_ca_bundle_option = click.option(
+    "--ca-bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    expose_value=False,
+    callback=_use_ca_bundle,
+    help="PEM file of the CAs to trust for HTTPS (e.g. a private CA), in every client; the same as setting REQUESTS_CA_BUNDLE and SSL_CERT_FILE to it.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nmig")
 def main() -> None:
@@ -87,6 +107,7 @@ _timeout_option = click.option(
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
 @click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @click.argument("more_runs", nargs=-1, metavar="")
 @_timeout_option
@@ -116,6 +137,7 @@ _SERVING_OPTIONS = (
     click.option("--throttle-rate", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Share answered 429 + Retry-After."),
     click.option("--latency-ms", default=0, show_default=True, type=click.IntRange(0), help="Delay added to every answer."),
     click.option("--seed", default=0, show_default=True, type=int, help="Seed making the faults deterministic."),
+    click.option("--tls", is_flag=True, help="Serve HTTPS with a certificate from a private CA; the ready line's \"ca_file\" names the CA to give clients (--ca-bundle)."),
 )
 
 
@@ -155,11 +177,11 @@ def _serve_until_stopped(what: str, server: Any) -> None:
 def emulate_legacy(fixture_path: str, **serving: Any) -> None:
     """Serve a fixture as a Neptune 2.x (legacy) service that the unmodified `neptune` client reads from.
 
-    For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP on a
-    loopback address, with API-token auth and expiring access tokens, and can inject faults. When ready it
-    prints one JSON line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM; a client
-    process needs the settings in "env". The fixture format is described in docs/legacy-fixture-format.md,
-    what it serves and on what evidence in docs/legacy-emulator.md.
+    For rehearsing an export and for tests: it speaks the read API of Neptune 2.x over plain HTTP (HTTPS with
+    --tls) on a loopback address, with API-token auth and expiring access tokens, and can inject faults. When
+    ready it prints one JSON line {"url", "api_token", "workspace", "env", "ca_file"} and serves until Ctrl-C /
+    SIGTERM; a client process needs the settings in "env". The fixture format is described in
+    docs/legacy-fixture-format.md, what it serves and on what evidence in docs/legacy-emulator.md.
     """
     from nmig.emulators.legacy import serve_legacy
 
@@ -182,9 +204,9 @@ def emulate_neptune3(data_dir: str | None, workspace: str, storage_provider: str
     """Serve a Neptune 3.x service that the unmodified `neptune-scale` and `neptune-query` clients use.
 
     For rehearsing an import and for tests: ingest, request statuses, file storage and the read API over
-    plain HTTP on a loopback address, with state in SQLite under --data-dir. When ready it prints one JSON
-    line {"url", "api_token", "workspace", "env"} and serves until Ctrl-C / SIGTERM. See
-    docs/neptune3-emulator.md.
+    plain HTTP (HTTPS with --tls) on a loopback address, with state in SQLite under --data-dir. When ready it
+    prints one JSON line {"url", "api_token", "workspace", "env", "ca_file"} and serves until Ctrl-C / SIGTERM.
+    See docs/neptune3-emulator.md.
     """
     from nmig.emulators.neptune3 import serve_neptune3
 
@@ -240,6 +262,7 @@ _models_as_runs_option = click.option(
 @_experiments_option
 @_models_as_runs_option
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
 @friendly_errors
@@ -296,6 +319,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @_experiments_option
 @_models_as_runs_option
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_timeout_option
 @friendly_errors
@@ -322,6 +346,7 @@ def verify_command(**options: Any) -> None:
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
 @_experiments_option
 @_models_as_runs_option
+@_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
 @friendly_errors
 def migrate_command(**options: Any) -> None:

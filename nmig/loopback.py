@@ -1,9 +1,10 @@
-"""Client-side settings that the loopback emulators need, applied only when the token points at loopback.
+"""Client-side settings applied before a client connects: the trusted CAs, and the relaxation the loopback
+emulators need when they serve plain HTTP.
 
-The emulators serve plain HTTP on 127.0.0.1. The legacy client's OAuth layer (oauthlib) refuses plain-http
-token endpoints unless OAUTHLIB_INSECURE_TRANSPORT is set; nmig sets it for the current process, and for
-child processes it starts, only when the API address in the token is a loopback address, so a real
-service is always reached over HTTPS with the usual checks.
+Without --tls the emulators serve plain HTTP on 127.0.0.1. The legacy client's OAuth layer (oauthlib)
+refuses plain-http token endpoints unless OAUTHLIB_INSECURE_TRANSPORT is set; nmig sets it for the current
+process, and for child processes it starts, only when the API address in the token is a plain-http loopback
+address, so a real service, and an emulator serving HTTPS, are reached with the usual checks.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from urllib.parse import urlparse
 
 from nmig.secrets import api_address
+from nmig.trust import check_server_certificate, share_ca_bundle
 
 LOOPBACK_CLIENT_ENV = {"OAUTHLIB_INSECURE_TRANSPORT": "1"}
 
@@ -28,7 +30,14 @@ def is_loopback_url(url: str) -> bool:
 
 
 def prepare_client_env(api_token: str | None) -> None:
-    """Set the loopback-only client settings in os.environ when `api_token` names a loopback address."""
+    """Set in os.environ what the clients need before connecting: a CA file given in one of
+    REQUESTS_CA_BUNDLE / SSL_CERT_FILE shared with the clients that read the other (nmig/trust.py), and the
+    plain-http relaxation when `api_token` names a plain-http loopback address. An https server whose
+    certificate these CAs do not accept is NmigError here, in one line (the clients would retry it)."""
+    share_ca_bundle()
     address = api_address(api_token) if api_token else None
-    if address and is_loopback_url(address):
+    if not address:
+        return
+    if urlparse(address).scheme == "http" and is_loopback_url(address):
         os.environ.update(LOOPBACK_CLIENT_ENV)
+    check_server_certificate(address)

@@ -12,6 +12,7 @@ import json
 import random
 import re
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -34,9 +35,14 @@ class EmulatorInfo:
     api_token: str
     workspace: str
     env: dict[str, str] = field(default_factory=dict)
+    # With --tls: the private CA's certificate (PEM) that signed the server's; a client is given it with
+    # --ca-bundle or REQUESTS_CA_BUNDLE / SSL_CERT_FILE. None when serving plain HTTP.
+    ca_file: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"url": self.url, "api_token": self.api_token, "workspace": self.workspace, "env": self.env})
+        return json.dumps(
+            {"url": self.url, "api_token": self.api_token, "workspace": self.workspace, "env": self.env, "ca_file": self.ca_file}
+        )
 
 
 @dataclass
@@ -161,6 +167,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # requests carry tokens in headers and queries: never log them
 
+    def setup(self) -> None:
+        # The TLS handshake runs here, on the connection's own thread, not in the accepting loop: a slow or
+        # refusing client (one that does not trust the CA) holds up only itself.
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)  # a client that connects and never speaks does not hold a thread forever
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
     def _handle(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -206,30 +221,43 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, host: str, port: int, router: Router, faults: FaultPlan) -> None:
+    def __init__(
+        self, host: str, port: int, router: Router, faults: FaultPlan, tls: ssl.SSLContext | None = None
+    ) -> None:
         if host not in LOOPBACK_HOSTS and not host.startswith("127."):
             raise ValueError(f"the emulators bind loopback addresses only, not {host!r}")
         self.router = router
         self.faults = faults
+        self.tls = tls
         super().__init__((host, port), _Handler)
 
+    def get_request(self) -> tuple[Any, Any]:
+        connection, address = super().get_request()
+        if self.tls is not None:
+            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that goes away mid-connection (a killed export, a reset keep-alive socket) is normal for a
-        # service; socketserver would print a traceback to stderr, which lands in whatever captures it at the
-        # time (a test's CLI runner). Anything else is still printed.
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        # A client that goes away mid-connection (a killed export, a reset keep-alive socket) or refuses the
+        # certificate (a handshake the client aborts) is normal for a service; socketserver would print a
+        # traceback to stderr, which lands in whatever captures it at the time (a test's CLI runner). Anything
+        # else is still printed.
+        if isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
 
 
 @contextlib.contextmanager
-def serve_in_thread(router: Router, faults: FaultPlan, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve `router` on a background thread; yields the base URL and stops the server on exit."""
-    server = _Server(host, port, router, faults)
+def serve_in_thread(
+    router: Router, faults: FaultPlan, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve `router` on a background thread (HTTPS with `tls`); yields the base URL and stops the server on exit."""
+    server = _Server(host, port, router, faults, tls)
     thread = threading.Thread(target=server.serve_forever, name="nmig-emulator", daemon=True)
     thread.start()
+    scheme = "https" if tls is not None else "http"
     try:
-        yield f"http://{host}:{server.server_address[1]}"
+        yield f"{scheme}://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -212,7 +212,7 @@ class LegacySource:
         self._build_url = build_operation_url
         # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
         self._request = with_api_exceptions_handler(self._request_once)
-        _skip_redundant_environment_lookups(self._backend.leaderboard_client.swagger_spec.http_client.session)
+        _skip_redundant_environment_lookups(self._backend.leaderboard_client.swagger_spec.http_client)
         self.operations = self._served_operations()
         lacking = [op for op in ESSENTIAL_OPERATIONS if op not in self.operations]
         if lacking:
@@ -581,19 +581,25 @@ def _artifact_file(raw: dict[str, Any]) -> dict[str, Any]:
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
-def _skip_redundant_environment_lookups(session: Any) -> None:
+def _skip_redundant_environment_lookups(http_client: Any) -> None:
     """requests re-reads proxy settings from os.environ on every request (about a fifth of the client's time
-    per small request). With no proxy variable set that lookup always finds nothing, so it is turned off; the
-    one other thing `trust_env` gives, a CA bundle from REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, is applied once
-    here exactly as requests would apply it. (.netrc is not consulted either way: the client authenticates
-    every request itself.) With any proxy variable set, nothing changes."""
-    if any(name.lower() in _PROXY_VARIABLES for name in os.environ):
-        return
-    if session.verify is True:
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-    session.trust_env = False
+    per small request). With no proxy variable set that lookup always finds nothing, so it is turned off.
+    (.netrc is not consulted either way: the client authenticates every request itself.)
+
+    The CA bundle of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE is set on the session and the bravado client once,
+    with or without a proxy: requests applies the variable only when a request's `verify` is True inside
+    Session.request (requests/sessions.py:857), while bravado passes its own `ssl_verify` per request
+    (bravado/requests_client.py:263, so with `trust_env` off it would be certifi's store) and the client's
+    file downloads call Session.send (neptune/internal/backends/hosted_file_operations.py:521), which never
+    reads the variable: a private CA would otherwise be trusted for some requests and not others."""
+    session = http_client.session
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle and session.verify is True:
+        session.verify = bundle
+        if http_client.ssl_verify is True:
+            http_client.ssl_verify = bundle
+    if not any(name.lower() in _PROXY_VARIABLES for name in os.environ):
+        session.trust_env = False
 
 
 CONNECT_ATTEMPTS = 3

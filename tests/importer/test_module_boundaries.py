@@ -39,6 +39,8 @@ PUBLIC_FACES = {
     # shared by both halves, like nmig.errors: the environment checks (disk errors) and the service-reachability
     # bound that --timeout sets
     "nmig.environment", "nmig.reachability",
+    # the CA bundle --ca-bundle sets for every client
+    "nmig.trust",
 }
 
 

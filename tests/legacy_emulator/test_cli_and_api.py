@@ -29,8 +29,8 @@ def _get(url: str, **headers: str) -> int:
 def test_cli_ready_line_then_serves_until_sigterm() -> None:
     with emulator_process("legacy", "--fixture", str(ALL_TYPES), "--token-ttl", "60") as server:
         ready = server.ready
-        assert set(ready) == {"url", "api_token", "workspace", "env"}
-        assert ready["workspace"] == "acme" and ready["env"] == LOOPBACK_CLIENT_ENV
+        assert set(ready) == {"url", "api_token", "workspace", "env", "ca_file"}
+        assert ready["workspace"] == "acme" and ready["env"] == LOOPBACK_CLIENT_ENV and ready["ca_file"] is None
         assert ready["url"].startswith("http://127.0.0.1:")
         assert api_address(ready["api_token"]) == ready["url"]
         assert _get(ready["url"] + "/api/backend/swagger.json") == 200

@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 import secrets
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ from nmig.emulators.legacy.spec import (
     build_specs,
 )
 from nmig.emulators.legacy.tokens import TokenError, TokenIssuer
+from nmig.emulators.tls import ensure_certificates
 from nmig.loopback import LOOPBACK_CLIENT_ENV
 from nmig.secrets import make_api_token
 
@@ -118,13 +120,25 @@ class LegacyEmulator:
 
     # ---- serving -------------------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def serve(self, faults: FaultPlan, host: str = "127.0.0.1", port: int = 0) -> Iterator[EmulatorInfo]:
+    def serve(
+        self, faults: FaultPlan, host: str = "127.0.0.1", port: int = 0, tls: bool = False
+    ) -> Iterator[EmulatorInfo]:
+        """Serve until the context ends; with `tls`, HTTPS with a certificate from a fresh private CA (its
+        certificate in a temporary folder named by EmulatorInfo.ca_file, removed on exit)."""
         self.faults = faults
-        with serve_in_thread(self.router, faults, host, port) as url:
+        with contextlib.ExitStack() as stack:
+            certificates = None
+            if tls:
+                certificates = ensure_certificates(stack.enter_context(tempfile.TemporaryDirectory(prefix="nmig-legacy-tls-")))
+            context = certificates.server_context() if certificates else None
+            url = stack.enter_context(serve_in_thread(self.router, faults, host, port, context))
             self._base_url = url
             self._tokens = TokenIssuer(url + REALM_PATH, self.token_ttl)
             self.api_token = make_api_token(url, secrets.token_urlsafe(24))
-            yield EmulatorInfo(url, self.api_token, self.fixture.workspace, dict(LOOPBACK_CLIENT_ENV))
+            # Over HTTPS the client needs none of the plain-http relaxations (nmig/loopback.py).
+            env = {} if tls else dict(LOOPBACK_CLIENT_ENV)
+            ca_file = str(certificates.ca_file) if certificates else None
+            yield EmulatorInfo(url, self.api_token, self.fixture.workspace, env, ca_file)
 
     def _count(self, name: str) -> None:
         with self._stats_lock:
@@ -431,8 +445,11 @@ def serve_legacy(
     absent_operations: frozenset[str] = frozenset(),
     zip_prepare_seconds: float = 0.0,
     max_page_limit: int = MAX_PAGE_LIMIT,
+    tls: bool = False,
 ) -> Iterator[EmulatorInfo]:
-    """Serve `fixture` as a Neptune 2.x service on a background thread; yields what a client needs."""
+    """Serve `fixture` as a Neptune 2.x service on a background thread; yields what a client needs.
+
+    `tls` serves HTTPS with a certificate from a private CA created for this run (EmulatorInfo.ca_file)."""
     emulator = LegacyEmulator(
         fixture,
         token_ttl=token_ttl,
@@ -442,7 +459,7 @@ def serve_legacy(
         max_page_limit=max_page_limit,
     )
     faults = legacy_fault_plan(fail_rate, throttle_rate, latency_ms, seed, fault_unretried=fault_unretried)
-    with emulator.serve(faults, host, port) as info:
+    with emulator.serve(faults, host, port, tls) as info:
         yield info
 
 

@@ -39,6 +39,7 @@ from nmig.emulators.neptune3.errors import BackendError, InvalidRequest, Unauthe
 from nmig.emulators.neptune3.projects import PROJECT_NAME, VISIBILITIES, Projects
 from nmig.emulators.neptune3.storage_wire import PROVIDERS, STORAGE_PREFIXES, URL_TTL_S
 from nmig.emulators.neptune3.store import Project, Store
+from nmig.emulators.tls import ensure_certificates
 from nmig.secrets import make_api_token
 
 if TYPE_CHECKING:
@@ -256,6 +257,7 @@ def serve_neptune3(
     storage_provider: str = "aws",
     url_ttl_s: int = URL_TTL_S,
     allowed_visibilities: tuple[str, ...] = VISIBILITIES,
+    tls: bool = False,
 ) -> Iterator[EmulatorInfo]:
     """Serve a Neptune 3.x emulator on a background thread; yields what a client needs to reach it.
 
@@ -269,6 +271,8 @@ def serve_neptune3(
     URL expired at birth, to test how the clients take a provider's "expired" answer).
     `allowed_visibilities` are the project visibilities the workspace's plan allows (a create asking another
     is refused with VISIBILITY_RESTRICTED).
+    `tls` serves HTTPS with a certificate from a private CA (EmulatorInfo.ca_file); under `data_dir` the CA
+    is kept in tls/ and reused on restart, so clients keep trusting the same file.
     """
     if faults is None:
         faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
@@ -277,10 +281,17 @@ def serve_neptune3(
         app = build_app(store, workspace, access_ttl_s, storage_provider, url_ttl_s, tuple(allowed_visibilities))
         app.multipart_part_size = multipart_part_size
         app.reject_requests = reject_requests
-        with serve_in_thread(app.router, faults, host, port) as url:
+        certificates = ensure_certificates(store.data_dir / "tls") if tls else None
+        context = certificates.server_context() if certificates else None
+        with serve_in_thread(app.router, faults, host, port, context) as url:
             # No client knows the URL before this line, so no request can see an unset base_url.
             app.base_url = url
             app.authority.issuer = url + REALM_PATH
-            yield EmulatorInfo(url=url, api_token=make_api_token(url, app.authority.api_key), workspace=workspace)
+            yield EmulatorInfo(
+                url=url,
+                api_token=make_api_token(url, app.authority.api_key),
+                workspace=workspace,
+                ca_file=str(certificates.ca_file) if certificates else None,
+            )
     finally:
         store.close()
