@@ -11,6 +11,7 @@ import math
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,9 @@ def _sort_value(container: Container, name: str) -> Any:
     return None
 
 
+_SEARCHES_KEPT = 8
+
+
 class LegacyBackend:
     """One 2.x service's state over a fixture. Thread-safe: the fixture is read-only, downloads are locked."""
 
@@ -88,6 +92,11 @@ class LegacyBackend:
         self._lock = threading.Lock()
         self._downloads: dict[str, tuple[str, str, float]] = {}  # id -> (container id, path, ready at)
         self._channels: dict[str, tuple[Container, Attribute]] = {}
+        # The last few searches' ordered matches. A listing keeps one query for up to 10,000 rows and pages it by
+        # offset, so without this every page filtered and sorted the whole project again: 100,000 runs listed
+        # 1,000 at a time cost ~100 x 100,000 predicate calls and sorts. The fixture is read-only, so a kept
+        # result never goes stale. Measured in benchmarks/bench_many_runs.py.
+        self._searches: OrderedDict[tuple[Any, ...], list[Container]] = OrderedDict()
         self._projects: dict[str, LegacyProject] = {}
         self._containers: dict[str, Container] = {}
         for project in fixture.projects:
@@ -210,6 +219,22 @@ class LegacyBackend:
             raise QuerySyntaxError(str(exc)) from None
         if offset < 0 or limit < 0 or offset + limit > MAX_LEADERBOARD_OFFSET:
             raise BadRequest(f"need offset >= 0, limit >= 0 and offset + limit <= {MAX_LEADERBOARD_OFFSET}")
+        key = (project.id, tuple(types), query_text, sort_by, descending)
+        with self._lock:
+            kept = self._searches.get(key)
+            if kept is not None:
+                self._searches.move_to_end(key)
+        if kept is None:
+            kept = self._search(project, types, predicate, sort_by, descending)
+            with self._lock:
+                self._searches[key] = kept
+                while len(self._searches) > _SEARCHES_KEPT:
+                    self._searches.popitem(last=False)
+        return kept[offset : offset + limit], len(kept)
+
+    def _search(
+        self, project: LegacyProject, types: list[str], predicate: Any, sort_by: str | None, descending: bool
+    ) -> list[Container]:
         matching = [c for c in self.children(project, types) if predicate(c)]
         if sort_by:
             present = [(_sort_value(c, sort_by), c) for c in matching]
@@ -220,4 +245,4 @@ class LegacyBackend:
             except TypeError:  # mixed types under one name: order by their text, as a string column would
                 have.sort(key=lambda pair: str(pair[0]), reverse=descending)
             matching = [c for _, c in have] + missing
-        return matching[offset : offset + limit], len(matching)
+        return matching
