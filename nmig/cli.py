@@ -348,6 +348,7 @@ def verify_command(**options: Any) -> None:
 @_models_as_runs_option
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar; only errors and the final line.")
+@_timeout_option
 @friendly_errors
 def migrate_command(**options: Any) -> None:
     """Export from 2.x and import into 3.x at once: each run is imported as soon as its export is complete.
@@ -355,6 +356,10 @@ def migrate_command(**options: Any) -> None:
     The same as `nmig export` followed by `nmig import` (same bundle, state file and report; re-run to resume).
     """
     from nmig.migrate import MigrateOptions, migrate
+    from nmig.reachability import require_reachable
+
+    require_reachable(options["legacy_token"], "2.x")
+    require_reachable(options["api_token"], "3.x")
 
     result = migrate(MigrateOptions(**options))
     click.echo(result.final_line(), err=options["quiet"])  # the final line

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from nmig.emulators.http import EmulatorInfo
+from nmig.importer.plan import PROJECT_RUN_ID
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_full_disk_is_one_line_and_a_rerun_completes(
     filler.unlink()
     result = run_cli(*args)
     assert result.exit_code == 0, result.output
-    assert _projects(nq, "demo/env-full") == ["AT-2", "custom-atoms-001", "custom-files-003"]
+    assert _projects(nq, "demo/env-full") == sorted(["AT-2", "custom-atoms-001", "custom-files-003", PROJECT_RUN_ID])
 
 
 def test_read_only_bundle_needs_a_state_elsewhere(
@@ -91,7 +92,7 @@ def test_read_only_bundle_needs_a_state_elsewhere(
     assert checked.exit_code == 0, checked.output
     result = run_cli(*args, "--state", str(tmp_path / "state" / "import-state.json"))
     assert result.exit_code == 0, result.output
-    assert _projects(nq, "demo/env-ro") == ["AT-2", "custom-atoms-001", "custom-files-003"]
+    assert _projects(nq, "demo/env-ro") == sorted(["AT-2", "custom-atoms-001", "custom-files-003", PROJECT_RUN_ID])
 
 
 def _closed_port() -> int:
@@ -102,7 +103,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("command", ["export", "import", "verify"])
+@pytest.mark.parametrize("command", ["export", "import", "verify", "migrate"])
 def test_unreachable_service_is_one_line_within_the_timeout(
     command: str, pristine: Path, tmp_path: Path, run_cli: Any
 ) -> None:
@@ -115,6 +116,8 @@ def test_unreachable_service_is_one_line_within_the_timeout(
         "export": ("export", "--project", "acme/all-types", "--out", str(tmp_path / "out")),
         "import": ("import", str(pristine), "--project", "demo/unreachable", "--state", str(tmp_path / "s" / "state.json")),
         "verify": ("verify", str(pristine), "--project", "demo/unreachable"),
+        "migrate": ("migrate", "--from", "acme/all-types", "--to", "demo/unreachable", "--out", str(tmp_path / "out"),
+                    "--legacy-token", token),
     }[command]
     started = time.monotonic()
     result = run_cli(*args, "--api-token", token, "--timeout", "2")

@@ -20,6 +20,7 @@ from cases import CASES, Case  # noqa: E402
 from conftest import OPENED, TARGETS, resign  # noqa: E402
 
 from nmig.emulators.http import EmulatorInfo  # noqa: E402
+from nmig.importer.plan import PROJECT_RUN_ID  # noqa: E402
 
 
 def _no_traceback(result: Any) -> None:
@@ -73,7 +74,8 @@ def test_a_tampered_run_is_refused_whole(
     (refusal,) = [i for i in report["items"] if i["run"] == case.run and i["case"] == "refused"]
     assert "\n" not in refusal["detail"] and refusal["detail"]
     # the refused run has nothing in 3.x; the others are there
-    assert sorted(nq.list_runs(project=_project(case))) == sorted(t for r, t in TARGETS.items() if r != case.run)
+    expected = [t for r, t in TARGETS.items() if r != case.run] + [PROJECT_RUN_ID]  # + the project's metadata
+    assert sorted(nq.list_runs(project=_project(case))) == sorted(expected)
 
     escaped = [p for p in OPENED if Path(p).is_absolute() and Path(p).resolve().is_relative_to(outside.resolve())]
     assert not escaped, escaped
@@ -109,7 +111,7 @@ def test_a_run_folder_that_is_a_symlink_is_a_stray(copy_bundle: Any, run_cli: An
     assert result.exit_code == 1, result.output
     report = _report(bundle)
     assert report["runs"]["refused"] == ["AT-3"]
-    assert sorted(nq.list_runs(project="demo/tamper-run-link")) == ["AT-2", "custom-atoms-001"]
+    assert sorted(nq.list_runs(project="demo/tamper-run-link")) == sorted(["AT-2", "custom-atoms-001", PROJECT_RUN_ID])
 
 
 def test_a_refused_run_that_3x_already_holds_in_part_is_reported_as_such(
