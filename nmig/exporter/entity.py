@@ -247,7 +247,9 @@ class EntityExporter:
                     if self.page_size == size:
                         self.page_size = max(MIN_PAGE_SIZE, size // 2)
 
-    def _probe_larger_page(self, kind: str, ref: EntityRef, path: str, offset: int, remaining: int) -> Any | None:
+    def _probe_larger_page(
+        self, kind: str, ref: EntityRef, path: str, offset: int, remaining: int, skip_to_step: float | None = None
+    ) -> Any | None:
         """Once per export, in the first series with more than LARGER_PAGE_SIZE points still to read: ask for
         LARGER_PAGE_SIZE points at `offset`. A full page answered means that size is known to be accepted, and
         every later page is that large; anything else (refused, failed, shorter) keeps the client's own size.
@@ -264,7 +266,7 @@ class EntityExporter:
                 page = self.source.channel_page(path, offset, larger)
                 points: Any = list(page.get("values") or [])
             else:
-                points = self.source.series_page(kind, ref.container_id, path, offset, larger)
+                points = self.source.series_page(kind, ref.container_id, path, offset, larger, skip_to_step)
         except Exception:  # refused or failed: the client's own size is known to work
             return None
         if len(points) == larger:
@@ -302,6 +304,10 @@ class EntityExporter:
             yield page
             if received >= total:
                 break
+            probed = self._probe_larger_page("float", ref, path, 0, total - received, last)
+            if probed is not None:
+                page = probed
+                continue
             total, page = self._fetch_page("float", ref, path, 0, last)
         _check_count(path, received, total)
 
