@@ -72,4 +72,6 @@ def test_killed_migrate_resumes_exactly_once(tmp_path: Path) -> None:
         assert again.returncode == 0, again.stdout + again.stderr
         verified = CliRunner().invoke(main, ["verify", str(bundle), "--project", "demo/vision", "--api-token", target.api_token, "--quiet"])
     assert verified.exit_code == 0, verified.output
-    assert "All runs match." in verified.output and verified.output.count(" OK") == 8
+    # the 8 runs and the project-metadata run (nmig-legacy-project), each OK
+    assert "All runs match." in verified.output and verified.output.count(" OK") == 8 + 1
+    assert "(project)" in verified.output
