@@ -51,18 +51,8 @@ def test_user_step_size_wins(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_refused_large_pages_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """A server refusing more than 100 rows per request (400, as for a bad pagination) is listed the client's way."""
-    from nmig.emulators.http import Response
-
-    answer = LegacyEmulator._op_searchLeaderboardEntries
-
-    def at_most_100(self: LegacyEmulator, request: Any, match: Any) -> Any:
-        if int(((request.json() or {}).get("pagination") or {}).get("limit", 0)) > 100:
-            return Response.error(400, "Bad request", "limit too large")
-        return answer(self, request, match)
-
-    monkeypatch.setattr(LegacyEmulator, "_op_searchLeaderboardEntries", at_most_100)
     monkeypatch.delenv("NEPTUNE_FETCH_TABLE_STEP_SIZE", raising=False)
-    strict = LegacyEmulator(_fixture())
+    strict = LegacyEmulator(_fixture(), max_leaderboard_rows=100)
     with strict.serve(FaultPlan()) as info:
         ids, requests = _list(strict, info, monkeypatch)
     assert sorted(ids) == sorted(f"MNY-{i + 1}" for i in range(RUNS))

@@ -16,15 +16,16 @@ from nmig.emulators.neptune3.ingest import IngestEngine
 from nmig.emulators.neptune3.store import DB_FILE, Store, StoreLocked
 
 
-class _CrashBeforeCommit(IngestEngine):
-    """Fails at the very end of applying a request, after all its rows were written in the transaction."""
+class _CrashBeforeCommit:
+    """The engine's before_commit test hook: when armed, fails at the very end of applying a request, after
+    all its rows were written in the transaction."""
 
-    crash = True
+    def __init__(self) -> None:
+        self.armed = False
 
-    def _touch(self, conn: sqlite3.Connection, run: object) -> None:
-        if self.crash:
+    def __call__(self) -> None:
+        if self.armed:
             raise OSError("disk vanished")
-        super()._touch(conn, run)  # type: ignore[arg-type]
 
 
 def _batch(first_step: int, steps: int) -> RunOperation:
@@ -48,11 +49,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_a_failing_request_leaves_nothing_behind_and_can_be_sent_again(tmp_path: Path, store: Store) -> None:
     project = store.create_project("demo", "p")
-    engine = _CrashBeforeCommit(store)
-    engine.crash = False
+    crash = _CrashBeforeCommit()
+    engine = IngestEngine(store, before_commit=crash)
     engine.apply(project, RunOperation(project="demo/p", run_id="r", create=CreateRun(family="r")), "create")
     engine.apply(project, _batch(0, 10), "ok-1")
-    engine.crash = True
+    crash.armed = True
     with pytest.raises(OSError):
         engine.apply(project, _batch(10, 10), "lost")
     db = sqlite3.connect(tmp_path / DB_FILE)
@@ -60,7 +61,7 @@ def test_a_failing_request_leaves_nothing_behind_and_can_be_sent_again(tmp_path:
     assert db.execute("SELECT value FROM attributes WHERE path = 'c/last'").fetchone() == (9,)
     assert db.execute("SELECT COUNT(*) FROM requests WHERE request_id = 'lost'").fetchone() == (0,)
     # The client sends the same data again: accepted in full, as if the failed attempt never happened.
-    engine.crash = False
+    crash.armed = False
     status = engine.apply(project, _batch(10, 10), "retry")
     assert [(c.code, c.count) for c in status.code_by_count] == [(0, 30)]
     steps = [s for (s,) in db.execute(

@@ -97,10 +97,13 @@ class LegacyEmulator:
         absent_operations: frozenset[str] = frozenset(),
         zip_prepare_seconds: float = 0.0,
         max_page_limit: int = MAX_PAGE_LIMIT,
+        max_leaderboard_rows: int | None = None,
     ) -> None:
         """`series_paging` and `absent_operations` choose the API variant served (see spec.py);
         `zip_prepare_seconds`: how long a FileSet zip stays "not ready yet" after it was requested;
-        `max_page_limit`: the largest series page accepted (a larger `limit` is refused with 400)."""
+        `max_page_limit`: the largest series page accepted (a larger `limit` is refused with 400);
+        `max_leaderboard_rows`: when set, the largest leaderboard search page accepted (a larger
+        `pagination.limit` is refused with 400), for a server stricter than the client's default of 100."""
         self.fixture = fixture if isinstance(fixture, LegacyFixture) else load_fixture(fixture)
         if token_ttl <= 0:
             raise ValueError("token_ttl must be positive")
@@ -108,6 +111,7 @@ class LegacyEmulator:
         self.series_paging = series_paging
         self.specs = build_specs(series_paging, absent_operations)
         self.max_page_limit = max_page_limit
+        self.max_leaderboard_rows = max_leaderboard_rows
         self.backend = LegacyBackend(self.fixture, zip_prepare_seconds=zip_prepare_seconds)
         self.stats: Counter[str] = Counter()  # requests that reached a handler (faulted ones do not)
         self.faults: FaultPlan | None = None
@@ -407,6 +411,8 @@ class LegacyEmulator:
             offset, limit = int(pagination.get("offset", 0)), int(pagination.get("limit", 100))
         except (TypeError, ValueError):
             raise BadRequest("pagination offset and limit must be integers") from None
+        if self.max_leaderboard_rows is not None and limit > self.max_leaderboard_rows:
+            raise BadRequest(f"pagination limit {limit} is over {self.max_leaderboard_rows}")
         sorting = _member(params, "sorting")
         sort_by = _member(sorting, "sortBy").get("name")
         page, matching = self.backend.search_entries(

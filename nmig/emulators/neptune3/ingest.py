@@ -18,6 +18,7 @@ import re
 import sqlite3
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -234,8 +235,11 @@ def config_value(value: Value) -> tuple[str, Any]:
 class IngestEngine:
     """Applies RunOperations to a Store. Caches run and attribute state; the cache is dropped on any failure."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, before_commit: Callable[[], None] | None = None) -> None:
         self.store = store
+        # Test hook: called inside each request's transaction after all its rows are written, just before the
+        # commit; whatever it raises rolls the whole request back (a crash or a lost disk at the last moment).
+        self.before_commit = before_commit
         # The most recently written runs' state, least recent first: an import writes runs one after another,
         # so a bounded cache keeps memory flat however many runs a project gets.
         self._runs: OrderedDict[tuple[int, str], RunState] = OrderedDict()
@@ -269,6 +273,8 @@ class IngestEngine:
                         "INSERT INTO request_errors (request_id, seq, path, ingest_code, detail) VALUES (?, ?, ?, ?, ?)",
                         [(request_id, i, p, c, d) for i, (p, c, d) in enumerate(outcome.errors)],
                     )
+                if self.before_commit is not None:
+                    self.before_commit()
         except BaseException:
             self._runs.clear()  # the transaction rolled back: cached state may be ahead of the database
             raise
