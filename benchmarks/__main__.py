@@ -18,6 +18,8 @@ ALL = (
     "bench_import",
     "bench_verify",
     "bench_migrate",
+    "bench_latency",
+    "bench_many_runs",
 )
 
 
