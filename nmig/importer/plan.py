@@ -164,6 +164,7 @@ def target_run_id(entity: EntityBundle) -> tuple[str, str | None]:
     else is imported, in whichever order, subset, shard or re-run: a custom_run_id shaped like one of the
     project's legacy ids (`<KEY>-<n>`, not the run's own), or ending like a suffixed one (`~<KEY>-<n>`), is
     suffixed with `~<its sys/id>` (sys/ids are unique in a project), and the run with that sys/id keeps it.
+    So is a custom id that 3.x cannot hold as it stands (a "/", over 730 bytes), before it is fitted.
     No kept custom id can then equal another run's sys/id or suffixed id."""
     custom = _custom_run_id(entity)
     if custom is None:
@@ -172,6 +173,13 @@ def target_run_id(entity: EntityBundle) -> tuple[str, str | None]:
         return f"{custom}~{entity.sys_id}", (
             f"custom_run_id {custom!r} has the shape of a legacy run id of the project (it is, or may be, "
             f"another run's sys/id, which is that run's 3.x id)"
+        )
+    if limits.fit_run_id(custom) != custom:
+        # Changed to fit 3.x ("/" replaced, shortened), the id could meet another run's custom id as it
+        # stands ("a/b" and "a_b"): the run's own sys/id, unique in the project, keeps it apart.
+        return f"{custom}~{entity.sys_id}", (
+            f"custom_run_id {custom!r} is not a 3.x run id as it stands (a '/' or over "
+            f"{limits.MAX_RUN_ID_BYTES} bytes); changed, it could meet another run's id"
         )
     return custom, None
 

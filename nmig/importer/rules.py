@@ -201,7 +201,7 @@ def mapping_table_markdown() -> str:
     for type_rule in TYPE_RULES:
         lines.append(f"| `{type_rule.legacy_type}` | {type_rule.action.value} | {type_rule.why} |")
     lines.append("| any other type | skipped | listed in the import report with its type |")
-    lines += ["", "## Entities", "", "| Legacy entity | In 3.x |", "|---|---|", "| run | a run (id: `sys/custom_run_id`, else the legacy `sys/id`; a custom id shaped like another run's legacy id, `<KEY>-<n>`, gets `~<its own sys/id>` appended, so the run with that sys/id keeps it and every run lands; created with the legacy `sys/creation_time`) |"]
+    lines += ["", "## Entities", "", "| Legacy entity | In 3.x |", "|---|---|", "| run | a run (id: `sys/custom_run_id`, else the legacy `sys/id`; a custom id shaped like another run's legacy id, `<KEY>-<n>`, or one 3.x cannot hold as it stands (a `/`, over 730 bytes), gets `~<its own sys/id>` appended before it is fitted, so no two runs meet on one id and every run lands; created with the legacy `sys/creation_time`) |"]
     lines.append(
         "| project | its own 3.x run `nmig-legacy-project` (only when the bundle has project metadata): the legacy "
         "workspace, name, key, visibility, description and URL as `legacy_project/*` configs (the description also "

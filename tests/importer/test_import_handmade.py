@@ -71,7 +71,7 @@ def test_monitoring_group_tags_description_units(handmade: Path, nq: Any) -> Non
 
 
 def test_each_limit_is_handled_and_reported(handmade: Path, nq: Any) -> None:
-    run_id = limits.fit_run_id(LONG_ID)
+    run_id = limits.fit_run_id(LONG_ID + "~HM-2")  # a custom id 3.x cannot hold as it is: suffixed, then fitted
     assert "/" not in run_id and len(run_id.encode()) <= limits.MAX_RUN_ID_BYTES
     assert run_id in nq.list_runs(project="demo/handmade")
     short_path = limits.fit_attribute_path(LONG_PATH)
@@ -234,11 +234,16 @@ def test_two_runs_on_one_target_id_are_not_merged(tmp_path: Path, run_cli: Any) 
 
         return fill
 
+    # "a/b" with its "/" replaced would be TWIN-2's "a_b": the changed id keeps TWIN-1's sys/id, both land
     bundle = write_bundle(tmp_path / "b", {"TWIN-1": custom("a/b"), "TWIN-2": custom("a_b")})
     result = run_cli("import", str(bundle), "--project", "demo/twins", "--dry-run")
     assert result.exit_code == 0
-    assert "run TWIN-1 -> a_b" in result.stdout
-    assert "TWIN-2 -: refused: its 3.x run id 'a_b' is already the target of run TWIN-1" in result.stdout
+    assert "run TWIN-1 -> a_b~TWIN-1" in result.stdout and "run TWIN-2 -> a_b:" in result.stdout
+    assert "refused" not in result.stdout
+    # the same custom id as it stands twice (2.x resumes by custom id, so only a hand-made bundle has it)
+    bundle = write_bundle(tmp_path / "c", {"TWIN-1": custom("same"), "TWIN-2": custom("same")})
+    result = run_cli("import", str(bundle), "--project", "demo/twins", "--dry-run")
+    assert "TWIN-2 -: refused: its 3.x run id 'same' is already the target of run TWIN-1" in result.stdout
 
 
 def test_target_project_defaults(tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from nmig.importer.plan import claims_a_legacy_id
 pytestmark = pytest.mark.timeout(240)
 
 EXPECTED = {"CID-1": "CID-1", "CID-2": "CID-1~CID-2", "CID-3": "CID-3~CID-4~CID-3", "CID-4": "CID-3~CID-4",
-            "CID-5": "plain", "CID-6": "CID-99~CID-6", "CID-7": "mine~CID-7"}
+            "CID-5": "plain", "CID-6": "CID-99~CID-6", "CID-7": "mine~CID-7", "CID-8": "a_b~CID-8", "CID-9": "a_b"}
 
 
 def _run(custom: str | None, value: float) -> Any:
@@ -41,6 +41,8 @@ def _bundle(out: Path) -> Path:
         "CID-5": _run("plain", 5.0),
         "CID-6": _run("CID-99", 6.0),  # a legacy id no run of the bundle has: suffixed all the same
         "CID-7": _run("mine~CID-7", 7.0),  # ends with its own sys/id: no other run can have it
+        "CID-8": _run("a/b", 8.0),  # "/" replaced it would be CID-9's id: suffixed
+        "CID-9": _run("a_b", 9.0),
     })
 
 
@@ -78,6 +80,6 @@ def test_colliding_runs_all_land_with_the_same_ids_whatever_the_order(tmp_path: 
     doc = report(bundle)
     assert doc["targets"] == EXPECTED
     adjusted = {i["run"] for i in items(doc, "run_id_adjusted")}
-    assert adjusted == {"CID-2", "CID-3", "CID-4", "CID-6"}
+    assert adjusted == {"CID-2", "CID-3", "CID-4", "CID-6", "CID-8"}
     assert {i["run"] for i in items(doc, "run_id_shared")} == {"CID-1", "CID-3"}
     assert not items(doc, "refused") and not items(doc, "failed")

@@ -37,21 +37,26 @@ def _bundle(out: Path) -> Path:
 
 
 def _verify_with_a_refused_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sys_id: str, fill: Callable[[Any], None]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sys_id: str, fill: Callable[[Any], None],
+    before: dict[str, Callable[[Any], None]] | None = None,
 ) -> tuple[Any, dict[str, dict[str, Any]]]:
-    """The limits bundle plus a run `fill` writes, which `nmig import` must refuse (exit 1); then `nmig verify`,
-    which must fail (exit 1). Returns verify's result and its report's runs by legacy id."""
+    """The limits bundle plus the runs `before` writes and a run `fill` writes, which `nmig import` must refuse
+    (exit 1); then `nmig verify`, which must fail (exit 1). Returns verify's result and its report's runs by
+    legacy id."""
     from nmig.emulators.neptune3 import serve_neptune3
     from nmig.schema import EntityWriter
 
     monkeypatch.chdir(tmp_path)
     bundle = _bundle(tmp_path / "bundle")
+    for other_id, other_fill in (before or {}).items():
+        with EntityWriter(bundle, "run", other_id) as writer:
+            other_fill(writer)
     with EntityWriter(bundle, "run", sys_id) as writer:
         fill(writer)
     report = tmp_path / "verify.json"
     with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
         imported = CliRunner().invoke(main, ["import", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
-        assert imported.exit_code == 1
+        assert imported.exit_code == 1, imported.output
         result = CliRunner().invoke(
             main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet", "--report", str(report)]
         )
@@ -74,7 +79,7 @@ def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert result.exit_code == 0, result.output
         doc = json.loads(report.read_text(encoding="utf-8"))
         (run,) = doc["runs"]
-        assert run["target_run_id"] == "team_run:1" and run["status"] == "ok"
+        assert run["target_run_id"] == "team_run:1~LIM-1" and run["status"] == "ok"
         cases = {item["case"] for item in run["adjusted_by_import"]}
         assert {"run_id_adjusted", "path_shortened", "step_collision", "timestamp_decreasing", "step_out_of_range",
                 "string_value_too_long"} <= cases
@@ -93,7 +98,7 @@ def test_adjusted_items_are_expected(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from nmig.emulators.neptune3.testing import Damage
 
     with Damage(tmp_path / "neptune3", "demo/limits") as damage:
-        damage.set_point("team_run:1", "m/loss", 1, value=0.39)
+        damage.set_point("team_run:1~LIM-1", "m/loss", 1, value=0.39)
     with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
         altered = CliRunner().invoke(main, ["verify", str(bundle), "--project", "demo/limits", "--api-token", target.api_token, "--quiet"])
     assert altered.exit_code == 1
@@ -114,16 +119,20 @@ def test_incomplete_run_in_the_bundle_is_not_a_match(tmp_path: Path, monkeypatch
 
 
 def test_what_the_import_report_says_went_wrong_is_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two legacy runs with one custom run id: the import refuses the second; verify fails it and says why."""
+    """Two legacy runs with one custom run id as it stands (2.x resumes a run by its custom id, so only a
+    hand-made bundle has them): the import refuses the second; verify fails it and says why."""
 
-    def same_custom_id(writer: Any) -> None:
-        writer.add_atom("sys/creation_time", "datetime", "2024-05-02T12:00:00.000Z")
-        writer.add_atom("sys/custom_run_id", "string", "team/run:1")
-        writer.add_atom("params/lr", "float", 0.5)
+    def same_custom_id(lr: float) -> Callable[[Any], None]:
+        def fill(writer: Any) -> None:
+            writer.add_atom("sys/creation_time", "datetime", "2024-05-02T12:00:00.000Z")
+            writer.add_atom("sys/custom_run_id", "string", "baseline")
+            writer.add_atom("params/lr", "float", lr)
 
-    result, runs = _verify_with_a_refused_run(tmp_path, monkeypatch, "LIM-3", same_custom_id)
-    assert runs["LIM-1"]["status"] == "ok"
-    assert runs["LIM-3"]["status"] == "differs"
-    assert ("params/lr", "missing_config") in {(d["path"], d["what"]) for d in runs["LIM-3"]["differences"]}
-    assert runs["LIM-3"]["note"].startswith("the import report says: (run): refused:")
+        return fill
+
+    result, runs = _verify_with_a_refused_run(tmp_path, monkeypatch, "LIM-4", same_custom_id(0.5), {"LIM-3": same_custom_id(0.1)})
+    assert runs["LIM-1"]["status"] == "ok" and runs["LIM-3"]["status"] == "ok"
+    assert runs["LIM-4"]["status"] == "differs"
+    assert ("params/lr", "config_differs") in {(d["path"], d["what"]) for d in runs["LIM-4"]["differences"]}
+    assert runs["LIM-4"]["note"].startswith("the import report says: (run): refused:")
     assert "the import report says" in result.output
