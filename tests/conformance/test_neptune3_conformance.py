@@ -23,7 +23,16 @@ import pytest
 from nmig.emulators import http
 
 CONTRACT = json.loads((Path(__file__).parent / "neptune3_contract.json").read_text(encoding="utf-8"))
-REFERENCE = Path(os.environ.get("NMIG_NEPTUNE_API_REFERENCE", "/work/shared/reference/neptune-api"))
+def _reference() -> Path:
+    """The neptune-api reference specs: $NMIG_NEPTUNE_API_REFERENCE, else shared/ beside the checkout (where CI
+    puts it), else the developers' /work/shared."""
+    if os.environ.get("NMIG_NEPTUNE_API_REFERENCE"):
+        return Path(os.environ["NMIG_NEPTUNE_API_REFERENCE"])
+    beside = Path(__file__).resolve().parents[3] / "shared" / "reference" / "neptune-api"
+    return beside if beside.exists() else Path("/work/shared/reference/neptune-api")
+
+
+REFERENCE = _reference()
 
 _SIGNED_URLS = (
     "a signed URL's own endpoint: SignedFile.url (storagebridge_openapi.json) is the storage provider's URL, "
