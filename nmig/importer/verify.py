@@ -61,6 +61,7 @@ class VerifyOptions:
     quiet: bool = False
     experiments: str = "by-name"  # as given to `nmig import --experiments`
     models_as_runs: bool = False  # as given to `nmig import --models-as-runs`
+    max_workers: int = 4  # runs checked at once
 
 
 @dataclass
@@ -385,48 +386,65 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit=" pts", unit_scale=True, desc="Verifying", file=sys.stderr)
+    on_points = _locked(bar.update) if bar is not None else (lambda n: None)
+
+    def check_one(entity: EntityBundle, plan: RunPlan) -> tuple[RunCheck, dict[str, int], dict[str, int]]:
+        """(check, found, expected) of one run; reads nothing but the target, writes nothing shared but the bar."""
+        if plan.target_run_id not in existing:
+            check = RunCheck(entity.sys_id, plan.target_run_id, "missing", note="the run is not in the target project")
+            check.differences.append(Difference(entity.sys_id, "", "missing_run", plan.target_run_id, None))
+            check.adjusted = adjusted.get(entity.sys_id, [])
+            _note_import_problems(check, import_problems)
+            on_points(sum(s.points if not options.sample else min(s.points, options.sample) for s in plan.series))
+            return check, {}, {}
+        head = (expected_heads.get(plan.experiment_name) == plan.sys_id) if plan.experiment_name in expected_heads else None
+        verifier = _RunVerifier(project, entity, plan, options.sample, on_points, head)
+        try:
+            check, found = verifier.run()
+        except NmigError:
+            raise
+        except Exception as exc:  # a read that failed after the client's retries: this run, not the others
+            check = verifier.check
+            check.status = "differs"
+            text = " ".join(str(exc).split())[:300] or type(exc).__name__
+            check.differences.append(Difference(entity.sys_id, "", "read_failed", None, None, f"{type(exc).__name__}: {text}"))
+            found = {"points": 0, "files": 0, "bytes": 0}
+            verifier.expected = {"points": 0, "files": 0, "bytes": 0}
+        check.adjusted = adjusted.get(entity.sys_id, [])
+        if check.status != "ok":
+            _note_import_problems(check, import_problems)
+        return check, found, verifier.expected
+
+    # Several runs are checked at once: under 429s and 5xx most of a run's time is the client's back-off
+    # (Retry-After, exponential waits), which overlaps across runs instead of adding up. The results are
+    # folded in bundle order below, so the table, the report and the exit status do not depend on timing.
+    from concurrent.futures import ThreadPoolExecutor
+
     try:
-        for entity, plan in plans:
+        with ThreadPoolExecutor(max_workers=max(1, options.max_workers), thread_name_prefix="nmig-verify") as pool:
+            futures = [pool.submit(check_one, entity, plan) for entity, plan in plans]
+            try:
+                outcomes = [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        for (entity, _), (check, found, expected) in zip(plans, outcomes, strict=True):
             # totals count runs; models and model versions imported as runs are counted apart ("models")
             counted = "runs" if entity.kind == "run" else "models"
-            totals = result.expected_totals, result.found_totals
             if counted == "models":
-                for where in totals:
+                for where in (result.expected_totals, result.found_totals):
                     where.setdefault("models", 0)
             result.expected_totals[counted] += 1
-            if plan.target_run_id not in existing:
-                check = RunCheck(entity.sys_id, plan.target_run_id, "missing", note="the run is not in the target project")
-                check.differences.append(Difference(entity.sys_id, "", "missing_run", plan.target_run_id, None))
-                check.adjusted = adjusted.get(entity.sys_id, [])
-                _note_import_problems(check, import_problems)
-                result.runs.append(check)
-                skipped = sum(s.points if not options.sample else min(s.points, options.sample) for s in plan.series)
-                if bar is not None:
-                    bar.update(skipped)
-                continue
-            head = (expected_heads.get(plan.experiment_name) == plan.sys_id) if plan.experiment_name in expected_heads else None
-            verifier = _RunVerifier(project, entity, plan, options.sample, bar.update if bar is not None else (lambda n: None), head)
-            try:
-                check, found = verifier.run()
-            except NmigError:
-                raise
-            except Exception as exc:  # a read that failed after the client's retries: this run, not the others
-                check = verifier.check
-                check.status = "differs"
-                text = " ".join(str(exc).split())[:300] or type(exc).__name__
-                check.differences.append(Difference(entity.sys_id, "", "read_failed", None, None, f"{type(exc).__name__}: {text}"))
-                found = {"points": 0, "files": 0, "bytes": 0}
-                verifier.expected = {"points": 0, "files": 0, "bytes": 0}
-            check.adjusted = adjusted.get(entity.sys_id, [])
-            if check.status != "ok":
-                _note_import_problems(check, import_problems)
             result.runs.append(check)
+            if check.status == "missing":
+                continue
             result.found_totals[counted] += 1
             if counted == "models":
                 continue
             for key in ("points", "files", "bytes"):
                 result.found_totals[key] += found[key]
-                result.expected_totals[key] += verifier.expected[key]
+                result.expected_totals[key] += expected[key]
     finally:
         if bar is not None:
             bar.close()
@@ -436,6 +454,19 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     if options.report is not None:
         write_json_atomically(options.report, result.to_json())
     return result
+
+
+def _locked(update: Any) -> Any:
+    """`update` (a progress bar's) made safe to call from several threads."""
+    import threading
+
+    lock = threading.Lock()
+
+    def locked(n: int) -> None:
+        with lock:
+            update(n)
+
+    return locked
 
 
 def _check_project_metadata(
