@@ -80,6 +80,7 @@ def verify_altered(
         **faults: Any,
     ) -> VerifyRun:
         data_dir = tmp_path / "neptune3"
+        shutil.rmtree(data_dir, ignore_errors=True)  # a test may verify more than once
         shutil.copytree(migrated.data_dir, data_dir)
         if damage is not None:
             with Damage(data_dir, PROJECT) as stopped_target:

@@ -67,6 +67,24 @@ def test_changed_config(verify_altered: Any, target_ids: list[str]) -> None:
     assert "parameters/lr: config_differs: expected 0.003, found 0.5" in result.output
 
 
+def test_runs_checked_at_once_give_the_same_table_report_and_exit(verify_altered: Any, target_ids: list[str]) -> None:
+    """--max-workers changes how many runs are read at once, never what verify says: the same table, report
+    and exit status with one worker as with one per run (and a faulty service, so the runs finish out of order)."""
+
+    def damage(target: Damage) -> None:
+        target.delete_run(target_ids[0])
+        target.set_config(target_ids[2], "parameters/lr", 0.5)
+
+    results = [verify_altered(damage, args=["--max-workers", str(n)], fail_rate=0.1, throttle_rate=0.05, seed=n)
+               for n in (1, 4)]
+    assert [r.exit_code for r in results] == [1, 1]
+    assert results[0].output == results[1].output
+    assert results[0].report == results[1].report
+    runs = by_run(results[1].report)
+    assert [runs[i]["status"] for i in target_ids] == ["missing", "ok", "differs"]
+    assert results[1].report["found_totals"]["runs"] == 2
+
+
 def test_changed_config_type_and_tags(verify_altered: Any, target_ids: list[str]) -> None:
     run = target_ids[0]
     def damage(target: Damage) -> None:
