@@ -319,7 +319,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
 @_experiments_option
 @_models_as_runs_option
-@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs checked at once.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Runs checked at once.")
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_timeout_option

@@ -61,7 +61,7 @@ class VerifyOptions:
     quiet: bool = False
     experiments: str = "by-name"  # as given to `nmig import --experiments`
     models_as_runs: bool = False  # as given to `nmig import --models-as-runs`
-    max_workers: int = 4  # runs checked at once
+    max_workers: int = 8  # runs checked at once
 
 
 @dataclass
@@ -215,17 +215,23 @@ class _RunVerifier:
         found = {"points": 0, "files": 0, "bytes": 0}
         expected_paths = set(plan.configs) | {f.target for f in plan.files} | {s.target for s in plan.series}
 
-        self._check_configs(table)
-        self._check_sys(table)
-        files_found, bytes_found = self._check_files(table)
-        found["files"] += files_found
-        found["bytes"] += bytes_found
-
         checker = SeriesChecker(
             self.entity, plan, TargetSeriesReader(self.project, plan.target_run_id),
             {path: type_ for path, (type_, _) in table.items()}, self.sample, self.on_points, file_digests,
         )
-        tally = checker.check()
+        # the series are read while the files are downloaded (two chains of requests at once); the checker
+        # keeps its differences in its own tally, added after the files' so the order is as one after the other
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nmig-verify-run") as pool:
+            series = pool.submit(checker.check)
+            self._check_configs(table)
+            self._check_sys(table)
+            files_found, bytes_found = self._check_files(table)
+            tally = series.result()
+        found["files"] += files_found
+        found["bytes"] += bytes_found
+
         self.check.differences.extend(tally.differences)
         found["points"] += tally.found_points
         found["files"] += tally.found_files
@@ -422,11 +428,21 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.max_workers), thread_name_prefix="nmig-verify") as pool:
-            futures = [pool.submit(check_one, entity, plan) for entity, plan in plans]
+            project_plan = plan_project(bundle.info) if not options.runs else None  # --runs: those runs only
+            # the project-metadata run is checked alongside the others (first: it is one more chain of reads)
+            project_check = (
+                pool.submit(_check_project_metadata, project, project_plan, existing, adjusted)
+                if project_plan is not None else None
+            )
+            # the largest runs start first, so the longest chain of reads does not begin last
+            by_size = sorted(range(len(plans)), key=lambda i: -sum(s.points for s in plans[i][1].series))
+            started = {i: pool.submit(check_one, *plans[i]) for i in by_size}
+            futures = [started[i] for i in range(len(plans))]
             try:
                 outcomes = [future.result() for future in futures]
+                project_run = project_check.result() if project_check is not None else None
             except BaseException:
-                for future in futures:
+                for future in [*futures, *([project_check] if project_check is not None else [])]:
                     future.cancel()
                 raise
         for (entity, _), (check, found, expected) in zip(plans, outcomes, strict=True):
@@ -448,9 +464,8 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     finally:
         if bar is not None:
             bar.close()
-    project_plan = plan_project(bundle.info) if not options.runs else None  # --runs: those runs only
-    if project_plan is not None:
-        result.runs.append(_check_project_metadata(project, project_plan, existing, adjusted))
+    if project_run is not None:
+        result.runs.append(project_run)
     if options.report is not None:
         write_json_atomically(options.report, result.to_json())
     return result
