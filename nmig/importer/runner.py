@@ -179,6 +179,7 @@ class _Importer:
         owners = RunIds(result)
         todo: deque[tuple[RunPlan, EntityBundle]] = deque()
         finished = False
+        ordered = False
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nmig-import") as pool:
                 futures: dict[Future[RunOutcome], RunPlan] = {}
@@ -192,6 +193,11 @@ class _Importer:
                             # models and model versions as runs, once every run has arrived (a feed's export
                             # writes them last)
                             todo.extend(self._admit(plan_models(self.bundle, result, owners, self.options.experiments)))
+                    if finished and not ordered:
+                        # every run known (once): the largest start first, so the longest one (under 429s and
+                        # 5xx, mostly the client's waits) does not begin last; heads are asserted afterwards
+                        todo = deque(sorted(todo, key=lambda item: -sum(s.points for s in item[0].series)))
+                        ordered = True
                     while todo and len(futures) < workers:
                         plan, entity = todo.popleft()
                         futures[pool.submit(worker.import_run, plan, entity)] = plan
