@@ -153,6 +153,10 @@ class FaultPlan:
         if draw < self.fail_rate:
             return Response.error(status, "Injected fault", "emulated server error (--fail-rate)")
         if draw < self.fail_rate + self.throttle_rate:
+            # ASSUMPTION: a throttled request is answered 429 with Retry-After: 1 (seconds). The published specs
+            # list 429 answers but no Retry-After header or value (no evidence); both 2.x and 3.x read clients
+            # honour the header when it is there (neptune/common/backends/utils.py, neptune_query
+            # internal/retrieval/retry.py:114), neptune-scale backs off on its own (sync_process.py:287).
             return Response(429, b'{"title": "Too many requests"}', headers={"Retry-After": "1"})
         return None
 
