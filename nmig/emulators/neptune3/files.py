@@ -18,10 +18,11 @@ parse, call and answer.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ COMPLETE_PATH = "/api/storagebridge/v1/s3/completeMultipartUpload"
 GCS_CHUNK_GRANULARITY = 256 * 1024
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 _CONTENT_RANGE = re.compile(r"bytes (?:(\d+)-(\d+)|\*)/(\d+|\*)")
+Handler = Callable[[Request, "re.Match[str]"], Response]
 
 
 def _stream(path: Path, start: int = 0, length: int | None = None, chunk: int = 1024 * 1024) -> Iterator[bytes]:
@@ -64,6 +66,25 @@ def _stream(path: Path, start: int = 0, length: int | None = None, chunk: int = 
 
 def _http_date(epoch_ms: int) -> str:
     return formatdate(epoch_ms / 1000, usegmt=True)
+
+
+def answers_errors_as(provider: str) -> Callable[[Handler], Handler]:
+    """A signed-URL handler whose refused URL or storage error is answered in `provider`'s own error shape
+    (storage_wire.error), so each handler holds only its protocol."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def answered(request: Request, match: re.Match[str]) -> Response:
+            try:
+                return handler(request, match)
+            except wire.UrlRefused as exc:
+                return wire.error(provider, exc.kind, expired_at=exc.expired_at)
+            except StorageError as exc:
+                return wire.error(provider, exc.kind, exc.detail)
+
+        return answered
+
+    return wrap
 
 
 def register(app: Neptune3App) -> None:
@@ -143,33 +164,25 @@ def register(app: Neptune3App) -> None:
         return int(match.group(1)), unquote(match.group(2))
 
     @router.route("PUT", re.escape(wire.S3_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("aws")
     def s3_put(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
-        try:
-            grant = signer.verify_s3(request, project_pk, key)
-            if grant.upload_id:
-                if storage.upload(grant.upload_id) != (project_pk, key):
-                    raise StorageError("no_such_upload")
-                etag = storage.put_part(grant.upload_id, grant.part, request.body)
-            else:
-                storage.put(project_pk, key, request.body)
-                etag = hashlib.md5(request.body, usedforsecurity=False).hexdigest()
-        except wire.UrlRefused as exc:
-            return wire.error("aws", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("aws", exc.kind, exc.detail)
+        grant = signer.verify_s3(request, project_pk, key)
+        if grant.upload_id:
+            if storage.upload(grant.upload_id) != (project_pk, key):
+                raise StorageError("no_such_upload")
+            etag = storage.put_part(grant.upload_id, grant.part, request.body)
+        else:
+            storage.put(project_pk, key, request.body)
+            etag = hashlib.md5(request.body, usedforsecurity=False).hexdigest()
         return Response(200, b"", headers={"ETag": f'"{etag}"'})
 
     @router.route("GET", re.escape(wire.S3_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("aws")
     def s3_get(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
-        try:
-            signer.verify_s3(request, project_pk, key)
-            stored = storage.get(project_pk, key)
-        except wire.UrlRefused as exc:
-            return wire.error("aws", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("aws", exc.kind, exc.detail)
+        signer.verify_s3(request, project_pk, key)
+        stored = storage.get(project_pk, key)
         return Response(200, _stream(stored.file), content_type="application/octet-stream",
                         headers={"ETag": f'"{stored.etag}"', "Last-Modified": _http_date(stored.created_ms)})
 
@@ -185,45 +198,37 @@ def register(app: Neptune3App) -> None:
         return headers
 
     @router.route("PUT", re.escape(wire.AZURE_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("azure")
     def azure_put(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
         comp = request.arg("comp")
-        try:
-            signer.verify_azure(request, project_pk, key, "w")
-            md5 = hashlib.md5(request.body, usedforsecurity=False).digest()
-            if comp is None:  # Put Blob
-                if request.headers.get("x-ms-blob-type") != "BlockBlob":
-                    raise StorageError("bad_request", "x-ms-blob-type must be BlockBlob")
-                return Response(201, b"", headers=azure_headers(storage.put(project_pk, key, request.body), md5))
-            if comp == "block":  # Put Block
-                block_id = request.arg("blockid") or ""
-                if not block_id:
-                    raise StorageError("bad_request", "blockid missing")
-                storage.stage_block(project_pk, key, block_id, request.body)
-                return Response(201, b"", headers=azure_headers(md5=md5))
-            if comp == "blocklist":  # Put Block List
-                try:
-                    root = ElementTree.fromstring(request.body)
-                except ElementTree.ParseError:
-                    raise StorageError("bad_request", "block list is not XML") from None
-                ids = [element.text or "" for element in root if element.tag in ("Latest", "Uncommitted", "Committed")]
-                return Response(201, b"", headers=azure_headers(storage.commit_blocks(project_pk, key, ids)))
-            raise StorageError("bad_request", f"comp={comp} is not served")
-        except wire.UrlRefused as exc:
-            return wire.error("azure", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("azure", exc.kind, exc.detail)
+        signer.verify_azure(request, project_pk, key, "w")
+        md5 = hashlib.md5(request.body, usedforsecurity=False).digest()
+        if comp is None:  # Put Blob
+            if request.headers.get("x-ms-blob-type") != "BlockBlob":
+                raise StorageError("bad_request", "x-ms-blob-type must be BlockBlob")
+            return Response(201, b"", headers=azure_headers(storage.put(project_pk, key, request.body), md5))
+        if comp == "block":  # Put Block
+            block_id = request.arg("blockid") or ""
+            if not block_id:
+                raise StorageError("bad_request", "blockid missing")
+            storage.stage_block(project_pk, key, block_id, request.body)
+            return Response(201, b"", headers=azure_headers(md5=md5))
+        if comp == "blocklist":  # Put Block List
+            try:
+                root = ElementTree.fromstring(request.body)
+            except ElementTree.ParseError:
+                raise StorageError("bad_request", "block list is not XML") from None
+            ids = [element.text or "" for element in root if element.tag in ("Latest", "Uncommitted", "Committed")]
+            return Response(201, b"", headers=azure_headers(storage.commit_blocks(project_pk, key, ids)))
+        raise StorageError("bad_request", f"comp={comp} is not served")
 
     @router.route("GET", re.escape(wire.AZURE_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("azure")
     def azure_get(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
-        try:
-            signer.verify_azure(request, project_pk, key, "r")
-            stored = storage.get(project_pk, key)
-        except wire.UrlRefused as exc:
-            return wire.error("azure", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("azure", exc.kind, exc.detail)
+        signer.verify_azure(request, project_pk, key, "r")
+        stored = storage.get(project_pk, key)
         headers = azure_headers(stored)
         if_match = request.headers.get("if-match")
         if if_match and if_match not in ("*", headers["ETag"]):
@@ -249,44 +254,36 @@ def register(app: Neptune3App) -> None:
     # -- gcp ------------------------------------------------------------------------------------------------------
 
     @router.route("POST", re.escape(wire.GCS_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("gcp")
     def gcs_start(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
-        try:
-            signer.verify_gcs(request, project_pk, key, "POST")
-            if request.headers.get("x-goog-resumable") != "start":
-                raise StorageError("bad_request", "only resumable uploads (x-goog-resumable: start) are served")
-            upload_id = storage.start_upload(project_pk, key)
-        except wire.UrlRefused as exc:
-            return wire.error("gcp", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("gcp", exc.kind, exc.detail)
+        signer.verify_gcs(request, project_pk, key, "POST")
+        if request.headers.get("x-goog-resumable") != "start":
+            raise StorageError("bad_request", "only resumable uploads (x-goog-resumable: start) are served")
+        upload_id = storage.start_upload(project_pk, key)
         query = urlencode([(name, value) for name, values in request.query.items() for value in values] + [("upload_id", upload_id)])
         return Response(201, b"", headers={"Location": f"{app.base_url}{request.path}?{query}", "X-GUploader-UploadID": upload_id})
 
     @router.route("PUT", re.escape(wire.GCS_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("gcp")
     def gcs_chunk(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
         upload_id = request.arg("upload_id") or ""
-        try:
-            # A session URI stays valid after its signed URL expires (GCS: a session lasts a week).
-            signer.verify_gcs(request, project_pk, key, "POST", check_expiry=False)
-            if storage.upload(upload_id) != (project_pk, key):
-                raise StorageError("no_such_upload")
-            declared = _CONTENT_RANGE.fullmatch(request.headers.get("content-range") or "")
-            if declared is None:
-                raise StorageError("bad_request", "Content-Range missing or malformed")
-            total = None if declared.group(3) == "*" else int(declared.group(3))
-            if declared.group(1) is None:  # "bytes */total": a status query, or the whole of an empty file
-                persisted, stored = storage.append(upload_id, storage.persisted(upload_id), b"", total, GCS_CHUNK_GRANULARITY)
-            else:
-                start, end = int(declared.group(1)), int(declared.group(2))
-                if end - start + 1 != len(request.body):
-                    raise StorageError("bad_request", "Content-Range does not match the body's length")
-                persisted, stored = storage.append(upload_id, start, request.body, total, GCS_CHUNK_GRANULARITY)
-        except wire.UrlRefused as exc:
-            return wire.error("gcp", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("gcp", exc.kind, exc.detail)
+        # A session URI stays valid after its signed URL expires (GCS: a session lasts a week).
+        signer.verify_gcs(request, project_pk, key, "POST", check_expiry=False)
+        if storage.upload(upload_id) != (project_pk, key):
+            raise StorageError("no_such_upload")
+        declared = _CONTENT_RANGE.fullmatch(request.headers.get("content-range") or "")
+        if declared is None:
+            raise StorageError("bad_request", "Content-Range missing or malformed")
+        total = None if declared.group(3) == "*" else int(declared.group(3))
+        if declared.group(1) is None:  # "bytes */total": a status query, or the whole of an empty file
+            persisted, stored = storage.append(upload_id, storage.persisted(upload_id), b"", total, GCS_CHUNK_GRANULARITY)
+        else:
+            start, end = int(declared.group(1)), int(declared.group(2))
+            if end - start + 1 != len(request.body):
+                raise StorageError("bad_request", "Content-Range does not match the body's length")
+            persisted, stored = storage.append(upload_id, start, request.body, total, GCS_CHUNK_GRANULARITY)
         if stored is not None:
             return Response(200, b"", headers={"ETag": f'"{stored.etag}"', "x-goog-generation": str(stored.created_ms * 1000),
                                                "x-goog-stored-content-length": str(stored.size)})
@@ -294,14 +291,10 @@ def register(app: Neptune3App) -> None:
         return Response(308, b"", headers={**headers, "X-GUploader-UploadID": upload_id})
 
     @router.route("GET", re.escape(wire.GCS_PREFIX) + r"(\d+)/(.+)")
+    @answers_errors_as("gcp")
     def gcs_get(request: Request, match: re.Match[str]) -> Response:
         project_pk, key = s3_object(match)
-        try:
-            signer.verify_gcs(request, project_pk, key, "GET")
-            stored = storage.get(project_pk, key)
-        except wire.UrlRefused as exc:
-            return wire.error("gcp", exc.kind, expired_at=exc.expired_at)
-        except StorageError as exc:
-            return wire.error("gcp", exc.kind, exc.detail)
+        signer.verify_gcs(request, project_pk, key, "GET")
+        stored = storage.get(project_pk, key)
         return Response(200, _stream(stored.file), content_type="application/octet-stream",
                         headers={"ETag": f'"{stored.etag}"', "x-goog-stored-content-length": str(stored.size)})
