@@ -261,13 +261,22 @@ _models_as_runs_option = click.option(
 )
 @_experiments_option
 @_models_as_runs_option
+@click.option(
+    "--sync-trash",
+    is_flag=True,
+    help="Runs trashed in 2.x after their export (found by `nmig export --update`) are moved to the 3.x project's "
+    "trash (never imported if they were not yet). Without it they are only reported and stay in 3.x.",
+)
 @_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
 @friendly_errors
 def import_command(no_create_project: bool, **options: Any) -> None:
-    """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume)."""
+    """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume).
+
+    Runs imported before whose bundle was re-exported since (`nmig export --update`) are brought up to date:
+    new points appended once, configs, tags and files updated; what 3.x cannot change is reported."""
     from nmig.importer import ImportOptions, render_plan, run_import
     from nmig.reachability import require_reachable
 
@@ -344,6 +353,8 @@ def verify_command(**options: Any) -> None:
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option("--runs", multiple=True, help="Run id, custom run id, or a regex matching one in full (repeatable).")
 @click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")
+@click.option("--update", is_flag=True, help="Cut-over: re-export runs modified in 2.x since their export and bring the imported runs up to date (as `nmig export --update` then `nmig import`).")
+@click.option("--sync-trash", is_flag=True, help="With --update: runs trashed in 2.x since their export are moved to 3.x's trash too (as `nmig import --sync-trash`).")
 @click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
 @_experiments_option
 @_models_as_runs_option

@@ -43,6 +43,8 @@ class MigrateOptions:
     quiet: bool = False
     experiments: str = "by-name"  # as `nmig import --experiments`
     models_as_runs: bool = False  # as `nmig import --models-as-runs`
+    update: bool = False  # the cut-over: `nmig export --update`, then the import re-syncs what changed
+    sync_trash: bool = False  # as `nmig import --sync-trash`
 
 
 @dataclass
@@ -90,18 +92,35 @@ def _complete_runs(out: Path, known: set[str] | frozenset[str] = frozenset()) ->
     )
 
 
+def _commit_marks(out: Path) -> dict[str, tuple[int, int] | None]:
+    """{run: identity of its COMPLETE file} of the runs committed now: a run the export replaces gets a new
+    COMPLETE (a new file in a new folder), so a changed identity means a new version of the run."""
+    return {run: _identity(out, run) for run in _complete_runs(out)}
+
+
+def _identity(out: Path, run: str) -> tuple[int, int] | None:
+    return _identity_of(out / KIND_FOLDERS["run"] / run / COMPLETE)
+
+
 class ExportFeed:
     """The runs the export child completes, for `run_import` (a `RunFeed`): each poll yields the runs completed
-    since the last one; the feed is finished once the export has ended and every run it completed was yielded."""
+    since the last one; the feed is finished once the export has ended and every run it completed was yielded.
 
-    def __init__(self, out: Path, exporter: subprocess.Popen[bytes]) -> None:
+    `held` (--update): the runs the bundle held before this export, by COMPLETE identity. While the export runs,
+    only those it re-exported (or new ones) are yielded: the others may still be re-exported, and a run is yielded
+    once; what is left of them is yielded when the export has ended."""
+
+    def __init__(self, out: Path, exporter: subprocess.Popen[bytes], held: dict[str, tuple[int, int] | None] | None = None) -> None:
         self._out = out
         self._exporter = exporter
         self._handed: set[str] = set()
+        self._held = held or {}
 
     def poll(self) -> tuple[list[str], bool]:
         exporting = self._exporter.poll() is None  # asked before the scan: nothing completes after a final scan
         fresh = _complete_runs(self._out, self._handed)
+        if exporting and self._held:
+            fresh = [run for run in fresh if run not in self._held or _identity(self._out, run) != self._held[run]]
         self._handed.update(fresh)
         return fresh, not exporting
 
@@ -129,7 +148,18 @@ def _export_command(options: MigrateOptions, source_project: str) -> list[str]:
         command += ["--runs", pattern]
     if options.include_trashed:
         command.append("--include-trashed")
+    if options.update:
+        command.append("--update")
     return command
+
+
+def _identity_of(path: Path) -> tuple[int, int] | None:
+    """A file's identity (inode, modification time): export.json is replaced whole by each write."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_ino, found.st_mtime_ns)
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -174,8 +204,14 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     if not options.target_project or not re.fullmatch(r"[\w.-]+/[\w.-]+", options.target_project.strip()):
         raise NmigError(f"--to {options.target_project!r}: expected WORKSPACE/PROJECT")
     target_project = options.target_project.strip()
+    if options.sync_trash and not options.update:
+        raise NmigError("--sync-trash needs --update (only an updating export finds the runs trashed since)")
     legacy_token, api_token = _check_tokens(options)
     options.out.mkdir(parents=True, exist_ok=True)
+    # --update: what the bundle holds before this export, so the import waits for this export's export.json
+    # (its "trashed") and takes a run while the export goes on only once it is re-exported or new
+    held = _commit_marks(options.out) if options.update else {}
+    info_before = _identity_of(options.out / EXPORT_INFO) if options.update else None
     result = MigrateResult(report_path=default_report_path(options.out, target_project), bundle=options.out)
 
     # The export runs as `nmig export` in a child process: its own interpreter (the two halves do not share one
@@ -199,15 +235,18 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     try:
         # The import starts once the export has written the bundle's export.json (the source project's key,
         # visibility and description, which the import creates the target project with).
-        while exporter.poll() is None and not (options.out / EXPORT_INFO).is_file():
+        while exporter.poll() is None and (
+            not (options.out / EXPORT_INFO).is_file() or (info_before is not None and _identity_of(options.out / EXPORT_INFO) == info_before)
+        ):
             time.sleep(EXPORT_INFO_POLL_S)
         if (options.out / EXPORT_INFO).is_file():
-            feed = ExportFeed(options.out, exporter)
+            feed = ExportFeed(options.out, exporter, held)
             try:
                 imported = run_import(
                     ImportOptions(bundle_dir=options.out, project=target_project, api_token=api_token,
                                   max_workers=options.max_workers, quiet=options.quiet,
-                                  experiments=options.experiments, models_as_runs=options.models_as_runs),
+                                  experiments=options.experiments, models_as_runs=options.models_as_runs,
+                                  sync_trash=options.sync_trash),
                     feed=feed,
                 )
                 result.imported = imported.imported

@@ -306,12 +306,13 @@ def _plan(
         (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
     )
 
-    # The client pages listings outside its retry loop, so ours covers them.
+    # The client pages listings outside its retry loop, so ours covers them. An --update lists trashed runs
+    # too (and exports none of them unless --include-trashed): a run the bundle holds that was trashed in 2.x
+    # since is recorded in export.json's "trashed", so the import can report it (and --sync-trash act on it).
+    list_trashed = options.include_trashed or options.update
     refs = [
         r
-        for r in with_retries(
-            lambda: source.list_entities("run", options.query, options.include_trashed), LISTING_ATTEMPTS
-        )
+        for r in with_retries(lambda: source.list_entities("run", options.query, list_trashed), LISTING_ATTEMPTS)
         if matcher.matches(r.sys_id, r.custom_run_id)
     ]
     if matcher and not refs:  # as `nmig import --runs` says it, with the same exit status
@@ -322,14 +323,17 @@ def _plan(
                 lambda k=kind: source.list_entities(k, None, options.include_trashed), LISTING_ATTEMPTS
             )
     todo: list[tuple[EntityRef, str]] = []
+    trashed: list[str] = []  # runs of the bundle trashed in 2.x since they were exported (--update)
     seen: set[tuple[str, str]] = set()
     for ref in refs:
         if (ref.kind, ref.sys_id) in seen:
             continue
         seen.add((ref.kind, ref.sys_id))
-        if ref.trashed and not options.include_trashed:
-            continue
         if options.shard is not None and not options.shard.holds(ref.sys_id):
+            continue
+        if ref.trashed and not options.include_trashed:
+            if (ref.kind, ref.sys_id) in existing:
+                trashed.append(ref.sys_id)
             continue
         try:
             safe_component(ref.sys_id)
@@ -341,6 +345,8 @@ def _plan(
             result.up_to_date.append(ref)
         else:
             todo.append((ref, reason))
+    if options.update:
+        info["trashed"] = {"run": sorted(trashed)}
     return info, todo
 
 

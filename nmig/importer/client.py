@@ -358,6 +358,12 @@ class RunSink:
             self.written[path] = list(tags)
             self._mark([path])
 
+    def remove_tags(self, tags: list[str], group_tags: bool) -> None:
+        """Tags removed in 2.x since the last import (neptune-scale Run.remove_tags, api/run.py 880)."""
+        if tags:
+            self.run.remove_tags(tags, group_tags=group_tags)
+            self._mark(["sys/group_tags" if group_tags else "sys/tags"])
+
     def _upload_request(self, path: str, local: Path, size: int, mime_type: str | None, step: float | None) -> Any:
         """The Run's own upload request for a file (its destination naming; its uploader thread sends it)."""
         requests = self.run._prepare_files_for_upload({path: File(source=local, size=size, mime_type=mime_type)}, step=step)

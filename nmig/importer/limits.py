@@ -204,6 +204,9 @@ class SeriesFilter:
     adjustments: SeriesAdjustments = field(default_factory=SeriesAdjustments)
     _last_micros: int | None = None
     _last_ts: int | None = None
+    # the last batch's mask of the points the 3.x rules keep, before the resume cut (what the target holds or
+    # is sent): the re-sync's digests (sync.SeriesDigests) cover these
+    planned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def apply(self, steps: np.ndarray, timestamps_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Returns (keep mask, micro-steps, timestamps_ms adjusted) for one batch, in input order."""
@@ -240,6 +243,7 @@ class SeriesFilter:
             self._last_ts = int(raised[-1])
         # Adjustments describe the whole series; on a resumed import, points the target already holds are
         # then left out of what is sent.
+        self.planned = keep.copy()
         if self.resume_after_micros is not None:
             keep &= micros > self.resume_after_micros
         return keep, micros, timestamps

@@ -21,3 +21,4 @@ class ImportOptions:
     quiet: bool = False
     experiments: str = "by-name"  # how runs join 3.x experiments: nmig.importer.experiments.MODES
     models_as_runs: bool = False  # models and model versions imported as runs (plan.plan_run)
+    sync_trash: bool = False  # runs trashed in 2.x since their export (export.json "trashed") trashed in 3.x too

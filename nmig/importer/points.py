@@ -41,6 +41,7 @@ class PointChunk:
     stamps: np.ndarray  # timestamps in ms as sent (never decreasing), every row
     keep: np.ndarray  # the rows the import sends
     _columns: Mapping[str, pa.Array]
+    planned: np.ndarray | None = None  # the rows the 3.x rules keep, resume or not (held or sent)
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -95,7 +96,7 @@ class PlannedPoints:
                 seen = self._rows.get(legacy_path, 0)
                 self._rows[legacy_path] = seen + length
                 columns = {name: column.slice(start, length) for name, column in by_name.items() if name not in ("path", "step", "timestamp")}
-                yield PointChunk(item, series_filter, seen, steps, micros, stamps, keep, columns)
+                yield PointChunk(item, series_filter, seen, steps, micros, stamps, keep, columns, series_filter.planned)
 
     def adjustments(self) -> Iterator[tuple[str, str, str]]:
         """(legacy path, report case, what was done) for every series streamed, in bundle order."""

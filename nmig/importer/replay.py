@@ -9,7 +9,9 @@ Order matters for exactly-once and error attribution:
    submitted from another (client.DirectSeriesSender), with at most MAX_IN_FLIGHT unconfirmed requests;
 4. the run counts as imported when every request and upload is confirmed and no error came back.
 On a resumed run, series points at or below the last step the target already holds are not sent again
-(`ResumePoint`, read with neptune-query).
+(`ResumePoint`, read with neptune-query). A re-synced run (imported before from an older export of it, see
+sync.py) is resumed the same way, with `previous`, the record of what its last import wrote: tags removed since
+are removed, unchanged files are not uploaded again, and what 3.x cannot change is reported.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from nmig.importer import wire
 from nmig.importer.plan import RunPlan, safe_file_name
 from nmig.importer.points import BATCH_ROWS, PlannedPoints
 from nmig.importer.report import Event
+from nmig.importer.sync import SeriesDigests, SyncRecord, delta_events, removed_since
 from nmig.schema import BundleError, EntityBundle
 
 # Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in
@@ -63,6 +66,7 @@ class RunOutcome:
     points_sent: int = 0
     files_sent: int = 0
     warnings: int = 0
+    record: SyncRecord | None = None  # what the target holds once imported (sync.py), for the next re-sync
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -186,8 +190,11 @@ class RunReplayer:
         on_points: Callable[[int], None] = lambda n: None,
         not_as_sent: Callable[[dict[str, Any]], list[str] | None] = lambda expected: None,
         confirm_last_steps: Callable[[list[str]], dict[str, int]] = lambda paths: {},
+        previous: SyncRecord | None = None,
     ) -> None:
         self.plan = plan
+        self.previous = previous  # a re-sync: what the last import of this run wrote
+        self._digests = SeriesDigests(previous)
         self.entity = entity
         self.sink = sink
         self.resume = resume
@@ -233,6 +240,9 @@ class RunReplayer:
             sink.log_configs(dict(plan.configs))
             sink.add_tags(plan.tags, group_tags=False)
             sink.add_tags(plan.group_tags, group_tags=True)
+            if self.previous is not None:  # tags removed in 2.x since the last import
+                sink.remove_tags(sorted(set(self.previous.tags) - set(plan.tags)), group_tags=False)
+                sink.remove_tags(sorted(set(self.previous.group_tags) - set(plan.group_tags)), group_tags=True)
             self._files()
             self._file_series()
             sink.start_sync()
@@ -250,13 +260,34 @@ class RunReplayer:
             if finished:
                 errors = self._isolate_rejected(errors)
             self._collect_errors(finished, errors)
+            self._note_delta()
         finally:
             sink.close()
             shutil.rmtree(self._tmp, ignore_errors=True)
         return self.outcome
 
+    def _note_delta(self) -> None:
+        """What the target holds now, for the next re-sync; on a re-sync, what it could not change."""
+        plan = self.plan
+        record = SyncRecord(
+            version=self.entity.version,
+            configs=list(plan.configs),
+            tags=list(plan.tags),
+            group_tags=list(plan.group_tags),
+            files={item.target: item.content_hash for item in plan.files},
+            series=self._digests.marks(self._expected_last),
+            sources={target: legacy for target, legacy in plan.sources.items() if target != legacy},
+        )
+        self.outcome.record = record
+        if self.previous is not None:
+            removed = removed_since(self.previous, record.configs, list(record.files), [s.target for s in plan.series])
+            self.outcome.events.extend(delta_events(plan.sys_id, self.previous, self._digests, removed, plan.sources))
+
     def _files(self) -> None:
+        unchanged = self.previous.files if self.previous is not None else {}
         for item in self.plan.files:
+            if unchanged.get(item.target) == item.content_hash:
+                continue  # a re-sync: the target holds this file as it is
             try:
                 local, size = self._materialize(item.content_hash, item.size, item.name)
             except (BundleError, OSError) as exc:
@@ -277,6 +308,7 @@ class RunReplayer:
                 hashes = chunk.column("file_hash").to_pylist()
                 sizes = chunk.column("file_size").to_pylist()
                 exts = chunk.column("ext").to_pylist()
+                self._digest(chunk, [hashes[i] for i in np.flatnonzero(chunk.planned).tolist()])
                 for i in np.flatnonzero(chunk.keep).tolist():
                     if descs[i]:
                         descriptions[legacy_path] = descriptions.get(legacy_path, 0) + 1
@@ -305,6 +337,11 @@ class RunReplayer:
         try:
             for chunk in stream:
                 keep = chunk.keep
+                if kind == "float":
+                    self._digest(chunk, chunk.column("value").to_numpy(zero_copy_only=False)[chunk.planned])
+                else:
+                    raw = chunk.column("value").to_pylist()
+                    self._digest(chunk, [raw[i] for i in np.flatnonzero(chunk.planned).tolist()])
                 if not keep.any():
                     continue
                 target = chunk.item.target
@@ -319,6 +356,10 @@ class RunReplayer:
         except BundleError as exc:
             self._event("", "failed", f"{kind} series: {exc}")
         self._streamed(stream)
+
+    def _digest(self, chunk: Any, values: Any) -> None:
+        planned = chunk.planned
+        self._digests.add(chunk.item.target, chunk.micros[planned], chunk.stamps[planned], values)
 
     def _forgive_rejected_duplicates(
         self, errors: list[tuple[tuple[str, ...], nclient.ClientError]]

@@ -74,6 +74,8 @@ CASES: tuple[Case, ...] = (
     # replay (replay.py)
     Case("description_not_written", _A, "file-series point descriptions: 3.x file series have no description field; they stay in the bundle", "replay"),
     Case("duplicates_rejected", _A, "on a resumed run, points the interrupted import had already sent were rejected; none is stored twice", "replay"),
+    Case("history_changed", _P, "a re-synced run (after `nmig export --update`): 2.x changed or removed points of the series at or before the last step imported, which 3.x cannot change; only later points were sent, the bundle holds the new history", "replay"),
+    Case("not_removable", _P, "a re-synced run: a config, file or series removed in 2.x since the last import stays in 3.x, which has no way to delete an attribute", "replay"),
     Case("failed", _P, "the service or the bundle failed the item (or the run); re-running the import retries it", "replay"),
     Case("client_warning", _B, "the client warned about the item; it landed", "replay"),
     Case("sent_again_alone", _B, "items of a request the service rejected were read back and sent again, each alone, and stored (only the rejected item is reported, as failed)", "replay"),
@@ -85,6 +87,9 @@ CASES: tuple[Case, ...] = (
     Case("experiment_head", _B, "the experiment's head (the run with the latest legacy creation time, ties by id) was asserted again at the end of the import", "runner"),
     Case("project_metadata", _B, "the legacy project's metadata (identity, description, project-level attributes) was written to the project-metadata run", "runner"),
     Case("already_imported", _B, "an earlier invocation imported the run; skipped", "runner"),
+    Case("re_synced", _B, "the run was imported before from an older export of it (`nmig export --update`) and was brought up to date: configs written again, tags removed in 2.x removed, changed files uploaded, series points after each series' last step sent", "runner"),
+    Case("trashed_in_source", _B, "the run was trashed in 2.x after it was exported (export.json `trashed`); it stays in 3.x unless `--sync-trash`", "runner"),
+    Case("trashed_in_target", _A, "`--sync-trash`: the run, trashed in 2.x, was moved to the 3.x project's trash (or, never imported, was not imported); verify expects it missing", "runner"),
     Case("resumed", _B, "the run was resumed after the target was asked what it already holds", "runner"),
     Case("earlier_attempt_failed", _B, "what failed in an earlier attempt at the run (it was retried)", "runner"),
 )

@@ -20,6 +20,7 @@ class ImportResult:
     failed: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     not_imported: list[str] = field(default_factory=list)
+    trashed: list[str] = field(default_factory=list)  # runs trashed in 2.x after their export (see the report)
     events: list[Event] = field(default_factory=list)
     report_path: Path | None = None
     plans: list[RunPlan] = field(default_factory=list)
@@ -28,9 +29,22 @@ class ImportResult:
         """The one line `nmig import` ends with."""
         return (
             f"{len(self.imported)} run(s) imported into {self.project}; {len(self.already)} already imported; "
-            f"{len(self.failed)} failed; {len(self.refused)} refused; {len(self.not_imported)} model entities not imported. "
-            f"Report: {self.report_path}"
+            f"{len(self.failed)} failed; {len(self.refused)} refused; {len(self.not_imported)} model entities not imported"
+            f"{self._trashed_note()}. Report: {self.report_path}"
         )
+
+    def _trashed_note(self) -> str:
+        if not self.trashed:
+            return ""
+        trashed_in_target = {e.run for e in self.events if e.case == "trashed_in_target"}
+        moved = [s for s in self.trashed if s in trashed_in_target]
+        kept = [s for s in self.trashed if s not in trashed_in_target]
+        parts = []
+        if kept:
+            parts.append(f"{len(kept)} left in 3.x ({', '.join(kept[:5])}; --sync-trash trashes them there)")
+        if moved:
+            parts.append(f"{len(moved)} moved to 3.x's trash")
+        return f"; {len(self.trashed)} trashed in 2.x since exported: " + ", ".join(parts)
 
     def raise_for_failures(self) -> None:
         """PartialFailure (exit 1) when some runs were not imported; the report says which and why."""

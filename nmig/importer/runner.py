@@ -47,7 +47,8 @@ from nmig.importer.project import resolve_project
 from nmig.importer.replay import RunOutcome, scan_adjustments
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
-from nmig.importer.state import FAILED, IMPORTED, ImportState, StateLock, default_state_path
+from nmig.importer.state import FAILED, IMPORTED, STARTED, ImportState, StateLock, default_state_path
+from nmig.importer.sync import synced_folder, write_record
 from nmig.importer.target import ProjectOutcome, require_api_token
 from nmig.importer.worker import RunWorker
 from nmig.schema import Bundle, BundleError, EntityBundle
@@ -162,6 +163,10 @@ class _Importer:
         self.bar_lock = threading.Lock()
         self.progress = progress
         self.queued = 0  # runs handed to the workers so far
+        # runs of the bundle trashed in 2.x since they were exported (export.json "trashed", `export --update`)
+        trashed = bundle.info.get("trashed") if isinstance(bundle.info.get("trashed"), dict) else {}
+        self.trashed_in_source = {str(s) for s in trashed.get("run") or [] if isinstance(s, str)}
+        self.trashed: list[RunPlan] = []  # those of them that arrived, in arrival order
 
     def run(self, feed: RunFeed, started_at: str) -> None:
         result = self.result
@@ -216,6 +221,7 @@ class _Importer:
                             outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
                         _record(outcome, self.state, result)
                         self._show_runs()
+            self._trashed_runs(worker)
             project_plan = plan_project(self.bundle.info)
             if project_plan is not None:
                 project_events = worker.import_project_metadata(project_plan)
@@ -261,7 +267,11 @@ class _Importer:
         """The planned runs still to import; those imported by an earlier invocation are skipped with their items."""
         todo = []
         for plan, entity in planned:
-            if self.state.status(plan.sys_id) == IMPORTED:
+            if plan.sys_id in self.trashed_in_source:
+                self.trashed.append(plan)
+                if self.options.sync_trash:
+                    continue  # not imported nor re-synced: moved to 3.x's trash at the end (_trashed_runs)
+            if self.state.status(plan.sys_id) == IMPORTED and self.state.version(plan.sys_id) == entity.version:
                 self.result.already.append(plan.sys_id)
                 self.result.events.extend(_items_of_imported_run(plan, entity, self.earlier_report))
                 self.result.events.append(
@@ -276,6 +286,30 @@ class _Importer:
                     self.bar.total += sum(item.points for plan, _ in todo for item in plan.series)
                     self.bar.refresh()
         return todo
+
+    def _trashed_runs(self, worker: RunWorker) -> None:
+        """Runs trashed in 2.x after their export: reported; with --sync-trash moved to the 3.x project's
+        trash when the target holds them (3.x's clients cannot delete a run; its API can trash one)."""
+        result = self.result
+        for plan in self.trashed:
+            result.trashed.append(plan.sys_id)
+            in_target = self.state.status(plan.sys_id) in (STARTED, IMPORTED, FAILED) or plan.target_run_id in self.existing
+            if not self.options.sync_trash:
+                result.events.append(Event(plan.sys_id, "", "trashed_in_source",
+                                           f"trashed in 2.x after it was exported; it stays in 3.x as {plan.target_run_id!r} "
+                                           "(pass --sync-trash to move it to 3.x's trash)"))
+                continue
+            if not in_target:
+                result.events.append(Event(plan.sys_id, "", "trashed_in_target",
+                                           "trashed in 2.x after it was exported, and never imported: not imported (--sync-trash)"))
+                continue
+            problem = target.trash_run(self.project, self.api_token, plan.target_run_id)
+            if problem is None:
+                result.events.append(Event(plan.sys_id, "", "trashed_in_target",
+                                           f"trashed in 2.x after it was exported: run {plan.target_run_id!r} moved to the 3.x project's trash (--sync-trash)"))
+            else:
+                result.failed.append(plan.sys_id)
+                result.events.append(Event(plan.sys_id, "", "failed", f"--sync-trash: could not trash run {plan.target_run_id!r} in 3.x: {problem}"))
 
     def _advance(self, points: int) -> None:
         with self.bar_lock:
@@ -296,7 +330,10 @@ def _record(outcome: RunOutcome, state: ImportState, result: ImportResult) -> No
     refused = any(e.case == "refused" and e.run == outcome.sys_id and not e.path for e in outcome.events)
     if outcome.imported:
         result.imported.append(outcome.sys_id)
-        state.mark(outcome.sys_id, IMPORTED, outcome.target_run_id)
+        record = outcome.record
+        if record is not None:  # before the mark: a run marked imported always has the record of what it holds
+            write_record(synced_folder(state.path), outcome.sys_id, record)
+        state.mark(outcome.sys_id, IMPORTED, outcome.target_run_id, version=record.version if record else None)
     elif refused:
         result.refused.append(outcome.sys_id)
     else:

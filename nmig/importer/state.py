@@ -3,6 +3,11 @@
 A run is "started" before anything is sent for it, and "imported" only after the client confirmed that the
 service processed everything sent and no error came back. A run found "started" or "failed" on a re-run is
 resumed (the target is asked what it already holds). One state file per target project.
+
+Format 2 also records, per imported run, the `version` of its bundle that was imported (EntityBundle.version)
+and, beside the state file in `<state stem>.synced/<sys_id>.json`, what was written (sync.SyncRecord): a run
+whose bundle has another version (after `nmig export --update`) is re-synced (the cut-over). Format 1 files
+are read as they are: their imported runs have no recorded version, so each is re-synced once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from nmig.atomic import write_atomically
 from nmig.errors import NmigError
 
 STATE_FORMAT = "nmig-import-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 STARTED, IMPORTED, FAILED = "started", "imported", "failed"
 
 
@@ -42,6 +47,7 @@ class RunState:
     target_run_id: str
     attempts: int = 0
     earlier_errors: list[dict[str, str]] | None = None
+    version: str | None = None  # the bundle version (EntityBundle.version) last imported whole
 
 
 class StateLock:
@@ -82,14 +88,21 @@ class ImportState:
                 raise NmigError(f"state file {path} is unreadable ({exc}); move it away to start over") from None
             if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
                 raise NmigError(f"{path} is not an nmig import state file")
+            if not isinstance(doc.get("format_version"), int) or doc["format_version"] > STATE_VERSION:
+                raise NmigError(
+                    f"state file {path} has format {doc.get('format_version')!r}, newer than this nmig reads "
+                    f"({STATE_VERSION}); use a newer nmig"
+                )
             if doc.get("project") != project:
                 raise NmigError(
                     f"state file {path} belongs to project {doc.get('project')!r}, not {project!r}; pass --state for another"
                 )
             for sys_id, entry in (doc.get("runs") or {}).items():
                 if isinstance(entry, dict) and entry.get("status") in (STARTED, IMPORTED, FAILED):
+                    version = entry.get("version")
                     self.runs[sys_id] = RunState(
-                        entry["status"], str(entry.get("target_run_id")), int(entry.get("attempts") or 0), entry.get("earlier_errors")
+                        entry["status"], str(entry.get("target_run_id")), int(entry.get("attempts") or 0),
+                        entry.get("earlier_errors"), version if isinstance(version, str) else None,
                     )
         self._bundle = str(bundle_dir.resolve())
 
@@ -97,13 +110,25 @@ class ImportState:
         entry = self.runs.get(sys_id)
         return entry.status if entry else None
 
-    def mark(self, sys_id: str, status: str, target_run_id: str, errors: list[dict[str, str]] | None = None) -> None:
+    def version(self, sys_id: str) -> str | None:
+        """The bundle version of the run that was last imported whole (None: never, or by format 1)."""
+        entry = self.runs.get(sys_id)
+        return entry.version if entry else None
+
+    def mark(
+        self, sys_id: str, status: str, target_run_id: str, errors: list[dict[str, str]] | None = None,
+        version: str | None = None,
+    ) -> None:
+        """`version`: with IMPORTED, the bundle version now in the target (kept through later STARTED and
+        FAILED marks, so a re-sync interrupted at any point is recognised as one)."""
         with self._lock:
             entry = self.runs.get(sys_id)
             if entry is None:
                 entry = self.runs[sys_id] = RunState(status, target_run_id)
             entry.status = status
             entry.target_run_id = target_run_id
+            if status == IMPORTED:
+                entry.version = version
             if status == STARTED:
                 entry.attempts += 1
             if errors:
@@ -122,6 +147,7 @@ class ImportState:
                     "target_run_id": e.target_run_id,
                     "attempts": e.attempts,
                     **({"earlier_errors": e.earlier_errors} if e.earlier_errors else {}),
+                    **({"version": e.version} if e.version else {}),
                 }
                 for sys_id, e in sorted(self.runs.items())
             },

@@ -307,3 +307,47 @@ def items_not_as_sent(project: str, api_token: str, run_id: str, expected: dict[
         return list(expected)
     row = frame.iloc[0]
     return [path for path, value in expected.items() if path not in row.index or not _same(value, row[path])]
+
+
+# retrieval.json trashExperiments: POST, a JSON list of experiment identifiers, ?projectIdentifier=; answers
+# BulkOpResultDTO {updatedExperimentIdentifiers, errors: [BulkOpErrorDTO {experimentIdentifier, message,
+# reason}]}. None of the clients calls it, so it goes through neptune-scale's authenticated HTTP client.
+_TRASH_PATH = "/api/leaderboard/v1/experiments/trash"
+
+
+def trash_run(project: str, api_token: str, run_id: str) -> str | None:
+    """Move a run to the 3.x project's trash (`--sync-trash`); None when done (or it was there already), else
+    why not, in one line. 3.x's clients have no way to delete a run; the service's trash is the nearest.
+
+    ASSUMPTION: the endpoint takes the run as the read API names it, `workspace/project/SYS-ID` with the 3.x
+    sys/id (the spec says only "Same format as sent in request"), found here with neptune-query."""
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    try:
+        with _QUERY_LOCK:
+            neptune_query.set_api_token(api_token)
+            frame = nq_runs.fetch_runs_table(project=project, runs=[run_id], attributes=["sys/id"])
+    except Exception as exc:
+        return f"could not look the run up: {_client_error_line(exc)}"
+    if frame is None or len(frame) == 0 or "sys/id" not in frame.columns:
+        return None  # not listed: in the trash already (or never created)
+    identifier = f"{project}/{frame['sys/id'].iloc[0]}"
+    try:
+        response = backend_http(api_token).request("post", _TRASH_PATH, params={"projectIdentifier": project}, json=[identifier])
+    except NmigError as exc:
+        return str(exc)
+    except Exception as exc:
+        return f"the trash request failed: {_client_error_line(exc)}"
+    if response.status_code // 100 != 2:
+        return f"HTTP {response.status_code}"
+    errors = _json_list(response, "errors")
+    problems = [e for e in errors if isinstance(e, dict) and e.get("reason") != "ALREADY_TRASHED"]
+    if problems:
+        return f"{problems[0].get('reason')}: {' '.join(str(problems[0].get('message') or '').split())[:200]}"
+    return None
+
+
+def _json_list(response: Any, key: str) -> list[Any]:
+    value = _json(response).get(key)
+    return value if isinstance(value, list) else []

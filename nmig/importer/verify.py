@@ -396,6 +396,13 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
 
     def check_one(entity: EntityBundle, plan: RunPlan) -> tuple[RunCheck, dict[str, int], dict[str, int]]:
         """(check, found, expected) of one run; reads nothing but the target, writes nothing shared but the bar."""
+        if plan.target_run_id not in existing and any(i["case"] == "trashed_in_target" for i in adjusted.get(entity.sys_id, [])):
+            # --sync-trash moved it to 3.x's trash (trashed in 2.x after its export): its absence is expected
+            check = RunCheck(entity.sys_id, plan.target_run_id, "ok", note="trashed in 2.x and in 3.x (--sync-trash)")
+            check.adjusted = adjusted.get(entity.sys_id, [])
+            on_points(sum(s.points if not options.sample else min(s.points, options.sample) for s in plan.series))
+            nothing = {"points": 0, "files": 0, "bytes": 0}
+            return check, nothing, dict(nothing)
         if plan.target_run_id not in existing:
             check = RunCheck(entity.sys_id, plan.target_run_id, "missing", note="the run is not in the target project")
             check.differences.append(Difference(entity.sys_id, "", "missing_run", plan.target_run_id, None))

@@ -15,6 +15,7 @@ from nmig.importer.plan import RunPlan, experiment_member, plan_run
 from nmig.importer.replay import PROCESSING_TIMEOUT_S, ResumePoint, RunOutcome, RunReplayer
 from nmig.importer.report import Event
 from nmig.importer.state import FAILED, IMPORTED, STARTED, ImportState
+from nmig.importer.sync import read_record, synced_folder
 from nmig.schema import Bundle, EntityBundle
 
 
@@ -120,7 +121,10 @@ class RunWorker:
             outcome.events.append(refusal)
             return outcome
         resume: ResumePoint | None = None
-        if earlier in (STARTED, FAILED) or plan.target_run_id in self.existing:
+        # a re-sync (sync.py): the run was imported whole before, from another export of it
+        resync = earlier == IMPORTED or self.state.version(plan.sys_id) is not None
+        previous = read_record(synced_folder(self.state.path), plan.sys_id) if resync else None
+        if earlier is not None or plan.target_run_id in self.existing:
             resume = target.resume_point(project, api_token, plan)
         self.state.mark(plan.sys_id, STARTED, plan.target_run_id)
         sink = nclient.RunSink(
@@ -140,8 +144,16 @@ class RunWorker:
             on_points=self.on_points or (lambda n: None),
             not_as_sent=lambda expected: target.items_not_as_sent(project, api_token, plan.target_run_id, expected),
             confirm_last_steps=lambda paths: target.last_steps(project, api_token, plan, paths),
+            previous=previous,
         ).replay()
-        if resume is not None:
+        if resync:
+            held = f"{len(resume.last_micros)} series" if resume is not None else "nothing"
+            outcome.events.append(Event(
+                plan.sys_id, "", "re_synced",
+                f"imported before from an older export of the run: brought up to date (the target held {held}; "
+                f"only points after each series' last step sent{'' if previous else '; no record of the last import, so earlier points were not compared'})",
+            ))
+        elif resume is not None:
             outcome.events.append(
                 Event(plan.sys_id, "", "resumed", f"resumed: the target already held {len(resume.last_micros)} series in part or whole")
             )

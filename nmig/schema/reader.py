@@ -176,6 +176,13 @@ class EntityBundle:
         return self._checksums is not None and not self.problems and not self.errors
 
     @property
+    def version(self) -> str | None:
+        """Which export of the entity this is: the sha256 of its manifest as COMPLETE records it (every export
+        writes a new manifest, if only for its exported_at), None without COMPLETE. `nmig import` records it for
+        each run it imports, and re-syncs a run whose bundle has another version (an `export --update`)."""
+        return self._checksums.get(MANIFEST) if self._checksums else None
+
+    @property
     def incomplete_reason(self) -> str | None:
         """Why the entity cannot be used as a whole (None when complete): one line for a report."""
         if self.problems:

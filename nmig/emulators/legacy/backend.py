@@ -12,11 +12,22 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
-from nmig.emulators.legacy.fixture import Attribute, Container, ImageSeries, LegacyFixture, LegacyProject
+from nmig.emulators.legacy.fixture import (
+    Attribute,
+    Container,
+    FloatSeries,
+    ImageSeries,
+    LegacyFixture,
+    LegacyProject,
+    StringSeries,
+    parse_attributes,
+    parse_run,
+)
 from nmig.emulators.legacy.nql import NqlSyntaxError, compile_query
 
 # ASSUMPTION: the real API caps one page of series values at 10,000 items (no evidence) and refuses
@@ -83,7 +94,9 @@ _SEARCHES_KEPT = 8
 
 
 class LegacyBackend:
-    """One 2.x service's state over a fixture. Thread-safe: the fixture is read-only, downloads are locked."""
+    """One 2.x service's state over a fixture. Thread-safe: downloads are locked; the fixture changes only
+    through the "changes" methods below (tests of a cut-over change the source between two exports), each of
+    which swaps whole values in and drops the kept searches."""
 
     def __init__(self, fixture: LegacyFixture, *, zip_prepare_seconds: float = 0.0) -> None:
         self.fixture = fixture
@@ -103,12 +116,15 @@ class LegacyBackend:
             self._projects[project.id] = project
             self._projects[project.qualified_name] = project
             for container in self.containers_of(project):
-                self._containers[container.id] = container
-                self._containers[f"{project.qualified_name}/{container.sys_id}"] = container
-                for attr in container.attributes.values():
-                    if attr.type == "imageSeries":
-                        attr.value.channel_id = stable_id("channel", container.id, attr.path)
-                        self._channels[attr.value.channel_id] = (container, attr)
+                self._register(container)
+
+    def _register(self, container: Container) -> None:
+        self._containers[container.id] = container
+        self._containers[f"{container.project.qualified_name}/{container.sys_id}"] = container
+        for attr in container.attributes.values():
+            if attr.type == "imageSeries":
+                attr.value.channel_id = stable_id("channel", container.id, attr.path)
+                self._channels[attr.value.channel_id] = (container, attr)
 
     # ---- lookups -----------------------------------------------------------------------------------------
     @staticmethod
@@ -153,6 +169,58 @@ class LegacyBackend:
                 if attr.type == "artifact" and attr.value["hash"] == artifact_hash:
                     return list(attr.value["files"])
         raise NotFound(f"artifact {artifact_hash} not found")
+
+    # ---- changes (what users do to a 2.x project between two exports; for tests) --------------------------
+    def _touched(self, container: Container) -> None:
+        """What the service does on every change of an object: sys/modification_time moves forward (by at least
+        a millisecond, the precision it is served with), and listings see the change."""
+        before = container.attributes.get("sys/modification_time")
+        now = datetime.now(timezone.utc)
+        if before is not None and isinstance(before.value, datetime) and now <= before.value:
+            now = before.value + timedelta(milliseconds=1)
+        container.attributes["sys/modification_time"] = Attribute("sys/modification_time", "datetime", now)
+        with self._lock:
+            self._searches.clear()
+
+    def set_attributes(self, object_key: str, attributes: dict[str, Any]) -> None:
+        """Set (add or replace) attributes of an object (`workspace/project/SYS-ID`), given in the fixture
+        format: a changed config, a new tag set, a series with an earlier point altered."""
+        container = self.container(object_key, project_allowed=False)
+        parsed = parse_attributes(attributes, f"change of {object_key}")
+        container.attributes.update(parsed)
+        self._register(container)
+        self._touched(container)
+
+    def append_points(
+        self, object_key: str, path: str, steps: list[float], values: list[Any], timestamps: list[int]
+    ) -> None:
+        """Points logged after the last one of a float or string series (the usual change of a live run)."""
+        container = self.container(object_key, project_allowed=False)
+        attr = self.attribute(object_key, path, "floatSeries", "stringSeries")
+        old = attr.value
+        new_steps = np.concatenate([old.steps, np.asarray(steps, dtype=np.float64)])
+        new_stamps = np.concatenate([old.timestamps, np.asarray(timestamps, dtype=np.int64)])
+        if attr.type == "floatSeries":
+            new_values = np.concatenate([old.values, np.asarray(values, dtype=np.float64)])
+            attr.value = FloatSeries(new_steps, new_values, new_stamps)  # a new object: its stats are recomputed
+        else:
+            attr.value = StringSeries(new_steps, [*old.values, *values], new_stamps)
+        self._touched(container)
+
+    def add_run(self, project_name: str, run: dict[str, Any]) -> str:
+        """A new run (fixture format) at the end of the project's runs; returns its sys/id."""
+        project = self.project(project_name)
+        container = parse_run(run, project, len(project.runs) + 1)
+        project.runs.append(container)
+        self._register(container)
+        self._touched(container)
+        return container.sys_id
+
+    def trash(self, object_key: str) -> None:
+        """Move an object to the trash: listings without trashed objects leave it out from now on."""
+        container = self.container(object_key, project_allowed=False)
+        container.attributes["sys/trashed"] = Attribute("sys/trashed", "bool", True)
+        self._touched(container)
 
     # ---- series ------------------------------------------------------------------------------------------
     def window(

@@ -264,6 +264,17 @@ def _parse_project(raw: Any, workspace: str, where: str) -> LegacyProject:
     return project
 
 
+def parse_run(raw: Any, project: LegacyProject, ordinal: int) -> Container:
+    """One run given in the fixture format, as the `ordinal`-th run of `project` (sys/id KEY-ordinal)."""
+    sys_id = f"{project.key}-{ordinal}"
+    return _parse_container(raw, "run", sys_id, project, f"{project.qualified_name}, run {sys_id}", ordinal)
+
+
+def parse_attributes(raw: Any, where: str) -> dict[str, Attribute]:
+    """Attributes given in the fixture format (a FixtureError names the path at fault)."""
+    return _parse_attributes(raw, where)
+
+
 def _object_id(qualified_name: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, qualified_name))
 

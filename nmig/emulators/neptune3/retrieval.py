@@ -42,6 +42,7 @@ from nmig.emulators.neptune3.retrieval_runs import (
     leaderboard_response,
     project_runs,
     search_runs,
+    trash_runs,
 )
 from nmig.emulators.neptune3.retrieval_series import (
     FloatSeriesRequest,
@@ -59,6 +60,10 @@ VALUES_PATH = PREFIX + "/proto/leaderboard/attributes/query"
 FLOAT_SERIES_PATH = PREFIX + "/proto/attributes/series/float"
 SERIES_PATH = PREFIX + "/proto/attributes/series"
 BUCKETS_PATH = PREFIX + "/proto/attributes/timeseries/buckets"
+# retrieval.json trashExperiments (POST, body: a JSON list of experiment identifiers, ?projectIdentifier=;
+# answers BulkOpResultDTO). No client of the project calls it; nmig import --sync-trash does, over
+# neptune-scale's authenticated HTTP client.
+TRASH_PATH = PREFIX + "/experiments/trash"
 
 PROTOBUF = "application/x-protobuf"
 DEFAULT_PAGE = 10_000
@@ -314,7 +319,19 @@ def register(app: Any, router: Router, store: Store) -> None:
 
             return _protobuf(buckets_response(conn, request.body, segments_of))
 
+    def trash(request: Request) -> Response:
+        found = project(request.arg("projectIdentifier"))
+        try:
+            identifiers = request.json()
+        except ValueError as exc:
+            raise BadRequest("body is not JSON") from exc
+        if not isinstance(identifiers, list) or not all(isinstance(i, str) for i in identifiers):
+            raise BadRequest("body must be a JSON list of experiment identifiers")
+        updated, errors = trash_runs(store, found, identifiers)
+        return Response.json({"updatedExperimentIdentifiers": updated, "errors": errors})
+
     router.add("POST", re.escape(SEARCH_PATH.rstrip("/")) + "/?", _guarded(search))
+    router.add("POST", re.escape(TRASH_PATH), _guarded(trash))
     router.add("POST", re.escape(BUCKETS_PATH), _guarded(buckets))
     router.add("POST", re.escape(DEFINITIONS_PATH), _guarded(definitions))
     router.add("POST", re.escape(VALUES_PATH), _guarded(values))

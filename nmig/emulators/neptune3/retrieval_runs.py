@@ -36,6 +36,7 @@ from nmig.emulators.neptune3.retrieval_query import (
     compile_regex,
     parse_query,
 )
+from nmig.emulators.neptune3.store import Project, Store
 
 RUN_COLUMNS = (
     "r.run_pk, r.project_pk, r.run_id, r.sys_id, r.experiment_name, r.is_head, r.creation_ms, "
@@ -97,6 +98,41 @@ def find_run(conn: sqlite3.Connection, project_pk: int, ident: RunIdentifier) ->
     return RunRow(*row) if row else None
 
 
+def trashed_run_pks(conn: sqlite3.Connection, project_pk: int) -> set[int]:
+    sql = (
+        "SELECT a.run_pk FROM attributes a JOIN runs r ON r.run_pk = a.run_pk "
+        "WHERE r.project_pk = ? AND a.path = 'sys/trashed' AND a.value = 1"
+    )
+    return {row[0] for row in conn.execute(sql, (project_pk,))}
+
+
+def trash_runs(store: Store, project: Project, identifiers: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """trashExperiments: each identifier (`workspace/project/SYS-ID`, or `CUSTOM/workspace/project/run-id`)
+    moved to the trash (sys/trashed true); (the identifiers updated, BulkOpErrorDTOs of the others). The reasons
+    are the spec's (retrieval.json BulkOpErrorDTO.reason): NOT_EXISTS, ALREADY_TRASHED.
+    ASSUMPTION: the service accepts the read API's run identifiers here ("Same format as sent in request" is
+    all the spec says of them)."""
+    updated: list[str] = []
+    errors: list[dict[str, str]] = []
+    with store.write() as conn:
+        trashed = trashed_run_pks(conn, project.project_pk)
+        for identifier in identifiers:
+            try:
+                ident = RunIdentifier.parse(identifier)
+            except QueryError:
+                ident = None
+            run = find_run(conn, project.project_pk, ident) if ident is not None and ident.project == project.qualified_name else None
+            if run is None:
+                errors.append({"experimentIdentifier": identifier, "message": "no such run", "reason": "NOT_EXISTS"})
+            elif run.run_pk in trashed:
+                errors.append({"experimentIdentifier": identifier, "message": "already in the trash", "reason": "ALREADY_TRASHED"})
+            else:
+                conn.execute("UPDATE attributes SET value = 1 WHERE run_pk = ? AND path = 'sys/trashed'", (run.run_pk,))
+                trashed.add(run.run_pk)
+                updated.append(identifier)
+    return updated, errors
+
+
 # -- the leaderboard search (list_runs, fetch_runs_table, and the run lookup behind every fetch) ----------------
 
 
@@ -119,7 +155,11 @@ def search_runs(conn: sqlite3.Connection, project_pk: int, params: dict[str, Any
     Assumptions: runs without the sort attribute come last in either direction; ties keep creation order.
     `experimentLeader` selects the runs that head an experiment (the latest run created under each name).
     """
-    runs = project_runs(conn, project_pk)
+    # ASSUMPTION: runs in the project's trash (trashExperiments) are left out of leaderboard searches, as the
+    # web app's runs table leaves them out; nothing in retrieval.json says so (its search has no trashed
+    # parameter) and neptune-query sends no sys/trashed condition. Lookups by run id still find them.
+    trashed = trashed_run_pks(conn, project_pk)
+    runs = [run for run in project_runs(conn, project_pk) if run.run_pk not in trashed]
     if params.get("experimentLeader"):
         runs = [run for run in runs if run.experiment_name is not None and run.is_head]
 
