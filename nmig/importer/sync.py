@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from nmig.importer.limits import step_of_micros
 from nmig.importer.report import Event
 from nmig.importer.state import write_json_atomically
 
@@ -190,12 +191,14 @@ def delta_events(sys_id: str, previous: SyncRecord, digests: SeriesDigests, remo
     """The report's items for what a re-sync could not bring into 3.x."""
     events = []
     for target, (mark, now) in sorted(digests.changed_history().items()):
+        if target in removed:
+            continue  # the whole series went: reported as not removable below
         legacy = sources.get(target) or previous.sources.get(target, target)
         events.append(Event(
             sys_id, legacy, "history_changed",
-            f"{target}: of the {mark.points} point(s) imported before (up to micro-step {mark.last}), the bundle now "
-            f"has {now} and they are not the same: 2.x changed or removed earlier points, which 3.x cannot change "
-            "(only points after the series' last step were sent); the bundle holds the new history",
+            f"{target}: of the {mark.points} point(s) imported before (up to step {step_of_micros(mark.last)!r}), "
+            f"the bundle now has {now} and they are not all the same: 2.x changed or removed earlier points, which "
+            "3.x cannot change (only points after the series' last step were sent); the bundle holds the new history",
         ))
     for target, what in sorted(removed.items()):
         legacy = previous.sources.get(target, target)
