@@ -224,3 +224,27 @@ def test_a_kill_during_a_re_sync_then_a_re_run_gives_each_point_once(tmp_path: P
             assert values[-1] == 120_199.0 * n
         done = _verify(target, bundle)
         assert done.exit_code == 0, done.output
+
+
+def test_migrate_update_is_one_pass_of_both(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    monkeypatch.chdir(tmp_path)
+    bundle = tmp_path / "bundle"
+    with _legacy() as (legacy, backend), serve_neptune3(data_dir=tmp_path / "n3") as target:
+        def migrate(*more: str) -> Any:
+            return CliRunner().invoke(main, [
+                "migrate", "--from", SOURCE, "--to", TARGET, "--out", str(bundle), "--legacy-token", legacy.api_token,
+                "--api-token", target.api_token, "--quiet", *more], env={"NEPTUNE_API_TOKEN": "", "NEPTUNE_LEGACY_API_TOKEN": ""})
+
+        assert migrate().exit_code == 0
+        _change_source(backend)
+        assert migrate("--sync-trash").exit_code == 2  # --sync-trash needs --update
+        done = migrate("--update", "--sync-trash")
+        assert done.exit_code == 0, done.output
+        assert "imported 3 (0 already imported, 0 failed)" in done.output, done.output  # VIS-1, VIS-2 re-synced, VIS-4 new
+        assert _loss(target, "VIS-1")[0] == [float(i) for i in range(43)]
+        assert _listed(target) == ["VIS-1", "VIS-2", "VIS-4"]
+        assert sorted(r for r, _ in _cases(bundle, "re_synced")) == ["VIS-1", "VIS-2"]
+        checked = _verify(target, bundle)
+        assert checked.exit_code == 0, checked.output
