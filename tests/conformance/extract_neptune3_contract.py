@@ -51,6 +51,7 @@ ENDPOINTS: list[dict[str, Any]] = [
     {"source": "retrieval.json", "operationId": "getMultipleFloatSeriesValuesProto",
      "proto_response": "ProtoFloatSeriesValuesResponseDTO"},
     {"source": "retrieval.json", "operationId": "getSeriesValuesProto", "proto_response": "ProtoSeriesValuesResponseDTO"},
+    {"source": "retrieval.json", "operationId": "trashExperiments"},
 ]
 
 

@@ -280,6 +280,10 @@ def _workload(tmp: Path) -> None:
         nq_runs.fetch_series(project="demo/conf", runs=["r"], attributes=["logs", "h", "fs"])
         nq.fetch_experiments_table(project="demo/conf")
         nq.fetch_metric_buckets(project="demo/conf", experiments=["e"], y=["m/loss"], limit=3)
+        from nmig.importer.target import trash_run
+
+        assert trash_run("demo/conf", token, "r") is None  # nmig import --sync-trash's one call of trashExperiments
+        assert nq_runs.list_runs(project="demo/conf") == []
 
 
 def _type_ok(value: Any, type_text: str, models: dict[str, Any], where: str, problems: list[str]) -> None:
