@@ -53,6 +53,41 @@ def _use_ca_bundle(ctx: click.Context, param: click.Parameter, value: Path | Non
             raise click.BadParameter(str(exc)) from None
 
 
+class _LocationType(click.ParamType):
+    """A bundle folder, or a URL on object storage (s3://, gs://, az://, file://): a Path or the URL string."""
+
+    name = "DIR|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from nmig.schema import as_location
+
+        return as_location(value) if isinstance(value, str) else value
+
+
+_LOCATION = _LocationType()
+
+
+def _parse_storage_options(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, Any] | None:
+    from nmig.schema import parse_storage_options
+
+    try:
+        return parse_storage_options(value) or None
+    except NmigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+# Every command that reads or writes a bundle takes it; a URL bundle's credentials may come from here or from
+# the store's own environment variables (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...). The values are never shown.
+_storage_options_option = click.option(
+    "--storage-options",
+    envvar="NMIG_STORAGE_OPTIONS",
+    callback=_parse_storage_options,
+    metavar="JSON|K=V,...",
+    help="For a bundle URL: fsspec's options, as pandas takes them, e.g. "
+    "'{\"client_kwargs\": {\"endpoint_url\": \"http://minio:9000\"}}' or key=...,secret=... (default: $NMIG_STORAGE_OPTIONS).",
+)
+
+
 # The commands that reach a Neptune server take it; nmig/trust.py says how it reaches each client.
 _ca_bundle_option = click.option(
     "--ca-bundle",
@@ -94,7 +129,8 @@ _timeout_option = click.option(
 
 @main.command("export")
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle folder to write.")
+@click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder to write, or a URL on object storage (s3://BUCKET/PREFIX, gs://, az://, file://).")
+@_storage_options_option
 @click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="2.x API token (default: $NEPTUNE_API_TOKEN).")
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option(
@@ -220,11 +256,19 @@ _target_token_option = click.option("--api-token", envvar="NEPTUNE_API_TOKEN", h
 _bundle_runs_option = click.option(
     "--runs", multiple=True, help="Legacy run id, custom run id, or a regex matching one in full (repeatable)."
 )
-_bundle_argument = click.argument("bundle_dir", type=click.Path(file_okay=False, path_type=Path))
+_bundle_argument = click.argument("bundle_dir", type=_LOCATION)
+
+
+def _local_file(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    from nmig.schema import is_url
+
+    if value is not None and is_url(value):
+        raise click.BadParameter("a file on this machine, not a URL")
+    return Path(value) if value is not None else None
 
 
 def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option(*names, type=click.Path(dir_okay=False, path_type=Path), default=None, help=help)
+    return click.option(*names, type=click.Path(dir_okay=False), callback=_local_file, default=None, help=help)
 
 
 _experiments_option = click.option(
@@ -267,7 +311,8 @@ _models_as_runs_option = click.option(
     help="Runs trashed in 2.x after their export (found by `nmig export --update`) are moved to the 3.x project's "
     "trash (never imported if they were not yet). Without it they are only reported and stay in 3.x.",
 )
-@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project); the report goes next to it.")
+@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project; for a bundle URL in ~/.local/state/nmig/); the report goes next to it.")
+@_storage_options_option
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
@@ -291,19 +336,22 @@ def import_command(no_create_project: bool, **options: Any) -> None:
 
 
 @main.command("inspect")
-@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.argument("bundle_dir", type=_LOCATION)
 @click.argument("run_id", required=False)
+@_storage_options_option
 @click.option("--check", is_flag=True, help="Verify every checksum and file; exit 1 on any problem or incomplete entity.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @friendly_errors
-def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: bool) -> None:
+def inspect_command(
+    bundle_dir: Path | str, run_id: str | None, check: bool, as_json: bool, storage_options: dict[str, Any] | None
+) -> None:
     """Summarise a bundle, or detail one run (RUN_ID: a sys/id of a run, model or model version)."""
     import json
 
     from nmig.errors import PartialFailure
     from nmig.schema import Bundle, describe_entity, find_entity, render_entity, render_summary, summarize
 
-    bundle = Bundle(bundle_dir)
+    bundle = Bundle(bundle_dir, storage_options)
     if run_id is None:
         report = summarize(bundle, check=check, progress=not as_json)
         incomplete = len(report["incomplete"])
@@ -326,6 +374,7 @@ def inspect_command(bundle_dir: str, run_id: str | None, check: bool, as_json: b
 @click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
 @_file_option("--report", help="Also write the result as JSON to this file.")
 @_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
+@_storage_options_option
 @_experiments_option
 @_models_as_runs_option
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Runs checked at once.")
@@ -347,7 +396,7 @@ def verify_command(**options: Any) -> None:
 @main.command("migrate")
 @click.option("--from", "source_project", required=True, help="WORKSPACE/PROJECT in Neptune 2.x.")
 @click.option("--to", "target_project", required=True, help="WORKSPACE/PROJECT in Neptune 3.x (created when missing).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
+@click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
 @click.option("--legacy-token", envvar="NEPTUNE_LEGACY_API_TOKEN", help="2.x API token (default: $NEPTUNE_LEGACY_API_TOKEN).")
 @_target_token_option
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")

@@ -12,6 +12,7 @@ The exporter and the importer never import each other; this module is the only p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nmig.errors import NmigError, PartialFailure
+from nmig.schema import local_path
 from nmig.schema.format import COMPLETE, EXPORT_INFO, KIND_FOLDERS
 
 LEGACY_TOKEN_ENV = "NEPTUNE_LEGACY_API_TOKEN"
@@ -33,7 +35,7 @@ EXPORT_INFO_POLL_S = 0.1
 class MigrateOptions:
     source_project: str | None
     target_project: str | None
-    out: Path
+    out: Path  # a local folder (a file:// URL names one); a store URL is refused
     legacy_token: str | None
     api_token: str | None
     runs: tuple[str, ...] = ()
@@ -206,6 +208,14 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     target_project = options.target_project.strip()
     if options.sync_trash and not options.update:
         raise NmigError("--sync-trash needs --update (only an updating export finds the runs trashed since)")
+    out = local_path(options.out)
+    if out is None:
+        # The import follows the export by watching the bundle folder; on a store, run the two commands.
+        raise NmigError(
+            f"--out {options.out}: nmig migrate writes a local bundle folder; for object storage run "
+            "`nmig export --out URL` and then `nmig import URL`"
+        )
+    options = dataclasses.replace(options, out=out)
     legacy_token, api_token = _check_tokens(options)
     options.out.mkdir(parents=True, exist_ok=True)
     # --update: what the bundle holds before this export, so the import waits for this export's export.json

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import os
 import re
 import threading
 import time
@@ -15,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmig.atomic import FolderLock
 from nmig.errors import NmigError, PartialFailure
 from nmig.exporter.entity import (
     DEFAULT_PAGE_SIZE,
@@ -40,6 +38,7 @@ from nmig.schema.format import (
     encode_datetime,
     safe_component,
 )
+from nmig.schema.store import BundleRoot, open_root
 
 DEFAULT_MAX_WORKERS = 8
 # A listing takes several requests the client does not retry, and without it there is no export at all.
@@ -49,7 +48,7 @@ LISTING_ATTEMPTS = 8
 @dataclass
 class ExportOptions:
     project: str | None  # "workspace/project" (checked by export_project)
-    out: Path
+    out: Path | str  # a folder, or a URL on object storage (nmig.schema.store)
     api_token: str | None
     query: str | None = None
     runs: tuple[str, ...] = ()
@@ -62,6 +61,8 @@ class ExportOptions:
     page_size: int = DEFAULT_PAGE_SIZE
     # Tried once, used when the server answers it in full (None: never ask for more than page_size).
     larger_page_size: int | None = LARGER_PAGE_SIZE
+    # fsspec's options for an `out` URL (endpoint, credentials): never printed
+    storage_options: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,13 +112,11 @@ def _now() -> str:
     return encode_datetime(dt.datetime.now(dt.timezone.utc))
 
 
-def prepare_out_dir(out: Path) -> None:
+def prepare_out_dir(out: Path | str | BundleRoot, storage_options: dict[str, Any] | None = None) -> None:
     """Create DIR, prove it is writable, and refuse a non-empty folder that is not a bundle."""
+    root = open_root(out, storage_options)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".nmig-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        root.prepare()
     except OSError as exc:
         if is_disk_full(exc):
             raise DiskFull(f"no space left to write to {out}") from None
@@ -125,18 +124,19 @@ def prepare_out_dir(out: Path) -> None:
     known = {EXPORT_INFO, EXPORT_LOG, PARTIAL_DIR, *KIND_FOLDERS.values()}
     # Hidden names are ignored: our own leftovers (a temporary export.json of a killed first run, .partial)
     # and things like .DS_Store.
-    strangers = [p.name for p in out.iterdir() if p.name not in known and not p.name.startswith(".")]
-    if strangers and not (out / EXPORT_INFO).exists():
+    strangers = [name for name, _ in root.entries("") if name not in known and not name.startswith(".")]
+    if strangers and root.kind(EXPORT_INFO) is None:
         raise NmigError(f"{out} is not empty and not an nmig bundle; choose a new or empty folder for --out")
 
 
-def existing_entities(out: Path) -> dict[tuple[str, str], Existing]:
+def existing_entities(out: Path | str | BundleRoot) -> dict[tuple[str, str], Existing]:
     """What a previous export left in DIR (nothing if it never got as far as export.json)."""
-    if not (out / EXPORT_INFO).exists():
+    root = open_root(out)
+    if root.kind(EXPORT_INFO) is None:
         return {}
     from nmig.schema import Bundle
 
-    bundle = Bundle(out)  # refuses a bundle of a newer major version with a clear message
+    bundle = Bundle(root)  # refuses a bundle of a newer major version with a clear message
     state: dict[tuple[str, str], Existing] = {}
     for kind in KIND_FOLDERS:
         # Bundle.committed, not entities(): a resume needs whether each entity was committed whole, not every
@@ -170,22 +170,47 @@ def project_attribute(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Log:
-    """DIR/export.log: one line per entity with its source URL and outcome (appended across re-runs)."""
+    """DIR/export.log: one line per entity with its source URL and outcome (appended across re-runs).
 
-    def __init__(self, path: Path) -> None:
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+    An object cannot be appended to: on a store the log is kept in memory and the whole object put again at
+    most every LOG_UPLOAD_SECONDS and at the end, so a killed export loses at most that much of its log."""
+
+    LOG_UPLOAD_SECONDS = 60.0
+
+    def __init__(self, root: BundleRoot) -> None:
+        self._root = root
         self._lock = threading.Lock()
+        self._fh: Any = None
+        self._text: list[str] = []
+        self._uploaded = time.monotonic()
+        if root.is_local:
+            self._fh = open(root.join(EXPORT_LOG), "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        else:
+            with contextlib.suppress(OSError, BundleError):
+                self._text.append(root.read_bytes(EXPORT_LOG, 1 << 30).decode("utf-8", "replace"))
 
     def line(self, text: str) -> None:
         # Best effort: the log is for people, the bundle itself is the record. A full disk is reported by the
         # bundle writes, not by a log line failing first.
         with self._lock, contextlib.suppress(OSError):
-            self._fh.write(f"{_now()} {text}\n")
-            self._fh.flush()
+            if self._fh is not None:
+                self._fh.write(f"{_now()} {text}\n")
+                self._fh.flush()
+                return
+            self._text.append(f"{_now()} {text}\n")
+            if time.monotonic() - self._uploaded > self.LOG_UPLOAD_SECONDS:
+                self._upload()
+
+    def _upload(self) -> None:
+        self._uploaded = time.monotonic()
+        self._root.write_bytes(EXPORT_LOG, "".join(self._text).encode("utf-8"))
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._fh.close()
+        with self._lock, contextlib.suppress(OSError):
+            if self._fh is not None:
+                self._fh.close()
+            else:
+                self._upload()
 
 
 class _Bars:
@@ -216,22 +241,28 @@ def export_project(options: ExportOptions) -> ExportResult:
     if not options.api_token or not options.api_token.strip():
         raise NmigError("no API token: pass --api-token or set NEPTUNE_API_TOKEN")
     options = dataclasses.replace(options, project=validate_project(options.project), api_token=options.api_token.strip())
-    prepare_out_dir(options.out)
-    # One export per --out at a time: a second would delete the first's work in progress in .partial.
+    root = open_root(options.out, options.storage_options)
+    prepare_out_dir(root)
+    # One export per --out at a time: a second would delete the first's work in progress in .partial (or,
+    # on a store, publish the same entities as the first).
     busy = f"another nmig export is writing to {options.out}; wait for it to finish, or use another --out"
-    with FolderLock(options.out / EXPORT_LOCK, busy):
-        return _export_locked(options)
+    with root.lock(EXPORT_LOCK, busy):
+        try:
+            return _export_locked(options, root)
+        finally:
+            if not root.is_local:
+                root.clean_work()  # a temporary local folder; a local bundle's .partial is cleaned at the next run
 
 
-def _export_locked(options: ExportOptions) -> ExportResult:
+def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
     started = time.monotonic()
-    out = options.out
-    existing = existing_entities(out)
+    out = root
+    existing = existing_entities(root)
     matcher = RunMatcher(options.runs)  # a bad --runs regex is refused before connecting
     result = ExportResult()
     with LegacySource(options.project, options.api_token, quiet=options.quiet) as source:
         try:
-            info, todo = _plan(source, options, matcher, existing, result)
+            info, todo = _plan(source, options, root, matcher, existing, result)
         except NmigError:
             raise
         except Exception as exc:  # the server kept failing after the client's retries and ours
@@ -243,7 +274,7 @@ def _export_locked(options: ExportOptions) -> ExportResult:
 
         clean_partial(out)  # leftovers of a killed run; one export at a time per DIR
         _write_info(out, info, write_export_info)
-        log = _Log(out / EXPORT_LOG)
+        log = _Log(root)
         log.line(
             f"export of {options.project} started: {len(todo)} to export, {len(result.up_to_date)} already complete"
         )
@@ -254,7 +285,7 @@ def _export_locked(options: ExportOptions) -> ExportResult:
         bars = _Bars(options.quiet, len(todo))
         counters = Counters(lambda n: bars.add(bars.points, n), lambda n: bars.add(bars.bytes, n))
         try:
-            _export_all(options, source, todo, counters, log, bars, result)
+            _export_all(options, root, source, todo, counters, log, bars, result)
         except OSError as exc:
             if is_disk_full(exc):
                 raise _disk_error(exc, out) from None
@@ -275,6 +306,7 @@ def _export_locked(options: ExportOptions) -> ExportResult:
 def _plan(
     source: LegacySource,
     options: ExportOptions,
+    root: BundleRoot,
     matcher: RunMatcher,
     existing: dict[tuple[str, str], Existing],
     result: ExportResult,
@@ -289,7 +321,7 @@ def _plan(
         "float_paging": source.float_paging,
         "unsupported_attribute_types": dict(sorted(source.unsupported_types.items())),
     }
-    _check_same_project(options.out, project)
+    _check_same_project(root, project)
     info: dict[str, Any] = {
         "source": project,
         "selection": {
@@ -350,9 +382,9 @@ def _plan(
     return info, todo
 
 
-def _check_same_project(out: Path, project: dict[str, Any]) -> None:
+def _check_same_project(out: BundleRoot, project: dict[str, Any]) -> None:
     """Refuse to mix two projects in one bundle (a re-run must name the project the bundle came from)."""
-    if not (out / EXPORT_INFO).exists():
+    if out.kind(EXPORT_INFO) is None:
         return
     from nmig.schema import Bundle
 
@@ -365,14 +397,14 @@ def _check_same_project(out: Path, project: dict[str, Any]) -> None:
         )
 
 
-def _write_info(out: Path, info: dict[str, Any], write: Callable[[Path, dict[str, Any]], None]) -> None:
+def _write_info(out: BundleRoot, info: dict[str, Any], write: Callable[[BundleRoot, dict[str, Any]], None]) -> None:
     try:
         write(out, info)
     except OSError as exc:
         raise _disk_error(exc, out) from None
 
 
-def _disk_error(exc: OSError, out: Path) -> NmigError:
+def _disk_error(exc: OSError, out: BundleRoot) -> NmigError:
     if is_disk_full(exc):
         return DiskFull(
             f"no space left on the device of {out} (or a file size limit was hit); free space and re-run"
@@ -382,6 +414,7 @@ def _disk_error(exc: OSError, out: Path) -> NmigError:
 
 def _export_all(
     options: ExportOptions,
+    root: BundleRoot,
     source: LegacySource,
     todo: list[tuple[EntityRef, str]],
     counters: Counters,
@@ -391,8 +424,8 @@ def _export_all(
 ) -> None:
     from nmig.schema import EntityBundle, EntityWriter
 
-    out = options.out
-    spool_dir = out / PARTIAL_DIR
+    out = root
+    spool_dir = root.work_dir()
     spool_dir.mkdir(exist_ok=True)
     lock = threading.Lock()
     workers = max(1, options.max_workers)
@@ -407,11 +440,11 @@ def _export_all(
 
         def one(ref: EntityRef, why: str) -> None:
             try:
-                with EntityWriter(out, ref.kind, ref.sys_id) as writer:
+                with EntityWriter(root, ref.kind, ref.sys_id) as writer:
                     exporter.export(ref, writer)
                 # The reader words the reason; a clean entity needs no second look at what was just written.
                 problem = (
-                    EntityBundle(writer.target, ref.kind, ref.sys_id).incomplete_reason
+                    EntityBundle(writer.target, ref.kind, ref.sys_id, root=root).incomplete_reason
                     if writer.has_errors
                     else None
                 )

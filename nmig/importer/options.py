@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
 class ImportOptions:
-    bundle_dir: Path
+    bundle_dir: Path | str  # a folder, or a URL on object storage (nmig.schema.store)
     project: str | None  # "workspace/project", or "workspace" for the legacy project's name there
     api_token: str | None
     runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
@@ -22,3 +23,4 @@ class ImportOptions:
     experiments: str = "by-name"  # how runs join 3.x experiments: nmig.importer.experiments.MODES
     models_as_runs: bool = False  # models and model versions imported as runs (plan.plan_run)
     sync_trash: bool = False  # runs trashed in 2.x since their export (export.json "trashed") trashed in 3.x too
+    storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed

@@ -138,7 +138,7 @@ def report_path_for(state_path: Path) -> Path:
     return state_path.with_name(stem + ".json")
 
 
-def default_report_path(bundle_dir: Path, project: str, state_path: Path | None = None) -> Path:
+def default_report_path(bundle_dir: Path | str, project: str, state_path: Path | None = None) -> Path:
     """Where `nmig import` writes its report (for `nmig verify`)."""
     return report_path_for(state_path or default_state_path(bundle_dir, project))
 

@@ -97,7 +97,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     Without `feed`, the runs are those of the bundle that `options.runs` selects; with one, those it yields,
     each imported as soon as it arrives (`options.runs` and `dry_run` do not apply then)."""
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
-    bundle = Bundle(options.bundle_dir)  # BundleError (an NmigError) for not-a-bundle or a newer format
+    bundle = Bundle(options.bundle_dir, options.storage_options)  # BundleError (an NmigError) for not-a-bundle or a newer format
     project = resolve_project(options.project, bundle)
     result = ImportResult(project=project)
     if feed is None:

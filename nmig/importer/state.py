@@ -21,6 +21,7 @@ from typing import Any
 
 from nmig.atomic import write_atomically
 from nmig.errors import NmigError
+from nmig.schema import local_path, local_state_dir
 
 STATE_FORMAT = "nmig-import-state"
 STATE_VERSION = 2
@@ -31,8 +32,11 @@ def _slug(project: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", project.replace("/", "__"))
 
 
-def default_state_path(bundle_dir: Path, project: str) -> Path:
-    return bundle_dir / f"import-state.{_slug(project)}.json"
+def default_state_path(bundle_dir: Path | str, project: str) -> Path:
+    """Inside a local bundle; for a bundle on object storage, in a folder of this machine kept for it
+    (nmig.schema.local_state_dir): the flock below guards a local file only, and the store stays read-only."""
+    folder = local_path(bundle_dir) or local_state_dir(bundle_dir)
+    return folder / f"import-state.{_slug(project)}.json"
 
 
 def write_json_atomically(path: Path, doc: Any) -> None:
@@ -76,7 +80,7 @@ class StateLock:
 class ImportState:
     """Thread-safe; every change is written through to disk before the call returns."""
 
-    def __init__(self, path: Path, project: str, bundle_dir: Path) -> None:
+    def __init__(self, path: Path, project: str, bundle_dir: Path | str) -> None:
         self.path = path
         self.project = project
         self._lock = threading.Lock()
@@ -104,7 +108,8 @@ class ImportState:
                         entry["status"], str(entry.get("target_run_id")), int(entry.get("attempts") or 0),
                         entry.get("earlier_errors"), version if isinstance(version, str) else None,
                     )
-        self._bundle = str(bundle_dir.resolve())
+        local = local_path(bundle_dir)
+        self._bundle = str(local.resolve()) if local is not None else str(bundle_dir)
 
     def status(self, sys_id: str) -> str | None:
         entry = self.runs.get(sys_id)

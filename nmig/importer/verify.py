@@ -51,7 +51,7 @@ REPORT_FORMAT = "nmig-verify-report"
 
 @dataclass
 class VerifyOptions:
-    bundle_dir: Path
+    bundle_dir: Path | str  # a folder, or a URL on object storage (nmig.schema.store)
     project: str | None
     api_token: str | None
     runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
@@ -62,6 +62,7 @@ class VerifyOptions:
     experiments: str = "by-name"  # as given to `nmig import --experiments`
     models_as_runs: bool = False  # as given to `nmig import --models-as-runs`
     max_workers: int = 8  # runs checked at once
+    storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed
 
 
 @dataclass
@@ -342,7 +343,7 @@ def verify_bundle(options: VerifyOptions) -> VerifyResult:
 def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     if options.sample is not None and options.sample < 1:
         raise NmigError("--sample must be at least 1")
-    bundle = Bundle(options.bundle_dir)
+    bundle = Bundle(options.bundle_dir, options.storage_options)
     project = resolve_project(options.project, bundle)
     api_token = require_api_token(options.api_token)
     result = VerifyResult(project=project, sample=options.sample)

@@ -6,6 +6,8 @@ Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` 
 `nmig inspect`: `summarize`, `describe_entity`, `find_entity`, `render_summary`, `render_entity`.
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
+Where a bundle lives (a folder, or a URL on object storage): `open_root` gives its `BundleRoot`, `is_url`,
+`as_location`, `local_path`, `local_state_dir`, `parse_storage_options`, `masked_options`, `secrets_of`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,17 @@ from nmig.schema.frames import (
 )
 from nmig.schema.inspect import describe_entity, find_entity, render_entity, render_summary, summarize
 from nmig.schema.reader import Bundle, EntityBundle, content_digest
+from nmig.schema.store import (
+    BundleRoot,
+    as_location,
+    is_url,
+    local_path,
+    local_state_dir,
+    masked_options,
+    open_root,
+    parse_storage_options,
+    secrets_of,
+)
 from nmig.schema.validate import refusal, validate_entity
 from nmig.schema.writer import EntityWriter, clean_partial, write_export_info
 
@@ -43,10 +56,12 @@ __all__ = [
     "FORMAT_VERSION",
     "KIND_FOLDERS",
     "Bundle",
+    "BundleRoot",
     "BundleError",
     "BundleWarning",
     "EntityBundle",
     "EntityWriter",
+    "as_location",
     "clean_partial",
     "content_digest",
     "decode_atom",
@@ -57,6 +72,12 @@ __all__ = [
     "encode_float",
     "find_entity",
     "is_content_hash",
+    "is_url",
+    "local_path",
+    "local_state_dir",
+    "masked_options",
+    "open_root",
+    "parse_storage_options",
     "path_runs",
     "read_attributes",
     "read_file",
@@ -68,6 +89,7 @@ __all__ = [
     "render_entity",
     "render_summary",
     "safe_component",
+    "secrets_of",
     "summarize",
     "validate_entity",
     "write_export_info",

@@ -1,6 +1,7 @@
 """pandas views of a bundle, for people exploring an export (every Parquet file also opens directly with
 `pandas.read_parquet`). Data is checked as it is read: a damaged file raises BundleError, it is never
-returned quietly."""
+returned quietly. A bundle may be a URL (s3://, gs://, az://, file://); `storage_options` are fsspec's, as
+pandas takes them (`{"key": ..., "secret": ..., "client_kwargs": {"endpoint_url": ...}}` for S3)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ from nmig.schema.format import (
 from nmig.schema.reader import Bundle, EntityBundle
 
 PathLike = str | os.PathLike
+Options = dict[str, Any] | None
 
 
-def _entities(bundle_dir: PathLike, run_id: str | None, kind: str) -> list[EntityBundle]:
-    bundle = Bundle(bundle_dir)
+def _entities(bundle_dir: PathLike, run_id: str | None, kind: str, storage_options: Options) -> list[EntityBundle]:
+    bundle = Bundle(bundle_dir, storage_options)
     if run_id is not None:
         return [bundle.entity(kind, run_id)]
     return bundle.entities(kind)
@@ -41,10 +43,10 @@ def _usable(entity: EntityBundle) -> EntityBundle:
     return entity
 
 
-def _each_readable(bundle_dir: PathLike, run_id: str | None, kind: str) -> Iterator[EntityBundle]:
+def _each_readable(bundle_dir: PathLike, run_id: str | None, kind: str, storage_options: Options) -> Iterator[EntityBundle]:
     """The entities to read. Asked for one, its damage raises; reading all, a damaged one is left out
     with a BundleWarning naming it and the others are still read."""
-    for entity in _entities(bundle_dir, run_id, kind):
+    for entity in _entities(bundle_dir, run_id, kind, storage_options):
         if run_id is not None or not entity.problems:
             yield _usable(entity)
         else:
@@ -64,11 +66,11 @@ def _decoded(attribute: dict[str, Any]) -> Any:
     return attribute.get("value")
 
 
-def read_runs(bundle_dir: PathLike, kind: str = "run") -> pd.DataFrame:
+def read_runs(bundle_dir: PathLike, kind: str = "run", storage_options: Options = None) -> pd.DataFrame:
     """One row per run (or model / model version): ids, state, counts, then one column per atom or
     string-set attribute path holding its value (NaN/±Inf exact, datetimes as UTC Timestamps)."""
     rows = []
-    for entity in _entities(bundle_dir, None, kind):
+    for entity in _entities(bundle_dir, None, kind, storage_options):
         manifest = entity.manifest
         row: dict[str, Any] = {
             "sys_id": entity.sys_id,
@@ -107,11 +109,12 @@ def _timestamp(value: Any) -> pd.Timestamp | None:
         return None
 
 
-def read_attributes(bundle_dir: PathLike, run_id: str | None = None, kind: str = "run") -> pd.DataFrame:
+def read_attributes(bundle_dir: PathLike, run_id: str | None = None, kind: str = "run",
+                    storage_options: Options = None) -> pd.DataFrame:
     """One row per attribute (and per skipped item): run_id, path, type, value, points, last_step,
     file_hash, file_size, name, ext, detail (fileSet entries / artifact files / raw values), skipped."""
     rows = []
-    for entity in _each_readable(bundle_dir, run_id, kind):
+    for entity in _each_readable(bundle_dir, run_id, kind, storage_options):
         for attribute in entity.attributes:
             type_ = attribute.get("type")
             info = attribute.get("file") if type_ == "file" else None
@@ -145,10 +148,10 @@ def read_attributes(bundle_dir: PathLike, run_id: str | None = None, kind: str =
 
 
 def _read_series(bundle_dir: PathLike, series_kind: str, run_id: str | None, path: str | list[str] | None,
-                 kind: str) -> pd.DataFrame:
+                 kind: str, storage_options: Options) -> pd.DataFrame:
     wanted = [path] if isinstance(path, str) else path
     tables = []
-    for entity in _each_readable(bundle_dir, run_id, kind):
+    for entity in _each_readable(bundle_dir, run_id, kind, storage_options):
         try:
             table = _read_table(entity, series_kind)
         except BundleError as exc:
@@ -182,29 +185,29 @@ def _read_table(entity: EntityBundle, series_kind: str) -> pa.Table | None:
 
 
 def read_float_series(bundle_dir: PathLike, run_id: str | None = None, path: str | list[str] | None = None,
-                      kind: str = "run") -> pd.DataFrame:
+                      kind: str = "run", storage_options: Options = None) -> pd.DataFrame:
     """Columns run_id, path, step, value, timestamp (UTC); rows grouped by run, then path, in step order."""
-    return _read_series(bundle_dir, "float", run_id, path, kind)
+    return _read_series(bundle_dir, "float", run_id, path, kind, storage_options)
 
 
 def read_string_series(bundle_dir: PathLike, run_id: str | None = None, path: str | list[str] | None = None,
-                       kind: str = "run") -> pd.DataFrame:
+                       kind: str = "run", storage_options: Options = None) -> pd.DataFrame:
     """Columns run_id, path, step, value, timestamp (UTC)."""
-    return _read_series(bundle_dir, "string", run_id, path, kind)
+    return _read_series(bundle_dir, "string", run_id, path, kind, storage_options)
 
 
 def read_file_series(bundle_dir: PathLike, run_id: str | None = None, path: str | list[str] | None = None,
-                     kind: str = "run") -> pd.DataFrame:
+                     kind: str = "run", storage_options: Options = None) -> pd.DataFrame:
     """Columns run_id, path, step, timestamp, name, description, file_hash, file_size, ext; the content of
     a point is `read_file(dir, run_id, path, step=...)`."""
-    return _read_series(bundle_dir, "file", run_id, path, kind)
+    return _read_series(bundle_dir, "file", run_id, path, kind, storage_options)
 
 
 def read_file(bundle_dir: PathLike, run_id: str, path: str, entry: str | None = None,
-              step: float | None = None, kind: str = "run") -> bytes:
+              step: float | None = None, kind: str = "run", storage_options: Options = None) -> bytes:
     """The original bytes of a File attribute, a FileSet entry (`entry=`), or a FileSeries point
     (`step=`), verified against its sha256 and size."""
-    entity = _usable(Bundle(bundle_dir).entity(kind, run_id))
+    entity = _usable(Bundle(bundle_dir, storage_options).entity(kind, run_id))
     attribute = entity.attribute(path)
     where = f"{kind} {run_id}: {path}"
     if attribute is None:
@@ -223,7 +226,7 @@ def read_file(bundle_dir: PathLike, run_id: str, path: str, entry: str | None = 
     if SERIES_TYPE_KIND.get(str(type_)) == "file":
         if step is None:
             raise BundleError(f"{where} is a {type_}: name the point (step=...)")
-        points = read_file_series(bundle_dir, run_id, path, kind)
+        points = read_file_series(bundle_dir, run_id, path, kind, storage_options)
         match = points[points["step"] == float(step)]
         if match.empty:
             raise BundleError(f"{where}: no point at step {step}")

@@ -9,7 +9,6 @@ from typing import Any
 
 from nmig.schema.format import (
     ATOM_TYPES,
-    FILES_DIR,
     KIND_FOLDERS,
     SERIES_TYPE_KIND,
     BundleError,
@@ -36,13 +35,6 @@ def _file_refs(entity: EntityBundle) -> dict[str, int]:
 
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _stored_bytes(entity: EntityBundle) -> int:
-    folder = entity.path / FILES_DIR
-    if not folder.is_dir():
-        return 0
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file() and not p.is_symlink())
 
 
 def summarize(bundle: Bundle, check: bool = False, progress: bool = False) -> dict[str, Any]:
@@ -91,7 +83,7 @@ def summarize(bundle: Bundle, check: bool = False, progress: bool = False) -> di
             refs = _file_refs(entity)
             summary["files"]["count"] += len(refs)
             summary["files"]["original_bytes"] += sum(refs.values())
-            summary["files"]["stored_bytes"] += _stored_bytes(entity)
+            summary["files"]["stored_bytes"] += entity.stored_bytes()
             summary["skipped"] += [
                 {"kind": kind, "sys_id": entity.sys_id, "path": s.get("path"), "type": s.get("type"),
                  "reason": s.get("reason")}
@@ -146,7 +138,7 @@ def describe_entity(entity: EntityBundle, check: bool = False) -> dict[str, Any]
         "complete": entity.complete,
         "incomplete_reason": entity.incomplete_reason,
         "attributes": attributes,
-        "files": {"count": len(refs), "original_bytes": sum(refs.values()), "stored_bytes": _stored_bytes(entity)},
+        "files": {"count": len(refs), "original_bytes": sum(refs.values()), "stored_bytes": entity.stored_bytes()},
         "skipped": entity.skipped,
         "errors": entity.errors,
         "checked": check,

@@ -36,7 +36,7 @@ from nmig.schema.format import (
     series_file_name,
 )
 from nmig.schema.manifest import MAX_FILE_BYTES, manifest_problems
-from nmig.schema.safeio import entries, is_folder, lstat_kind, open_regular, walk
+from nmig.schema.store import BundleRoot, Location, open_root
 
 _READ_CHUNK = 1024 * 1024
 # Manifests and COMPLETE are small; a huge one is damage or hostility, not data worth reading into memory.
@@ -46,11 +46,11 @@ _MAX_JSON_BYTES = 512 * 1024 * 1024
 _MAX_WINDOW = 1 << 27
 
 
-def _load_json(root: Path, relpath: str, what: str) -> Any:
-    """A JSON document of the bundle, opened safely (safeio) and read to at most _MAX_JSON_BYTES."""
+def _load_json(root: BundleRoot, relpath: str, what: str) -> Any:
+    """A JSON document of the bundle, opened safely (safeio, or a store's object) and read to at most
+    _MAX_JSON_BYTES."""
     try:
-        with open_regular(root, relpath) as fh:
-            data = fh.read(_MAX_JSON_BYTES + 1)
+        data = root.read_bytes(relpath, _MAX_JSON_BYTES)
         if len(data) > _MAX_JSON_BYTES:
             raise BundleError(f"{what} is implausibly large")
         return json.loads(data)
@@ -123,14 +123,26 @@ class VerifiedStream(io.RawIOBase):
 class EntityBundle:
     """One run/model/model version folder. Construction never raises for damage: see `problems`."""
 
-    def __init__(self, path: str | os.PathLike, kind: str, sys_id: str, root: str | os.PathLike | None = None) -> None:
-        """`root`: the bundle folder `path` is in. Every file is opened from there without following a
-        symlink (safeio); without it, from `path` itself."""
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: Location,
+        kind: str,
+        sys_id: str,
+        root: Location | BundleRoot | None = None,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        """`root`: the bundle folder (or URL) `path` is in. Every file is opened from there without following
+        a symlink (safeio); without it, from `path` itself. `storage_options`: for a URL, fsspec's (as pandas')."""
         self.kind = kind
         self.sys_id = sys_id
-        self._root = Path(root) if root is not None else self.path
-        self._prefix = self.path.relative_to(self._root).as_posix() + "/" if root is not None else ""
+        if root is None:
+            self._root = open_root(path, storage_options)
+            self._prefix = ""
+        else:
+            self._root = open_root(root, storage_options)
+            self._prefix = _relative(path, self._root) + "/"
+        # A Path for a local entity folder, the URL on a store
+        self.path: Path | str = self._root.join(self._prefix.rstrip("/"))
         self.problems: list[str] = []  # found while loading (unreadable manifest, wrong version, ...)
         self.manifest: dict[str, Any] = {}
         self._checksums: dict[str, str] | None = None
@@ -224,20 +236,32 @@ class EntityBundle:
     def open_relpath(self, relpath: str) -> IO[bytes]:
         """A file of the entity folder (format names only), opened without following symlinks and only if
         it is a regular file: BundleError otherwise, FileNotFoundError when absent."""
-        return open_regular(self._root, self._prefix + relpath, f"{self.kind} {self.sys_id}: ", self._prefix)
+        return self._root.open(self._prefix + relpath, f"{self.kind} {self.sys_id}: ", self._prefix)
 
     def _kind_of(self, relpath: str) -> str | None:
-        return lstat_kind(self._root, self._prefix + relpath)
+        return self._root.kind(self._prefix + relpath)
+
+    def stored_bytes(self) -> int:
+        """The stored (compressed) size of every regular file under files/."""
+        folder = self._prefix + FILES_DIR
+        return sum(
+            self._root.size(f"{folder}/{rel}") or 0 for rel, what in self._root.walk(folder) if what == "file"
+        )
 
     def _sha256_of(self, relpath: str) -> str:
         return _sha256(self.open_relpath(relpath))
 
     # ---- series ------------------------------------------------------------------------------------
 
-    def series_path(self, kind: str) -> Path | None:
-        """The Parquet file of a series kind, or None when the entity has no points of that kind."""
+    def series_path(self, kind: str) -> Path | str | None:
+        """The Parquet file of a series kind (a Path, or its URL on a store), or None when the entity has no
+        points of that kind."""
+        name = self._series_name(kind)
+        return None if name is None else self._root.join(self._prefix + name)
+
+    def _series_name(self, kind: str) -> str | None:
         name = series_file_name(kind)
-        return self.path / name if self._kind_of(name) == "file" else None
+        return name if self._kind_of(name) == "file" else None
 
     def _check_checksum(self, relpath: str) -> None:
         if self._checksums is None:
@@ -250,22 +274,22 @@ class EntityBundle:
 
     def open_series(self, kind: str, verify: bool = True) -> pq.ParquetFile | None:
         """The series file, schema-checked (and its checksum verified unless verify=False)."""
-        path = self.series_path(kind)
-        if path is None:
+        name = self._series_name(kind)
+        if name is None:
             return None
         if verify:
-            self._check_checksum(path.name)
+            self._check_checksum(name)
         try:
-            parquet = pq.ParquetFile(self.open_relpath(path.name))
+            parquet = pq.ParquetFile(self.open_relpath(name))
         except (OSError, pa.ArrowException) as exc:
-            raise BundleError(f"{self.kind} {self.sys_id}: {path.name} is unreadable: {exc}") from None
+            raise BundleError(f"{self.kind} {self.sys_id}: {name} is unreadable: {exc}") from None
         expected = SERIES_SCHEMAS[kind]
         actual = parquet.schema_arrow
         for field in expected:
             index = actual.get_field_index(field.name)
             if index < 0 or not _compatible(actual.field(index).type, field.type):
                 raise BundleError(
-                    f"{self.kind} {self.sys_id}: {path.name} column {field.name!r} missing or not {field.type}"
+                    f"{self.kind} {self.sys_id}: {name} column {field.name!r} missing or not {field.type}"
                 )
         return parquet
 
@@ -308,10 +332,10 @@ class EntityBundle:
                 for entry in attribute.get("entries") or []:
                     if isinstance(entry, dict):
                         refs[str(entry.get("hash"))] = entry.get("size")
-        file_series = self.series_path("file")
+        file_series = self._series_name("file")
         if file_series is not None:
             try:
-                with self.open_relpath(file_series.name) as fh:
+                with self.open_relpath(file_series) as fh:
                     table = pq.read_table(fh, columns=["file_hash", "file_size"])
                 hashes = [str(h) for h in table.column("file_hash").to_pylist()]
                 refs.update(zip(hashes, table.column("file_size").to_pylist(), strict=True))
@@ -428,12 +452,22 @@ def _is_format_relpath(relpath: str) -> bool:
     return relpath.startswith(prefix) and relpath.endswith(".zst") and is_content_hash(relpath[len(prefix) : -4])
 
 
-def _list_files(root: Path, prefix: str) -> tuple[set[str], dict[str, str]]:
+def _relative(path: Location, root: BundleRoot) -> str:
+    """path (inside root) relative to it, as a plain relpath."""
+    if root.is_local:
+        return Path(path).relative_to(Path(root.path)).as_posix()
+    text, base = str(path).rstrip("/"), f"{str(root.path).rstrip('/')}/"
+    if not text.startswith(base):
+        raise ValueError(f"{text} is not inside {root.path}")
+    return text[len(base):]
+
+
+def _list_files(root: BundleRoot, prefix: str) -> tuple[set[str], dict[str, str]]:
     """(regular files under root/prefix, relative to it; everything else that is neither such a file nor a
     real folder -> what it is). Nothing is followed, so a listed file that is a symlink shows up as missing."""
     files: set[str] = set()
     special: dict[str, str] = {}
-    for relpath, kind in walk(root, prefix.rstrip("/")):
+    for relpath, kind in root.walk(prefix.rstrip("/")):
         if kind == "file":
             files.add(relpath)
         elif kind != "folder":
@@ -442,20 +476,25 @@ def _list_files(root: Path, prefix: str) -> tuple[set[str], dict[str, str]]:
 
 
 class Bundle:
-    """A bundle folder: `info` (export.json) and its entities. Raises BundleError if it is not a bundle
-    or is of a newer major format version."""
+    """A bundle folder (or a URL on object storage, see nmig.schema.store): `info` (export.json) and its
+    entities. Raises BundleError if it is not a bundle or is of a newer major format version."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        if not self.path.is_dir():
+    def __init__(self, path: Location | BundleRoot, storage_options: dict[str, Any] | None = None) -> None:
+        self.root = open_root(path, storage_options)
+        self.path: Path | str = self.root.path  # a Path for a local bundle, the URL on a store
+        if self.root.is_local and not Path(self.path).is_dir():
             raise BundleError(f"{self.path}: no such folder")
-        if lstat_kind(self.path, EXPORT_INFO) is None:
+        try:
+            found = self.root.kind(EXPORT_INFO)
+        except OSError as exc:
+            raise BundleError(str(exc)) from None
+        if found is None:
             raise BundleError(f"{self.path} is not an nmig bundle (it has no {EXPORT_INFO})")
-        info = _load_json(self.path, EXPORT_INFO, f"{self.path}/{EXPORT_INFO}")
+        info = _load_json(self.root, EXPORT_INFO, f"{self.path}/{EXPORT_INFO}")
         check_format(info, f"bundle {self.path}")
         self.info: dict[str, Any] = info
         for folder in KIND_FOLDERS.values():
-            what = lstat_kind(self.path, folder)
+            what = self.root.kind(folder)
             if what not in (None, "folder"):
                 # e.g. runs/ a symlink to another bundle: its runs must not pass for this one's
                 raise BundleError(f"bundle {self.path}: {folder} is {what}, not a folder; refusing to follow it")
@@ -475,10 +514,10 @@ class Bundle:
         if kind not in KIND_FOLDERS:
             raise BundleError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
         folder = KIND_FOLDERS[kind]
-        if not is_folder(self.path, folder):
+        if self.root.kind(folder) != "folder":
             return []
         result = []
-        for name, what in entries(self.path, folder):
+        for name, what in self.root.entries(folder):
             ok = what == "folder"
             try:
                 safe_component(name)
@@ -490,8 +529,8 @@ class Bundle:
     def entities(self, kind: str = "run") -> list[EntityBundle]:
         """Every entity of a kind, sorted by id; damaged ones included (see EntityBundle.problems)."""
         names = self.sys_ids(kind)
-        folder = self.path / KIND_FOLDERS[kind]
-        return [EntityBundle(folder / name, kind, name, root=self.path) for name in names]
+        folder = KIND_FOLDERS[kind]
+        return [EntityBundle(self.root.join(f"{folder}/{name}"), kind, name, root=self.root) for name in names]
 
     def committed(self, kind: str = "run") -> dict[str, tuple[bool, str | None]]:
         """{sys_id: (committed whole, its manifest's modification_time)} of every entity of a kind, read cheaply
@@ -503,23 +542,23 @@ class Bundle:
         folder = KIND_FOLDERS[kind]
         found: dict[str, tuple[bool, str | None]] = {}
         for sys_id in self.sys_ids(kind):
-            found[sys_id] = _committed(self.path, f"{folder}/{sys_id}/", kind, sys_id)
+            found[sys_id] = _committed(self.root, f"{folder}/{sys_id}/", kind, sys_id)
         return found
 
     def entity(self, kind: str, sys_id: str) -> EntityBundle:
         if kind not in KIND_FOLDERS:
             raise BundleError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
         safe_component(sys_id)
-        if not is_folder(self.path, f"{KIND_FOLDERS[kind]}/{sys_id}"):
+        relpath = f"{KIND_FOLDERS[kind]}/{sys_id}"
+        if self.root.kind(relpath) != "folder":
             raise BundleError(f"no {kind} {sys_id!r} in bundle {self.path}")
-        return EntityBundle(self.path / KIND_FOLDERS[kind] / sys_id, kind, sys_id, root=self.path)
+        return EntityBundle(self.root.join(relpath), kind, sys_id, root=self.root)
 
 
-def _committed(root: Path, prefix: str, kind: str, sys_id: str) -> tuple[bool, str | None]:
+def _committed(root: BundleRoot, prefix: str, kind: str, sys_id: str) -> tuple[bool, str | None]:
     """(COMPLETE vouches for the manifest there, the manifest's modification_time): see Bundle.committed."""
     try:
-        with open_regular(root, prefix + MANIFEST) as fh:
-            data = fh.read(_MAX_JSON_BYTES + 1)
+        data = root.read_bytes(prefix + MANIFEST, _MAX_JSON_BYTES)
         manifest = json.loads(data)
     except (OSError, ValueError, RecursionError, BundleError):
         return False, None
@@ -549,10 +588,10 @@ VOLATILE_MANIFEST_FIELDS = ("exported_at",)
 def content_digest(entity: EntityBundle | str | os.PathLike) -> str:
     """A sha256 over an entity folder's content that ignores volatile fields (the manifest's exported_at,
     and COMPLETE, which checksums the manifest): equal for two exports of the same data."""
-    root = entity.path if isinstance(entity, EntityBundle) else Path(entity)
     digest = hashlib.sha256()
     prefix = entity._prefix if isinstance(entity, EntityBundle) else ""
-    base = entity._root if isinstance(entity, EntityBundle) else root
+    base = entity._root if isinstance(entity, EntityBundle) else open_root(entity)
+    root = entity.path if isinstance(entity, EntityBundle) else base.path
     manifest = _load_json(base, prefix + MANIFEST, f"{root}: manifest.json")
     if isinstance(manifest, dict):
         for key in VOLATILE_MANIFEST_FIELDS:
@@ -560,6 +599,6 @@ def content_digest(entity: EntityBundle | str | os.PathLike) -> str:
     digest.update(json.dumps(manifest, sort_keys=True, ensure_ascii=False).encode())
     files, _ = _list_files(base, prefix)
     for relpath in sorted(files - {MANIFEST, COMPLETE}):
-        digest.update(f"\n{relpath}\0{_sha256(open_regular(base, prefix + relpath))}".encode())
+        digest.update(f"\n{relpath}\0{_sha256(base.open(prefix + relpath))}".encode())
     digest.update(f"\ncomplete={COMPLETE in files}".encode())
     return digest.hexdigest()

@@ -26,7 +26,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
 
 
-def _parts(relpath: str) -> list[str]:
+def plain_parts(relpath: str) -> list[str]:
+    """The components of a plain relative path ("a/b"); BundleError for "", ".", ".." or an absolute path."""
     parts = relpath.split("/")
     if not relpath or any(part in ("", ".", "..") for part in parts):
         raise BundleError(f"{relpath[:80]!r} is not a plain relative path")
@@ -79,7 +80,7 @@ def open_regular(root: Path, relpath: str, where: str = "", base: str = "") -> I
 
     BundleError names what it found instead (a symlink, a FIFO, a device); FileNotFoundError when it is
     absent. `where` prefixes messages ("run PROJ-1: "), which name paths from `base` (a prefix of relpath) on."""
-    parts = _parts(relpath)
+    parts = plain_parts(relpath)
     shown = relpath[len(base):] if relpath.startswith(base) else relpath
     dir_fd = _open_dir(root, parts[:-1], where)
     try:
@@ -107,7 +108,7 @@ def open_regular(root: Path, relpath: str, where: str = "", base: str = "") -> I
 def lstat_kind(root: Path, relpath: str) -> str | None:
     """What root/relpath is without following anything: "file", "folder", another kind's description
     ("a symlink", ...), or None when it (or a folder on the way) is absent or not a real folder."""
-    parts = _parts(relpath)
+    parts = plain_parts(relpath)
     try:
         dir_fd = _open_dir(root, parts[:-1], "")
     except (OSError, BundleError):
@@ -132,7 +133,7 @@ def is_folder(root: Path, relpath: str) -> bool:
 def entries(root: Path, relpath: str) -> list[tuple[str, str]]:
     """(name, kind) of each entry of the real folder root/relpath, sorted by name; [] when it is not one."""
     try:
-        fd = _open_dir(root, _parts(relpath) if relpath else [], "")
+        fd = _open_dir(root, plain_parts(relpath) if relpath else [], "")
     except (OSError, BundleError):
         return []
     try:
@@ -165,7 +166,7 @@ def walk(root: Path, relpath: str = "") -> Iterator[tuple[str, str]]:
     """(path relative to root/relpath, kind) of everything below root/relpath, depth first, sorted; folders
     are entered only when they are real folders, so a symlink is listed (as "a symlink") and never followed."""
     try:
-        top = _open_dir(root, _parts(relpath) if relpath else [], "")
+        top = _open_dir(root, plain_parts(relpath) if relpath else [], "")
     except (OSError, BundleError):
         return
     try:

@@ -1,7 +1,9 @@
 """Writing a bundle: one entity (run, model, model version) at a time, streaming and crash-safe.
 
 An entity is built in DIR/.partial/<random>/entity/ and renamed into place by `commit()`, so a killed process
-leaves either the previous copy of the entity or nothing. Everything written is byte-deterministic for the
+leaves either the previous copy of the entity or nothing. On object storage (nmig.schema.store) it is built
+in a local work folder and published object by object with COMPLETE last, so a killed process leaves the
+previous copy or an entity without COMPLETE, which a resume exports again. Everything written is byte-deterministic for the
 same input (whatever the page sizes and the order of calls across series paths), except the manifest's
 `exported_at`; `nmig.schema.content_digest` compares entities ignoring it.
 """
@@ -26,7 +28,6 @@ import pyarrow.parquet as pq
 import zstandard
 
 from nmig import __version__
-from nmig.atomic import write_atomically
 from nmig.schema.format import (
     ATOM_TYPES,
     COMPLETE,
@@ -36,7 +37,6 @@ from nmig.schema.format import (
     FORMAT_VERSION,
     KIND_FOLDERS,
     MANIFEST,
-    PARTIAL_DIR,
     RAW_TYPES,
     SERIES_SCHEMAS,
     SERIES_TYPE_KIND,
@@ -48,6 +48,7 @@ from nmig.schema.format import (
     series_file_name,
     sha256_file,
 )
+from nmig.schema.store import BundleRoot, Location, open_root
 from nmig.secrets import redact
 
 # A file's content: bytes, a binary stream (read to EOF, never closed here) or a path on local disk.
@@ -72,20 +73,21 @@ def dump_json(doc: Any) -> bytes:
     return (json.dumps(doc, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n").encode()
 
 
-def write_export_info(bundle_dir: str | os.PathLike, info: Mapping[str, Any]) -> None:
+def write_export_info(
+    bundle_dir: Location | BundleRoot, info: Mapping[str, Any], storage_options: dict[str, Any] | None = None
+) -> None:
     """Write DIR/export.json atomically, filling in the format name, version and nmig version."""
-    root = Path(bundle_dir)
-    root.mkdir(parents=True, exist_ok=True)
     doc = dict(info)
     doc["format"] = FORMAT_NAME
     doc["format_version"] = FORMAT_VERSION
     doc.setdefault("nmig_version", __version__)
-    write_atomically(root / EXPORT_INFO, dump_json(doc), durable=True)
+    open_root(bundle_dir, storage_options).write_bytes(EXPORT_INFO, dump_json(doc))
 
 
-def clean_partial(bundle_dir: str | os.PathLike) -> None:
-    """Remove work left in DIR/.partial by a killed process. Call it only when no writer is running."""
-    shutil.rmtree(Path(bundle_dir) / PARTIAL_DIR, ignore_errors=True)
+def clean_partial(bundle_dir: Location | BundleRoot, storage_options: dict[str, Any] | None = None) -> None:
+    """Remove work left in DIR/.partial by a killed process (on a store: this root's local work folder).
+    Call it only when no writer is running."""
+    open_root(bundle_dir, storage_options).clean_work()
 
 
 def _fixed_chunks(source: FileSource) -> Iterator[bytes]:
@@ -334,16 +336,26 @@ class EntityWriter:
     an exception aborts. Methods may be called from several threads.
     """
 
-    def __init__(self, bundle_dir: str | os.PathLike, kind: str, sys_id: str) -> None:
+    def __init__(
+        self,
+        bundle_dir: Location | BundleRoot,
+        kind: str,
+        sys_id: str,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        """`bundle_dir`: a folder, a URL (with fsspec's `storage_options`), or a BundleRoot (shared by the
+        writers of one export, so that they share its work folder)."""
         if kind not in KIND_FOLDERS:
             raise ValueError(f"unknown entity kind {kind!r} (expected one of {', '.join(KIND_FOLDERS)})")
-        self.bundle_dir = Path(bundle_dir)
+        self.root = open_root(bundle_dir, storage_options)
+        self.bundle_dir = self.root.path
         self.kind = kind
         self.sys_id = safe_component(sys_id)
-        self.target = self.bundle_dir / KIND_FOLDERS[kind] / self.sys_id
-        # The entity is built in .partial/<name>; spilled series and a replaced older copy go to
-        # .partial/<name>.spill and .partial/<name>.old, so a commit is a single rename.
-        self._dir = self.bundle_dir / PARTIAL_DIR / f"{kind}-{self.sys_id}-{uuid.uuid4().hex[:12]}"
+        self._relpath = f"{KIND_FOLDERS[kind]}/{self.sys_id}"
+        self.target = self.root.join(self._relpath)  # a Path, or the entity's URL on a store
+        # The entity is built in the work folder (.partial/<name> of a local bundle); spilled series and a
+        # replaced older copy go to <name>.spill and <name>.old, so a local commit is a single rename.
+        self._dir = self.root.work_dir() / f"{kind}-{self.sys_id}-{uuid.uuid4().hex[:12]}"
         self._spill_dir = self._dir.with_name(self._dir.name + ".spill")
         self._dir.mkdir(parents=True)
         self._lock = threading.RLock()
@@ -563,7 +575,7 @@ class EntityWriter:
 
     # ---- commit / abort ------------------------------------------------------------------------------
 
-    def commit(self) -> Path:
+    def commit(self) -> Path | str:
         """Finish the entity and rename it into place (replacing an older copy); returns its folder.
 
         With errors recorded, the folder is committed without COMPLETE: the bundle shows it as incomplete
@@ -604,7 +616,7 @@ class EntityWriter:
                             checksums[name] = sha256_file(self._dir / name)
                     for content_hash, digest in self._stored.items():
                         checksums[f"{FILES_DIR}/{content_hash}.zst"] = digest
-                    write_atomically(self._dir / COMPLETE, dump_json({"sha256": checksums}))
+                    (self._dir / COMPLETE).write_bytes(dump_json({"sha256": checksums}))
                 self._move_into_place()
             except BaseException:
                 self._state = "aborted"
@@ -614,16 +626,7 @@ class EntityWriter:
             return self.target
 
     def _move_into_place(self) -> None:
-        if not self.target.parent.is_dir():  # a stat, cheaper than a failing mkdir on slow file systems
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-        if self.target.exists():
-            # Two renames: a kill between them leaves nothing in place, never a mix of old and new.
-            old = self._dir.with_name(self._dir.name + ".old")
-            os.rename(self.target, old)
-            os.rename(self._dir, self.target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(self._dir, self.target)
+        self.root.publish(self._dir, self._relpath)
         if self._spill_dir.exists():
             shutil.rmtree(self._spill_dir, ignore_errors=True)
 
