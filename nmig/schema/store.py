@@ -81,7 +81,7 @@ def parse_storage_options(text: str | None) -> dict[str, Any]:
     if text is None or not text.strip():
         return {}
     text = text.strip()
-    if text.startswith("{"):
+    if text.startswith(("{", "[", '"')):
         try:
             value = json.loads(text)
         except ValueError as exc:
@@ -339,7 +339,7 @@ class ObjectRoot(BundleRoot):
         except (FileNotFoundError, FileExistsError, BundleError):
             raise
         except Exception as exc:
-            raise OSError(errno.EIO, f"{what}: {type(exc).__name__}: {self._shown(exc)}") from None
+            raise OSError(f"{what}: {type(exc).__name__}: {self._shown(exc)}") from None
 
     def _info(self, key: str) -> dict[str, Any] | None:
         try:
