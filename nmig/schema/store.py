@@ -391,7 +391,7 @@ class ObjectRoot(BundleRoot):
             return
         listed: dict[str, str] = {}
         for name, item in found.items():
-            rel = str(name)[len(key) + 1 :] if relpath or self._root else str(name)
+            rel = str(name)[len(key) + 1 :]
             if not rel or str(name) == key:
                 continue
             if item.get("type") == "file":
