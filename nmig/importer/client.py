@@ -137,17 +137,20 @@ class _SharedClient:
 
 
 class ClientPool:
-    """Per worker thread: one API client per sync role, reused across the runs the worker imports."""
+    """Per worker thread: one API client for the three sync roles, reused across the runs the worker imports.
+
+    One client, not one per role: each new ApiClient asks for the client config and the OpenID discovery
+    document and exchanges the API key for a token, three round trips in a row (neptune_scale/net/
+    api_client.py ApiClient.__init__, neptune_api/client.py AuthenticatedClient, whose token refresh holds a
+    lock), so a worker's first run waited nine of them. The client is an httpx.Client, safe to share between
+    threads; the roles' requests of one worker stay far below its 20 kept-alive connections."""
 
     def __init__(self, api_token: str) -> None:
         reuse_tls_contexts()
-        self.sender = _SharedClient(api_token)
-        self.status = _SharedClient(api_token)
-        self.uploader = _SharedClient(api_token)
+        self.sender = self.status = self.uploader = _SharedClient(api_token)
 
     def close(self) -> None:
-        for client in (self.sender, self.status, self.uploader):
-            client.really_close()
+        self.sender.really_close()
 
 
 @dataclass(frozen=True)
@@ -326,24 +329,41 @@ class RunSink:
         # what was written at each path through the operation log (configs, tag sets, file references), to
         # read it back and send it again alone after a rejection
         self.written: dict[str, Any] = {}
+        # file references (snapshot, path) kept back until their files are uploaded (release_file_refs)
+        self._file_refs: list[tuple[UpdateRunSnapshot, str]] = []
 
     # ---- writing -------------------------------------------------------------------------------------
 
-    def start_sync(self, upload_timeout_s: float = 600.0) -> None:
-        """Upload the files first, then send the operations: a file reference never reaches the service
-        before its bytes, so a run interrupted at any moment holds no reference to a missing file (a resumed
-        run re-uploads to the same destinations, which neptune-scale derives from run, path and step)."""
+    def start_sync(self) -> None:
+        """Start uploading the files and sending the operations at once. The file references are not in the
+        log yet (assign_file and log_file keep them back): `release_file_refs` writes them once every upload
+        is over, so a file reference never reaches the service before its bytes and a run interrupted at any
+        moment holds no reference to a missing file (a resumed run re-uploads to the same destinations, which
+        neptune-scale derives from run, path and step), while the uploads overlap with the run creation,
+        configs and series instead of coming before them."""
         if self._started:
             return
         self._started = True
-        self._uploader.start()
+        for thread in self._threads:
+            thread.start()
+
+    def release_file_refs(self, upload_timeout_s: float = 600.0) -> None:
+        """Once the uploads are over (or the uploader stopped, or the time is up: the upload's own error is
+        then in the log, as before), write the file references kept back into the log for the sender."""
+        if not self._file_refs:
+            return
         deadline = time.monotonic() + upload_timeout_s
         while self._uploader.is_alive() and time.monotonic() < deadline:
             if not self._sync_repo.get_file_upload_requests_count(limit=1):
                 break
             time.sleep(SYNC_POLL_S)
-        self._sender.start()
-        self._status.start()
+        refs, self._file_refs = self._file_refs, []
+        for snapshot, path in refs:
+            # the sender may already be confirming (and deleting) operations: the sequence id comes from the
+            # save itself (operations_repository.py save_update_run_snapshots returns the last one), not
+            # from the log's maximum as in _mark
+            last = self._repo.save_update_run_snapshots([snapshot])
+            self.op_labels.append((int(last), (path,)))
 
     def log_configs(self, configs: dict[str, Any]) -> None:
         if configs:
@@ -377,9 +397,8 @@ class RunSink:
         snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(dt.datetime.now(dt.timezone.utc))))
         snapshot.assign[path].file_ref.CopyFrom(ref)
         self._repo.save_file_upload_requests([request])
-        self._repo.save_update_run_snapshots([snapshot])
+        self._file_refs.append((snapshot, path))
         self.written[path] = ref
-        self._mark([path])
 
     def log_file(self, path: str, local: Path, size: int, mime_type: str | None, micros: int, timestamp_ms: int) -> None:
         """One file-series point. The upload request is the Run's own (its destination naming, its upload
@@ -391,8 +410,7 @@ class RunSink:
             FileRef(path=request.destination, mime_type=request.mime_type, size_bytes=request.size_bytes)
         )
         self._repo.save_file_upload_requests([request])
-        self._repo.save_update_run_snapshots([snapshot])
-        self._mark([path])
+        self._file_refs.append((snapshot, path))
 
     def single_item_request(self, path: str) -> RunOperation:
         """A request carrying only the item written at `path` (a config, a tag set or a file attribute), to
@@ -527,6 +545,10 @@ class DirectSeriesSender:
         # once one is seen nothing more of the run is sent.
         self.fatal: ClientError | None = None
         self.points_not_sent = 0
+        # send() may be called from several threads (one per series lane, replay._PipelinedSender): the list
+        # of pending requests is changed under _lock, and one poll runs at a time
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
 
     def new_request(self) -> RunOperation:
         return new_request(self._project, self._sink.run_id)
@@ -543,7 +565,8 @@ class DirectSeriesSender:
         response = self._sink._sender.submit(operation=request)
         if response is None or not response.request_ids:
             raise RuntimeError("the service answered a submit without a request id")
-        self._pending.append(_Request(response.request_ids[-1], labels, len(request.update_batch.snapshots)))
+        with self._lock:
+            self._pending.append(_Request(response.request_ids[-1], labels, len(request.update_batch.snapshots)))
 
     @property
     def in_flight(self) -> int:
@@ -552,8 +575,13 @@ class DirectSeriesSender:
 
     def poll(self) -> int:
         """Check the status of sent requests; returns how many are still being processed."""
+        with self._poll_lock:
+            return self._poll()
+
+    def _poll(self) -> int:
         while self._pending:
-            batch = self._pending[:1000]
+            with self._lock:
+                batch = self._pending[:1000]
             status = self._sink._status.check_batch(request_ids=[r.request_id for r in batch])
             if status is None:
                 return len(self._pending)
@@ -571,7 +599,8 @@ class DirectSeriesSender:
                             self.fatal = error
                 self.points_confirmed += request.points
                 done += 1
-            del self._pending[:done]
+            with self._lock:
+                del self._pending[:done]  # only this poll removes, and sends append after `batch`
             if done < len(batch):
                 return len(self._pending)
         return 0

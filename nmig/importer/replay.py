@@ -3,10 +3,12 @@
 Order matters for exactly-once and error attribution:
 1. the run creation, configs, tags, files and file series are recorded through the official Run API (small
    and idempotent on a re-run: configs overwrite, tags are a set, a file attribute is re-pointed);
-2. the client's sync threads upload the files, then send those operations; the series wait until the service
-   confirmed them (the run exists);
+2. the client's sync threads upload the files and send those operations at once; the file references follow
+   only when the files are uploaded (RunSink.release_file_refs); the series wait until the service accepted
+   the run creation;
 3. float and string series go straight to the service, one attribute per request, built in this thread and
-   submitted from another (client.DirectSeriesSender), with at most MAX_IN_FLIGHT unconfirmed requests;
+   submitted from SUBMIT_LANES others (client.DirectSeriesSender; a series' requests in order through one),
+   with at most MAX_IN_FLIGHT unconfirmed requests;
 4. the run counts as imported when every request and upload is confirmed and no error came back.
 On a resumed run, series points at or below the last step the target already holds are not sent again
 (`ResumePoint`, read with neptune-query). A re-synced run (imported before from an older export of it, see
@@ -40,6 +42,8 @@ from nmig.schema import BundleError, EntityBundle
 # Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in
 # flight: up to 50,000 points each).
 MAX_IN_FLIGHT = 8
+# Threads submitting a run's series requests side by side (each series always through the same one).
+SUBMIT_LANES = 4
 PROCESSING_TIMEOUT_S = 600.0
 
 # Client errors that relate to series points, configs, files: used to narrow an error to the paths it can be
@@ -98,15 +102,24 @@ def scan_adjustments(plan: RunPlan, entity: EntityBundle) -> list[Event]:
 
 
 class _PipelinedSender:
-    """Builds requests of one attribute's points in the caller's thread and submits them from a second
-    thread, so building the next request overlaps with the service ingesting the last one."""
+    """Builds requests of one attribute's points in the caller's thread and submits them from SUBMIT_LANES
+    other threads, so building the next request overlaps with the service taking the last one, and the
+    series of a run are submitted side by side instead of one round trip after another. All requests of
+    one series go through the same lane, one after another, so the service receives each series' points in
+    order (steps must increase within a series; series are independent of each other)."""
 
     def __init__(self, direct: nclient.DirectSeriesSender, on_points: Callable[[int], None]) -> None:
         self._direct = direct
         self._on_points = on_points
-        self._queue: queue.Queue[tuple[Any, tuple[str, ...]] | None] = queue.Queue(maxsize=1)
+        # one queue and thread per lane; a lane holds at most one request waiting and one being submitted
+        self._queues: list[queue.Queue[tuple[Any, tuple[str, ...]] | None]] = [
+            queue.Queue(maxsize=1) for _ in range(SUBMIT_LANES)
+        ]
+        self._threads = [
+            threading.Thread(target=self._submit_loop, args=(q,), name="nmig-submit", daemon=True) for q in self._queues
+        ]
+        self._lanes: dict[str, int] = {}  # path -> its lane, given round robin as series come
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._submit_loop, name="nmig-submit", daemon=True)
         self._path: str | None = None
         self._points = 0
         self._bytes = 0
@@ -114,7 +127,8 @@ class _PipelinedSender:
         self._request: Any = None  # string points, added to a message as they come
 
     def __enter__(self) -> _PipelinedSender:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -122,13 +136,15 @@ class _PipelinedSender:
             if exc_type is None:
                 self._flush()
         finally:
-            self._queue.put(None)
-            self._thread.join()
+            for lane in self._queues:
+                lane.put(None)
+            for thread in self._threads:
+                thread.join()
         if self._failure is not None and exc_type is None:
             raise self._failure
 
-    def _submit_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
+    def _submit_loop(self, lane: queue.Queue[tuple[Any, tuple[str, ...]] | None]) -> None:
+        while (item := lane.get()) is not None:
             if self._failure is not None:
                 continue
             request, labels = item
@@ -141,6 +157,10 @@ class _PipelinedSender:
             except BaseException as exc:  # surfaced in the caller's thread by __exit__
                 self._failure = exc
 
+    def _lane(self, path: str) -> queue.Queue[tuple[Any, tuple[str, ...]] | None]:
+        index = self._lanes.setdefault(path, len(self._lanes) % SUBMIT_LANES)
+        return self._queues[index]
+
     def _flush(self) -> None:
         if self._points:
             assert self._path is not None
@@ -149,7 +169,7 @@ class _PipelinedSender:
                 request = self._direct.encoded_request(wire.encode_float_snapshots(self._path, micros, values, stamps))
             else:
                 request = self._request
-            self._queue.put((request, (self._path,)))
+            self._lane(self._path).put((request, (self._path,)))
         self._floats, self._request, self._points, self._bytes = [], None, 0, 0
         if self._failure is not None:
             raise self._failure
@@ -255,6 +275,7 @@ class RunReplayer:
                 with _PipelinedSender(direct, self.on_points) as sender:
                     self._value_series("float", sender)
                     self._value_series("string", sender)
+                sink.release_file_refs()
                 finished = direct.wait(PROCESSING_TIMEOUT_S) and sink.wait_for_processing(PROCESSING_TIMEOUT_S)
             errors = [(sink.labels_for(e.sequence_id), e) for e in sink.drain_errors()] + direct.errors
             if finished:

@@ -187,6 +187,10 @@ class _Importer:
         ordered = False
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nmig-import") as pool:
+                # The project-metadata run (configs only) goes first, beside the runs: after them it was a
+                # chain of round trips (and, under faults, of the client's waits) that nothing overlapped.
+                project_plan = plan_project(self.bundle.info)
+                project_future = None if project_plan is None else pool.submit(worker.import_project_metadata, project_plan)
                 futures: dict[Future[RunOutcome], RunPlan] = {}
                 while True:
                     if not finished:
@@ -221,10 +225,9 @@ class _Importer:
                             outcome.events.append(Event(plan.sys_id, "", "failed", f"{type(exc).__name__}: {exc}"[:500]))
                         _record(outcome, self.state, result)
                         self._show_runs()
+                project_events = project_future.result() if project_future is not None else []
             self._trashed_runs(worker)
-            project_plan = plan_project(self.bundle.info)
             if project_plan is not None:
-                project_events = worker.import_project_metadata(project_plan)
                 result.events.extend(project_events)
                 if any(e.case == "failed" for e in project_events):
                     result.failed.append(project_plan.sys_id)

@@ -50,6 +50,8 @@ def test_repository_methods_used() -> None:
     }.items():
         signature = inspect.signature(getattr(OperationsRepository, name))
         assert all(p in signature.parameters for p in params), (name, signature)
+    # RunSink.release_file_refs labels a file reference with the sequence id the save returns
+    assert "SequenceId" in str(inspect.signature(OperationsRepository.save_update_run_snapshots).return_annotation)
 
 
 def test_sync_threads_and_their_attributes() -> None:
