@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -265,6 +266,7 @@ def test_tokens_are_exchanged_refreshed_and_checked(neptune3) -> None:
 
 
 def test_request_status_and_details_report_each_rejected_item(neptune3) -> None:
+    from neptune_api.proto.google_rpc.code_pb2 import Code
     from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
     from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot
     from neptune_api.proto.neptune_pb.ingest.v1.ingest_pb2 import IngestCode
@@ -299,9 +301,14 @@ def test_request_status_and_details_report_each_rejected_item(neptune3) -> None:
         missing = submit(client, RunOperation(project=project, run_id="no-such-run", update=again))
 
         ids = [created, first, second, missing, "never-issued"]
-        answer = client.post(f"/api/client/v1/ingest/check?projectIdentifier={project}",
-                             content=RequestIdList(ids=[RequestId(value=i) for i in ids]).SerializeToString())
-        statuses = BulkRequestStatus.FromString(answer.content).statuses
+        # ingest is asynchronous: a status is UNAVAILABLE until its request is applied (as the client polls)
+        for _ in range(200):
+            answer = client.post(f"/api/client/v1/ingest/check?projectIdentifier={project}",
+                                 content=RequestIdList(ids=[RequestId(value=i) for i in ids]).SerializeToString())
+            statuses = BulkRequestStatus.FromString(answer.content).statuses
+            if not any(c.code == Code.UNAVAILABLE for s in statuses for c in s.code_by_count):
+                break
+            time.sleep(0.02)
         codes = [sorted((c.detail, c.count) for c in s.code_by_count) for s in statuses]
         assert codes == [
             [(IngestCode.OK, 1)],
@@ -372,3 +379,41 @@ def test_throttling_failures_and_latency_together_lose_nothing(tmp_path, open_ru
             (s, s / 4) for s in range(200)
         ]
         assert store_view.attributes(db, "throttled", project="demo/throttled")["sys/tags"] == ("string_set", ["kept"])
+
+
+def test_requests_accepted_and_not_yet_applied_are_applied_after_a_restart_once(tmp_path) -> None:
+    # What a server killed between answering a submit and applying it leaves in its ingest queue: the
+    # restarted server applies it, in order; a request already applied (killed before its file was removed)
+    # is not applied twice.
+    import sqlite3
+
+    from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Run as CreateRun
+    from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import Step, UpdateRunSnapshot
+    from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
+
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.emulators.neptune3.ingest import INGEST_QUEUE_DIR
+
+    data_dir = tmp_path / "data"
+    project = "demo/queued"
+    with serve_neptune3(data_dir=data_dir) as info:
+        from neptune_scale.projects import create_project
+
+        create_project(project, api_token=info.api_token)
+    create = RunOperation(project=project, run_id="q", create=CreateRun(family="q"))
+    update = UpdateRunSnapshot(step=Step(whole=1))
+    update.timestamp.seconds = 1_700_000_000
+    update.append["m/x"].float64 = 0.5
+    queued = data_dir / INGEST_QUEUE_DIR
+    for seq, (request_id, op) in enumerate([("id-create", create), ("id-update", RunOperation(project=project, run_id="q", update=update)),
+                                            ("id-update", RunOperation(project=project, run_id="q", update=update))]):
+        (queued / f"{seq:012d}-{request_id}.bin").write_bytes(op.SerializeToString())
+    with serve_neptune3(data_dir=data_dir):
+        for _ in range(200):
+            if not list(queued.glob("*.bin")):
+                break
+            time.sleep(0.02)
+        assert not list(queued.glob("*.bin"))
+    db = sqlite3.connect(data_dir / "neptune3.sqlite3")
+    assert db.execute("SELECT COUNT(*) FROM requests WHERE request_id IN ('id-create', 'id-update')").fetchone() == (2,)
+    assert db.execute("SELECT COUNT(*) FROM points").fetchone() == (1,)

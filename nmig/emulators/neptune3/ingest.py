@@ -1,7 +1,9 @@
 """Ingest of neptune-scale's RunOperation protobufs, request statuses, and the service's validation rules.
 
-Each ingest request is applied in one SQLite transaction together with its status row, so a request is either
-acknowledged and stored, or not applied at all. Items the service rejects (a non-increasing step, a type
+A submit is answered once the request is accepted (kept on disk, IngestQueue), and it is applied afterwards,
+in the order accepted, by one thread, as the real service ingests asynchronously; until then its status is
+UNAVAILABLE. Each request is applied in one SQLite transaction together with its status row, so it is either
+stored with its status or not applied at all. Items the service rejects (a non-increasing step, a type
 conflict, a limit) are left out and reported through the request status, as the real service reports them;
 the rest of the request is applied. The client learns the outcome by polling the bulk status check.
 
@@ -14,12 +16,17 @@ from __future__ import annotations
 import json
 import math
 import operator
+import os
+import queue
 import re
 import sqlite3
+import threading
+import traceback
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError
@@ -61,6 +68,7 @@ MAX_RUN_ID_CHARS = 730  # ASSUMPTION: as above
 MIN_DATETIME_MS = -2208988800000  # 1900-01-01T00:00:00Z
 MAX_DATETIME_MS = 10445875199999  # 2299-12-31T23:59:59.999Z
 RUN_CACHE_SIZE = 64  # runs whose attribute state stays in memory between requests
+INGEST_QUEUE_DIR = "ingest-queue"  # accepted requests not yet applied (IngestQueue)
 MAX_REQUEST_BYTES = 32 * 1024 * 1024  # ASSUMPTION: generous; neptune-scale keeps requests under 16 MiB
 
 # sys/ attributes a client may write. ASSUMPTION: tags and group tags (the client's own tag API) and the
@@ -721,9 +729,98 @@ def _same(a: Any, b: Any) -> bool:
 
 # -- HTTP ----------------------------------------------------------------------------------------------------------
 
+class IngestQueue:
+    """Accepted ingest requests waiting to be applied, in the order they were accepted; one thread applies them.
+
+    The real service ingests asynchronously: a submit is answered with its request id once the request is
+    accepted, and what became of it is reported later by the status check, with code UNAVAILABLE while it is
+    not processed yet. Evidence: SubmitResponse carries only request ids (proto neptune_pb/ingest/v1/pub/
+    client.proto); neptune-scale's StatusTrackingThread treats an UNAVAILABLE status as "not ready yet, sleep
+    and retry" (neptune_scale/sync/sync_process.py:475-478) and its SenderThread sends a run's requests back
+    to back without waiting for any status. So the emulator answers a submit before applying it too (which
+    also lets a client's next request travel while the last one is ingested, as it does against the service).
+
+    An accepted request is kept on disk before it is answered (`<data dir>/ingest-queue/<seq>-<id>.bin`,
+    written whole then renamed), so a killed emulator applies it after a restart, as the service never
+    forgets an acknowledged request. ASSUMPTION: the service applies one project's requests in the order it
+    accepted them (the client's sender relies on it: a run's updates follow its creation without a wait);
+    here every request is applied in that order, by one thread. A request applied and then found on disk
+    again (killed between the commit and the removal) is recognised by its id and not applied twice."""
+
+    def __init__(self, engine: IngestEngine, app: Neptune3App) -> None:
+        self._engine = engine
+        self._app = app
+        self._dir = app.store.data_dir / INGEST_QUEUE_DIR
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[tuple[str, Path] | None] = queue.SimpleQueue()
+        self._waiting: set[str] = set()
+        found = sorted(self._dir.glob("*.bin"))
+        for path in found:
+            request_id = path.stem.partition("-")[2]
+            self._waiting.add(request_id)
+            self._queue.put((request_id, path))
+        for leftover in self._dir.glob("*.tmp"):  # never answered: the client got no id for it
+            leftover.unlink(missing_ok=True)
+        self._seq = int(found[-1].stem.partition("-")[0]) + 1 if found else 0
+        self._thread = threading.Thread(target=self._apply_all, name="neptune3-ingest", daemon=True)
+        self._thread.start()
+
+    def accept(self, body: bytes) -> str:
+        """Keep the request and queue it; its request id."""
+        request_id = str(uuid.uuid4())
+        with self._lock:  # sequence numbers, files and queue order agree
+            path = self._dir / f"{self._seq:012d}-{request_id}.bin"
+            self._seq += 1
+            partial = path.with_suffix(".tmp")
+            partial.write_bytes(body)
+            os.replace(partial, path)
+            self._waiting.add(request_id)
+            self._queue.put((request_id, path))
+        return request_id
+
+    def waiting(self, request_ids: list[str]) -> set[str]:
+        """Those of `request_ids` accepted and not applied yet."""
+        with self._lock:
+            return self._waiting.intersection(request_ids)
+
+    def close(self) -> None:
+        """Stop after the request being applied; the rest stay on disk for the next start."""
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+
+    def _apply_all(self) -> None:
+        while (item := self._queue.get()) is not None:
+            request_id, path = item
+            try:
+                self._apply(request_id, path)
+            except Exception:
+                if self._app.store.closed:
+                    return  # stopping: the request stays queued on disk for the next start
+                # an emulator bug: reported as the request's INTERNAL failure, not a status that never comes
+                traceback.print_exc()
+                failed = Outcome()
+                failed.reject("", IngestCode.INTERNAL, "the emulator failed to apply this request")
+                with self._app.store.write() as conn:
+                    conn.execute("INSERT OR IGNORE INTO requests (request_id, project_pk, received_ms, status)"
+                                 " VALUES (?, 0, ?, ?)", (request_id, now_ms(), failed.status().SerializeToString()))
+            path.unlink(missing_ok=True)
+            with self._lock:
+                self._waiting.discard(request_id)
+
+    def _apply(self, request_id: str, path: Path) -> None:
+        conn = self._app.store.connection()
+        if conn.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone():
+            return  # applied before the emulator was stopped, not yet removed
+        operation = RunOperation.FromString(path.read_bytes())
+        self._engine.apply(self._app.project_from_qualified(operation.project), operation, request_id,
+                           self._app.reject_requests)
+
+
 def register(app: Neptune3App) -> None:
     engine = IngestEngine(app.store)
     router, store = app.router, app.store
+    pending = app.ingest_queue = IngestQueue(engine, app)
 
     @router.route("POST", INGEST_PATH)
     def ingest(request: Request, match: re.Match[str]) -> Response:
@@ -737,10 +834,9 @@ def register(app: Neptune3App) -> None:
             return Response.error(403, "Forbidden", "API key not valid for this operation")
         # ASSUMPTION: an unknown project (or workspace) is accepted at the HTTP level and reported through
         # the request status as PROJECT_NOT_FOUND, since ingest is asynchronous in the real service.
-        project = (app.ensure_project(operation.project) if operation.create_missing_project
-                   else app.project_from_qualified(operation.project))
-        request_id = str(uuid.uuid4())
-        engine.apply(project, operation, request_id, app.reject_requests)
+        if operation.create_missing_project:
+            app.ensure_project(operation.project)
+        request_id = pending.accept(request.body)
         response = SubmitResponse(request_id=request_id, request_ids=[request_id])
         return Response(200, response.SerializeToString(), content_type=PROTOBUF)
 
@@ -750,6 +846,7 @@ def register(app: Neptune3App) -> None:
             ids = [i.value for i in RequestIdList.FromString(request.body).ids]
         except DecodeError:
             return Response.error(400, "Bad request", "body is not a RequestIdList")
+        waiting = pending.waiting(ids)  # asked before the statuses: a request applied in between has its row
         found: dict[str, bytes] = {}
         conn = store.connection()
         for start in range(0, len(ids), 500):
@@ -760,6 +857,9 @@ def register(app: Neptune3App) -> None:
         for request_id in ids:
             if request_id in found:
                 bulk.statuses.append(RequestStatus.FromString(found[request_id]))
+            elif request_id in waiting:
+                # not processed yet: the code the client waits on (sync_process.py:475)
+                bulk.statuses.add().code_by_count.add(code=Code.UNAVAILABLE, count=1, detail=IngestCode.OK)
             else:
                 # ASSUMPTION: an id the service never issued is reported as NOT_FOUND (not UNAVAILABLE, which
                 # would make the client wait for it forever).

@@ -43,7 +43,7 @@ from nmig.emulators.tls import ensure_certificates
 from nmig.secrets import make_api_token
 
 if TYPE_CHECKING:
-    from nmig.emulators.neptune3.ingest import RejectRequests
+    from nmig.emulators.neptune3.ingest import IngestQueue, RejectRequests
 
 CONFIG_PATH = "/api/backend/v1/clients/config"
 PROJECTS_PATH = "/api/backend/v1/projects"
@@ -74,6 +74,7 @@ class Neptune3App:
     # Test hook: ingest requests carrying one of these paths are rejected whole (ingest.RejectRequests).
     reject_requests: RejectRequests | None = None
     projects: Projects = field(init=False)
+    ingest_queue: IngestQueue | None = None  # set by ingest.register
 
     def __post_init__(self) -> None:
         self.projects = Projects(self.store, self.workspace)
@@ -277,6 +278,7 @@ def serve_neptune3(
     if faults is None:
         faults = FaultPlan(fail_rate, throttle_rate, latency_ms, seed, exempt=FAULT_EXEMPT)
     store = Store(data_dir)
+    app: Neptune3App | None = None
     try:
         app = build_app(store, workspace, access_ttl_s, storage_provider, url_ttl_s, tuple(allowed_visibilities))
         app.multipart_part_size = multipart_part_size
@@ -294,4 +296,6 @@ def serve_neptune3(
                 ca_file=str(certificates.ca_file) if certificates else None,
             )
     finally:
+        if app is not None and app.ingest_queue is not None:
+            app.ingest_queue.close()  # before the store: it may be applying a request
         store.close()

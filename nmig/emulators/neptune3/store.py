@@ -336,6 +336,10 @@ class Store:
         finally:
             conn.execute("COMMIT")
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         self._closed = True
         with self._connections_lock:
