@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -129,8 +130,11 @@ _timeout_option = click.option(
 
 @main.command("export")
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
-@click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder to write, or a URL on object storage (s3://BUCKET/PREFIX, gs://, az://, file://).")
+@click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder to write, or a URL on object storage (s3://BUCKET/PREFIX, gs://, az://, file://); with --workspace, the root folder (local).")
 @_storage_options_option
+@click.option("--workspace", default=None, help="Export every project of this workspace instead (one bundle per project under --out, and an index nmig-root.json).")
+@click.option("--projects", default=None, help="With --workspace: only projects whose name matches this regex in full.")
+@click.option("--exclude-projects", default=None, help="With --workspace: leave out projects whose name matches this regex in full.")
 @click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="2.x API token (default: $NEPTUNE_API_TOKEN).")
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option(
@@ -140,7 +144,7 @@ _timeout_option = click.option(
 @click.option(
     "--no-models", is_flag=True, help="Skip models and model versions (exported by default; --query/--runs select runs only)."
 )
-@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel (with --workspace: in total, shared by the projects exported at once).")
 @click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @_ca_bundle_option
@@ -149,16 +153,33 @@ _timeout_option = click.option(
 @_timeout_option
 @friendly_errors
 def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str, ...], shard: str | None, **options: Any) -> None:
-    """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
-    from nmig.exporter import ExportOptions, export_project, parse_shard
+    """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it).
+
+    With --workspace WS instead of --project, every project of WS (chosen by --projects / --exclude-projects)
+    goes into its own bundle OUT/<project>/, listed in OUT/nmig-root.json; `nmig import`, `verify`, `inspect`
+    take OUT as they take one bundle. Several projects are exported at once within --max-workers.
+    """
+    from nmig.exporter import ExportOptions, export_project, export_workspace, parse_shard
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
+    if not options["workspace"] and (options["projects"] or options["exclude_projects"]):
+        raise NmigError("--projects and --exclude-projects choose projects of a --workspace")
     from nmig.reachability import require_reachable
 
     require_reachable(options["api_token"], "2.x")
     # `--runs A B C` as documented, as well as `--runs A --runs B`
-    result = export_project(ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard)))
+    export_options = ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard))
+    if options["workspace"]:
+        if options["project"] and click.get_current_context().get_parameter_source("project") != click.core.ParameterSource.ENVIRONMENT:
+            raise NmigError("--workspace and --project exclude each other: export one project or a whole workspace")
+        workspace_result = export_workspace(dataclasses.replace(export_options, project=None))
+        for line in workspace_result.lines():
+            click.echo(f"  {redact(line, options['api_token'])}", err=options["quiet"])
+        click.echo(f"nmig export: {workspace_result.summary()} -> {options['out']}", err=options["quiet"])
+        workspace_result.raise_for_failures()
+        return
+    result = export_project(export_options)
     click.echo(f"nmig export: {result.summary()} -> {options['out']}", err=options["quiet"])  # the final line
     for line in result.incomplete_lines():
         click.echo(f"  {redact(line, options['api_token'])}", err=True)
