@@ -5,7 +5,7 @@ Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` 
 `validate_entity` (the one check of import, dry run and `inspect --check`) and `refusal` (its one line).
 Workspace roots (one bundle per project and an index): `is_root`, `read_root`, `write_root`, `project_folder`,
 `WorkspaceRoot`, `RootProject`, `ROOT_INDEX`.
-`nmig inspect`: `summarize`, `describe_entity`, `find_entity`, `render_summary`, `render_entity`.
+`nmig inspect`: `summarize`, `summarize_root`, `render_root_summary`, `describe_entity`, `find_entity`, `render_summary`, `render_entity`.
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
 Where a bundle lives (a folder, or a URL on object storage): `open_root` gives its `BundleRoot`, `is_url`,
@@ -37,7 +37,15 @@ from nmig.schema.frames import (
     read_runs,
     read_string_series,
 )
-from nmig.schema.inspect import describe_entity, find_entity, render_entity, render_summary, summarize
+from nmig.schema.inspect import (
+    describe_entity,
+    find_entity,
+    render_entity,
+    render_root_summary,
+    render_summary,
+    summarize,
+    summarize_root,
+)
 from nmig.schema.reader import Bundle, EntityBundle, content_digest
 from nmig.schema.root import (
     ROOT_INDEX,
@@ -104,10 +112,12 @@ __all__ = [
     "read_string_series",
     "refusal",
     "render_entity",
+    "render_root_summary",
     "render_summary",
     "safe_component",
     "secrets_of",
     "summarize",
+    "summarize_root",
     "validate_entity",
     "write_export_info",
     "write_root",
