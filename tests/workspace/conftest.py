@@ -6,25 +6,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from workspace_helpers import workspace_fixture  # noqa: E402
+from workspace_helpers import invoke, workspace_fixture  # noqa: E402
 
 from nmig.emulators.http import EmulatorInfo  # noqa: E402
-
-
-def invoke(*args: str) -> Any:
-    """`nmig ...` in-process through click's runner, with no token or project from the environment."""
-    from click.testing import CliRunner
-
-    from nmig.cli import main
-
-    env = {"NEPTUNE_API_TOKEN": "", "NEPTUNE_PROJECT": "", "NEPTUNE_LEGACY_API_TOKEN": ""}
-    return CliRunner().invoke(main, list(args), env=env)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import invoke
-from workspace_helpers import PROJECTS
+from workspace_helpers import PROJECTS, invoke
 
 from nmig.emulators.http import EmulatorInfo
 from nmig.schema import ROOT_INDEX, read_root

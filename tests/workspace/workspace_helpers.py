@@ -41,3 +41,13 @@ def workspace_fixture() -> dict[str, Any]:
             for name in PROJECTS
         ],
     }
+
+
+def invoke(*args: str) -> Any:
+    """`nmig ...` in-process through click's runner, with no token or project from the environment."""
+    from click.testing import CliRunner
+
+    from nmig.cli import main
+
+    env = {"NEPTUNE_API_TOKEN": "", "NEPTUNE_PROJECT": "", "NEPTUNE_LEGACY_API_TOKEN": ""}
+    return CliRunner().invoke(main, list(args), env=env)
