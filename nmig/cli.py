@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -129,8 +130,11 @@ _timeout_option = click.option(
 
 @main.command("export")
 @click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT (default: $NEPTUNE_PROJECT).")
-@click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder to write, or a URL on object storage (s3://BUCKET/PREFIX, gs://, az://, file://).")
+@click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder to write, or a URL on object storage (s3://BUCKET/PREFIX, gs://, az://, file://); with --workspace, the root folder (local).")
 @_storage_options_option
+@click.option("--workspace", default=None, help="Export every project of this workspace instead (one bundle per project under --out, and an index nmig-root.json).")
+@click.option("--projects", default=None, help="With --workspace: only projects whose name matches this regex in full.")
+@click.option("--exclude-projects", default=None, help="With --workspace: leave out projects whose name matches this regex in full.")
 @click.option("--api-token", envvar="NEPTUNE_API_TOKEN", help="2.x API token (default: $NEPTUNE_API_TOKEN).")
 @click.option("--query", default=None, help="NQL filter on runs, as in the 2.x app.")
 @click.option(
@@ -140,7 +144,7 @@ _timeout_option = click.option(
 @click.option(
     "--no-models", is_flag=True, help="Skip models and model versions (exported by default; --query/--runs select runs only)."
 )
-@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel (with --workspace: in total, shared by the projects exported at once).")
 @click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @_ca_bundle_option
@@ -149,16 +153,33 @@ _timeout_option = click.option(
 @_timeout_option
 @friendly_errors
 def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str, ...], shard: str | None, **options: Any) -> None:
-    """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
-    from nmig.exporter import ExportOptions, export_project, parse_shard
+    """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it).
+
+    With --workspace WS instead of --project, every project of WS (chosen by --projects / --exclude-projects)
+    goes into its own bundle OUT/<project>/, listed in OUT/nmig-root.json; `nmig import`, `verify`, `inspect`
+    take OUT as they take one bundle. Several projects are exported at once within --max-workers.
+    """
+    from nmig.exporter import ExportOptions, export_project, export_workspace, parse_shard
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
+    if not options["workspace"] and (options["projects"] or options["exclude_projects"]):
+        raise NmigError("--projects and --exclude-projects choose projects of a --workspace")
     from nmig.reachability import require_reachable
 
     require_reachable(options["api_token"], "2.x")
     # `--runs A B C` as documented, as well as `--runs A --runs B`
-    result = export_project(ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard)))
+    export_options = ExportOptions(**options, runs=runs + more_runs, models=not no_models, shard=parse_shard(shard))
+    if options["workspace"]:
+        if options["project"] and click.get_current_context().get_parameter_source("project") != click.core.ParameterSource.ENVIRONMENT:
+            raise NmigError("--workspace and --project exclude each other: export one project or a whole workspace")
+        workspace_result = export_workspace(dataclasses.replace(export_options, project=None))
+        for line in workspace_result.lines():
+            click.echo(f"  {redact(line, options['api_token'])}", err=options["quiet"])
+        click.echo(f"nmig export: {workspace_result.summary()} -> {options['out']}", err=options["quiet"])
+        workspace_result.raise_for_failures()
+        return
+    result = export_project(export_options)
     click.echo(f"nmig export: {result.summary()} -> {options['out']}", err=options["quiet"])  # the final line
     for line in result.incomplete_lines():
         click.echo(f"  {redact(line, options['api_token'])}", err=True)
@@ -266,6 +287,13 @@ def _local_file(ctx: click.Context, param: click.Parameter, value: str | None) -
         raise click.BadParameter("a file on this machine, not a URL")
     return Path(value) if value is not None else None
 
+_project_map_option = click.option(
+    "--project-map",
+    multiple=True,
+    help="For a workspace root (from `nmig export --workspace`): LEGACY_WS/PROJECT=TARGET_WS/PROJECT, or a file "
+    "of such lines (# comments); repeatable. Projects not mapped keep their name in the workspace --project names.",
+)
+
 
 def _file_option(*names: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(*names, type=click.Path(dir_okay=False), callback=_local_file, default=None, help=help)
@@ -291,10 +319,11 @@ _models_as_runs_option = click.option(
 
 @main.command("import")
 @_bundle_argument
-@click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT).")
+@click.option("--project", envvar="NEPTUNE_PROJECT", help="WORKSPACE/PROJECT in 3.x, or WORKSPACE to keep the legacy project's name there (default: $NEPTUNE_PROJECT). For a workspace root: WORKSPACE only.")
+@_project_map_option
 @_target_token_option
 @_bundle_runs_option
-@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once (for a workspace root: in total, shared by the projects imported at once).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, target ids, remapped paths, what is skipped or adjusted); write nothing.")
 @click.option("--no-create-project", is_flag=True, help="Fail instead of creating a missing target project.")
 @click.option(
@@ -321,13 +350,31 @@ def import_command(no_create_project: bool, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume).
 
     Runs imported before whose bundle was re-exported since (`nmig export --update`) are brought up to date:
-    new points appended once, configs, tags and files updated; what 3.x cannot change is reported."""
-    from nmig.importer import ImportOptions, render_plan, run_import
+    new points appended once, configs, tags and files updated; what 3.x cannot change is reported.
+
+    BUNDLE_DIR may also be a workspace root (`nmig export --workspace`): each project's bundle then goes into
+    its own 3.x project, named by --project-map where it names the legacy project, else the legacy project's
+    name in the workspace --project WORKSPACE. Several projects are imported at once within --max-workers;
+    one line per project says which legacy project went where.
+    """
+    from nmig.importer import ImportOptions, import_root, render_plan, render_root_plan, run_import
     from nmig.reachability import require_reachable
+    from nmig.schema import is_root
 
     if not options["dry_run"]:
         require_reachable(options["api_token"], "3.x")
-    result = run_import(ImportOptions(**options, create_project=not no_create_project))
+    import_options = ImportOptions(**options, create_project=not no_create_project)
+    if is_root(options["bundle_dir"], options["storage_options"]):
+        root_result = import_root(import_options)
+        if options["dry_run"]:
+            _echo_lines(render_root_plan(root_result))
+            return
+        for line in root_result.lines():
+            click.echo(f"  {printable(line)}", err=True)
+        click.echo(f"nmig import: {root_result.summary()}", err=True)
+        root_result.raise_for_failures()
+        return
+    result = run_import(import_options)
     if options["dry_run"]:
         _echo_lines(render_plan(result))
         return
@@ -345,12 +392,38 @@ def import_command(no_create_project: bool, **options: Any) -> None:
 def inspect_command(
     bundle_dir: Path | str, run_id: str | None, check: bool, as_json: bool, storage_options: dict[str, Any] | None
 ) -> None:
-    """Summarise a bundle, or detail one run (RUN_ID: a sys/id of a run, model or model version)."""
+    """Summarise a bundle, or detail one run (RUN_ID: a sys/id of a run, model or model version).
+
+    BUNDLE_DIR may be a workspace root: each project's bundle is summarised, then the totals.
+    """
     import json
 
     from nmig.errors import PartialFailure
-    from nmig.schema import Bundle, describe_entity, find_entity, render_entity, render_summary, summarize
+    from nmig.schema import (
+        Bundle,
+        describe_entity,
+        find_entity,
+        is_root,
+        read_root,
+        render_entity,
+        render_root_summary,
+        render_summary,
+        summarize,
+        summarize_root,
+    )
 
+    if is_root(bundle_dir, storage_options):
+        if run_id is not None:
+            raise NmigError(f"{bundle_dir} is a workspace root; name the project's bundle: nmig inspect {bundle_dir}/PROJECT {run_id}")
+        root_report = summarize_root(read_root(bundle_dir, storage_options), check=check, progress=not as_json)
+        if as_json:
+            click.echo(json.dumps(root_report, indent=1, default=str))
+        else:
+            _echo_lines(render_root_summary(root_report))
+        totals = root_report["totals"]
+        if check and (totals["problems"] or totals["incomplete"]):
+            raise PartialFailure(f"check failed: {totals['problems']} problem(s), {totals['incomplete']} incomplete")
+        return
     bundle = Bundle(bundle_dir, storage_options)
     if run_id is None:
         report = summarize(bundle, check=check, progress=not as_json)
@@ -368,7 +441,8 @@ def inspect_command(
 
 @main.command("verify")
 @_bundle_argument
-@click.option("--project", required=True, help="WORKSPACE/PROJECT in 3.x that the bundle was imported into.")
+@click.option("--project", default=None, help="WORKSPACE/PROJECT in 3.x that the bundle was imported into (for a workspace root: WORKSPACE, as given to `nmig import`).")
+@_project_map_option
 @_target_token_option
 @_bundle_runs_option
 @click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
@@ -383,11 +457,21 @@ def inspect_command(
 @_timeout_option
 @friendly_errors
 def verify_command(**options: Any) -> None:
-    """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
-    from nmig.importer import VerifyOptions, render_verify, verify_bundle
+    """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches.
+
+    BUNDLE_DIR may be a workspace root: every project is verified against the target `nmig import` gave it
+    (same --project WORKSPACE and --project-map), with a table per project and a line per project at the end.
+    """
+    from nmig.importer import VerifyOptions, render_root_verify, render_verify, verify_bundle, verify_root
     from nmig.reachability import require_reachable
+    from nmig.schema import is_root
 
     require_reachable(options["api_token"], "3.x")
+    if is_root(options["bundle_dir"], options["storage_options"]):
+        root_result = verify_root(VerifyOptions(**options))
+        _echo_lines(render_root_verify(root_result))
+        root_result.raise_for_differences(options["report"])
+        return
     result = verify_bundle(VerifyOptions(**options))
     _echo_lines(render_verify(result))
     result.raise_for_differences(options["report"])

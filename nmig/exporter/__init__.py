@@ -1,7 +1,9 @@
 """`nmig export`: a Neptune 2.x project into a bundle (see nmig.schema), through the official `neptune` client.
 
 Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`,
-`parse_shard(text)` (`--shard I/N`).
+`parse_shard(text)` (`--shard I/N`); a whole workspace (`--workspace`): `export_workspace(options)` ->
+`WorkspaceExportResult`, and for `nmig migrate --workspace` `validate_workspace(name)`,
+`choose_projects(workspace, token, include, exclude)` and `prepare_root(out, workspace, names, selection)`.
 
 How it reads (modules): `source` opens the project with `neptune.init_project(mode="read-only")` and calls the
 2.x API operations on the client's own swagger clients and authenticated session, taking bodies as raw JSON;
@@ -30,5 +32,25 @@ from __future__ import annotations
 
 from nmig.exporter.export import ExportOptions, ExportResult, export_project, validate_project
 from nmig.exporter.selection import parse_shard
+from nmig.exporter.workspace import (
+    ProjectExport,
+    WorkspaceExportResult,
+    choose_projects,
+    export_workspace,
+    prepare_root,
+    validate_workspace,
+)
 
-__all__ = ["ExportOptions", "ExportResult", "export_project", "parse_shard", "validate_project"]
+__all__ = [
+    "ExportOptions",
+    "ExportResult",
+    "ProjectExport",
+    "WorkspaceExportResult",
+    "choose_projects",
+    "export_project",
+    "export_workspace",
+    "parse_shard",
+    "prepare_root",
+    "validate_project",
+    "validate_workspace",
+]

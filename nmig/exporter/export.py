@@ -63,6 +63,11 @@ class ExportOptions:
     larger_page_size: int | None = LARGER_PAGE_SIZE
     # fsspec's options for an `out` URL (endpoint, credentials): never printed
     storage_options: dict[str, Any] | None = None
+    # A whole workspace instead of one project (exporter/workspace.py): `out` is then the root of one bundle
+    # per project, and these two regexes choose the projects by name.
+    workspace: str | None = None
+    projects: str | None = None
+    exclude_projects: str | None = None
 
 
 @dataclass

@@ -86,3 +86,26 @@ def needs_export(existing: Existing | None, modification_time: str | None, updat
         if existing.modification_time is None or modification_time > existing.modification_time:
             return "modified since"
     return None
+
+
+class ProjectMatcher:
+    """`--projects REGEX` / `--exclude-projects REGEX` of a workspace export: a project is chosen when its name
+    (without the workspace) matches the first in full, or there is none, and does not match the second in full."""
+
+    def __init__(self, include: str | None, exclude: str | None) -> None:
+        self.include = _compile_project_pattern("--projects", include)
+        self.exclude = _compile_project_pattern("--exclude-projects", exclude)
+
+    def matches(self, name: str) -> bool:
+        if self.include is not None and not self.include.fullmatch(name):
+            return False
+        return self.exclude is None or not self.exclude.fullmatch(name)
+
+
+def _compile_project_pattern(option: str, pattern: str | None) -> re.Pattern[str] | None:
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise NmigError(f"{option} {pattern!r} is not a valid regular expression: {exc}") from None

@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -51,6 +52,8 @@ CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
     ("neptune.metadata_containers.metadata_container", "MetadataContainer"),
     ("neptune.metadata_containers.utils", "build_raw_query"),
     ("neptune.exceptions", "NeptuneInvalidQueryException"),
+    ("neptune.internal.backends.hosted_neptune_backend", "HostedNeptuneBackend"),
+    ("neptune.internal.credentials", "Credentials"),
 )
 # Attributes of a table row (neptune.table.TableEntry) read directly: its container id and raw attributes.
 TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
@@ -64,11 +67,13 @@ LISTING_ORDER: dict[str, Any] = {"sort_by": "sys/id", "ascending": True}
 # size; a user's NEPTUNE_FETCH_TABLE_STEP_SIZE always wins. Measured in benchmarks/bench_many_runs.py.
 LISTING_STEP = 1000
 _STEP_VARIABLE = "NEPTUNE_FETCH_TABLE_STEP_SIZE"
+_LISTING_LOCK = threading.Lock()
 BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
 PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
 # Every operation of the 2.x API the exporter calls by name on the client's swagger clients, with every
 # parameter it may send (call_raw refuses any other; the conformance test holds this table to the real specs).
 API_CALLS: dict[str, frozenset[str]] = {
+    "listProjects": frozenset({"organizationIdentifier", "offset", "limit"}),
     "getProject": frozenset({"projectIdentifier"}),
     "getProjectDetails": frozenset({"projectIdentifier"}),
     "getExperimentAttributes": frozenset({"experimentId"}),
@@ -84,6 +89,7 @@ API_CALLS: dict[str, frozenset[str]] = {
 }
 # Which swagger client serves each operation.
 _CLIENT_OF = {
+    "listProjects": "backend_client",
     "getProject": "backend_client",
     "getProjectDetails": "backend_client",
     "listArtifactFiles": "artifacts_client",
@@ -191,7 +197,56 @@ def skip_iri_grammar() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
-class LegacySource:
+class BackendCalls:
+    """2.x API operations called on a `neptune` backend's own swagger clients and authenticated session, with
+    the client's own retry loop, the body taken as raw JSON. Thread-safe."""
+
+    def __init__(self, backend: Any) -> None:
+        from bravado.client import construct_request
+        from bravado.config import RequestConfig
+        from neptune.common.backends.utils import with_api_exceptions_handler
+        from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
+
+        self._backend = backend
+        self._construct_request = construct_request
+        self._request_config_class = RequestConfig
+        self._default_options: dict[str, Any] = DEFAULT_REQUEST_KWARGS["_request_options"]
+        # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
+        self._request = with_api_exceptions_handler(self._request_once)
+        _skip_redundant_environment_lookups(backend.leaderboard_client.swagger_spec.http_client)
+
+    # ---- raw requests ------------------------------------------------------------------------------
+
+    def _request_once(
+        self, client: Any, operation: str, extra_headers: dict[str, str] | None, params: dict[str, Any]
+    ) -> bytes:
+        """One request of a Swagger operation on the client's own swagger client and session; the body as
+        bytes (no bravado model per item: that unmarshalling is what makes the client slow)."""
+        options = dict(self._default_options)
+        if extra_headers:
+            options["headers"] = {**options.get("headers", {}), **extra_headers}
+        request_config = self._request_config_class(options, True)
+        request = self._construct_request(getattr(client.api, operation), options, **params)
+        future = client.swagger_spec.http_client.request(
+            request, operation=None, request_config=request_config
+        )
+        return future.response().incoming_response.raw_bytes
+
+    def call_raw(
+        self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
+    ) -> bytes:
+        undeclared = set(params) - API_CALLS[operation]
+        if undeclared:  # a programming error: API_CALLS is what the conformance test checks
+            raise AssertionError(f"{operation} called with parameters outside API_CALLS: {sorted(undeclared)}")
+        return self._request(getattr(self._backend, client_name), operation, headers, params)
+
+    def call(
+        self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
+    ) -> Any:
+        return json.loads(self.call_raw(client_name, operation, headers, **params))
+
+
+class LegacySource(BackendCalls):
     """An open, read-only connection to one 2.x project. Thread-safe for the reads below."""
 
     def __init__(
@@ -208,27 +263,18 @@ class LegacySource:
 
         self._project = _open_project(neptune, project, api_token)
         check_client_internals(self._project)
-        self._backend = self._project._backend
+        super().__init__(self._project._backend)
         self.project_uuid: str = self._project._project_id
         self.project_container_id: str = self._project._id
         self.workspace, _, self.project_name = project.partition("/")
 
-        from bravado.client import construct_request
-        from bravado.config import RequestConfig
         from neptune.common.backends.utils import with_api_exceptions_handler
-        from neptune.internal.backends.hosted_client import DEFAULT_REQUEST_KWARGS
         from neptune.internal.backends.hosted_file_operations import _download_raw_data, _get_download_url
         from neptune.internal.backends.utils import build_operation_url
 
-        self._construct_request = construct_request
-        self._request_config_class = RequestConfig
-        self._default_options: dict[str, Any] = DEFAULT_REQUEST_KWARGS["_request_options"]
         self._download_raw = _download_raw_data
         self._get_download_url = with_api_exceptions_handler(_get_download_url)
         self._build_url = build_operation_url
-        # The client's retry loop (5xx, 429 with Retry-After, connection errors, token expiry) around each request.
-        self._request = with_api_exceptions_handler(self._request_once)
-        _skip_redundant_environment_lookups(self._backend.leaderboard_client.swagger_spec.http_client)
         self.operations = self._served_operations()
         lacking = [op for op in ESSENTIAL_OPERATIONS if op not in self.operations]
         if lacking:
@@ -275,36 +321,6 @@ class LegacySource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # ---- raw requests ------------------------------------------------------------------------------
-
-    def _request_once(
-        self, client: Any, operation: str, extra_headers: dict[str, str] | None, params: dict[str, Any]
-    ) -> bytes:
-        """One request of a Swagger operation on the client's own swagger client and session; the body as
-        bytes (no bravado model per item: that unmarshalling is what makes the client slow)."""
-        options = dict(self._default_options)
-        if extra_headers:
-            options["headers"] = {**options.get("headers", {}), **extra_headers}
-        request_config = self._request_config_class(options, True)
-        request = self._construct_request(getattr(client.api, operation), options, **params)
-        future = client.swagger_spec.http_client.request(
-            request, operation=None, request_config=request_config
-        )
-        return future.response().incoming_response.raw_bytes
-
-    def call_raw(
-        self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
-    ) -> bytes:
-        undeclared = set(params) - API_CALLS[operation]
-        if undeclared:  # a programming error: API_CALLS is what the conformance test checks
-            raise AssertionError(f"{operation} called with parameters outside API_CALLS: {sorted(undeclared)}")
-        return self._request(getattr(self._backend, client_name), operation, headers, params)
-
-    def call(
-        self, client_name: str, operation: str, headers: dict[str, str] | None = None, **params: Any
-    ) -> Any:
-        return json.loads(self.call_raw(client_name, operation, headers, **params))
 
     def _operation_url(self, operation: str) -> str:
         client = self._backend.leaderboard_client
@@ -383,7 +399,13 @@ class LegacySource:
         return values
 
     def list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
-        """Runs (filtered by `query`), models or model versions, through the client's table API."""
+        """Runs (filtered by `query`), models or model versions, through the client's table API. One listing at
+        a time in the process: the page size reaches the client through os.environ, which the projects of a
+        workspace export (one thread each) share."""
+        with _LISTING_LOCK:
+            return self._list_entities_sized(kind, query, include_trashed)
+
+    def _list_entities_sized(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
         if os.environ.get(_STEP_VARIABLE):
             return self._list_entities(kind, query, include_trashed)
         os.environ[_STEP_VARIABLE] = str(LISTING_STEP)
@@ -634,12 +656,12 @@ def _open_project(neptune: Any, project: str, api_token: str) -> Any:
         except transient as exc:
             if attempt == CONNECT_ATTEMPTS - 1:
                 if isinstance(exc, NeptuneException):
-                    raise _connect_error(exc, project, api_token) from None
+                    raise _connect_error(exc, f"project {project}", api_token) from None
                 raise NmigError(
                     f"cannot open project {project}: the server keeps failing ({describe_http(exc)})"
                 ) from None
         except NeptuneException as exc:
-            raise _connect_error(exc, project, api_token) from None
+            raise _connect_error(exc, f"project {project}", api_token) from None
         except (ValueError, OSError) as exc:  # malformed token / unreachable address
             raise NmigError(
                 f"cannot connect to Neptune for project {project}: {redact(str(exc), api_token)}"
@@ -670,7 +692,8 @@ def _server_message(exc: BaseException) -> str:
     return _client_error_message(exc)
 
 
-def _connect_error(exc: BaseException, project: str, api_token: str) -> NmigError:
+def _connect_error(exc: BaseException, what: str, api_token: str) -> NmigError:
+    """One line for a client exception while opening `what` ("project ws/p", "workspace ws")."""
     from neptune.common.exceptions import (
         Forbidden,
         NeptuneConnectionLostException,
@@ -682,11 +705,68 @@ def _connect_error(exc: BaseException, project: str, api_token: str) -> NmigErro
     if isinstance(exc, NeptuneInvalidApiTokenException | Unauthorized):
         return NmigError("the API token was rejected by the server (check NEPTUNE_API_TOKEN or --api-token)")
     if isinstance(exc, Forbidden):
-        return NmigError(f"the API token has no access to project {project}")
+        return NmigError(f"the API token has no access to {what}")
     if isinstance(exc, ProjectNotFound):
-        return NmigError(f"project {project} not found (or the token has no access to it)")
+        return NmigError(f"{what} not found (or the token has no access to it)")
     if isinstance(exc, NeptuneConnectionLostException):
-        return NmigError(
-            f"cannot reach the Neptune server for project {project}: connection lost after retries"
-        )
-    return NmigError(f"cannot open project {project}: {redact(_client_error_message(exc), api_token)}")
+        return NmigError(f"cannot reach the Neptune server for {what}: connection lost after retries")
+    return NmigError(f"cannot open {what}: {redact(_client_error_message(exc), api_token)}")
+
+
+# Projects per listProjects request. ASSUMPTION: the 2.x server answers 100 projects per page (no spec gives a
+# maximum; backend.json declares offset/limit, and the client itself asks for at most 5 in
+# hosted_neptune_backend.py get_available_projects). Fewer per page are still read completely: offsets follow
+# what came back.
+PROJECT_PAGE = 100
+
+
+def list_workspace_projects(workspace: str, api_token: str) -> list[str]:
+    """The names of every project of `workspace` that the token sees, sorted, read with the 2.x operation
+    `listProjects` (backend.json: GET /api/backend/v1/projects, ProjectListDTO) page by page on the client's own
+    backend and session. The workspace is given by name, as the client does (hosted_neptune_backend.py
+    get_available_projects passes organizationIdentifier=workspace). Entries of another workspace (a server
+    matching the identifier loosely) and entries without a name are left out.
+
+    ASSUMPTION: without sortBy the server keeps one order across the pages of a listing (nothing says which;
+    a project created during the listing may be missed, and is found by re-running the export)."""
+    prepare_client_env(api_token)
+    backend = _open_backend(workspace, api_token)
+    calls = BackendCalls(backend)
+    names: set[str] = set()
+    offset = 0
+    while True:
+        try:
+            page = calls.call(
+                "backend_client", "listProjects", organizationIdentifier=workspace, offset=offset, limit=PROJECT_PAGE
+            )
+        except NmigError:
+            raise
+        except Exception as exc:  # the server kept failing after the client's retries
+            raise _connect_error(exc, f"workspace {workspace}", api_token) from None
+        entries = page.get("entries") if isinstance(page, dict) else None
+        if not isinstance(entries, list):
+            raise NmigError(f"the server's project listing of workspace {workspace} is not a ProjectListDTO")
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                continue
+            if entry.get("organizationName") not in (None, workspace):
+                continue
+            names.add(entry["name"])
+        offset += len(entries)
+        matching = page.get("matchingItemCount")
+        if not entries or not isinstance(matching, int) or offset >= matching:
+            return sorted(names)
+
+
+def _open_backend(workspace: str, api_token: str) -> Any:
+    """The client's own backend (token exchange, session, swagger clients) without opening a project."""
+    from neptune.common.exceptions import NeptuneException
+    from neptune.internal.backends.hosted_neptune_backend import HostedNeptuneBackend
+    from neptune.internal.credentials import Credentials
+
+    try:
+        return HostedNeptuneBackend(Credentials.from_token(api_token))
+    except NeptuneException as exc:
+        raise _connect_error(exc, f"workspace {workspace}", api_token) from None
+    except (ValueError, OSError) as exc:  # malformed token / unreachable address
+        raise NmigError(f"cannot connect to Neptune for workspace {workspace}: {redact(str(exc), api_token)}") from None

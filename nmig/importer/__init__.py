@@ -7,6 +7,9 @@ Public API:
   (the `--dry-run` text), `default_report_path(bundle_dir, project)`, `check_api_token(token)` (tried
   against the service before any work, as `nmig migrate` does);
 - verify: `VerifyOptions`, `VerifyResult`, `verify_bundle(options)`, `render_verify(result)` (the table);
+- workspace roots (one bundle per project, nmig.schema.read_root): `import_root(options)` ->
+  `RootImportResult`, `verify_root(options)` -> `RootVerifyResult`, `render_root_verify(result)`,
+  `render_root_plan(result)`, `parse_project_map(values)` (`--project-map`);
 - both check their input and raise NmigError with one clear line; they return their result, and the caller
   prints it and decides the exit (`ImportResult.raise_for_failures`, `VerifyResult.raise_for_differences`).
 
@@ -28,12 +31,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nmig.importer.dry_run import render_plan
     from nmig.importer.options import ImportOptions
-    from nmig.importer.project import check_api_token
+    from nmig.importer.project import check_api_token, parse_project_map
     from nmig.importer.report import default_report_path
     from nmig.importer.result import ImportResult
     from nmig.importer.runner import RunFeed, WholeBundle, run_import
     from nmig.importer.verify import VerifyOptions, VerifyResult, verify_bundle
     from nmig.importer.verify import render as render_verify
+    from nmig.importer.workspace import (
+        RootImportResult,
+        RootVerifyResult,
+        import_root,
+        render_root_plan,
+        render_root_verify,
+        verify_root,
+    )
 
 _PUBLIC = {
     "ImportOptions": ("nmig.importer.options", "ImportOptions"),
@@ -48,6 +59,13 @@ _PUBLIC = {
     "VerifyResult": ("nmig.importer.verify", "VerifyResult"),
     "verify_bundle": ("nmig.importer.verify", "verify_bundle"),
     "render_verify": ("nmig.importer.verify", "render"),
+    "RootImportResult": ("nmig.importer.workspace", "RootImportResult"),
+    "RootVerifyResult": ("nmig.importer.workspace", "RootVerifyResult"),
+    "import_root": ("nmig.importer.workspace", "import_root"),
+    "verify_root": ("nmig.importer.workspace", "verify_root"),
+    "render_root_plan": ("nmig.importer.workspace", "render_root_plan"),
+    "render_root_verify": ("nmig.importer.workspace", "render_root_verify"),
+    "parse_project_map": ("nmig.importer.project", "parse_project_map"),
 }
 
 
@@ -62,14 +80,21 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ImportOptions",
     "ImportResult",
+    "RootImportResult",
+    "RootVerifyResult",
     "RunFeed",
     "VerifyOptions",
     "VerifyResult",
     "WholeBundle",
     "check_api_token",
     "default_report_path",
+    "import_root",
+    "parse_project_map",
     "render_plan",
+    "render_root_plan",
+    "render_root_verify",
     "render_verify",
     "run_import",
     "verify_bundle",
+    "verify_root",
 ]

@@ -24,3 +24,4 @@ class ImportOptions:
     models_as_runs: bool = False  # models and model versions imported as runs (plan.plan_run)
     sync_trash: bool = False  # runs trashed in 2.x since their export (export.json "trashed") trashed in 3.x too
     storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed
+    project_map: Sequence[str] = ()  # --project-map: SRC=DST pairs or files of them (project.parse_project_map)

@@ -43,7 +43,7 @@ from nmig.importer.dry_run import dry_run
 from nmig.importer.intake import RunIds, note_unimported, plan_models, plan_runs
 from nmig.importer.options import ImportOptions
 from nmig.importer.plan import RunPlan, plan_project, select_runs
-from nmig.importer.project import resolve_project
+from nmig.importer.project import parse_project_map, resolve_project
 from nmig.importer.replay import RunOutcome, scan_adjustments
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
@@ -98,7 +98,7 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     each imported as soon as it arrives (`options.runs` and `dry_run` do not apply then)."""
     started_at = dt.datetime.now(dt.timezone.utc).isoformat()
     bundle = Bundle(options.bundle_dir, options.storage_options)  # BundleError (an NmigError) for not-a-bundle or a newer format
-    project = resolve_project(options.project, bundle)
+    project = resolve_project(options.project, bundle, parse_project_map(options.project_map))
     result = ImportResult(project=project)
     if feed is None:
         entities = select_runs(bundle.entities("run"), options.runs)

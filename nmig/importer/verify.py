@@ -32,7 +32,7 @@ from nmig.importer.plan import (
     plan_run,
     select_runs,
 )
-from nmig.importer.project import resolve_project
+from nmig.importer.project import parse_project_map, resolve_project
 from nmig.importer.report import default_report_path, read_items
 from nmig.importer.state import write_json_atomically
 from nmig.importer.target import require_api_token
@@ -63,6 +63,7 @@ class VerifyOptions:
     models_as_runs: bool = False  # as given to `nmig import --models-as-runs`
     max_workers: int = 8  # runs checked at once
     storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed
+    project_map: Sequence[str] = ()  # as given to `nmig import --project-map`
 
 
 @dataclass
@@ -344,7 +345,7 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     if options.sample is not None and options.sample < 1:
         raise NmigError("--sample must be at least 1")
     bundle = Bundle(options.bundle_dir, options.storage_options)
-    project = resolve_project(options.project, bundle)
+    project = resolve_project(options.project, bundle, parse_project_map(options.project_map))
     api_token = require_api_token(options.api_token)
     result = VerifyResult(project=project, sample=options.sample)
     models_too = options.models_as_runs and not options.runs

@@ -3,7 +3,9 @@
 Writing: `EntityWriter`, `write_export_info`, `clean_partial`, `safe_component`.
 Reading: `Bundle`, `EntityBundle`, `BundleError`, `content_digest`, `path_runs` (a series batch's runs of one path);
 `validate_entity` (the one check of import, dry run and `inspect --check`) and `refusal` (its one line).
-`nmig inspect`: `summarize`, `describe_entity`, `find_entity`, `render_summary`, `render_entity`.
+Workspace roots (one bundle per project and an index): `is_root`, `read_root`, `write_root`, `project_folder`,
+`WorkspaceRoot`, `RootProject`, `ROOT_INDEX`.
+`nmig inspect`: `summarize`, `summarize_root`, `render_root_summary`, `describe_entity`, `find_entity`, `render_summary`, `render_entity`.
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
 Where a bundle lives (a folder, or a URL on object storage): `open_root` gives its `BundleRoot`, `is_url`,
@@ -35,8 +37,25 @@ from nmig.schema.frames import (
     read_runs,
     read_string_series,
 )
-from nmig.schema.inspect import describe_entity, find_entity, render_entity, render_summary, summarize
+from nmig.schema.inspect import (
+    describe_entity,
+    find_entity,
+    render_entity,
+    render_root_summary,
+    render_summary,
+    summarize,
+    summarize_root,
+)
 from nmig.schema.reader import Bundle, EntityBundle, content_digest
+from nmig.schema.root import (
+    ROOT_INDEX,
+    RootProject,
+    WorkspaceRoot,
+    is_root,
+    project_folder,
+    read_root,
+    write_root,
+)
 from nmig.schema.store import (
     BundleRoot,
     as_location,
@@ -55,6 +74,7 @@ __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "KIND_FOLDERS",
+    "ROOT_INDEX",
     "Bundle",
     "BundleRoot",
     "BundleError",
@@ -62,6 +82,8 @@ __all__ = [
     "EntityBundle",
     "EntityWriter",
     "as_location",
+    "RootProject",
+    "WorkspaceRoot",
     "clean_partial",
     "content_digest",
     "decode_atom",
@@ -78,19 +100,25 @@ __all__ = [
     "masked_options",
     "open_root",
     "parse_storage_options",
+    "is_root",
     "path_runs",
+    "project_folder",
     "read_attributes",
     "read_file",
     "read_file_series",
     "read_float_series",
+    "read_root",
     "read_runs",
     "read_string_series",
     "refusal",
     "render_entity",
+    "render_root_summary",
     "render_summary",
     "safe_component",
     "secrets_of",
     "summarize",
+    "summarize_root",
     "validate_entity",
     "write_export_info",
+    "write_root",
 ]

@@ -139,22 +139,24 @@ def safe_component(name: object) -> str:
     return name
 
 
-def check_format(doc: object, what: str) -> None:
-    """Refuse a document that is not ours or is of a newer major version; accept newer minor versions."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
-        raise BundleError(f"{what} is not an {FORMAT_NAME} document")
+def check_format(doc: object, what: str, name: str = FORMAT_NAME) -> None:
+    """Refuse a document that is not ours (format `name`) or is of a newer major version; accept newer minor
+    versions."""
+    if not isinstance(doc, dict) or doc.get("format") != name:
+        raise BundleError(f"{what} is not an {name} document")
     version = doc.get("format_version")
     match = re.fullmatch(r"(\d+)\.(\d+)", version) if isinstance(version, str) else None
     if match is None:
         raise BundleError(f"{what} has an invalid format_version {version!r}")
     major = int(match.group(1))
+    label = "bundle format" if name == FORMAT_NAME else f"{name} format"
     if major > SUPPORTED_MAJOR:
         raise BundleError(
-            f"{what} uses bundle format {version}, newer than this nmig supports "
+            f"{what} uses {label} {version}, newer than this nmig supports "
             f"({SUPPORTED_MAJOR}.x); upgrade nmig to read it"
         )
     if major < SUPPORTED_MAJOR:
-        raise BundleError(f"{what} uses bundle format {version}, older than any this nmig reads")
+        raise BundleError(f"{what} uses {label} {version}, older than any this nmig reads")
 
 
 # ---- exact values -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from nmig.schema.format import (
     is_content_hash,
 )
 from nmig.schema.reader import Bundle, EntityBundle
+from nmig.schema.root import WorkspaceRoot
 from nmig.schema.validate import validate_entity
 
 
@@ -96,6 +97,41 @@ def summarize(bundle: Bundle, check: bool = False, progress: bool = False) -> di
             summary["problems"] += validate_entity(entity)
         summary["problems"] += [f"{s}: not an entity folder (unsafe name or not a folder)" for s in summary["strays"]]
     return summary
+
+
+def summarize_root(root: WorkspaceRoot, check: bool = False, progress: bool = False) -> dict[str, Any]:
+    """The summary of every project bundle of a workspace root (`summarize` each), with totals; a project whose
+    bundle cannot be read is listed with why (`error`) and counts as a problem."""
+    projects: list[dict[str, Any]] = []
+    totals = {"projects": len(root.projects), "entities": 0, "incomplete": 0, "problems": 0, "unreadable": 0}
+    for entry in root.projects:
+        item: dict[str, Any] = {"project": root.qualified(entry), "folder": entry.folder}
+        try:
+            item["summary"] = summarize(Bundle(root.bundle_dir(entry)), check=check, progress=progress)
+        except BundleError as exc:
+            item["error"] = str(exc)
+            totals["unreadable"] += 1
+            totals["problems"] += 1
+        else:
+            totals["entities"] += sum(item["summary"]["entities"].values())
+            totals["incomplete"] += len(item["summary"]["incomplete"])
+            totals["problems"] += len(item["summary"]["problems"])
+        projects.append(item)
+    return {"root": str(root.path), "workspace": root.workspace, "checked": check, "projects": projects, "totals": totals}
+
+
+def render_root_summary(report: dict[str, Any], limit: int = 20) -> str:
+    """Each project's summary under a heading naming the legacy project and its folder, then the totals."""
+    lines = [f"workspace root {report['root']} (workspace {report['workspace']}, {len(report['projects'])} project(s))"]
+    for item in report["projects"]:
+        lines.append(f"== {item['project']} in {item['folder']}/ ==")
+        lines.append(render_summary(item["summary"], limit) if "summary" in item else f"cannot read: {item['error']}")
+    t = report["totals"]
+    lines.append(
+        f"total: {t['projects']} project(s), {t['entities']} entities, {t['incomplete']} incomplete, "
+        f"{t['unreadable']} unreadable" + (f", {t['problems']} problem(s)" if report["checked"] else "")
+    )
+    return "\n".join(lines)
 
 
 def _short(value: Any, limit: int = 60) -> str:
