@@ -141,7 +141,10 @@ _timeout_option = click.option(
     "--no-models", is_flag=True, help="Skip models and model versions (exported by default; --query/--runs select runs only)."
 )
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel.")
-@click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
+@click.option(
+    "--shard", default=None,
+    help="I/N: export only the I-th of N stable partitions by id (1/N..N/N); the N shards may write one --out at once.",
+)
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
@@ -150,7 +153,8 @@ _timeout_option = click.option(
 @friendly_errors
 def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str, ...], shard: str | None, **options: Any) -> None:
     """Export a Neptune 2.x project into a bundle folder (resumable: re-run to finish or update it)."""
-    from nmig.exporter import ExportOptions, export_project, parse_shard
+    from nmig.exporter import ExportOptions, export_project
+    from nmig.sharding import parse_shard
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
@@ -281,6 +285,18 @@ _experiments_option = click.option(
 )
 
 
+def _shard_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--shard",
+        default=None,
+        help=f"I/N: {what} only the I-th of N partitions of the bundle's runs (1/N..N/N), so N machines share one "
+        "bundle. Runs of one experiment stay in one shard (hash of the experiment name, else of the run id), so "
+        "each experiment's head is decided by one shard; shard 1/N also takes the project-metadata run and "
+        "--models-as-runs. The state, report and lock files carry the shard (...shard-1-of-4.json); a later "
+        "import with or without --shard reads every shard's state, so each run is imported once.",
+    )
+
+
 _models_as_runs_option = click.option(
     "--models-as-runs",
     is_flag=True,
@@ -311,23 +327,26 @@ _models_as_runs_option = click.option(
     help="Runs trashed in 2.x after their export (found by `nmig export --update`) are moved to the 3.x project's "
     "trash (never imported if they were not yet). Without it they are only reported and stay in 3.x.",
 )
-@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project; for a bundle URL in ~/.local/state/nmig/); the report goes next to it.")
+@_shard_option("import")
+@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project; for a bundle URL in ~/.local/state/nmig/; with --shard, tagged with it); the report goes next to it.")
 @_storage_options_option
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
 @friendly_errors
-def import_command(no_create_project: bool, **options: Any) -> None:
+def import_command(no_create_project: bool, shard: str | None, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume).
 
     Runs imported before whose bundle was re-exported since (`nmig export --update`) are brought up to date:
     new points appended once, configs, tags and files updated; what 3.x cannot change is reported."""
     from nmig.importer import ImportOptions, render_plan, run_import
     from nmig.reachability import require_reachable
+    from nmig.sharding import parse_shard
 
+    parsed_shard = parse_shard(shard)  # a bad --shard is refused before the service is asked
     if not options["dry_run"]:
         require_reachable(options["api_token"], "3.x")
-    result = run_import(ImportOptions(**options, create_project=not no_create_project))
+    result = run_import(ImportOptions(**options, create_project=not no_create_project, shard=parsed_shard))
     if options["dry_run"]:
         _echo_lines(render_plan(result))
         return
@@ -378,19 +397,25 @@ def inspect_command(
 @_experiments_option
 @_models_as_runs_option
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Runs checked at once.")
+@_shard_option("verify")
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_timeout_option
 @friendly_errors
-def verify_command(**options: Any) -> None:
-    """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches."""
+def verify_command(shard: str | None, **options: Any) -> None:
+    """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches.
+
+    The import report and every shard's report next to it say what the import adjusted on purpose. With
+    --shard, --report is tagged with the shard; a final verify without --shard checks every run."""
     from nmig.importer import VerifyOptions, render_verify, verify_bundle
     from nmig.reachability import require_reachable
+    from nmig.sharding import parse_shard
 
+    parsed_shard = parse_shard(shard)
     require_reachable(options["api_token"], "3.x")
-    result = verify_bundle(VerifyOptions(**options))
+    result = verify_bundle(VerifyOptions(**options, shard=parsed_shard))
     _echo_lines(render_verify(result))
-    result.raise_for_differences(options["report"])
+    result.raise_for_differences(result.report_path)
 
 
 @main.command("migrate")

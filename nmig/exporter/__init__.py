@@ -1,7 +1,7 @@
 """`nmig export`: a Neptune 2.x project into a bundle (see nmig.schema), through the official `neptune` client.
 
-Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`,
-`parse_shard(text)` (`--shard I/N`).
+Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`; `--shard I/N`
+is `nmig.sharding.Shard` (shared with the importer).
 
 How it reads (modules): `source` opens the project with `neptune.init_project(mode="read-only")` and calls the
 2.x API operations on the client's own swagger clients and authenticated session, taking bodies as raw JSON;
@@ -29,6 +29,5 @@ Assumptions about the real 2.x service, which we cannot observe (the legacy emul
 from __future__ import annotations
 
 from nmig.exporter.export import ExportOptions, ExportResult, export_project, validate_project
-from nmig.exporter.selection import parse_shard
 
-__all__ = ["ExportOptions", "ExportResult", "export_project", "parse_shard", "validate_project"]
+__all__ = ["ExportOptions", "ExportResult", "export_project", "validate_project"]

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nmig.sharding import Shard
+
 
 @dataclass
 class ImportOptions:
@@ -24,3 +26,4 @@ class ImportOptions:
     models_as_runs: bool = False  # models and model versions imported as runs (plan.plan_run)
     sync_trash: bool = False  # runs trashed in 2.x since their export (export.json "trashed") trashed in 3.x too
     storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed
+    shard: Shard | None = None  # --shard I/N: only this shard's runs (partition.py), own state and report
