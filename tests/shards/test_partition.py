@@ -67,7 +67,7 @@ def test_tagged_names(tmp_path: Path) -> None:
 
 
 def _state_doc(runs: dict[str, str]) -> str:
-    return json.dumps({"format": "nmig-import-state", "project": "demo/vision",
+    return json.dumps({"format": "nmig-import-state", "format_version": 2, "project": "demo/vision",
                        "runs": {r: {"status": s, "target_run_id": r} for r, s in runs.items()}})
 
 
@@ -144,7 +144,7 @@ def test_an_export_shard_cleans_only_its_own_work_in_progress(tmp_path: Path) ->
     assert partial_owner("model_version-CLS-M-2-0123456789ab.old") == ("model_version", "CLS-M-2")
     assert partial_owner("run-VIS-1-0123456789ab.spill") == ("run", "VIS-1")
     assert partial_owner("tmp_download") is None
-    clean_partial(tmp_path, lambda kind, sys_id: sys_id in ("VIS-1", "CLS-M-2"))
+    clean_partial(tmp_path, only=lambda kind, sys_id: sys_id in ("VIS-1", "CLS-M-2"))
     assert sorted(p.name for p in partial.iterdir()) == ["model-CLS-M-bbbbbbbbbbbb", "run-VIS-2-aaaaaaaaaaaa", "tmp_download"]
     clean_partial(tmp_path)
     assert not partial.exists()
