@@ -28,11 +28,14 @@ def write_atomically(path: Path, data: bytes, durable: bool = False) -> None:
 
 class FolderLock:
     """An exclusive advisory lock (flock) on a lock file, held while a command writes a folder; a second
-    holder gets NmigError with `busy` as its message. Released when the block ends or the process dies."""
+    holder gets NmigError with `busy` as its message. Released when the block ends or the process dies.
 
-    def __init__(self, path: Path, busy: str) -> None:
+    `shared`: many shared holders at once (the shards of one export), none while an exclusive one holds it."""
+
+    def __init__(self, path: Path, busy: str, shared: bool = False) -> None:
         self._path = path
         self._busy = busy
+        self._shared = shared
         self._fd: int | None = None
 
     def __enter__(self) -> FolderLock:
@@ -42,7 +45,7 @@ class FolderLock:
 
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if self._shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise NmigError(self._busy) from None

@@ -145,7 +145,10 @@ _timeout_option = click.option(
     "--no-models", is_flag=True, help="Skip models and model versions (exported by default; --query/--runs select runs only)."
 )
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel (with --workspace: in total, shared by the projects exported at once).")
-@click.option("--shard", default=None, help="I/N: export only the I-th of N stable partitions by id (1/N..N/N).")
+@click.option(
+    "--shard", default=None,
+    help="I/N: export only the I-th of N stable partitions by id (1/N..N/N); the N shards may write one --out at once.",
+)
 @click.option("--update", is_flag=True, help="Also re-export entities modified in 2.x since they were exported.")
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
@@ -159,7 +162,8 @@ def export_command(no_models: bool, more_runs: tuple[str, ...], runs: tuple[str,
     goes into its own bundle OUT/<project>/, listed in OUT/nmig-root.json; `nmig import`, `verify`, `inspect`
     take OUT as they take one bundle. Several projects are exported at once within --max-workers.
     """
-    from nmig.exporter import ExportOptions, export_project, export_workspace, parse_shard
+    from nmig.exporter import ExportOptions, export_project, export_workspace
+    from nmig.sharding import parse_shard
 
     if more_runs and not runs:
         raise NmigError(f"unexpected argument {more_runs[0]!r} (run ids and patterns go after --runs)")
@@ -309,6 +313,18 @@ _experiments_option = click.option(
 )
 
 
+def _shard_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--shard",
+        default=None,
+        help=f"I/N: {what} only the I-th of N partitions of the bundle's runs (1/N..N/N), so N machines share one "
+        "bundle. Runs of one experiment stay in one shard (hash of the experiment name, else of the run id), so "
+        "each experiment's head is decided by one shard; shard 1/N also takes the project-metadata run and "
+        "--models-as-runs. The state, report and lock files carry the shard (...shard-1-of-4.json); a later "
+        "import with or without --shard reads every shard's state, so each run is imported once.",
+    )
+
+
 _models_as_runs_option = click.option(
     "--models-as-runs",
     is_flag=True,
@@ -340,13 +356,14 @@ _models_as_runs_option = click.option(
     help="Runs trashed in 2.x after their export (found by `nmig export --update`) are moved to the 3.x project's "
     "trash (never imported if they were not yet). Without it they are only reported and stay in 3.x.",
 )
-@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project; for a bundle URL in ~/.local/state/nmig/); the report goes next to it.")
+@_shard_option("import")
+@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project; for a bundle URL in ~/.local/state/nmig/; with --shard, tagged with it); the report goes next to it.")
 @_storage_options_option
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
 @_timeout_option
 @friendly_errors
-def import_command(no_create_project: bool, **options: Any) -> None:
+def import_command(no_create_project: bool, shard: str | None, **options: Any) -> None:
     """Replay a bundle into a Neptune 3.x project, exactly once (re-run the same command to resume).
 
     Runs imported before whose bundle was re-exported since (`nmig export --update`) are brought up to date:
@@ -360,10 +377,12 @@ def import_command(no_create_project: bool, **options: Any) -> None:
     from nmig.importer import ImportOptions, import_root, render_plan, render_root_plan, run_import
     from nmig.reachability import require_reachable
     from nmig.schema import is_root
+    from nmig.sharding import parse_shard
 
+    parsed_shard = parse_shard(shard)  # a bad --shard is refused before the service is asked
     if not options["dry_run"]:
         require_reachable(options["api_token"], "3.x")
-    import_options = ImportOptions(**options, create_project=not no_create_project)
+    import_options = ImportOptions(**options, create_project=not no_create_project, shard=parsed_shard)
     if is_root(options["bundle_dir"], options["storage_options"]):
         root_result = import_root(import_options)
         if options["dry_run"]:
@@ -452,29 +471,35 @@ def inspect_command(
 @_experiments_option
 @_models_as_runs_option
 @click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Runs checked at once.")
+@_shard_option("verify")
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_timeout_option
 @friendly_errors
-def verify_command(**options: Any) -> None:
+def verify_command(shard: str | None, **options: Any) -> None:
     """Read a 3.x project back with neptune-query and compare it with the bundle; exit 0 only if all matches.
 
     BUNDLE_DIR may be a workspace root: every project is verified against the target `nmig import` gave it
     (same --project WORKSPACE and --project-map), with a table per project and a line per project at the end.
+
+    The import report and every shard's report next to it say what the import adjusted on purpose. With
+    --shard, --report is tagged with the shard; a final verify without --shard checks every run.
     """
     from nmig.importer import VerifyOptions, render_root_verify, render_verify, verify_bundle, verify_root
     from nmig.reachability import require_reachable
     from nmig.schema import is_root
+    from nmig.sharding import parse_shard
 
+    parsed_shard = parse_shard(shard)
     require_reachable(options["api_token"], "3.x")
     if is_root(options["bundle_dir"], options["storage_options"]):
-        root_result = verify_root(VerifyOptions(**options))
+        root_result = verify_root(VerifyOptions(**options, shard=parsed_shard))
         _echo_lines(render_root_verify(root_result))
         root_result.raise_for_differences(options["report"])
         return
-    result = verify_bundle(VerifyOptions(**options))
+    result = verify_bundle(VerifyOptions(**options, shard=parsed_shard))
     _echo_lines(render_verify(result))
-    result.raise_for_differences(options["report"])
+    result.raise_for_differences(result.report_path)
 
 
 @main.command("migrate")

@@ -1,7 +1,7 @@
 """`nmig export`: a Neptune 2.x project into a bundle (see nmig.schema), through the official `neptune` client.
 
-Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`,
-`parse_shard(text)` (`--shard I/N`); a whole workspace (`--workspace`): `export_workspace(options)` ->
+Public API: `ExportOptions`, `ExportResult`, `export_project(options)`, `validate_project(name)`; `--shard I/N`
+is `nmig.sharding.Shard` (shared with the importer); a whole workspace (`--workspace`): `export_workspace(options)` ->
 `WorkspaceExportResult`, and for `nmig migrate --workspace` `validate_workspace(name)`,
 `choose_projects(workspace, token, include, exclude)` and `prepare_root(out, workspace, names, selection)`.
 
@@ -31,7 +31,6 @@ Assumptions about the real 2.x service, which we cannot observe (the legacy emul
 from __future__ import annotations
 
 from nmig.exporter.export import ExportOptions, ExportResult, export_project, validate_project
-from nmig.exporter.selection import parse_shard
 from nmig.exporter.workspace import (
     ProjectExport,
     WorkspaceExportResult,
@@ -49,7 +48,6 @@ __all__ = [
     "choose_projects",
     "export_project",
     "export_workspace",
-    "parse_shard",
     "prepare_root",
     "validate_project",
     "validate_workspace",

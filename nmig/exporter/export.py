@@ -8,12 +8,13 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmig.atomic import FolderLock
 from nmig.errors import NmigError, PartialFailure
 from nmig.exporter.entity import (
     DEFAULT_PAGE_SIZE,
@@ -24,7 +25,7 @@ from nmig.exporter.entity import (
     is_disk_full,
     with_retries,
 )
-from nmig.exporter.selection import Existing, RunMatcher, Shard, needs_export
+from nmig.exporter.selection import Existing, RunMatcher, needs_export
 from nmig.exporter.source import EntityRef, LegacySource
 from nmig.schema.format import (
     ATOM_TYPES,
@@ -39,6 +40,7 @@ from nmig.schema.format import (
     safe_component,
 )
 from nmig.schema.store import BundleRoot, open_root
+from nmig.sharding import Shard
 
 DEFAULT_MAX_WORKERS = 8
 # A listing takes several requests the client does not retry, and without it there is no export at all.
@@ -249,9 +251,18 @@ def export_project(options: ExportOptions) -> ExportResult:
     root = open_root(options.out, options.storage_options)
     prepare_out_dir(root)
     # One export per --out at a time: a second would delete the first's work in progress in .partial (or,
-    # on a store, publish the same entities as the first).
+    # on a store, publish the same entities as the first). The N shards of one export share the bundle, one
+    # process per shard, each cleaning and writing only its own entities; in a local folder an unsharded
+    # export waits for none of them (it holds the folder's lock, which the shards hold shared).
     busy = f"another nmig export is writing to {options.out}; wait for it to finish, or use another --out"
-    with root.lock(EXPORT_LOCK, busy):
+    with contextlib.ExitStack() as held:
+        if options.shard is None:
+            held.enter_context(root.lock(EXPORT_LOCK, busy))
+        else:
+            if root.is_local:
+                held.enter_context(FolderLock(root.join(EXPORT_LOCK), busy, shared=True))  # type: ignore[arg-type]
+            shard_busy = f"another nmig export --shard {options.shard} is writing to {options.out}; wait for it to finish"
+            held.enter_context(root.lock(f"{EXPORT_LOCK}.{options.shard.tag}", shard_busy))
         try:
             return _export_locked(options, root)
         finally:
@@ -277,8 +288,10 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
 
         from nmig.schema import clean_partial, write_export_info
 
-        clean_partial(out)  # leftovers of a killed run; one export at a time per DIR
-        _write_info(out, info, write_export_info)
+        # leftovers of a killed run: all of them, or a shard's own (the other shards may be writing theirs)
+        shard = options.shard
+        clean_partial(out, only=None if shard is None else lambda kind, sys_id: shard.holds(sys_id))
+        _write_info(out, info, write_export_info, shard)
         log = _Log(root)
         log.line(
             f"export of {options.project} started: {len(todo)} to export, {len(result.up_to_date)} already complete"
@@ -302,7 +315,7 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
             log.line(f"export finished: {result.summary()}")
             log.close()
         info["finished_at"] = _now()
-        _write_info(out, info, write_export_info)
+        _write_info(out, info, write_export_info, options.shard)
     result.points, result.bytes = counters.points, counters.bytes
     result.seconds = time.monotonic() - started
     return result
@@ -402,11 +415,71 @@ def _check_same_project(out: BundleRoot, project: dict[str, Any]) -> None:
         )
 
 
-def _write_info(out: BundleRoot, info: dict[str, Any], write: Callable[[BundleRoot, dict[str, Any]], None]) -> None:
+EXPORT_INFO_LOCK = ".nmig-export-info.lock"
+# How long a shard waits for the others to write export.json (each holds it for one read and one write).
+EXPORT_INFO_WAIT_S = 120.0
+
+
+def _write_info(out: BundleRoot, info: dict[str, Any], write: Callable[[BundleRoot, dict[str, Any]], None], shard: Shard | None) -> None:
     try:
-        write(out, info)
+        if shard is None:
+            write(out, info)
+            return
+        # the shards of one export write one export.json: each adds itself to what the others wrote
+        with _info_lock(out):
+            previous: dict[str, Any] | None = None
+            if out.kind(EXPORT_INFO) is not None:
+                from nmig.schema import Bundle
+
+                previous = Bundle(out).info
+            write(out, merge_shard_info(previous, info, shard))
     except OSError as exc:
         raise _disk_error(exc, out) from None
+
+
+@contextlib.contextmanager
+def _info_lock(root: BundleRoot) -> Iterator[None]:
+    """The short lock around a shard's read and write of export.json, waited for (the root's locks refuse)."""
+    deadline = time.monotonic() + EXPORT_INFO_WAIT_S
+    busy = f"export.json of {root} stayed locked by another shard for {EXPORT_INFO_WAIT_S:.0f} s"
+    while True:
+        try:
+            lock = root.lock(EXPORT_INFO_LOCK, busy)
+            lock.__enter__()
+            break
+        except NmigError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def merge_shard_info(previous: dict[str, Any] | None, info: dict[str, Any], shard: Shard) -> dict[str, Any]:
+    """export.json of a folder that the shards of one export share: `shards` maps each shard written into it
+    ("I/N") to its own started_at/finished_at, `selection.shard` lists them ("1/4,2/4"), `started_at` is the
+    first shard's and `finished_at` is set once every shard 1/N..N/N has finished. A previous export.json of
+    another N, or of no shard, is not merged (this export's N starts over)."""
+    shards: dict[str, dict[str, Any]] = {}
+    before = (previous or {}).get("shards")
+    if isinstance(before, dict):
+        shards = {
+            name: dict(times) for name, times in before.items()
+            if isinstance(times, dict) and isinstance(name, str) and name.endswith(f"/{shard.count}")
+        }
+    shards[str(shard)] = {"started_at": info.get("started_at"), "finished_at": info.get("finished_at")}
+    ordered = sorted(shards, key=lambda name: int(name.split("/")[0]) if name.split("/")[0].isdigit() else 0)
+    merged = dict(info)
+    merged["shards"] = {name: shards[name] for name in ordered}
+    merged["selection"] = {**info.get("selection", {}), "shard": ",".join(ordered)}
+    starts = [str(t["started_at"]) for t in shards.values() if t.get("started_at")]
+    merged["started_at"] = min(starts) if starts else info.get("started_at")
+    everyone = {f"{i}/{shard.count}" for i in range(1, shard.count + 1)}
+    ends = [t.get("finished_at") for t in shards.values()]
+    merged["finished_at"] = max(str(e) for e in ends) if set(shards) == everyone and all(ends) else None
+    return merged
 
 
 def _disk_error(exc: OSError, out: BundleRoot) -> NmigError:

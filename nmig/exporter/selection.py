@@ -1,45 +1,15 @@
-"""Which entities an export run handles: --runs matching, --shard partitioning, resume and --update.
+"""Which entities an export run handles: --runs matching, resume and --update (--shard: nmig.sharding).
 
 Pure logic on plain values, so it is tested without a server.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nmig.errors import NmigError
-
-
-@dataclass(frozen=True)
-class Shard:
-    """The I-th (1-based) of N stable partitions."""
-
-    index: int
-    count: int
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-    def holds(self, sys_id: str) -> bool:
-        # A hash of the id, not its position in a listing: the partition must not change when runs are added,
-        # trashed or listed in another order, so N machines split a project with no overlap and no gap.
-        digest = hashlib.sha256(sys_id.encode("utf-8")).digest()
-        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
-
-
-def parse_shard(text: str | None) -> Shard | None:
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match:
-        raise NmigError(f"--shard {text!r}: expected I/N, e.g. 1/4 (the first of four shards)")
-    index, count = int(match.group(1)), int(match.group(2))
-    if count < 1 or not 1 <= index <= count:
-        raise NmigError(f"--shard {text!r}: I must be between 1 and N (shards are numbered 1/N ... N/N)")
-    return Shard(index, count)
 
 
 class RunMatcher:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nmig.sharding import Shard
+
 
 @dataclass
 class ImportOptions:
@@ -25,3 +27,4 @@ class ImportOptions:
     sync_trash: bool = False  # runs trashed in 2.x since their export (export.json "trashed") trashed in 3.x too
     storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed
     project_map: Sequence[str] = ()  # --project-map: SRC=DST pairs or files of them (project.parse_project_map)
+    shard: Shard | None = None  # --shard I/N: only this shard's runs (partition.py), own state and report

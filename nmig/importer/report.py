@@ -12,6 +12,8 @@ An Event with a case outside the set cannot be made, and verify classifies a rep
 
 The report file, `import-report.<ws>__<project>.json` next to the state file (or `<state stem>.report.json`),
 is written by `nmig import` at the end of every invocation and read by `nmig verify`; see REPORT_LAYOUT.
+`nmig import --shard I/N` writes its own, tagged as its state file is (`import-report.<ws>__<project>.shard-1-of-4.json`);
+verify reads the report with every shard's next to it (`read_items`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 from nmig.importer.state import default_state_path, write_json_atomically
 from nmig.secrets import redact
+from nmig.sharding import SHARD_TAG, Shard, tagged, tagged_siblings
 
 REPORT_FORMAT = "nmig-import-report"
 REPORT_VERSION = "1.0"
@@ -131,9 +134,14 @@ RUN_STATUSES = ("imported", "already_imported", "failed", "refused", "not_import
 
 
 def report_path_for(state_path: Path) -> Path:
-    """The import report lives next to the state file (inside the bundle by default)."""
+    """The import report lives next to the state file (inside the bundle by default); a shard's state file
+    (nmig.sharding.tagged) has the report of the untagged one, tagged the same way."""
     name = state_path.name
     stem = name[: -len(".json")] if name.endswith(".json") else name
+    tag = SHARD_TAG.fullmatch(stem.rsplit(".", 1)[-1]) if "." in stem else None
+    if tag is not None:
+        untagged = report_path_for(state_path.with_name(stem.rsplit(".", 1)[0] + ".json"))
+        return tagged(untagged, Shard(int(tag.group(1)), int(tag.group(2))))
     stem = stem.replace("import-state", "import-report", 1) if "import-state" in stem else stem + ".report"
     return state_path.with_name(stem + ".json")
 
@@ -218,23 +226,48 @@ class ReportItems:
     problems: dict[str, list[str]]  # what went wrong, or what verify cannot take as expected, one line each
 
 
+def _imported_runs(doc: dict[str, Any]) -> set[str]:
+    runs = doc.get("runs") if isinstance(doc.get("runs"), dict) else {}
+    return {str(r) for status in ("imported", "already_imported") for r in runs.get(status) or [] if isinstance(runs.get(status), list)}
+
+
 def read_items(path: Path) -> ReportItems:
-    """The items of an import report (none when there is no report) sorted by their case's kind: adjustments
-    are expected, problems (and items whose case is not one of CASES) are not, bookkeeping is left out."""
+    """The items of an import report and of every shard's report next to it (none when there is none) sorted
+    by their case's kind: adjustments are expected, problems (and items whose case is not one of CASES) are
+    not, bookkeeping is left out. A run that several reports list (a shard's, then an import without --shard
+    that found it imported) has the items of the last report finished that lists it as imported, else of all."""
     items = ReportItems({}, {})
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return items
-    for item in doc.get("items") or [] if isinstance(doc, dict) else []:
-        if not isinstance(item, dict):
+    docs = []
+    for one in [path, *tagged_siblings(path)]:
+        try:
+            doc = json.loads(one.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        run, case = str(item.get("run")), str(item.get("case"))
-        kind = kind_of(case)
-        if kind is CaseKind.ADJUSTMENT:
-            items.adjusted.setdefault(run, []).append({k: str(item.get(k, "")) for k in ("path", "case", "detail")})
-        elif kind is not CaseKind.BOOKKEEPING:
-            items.problems.setdefault(run, []).append(f"{item.get('path') or '(run)'}: {case}: {item.get('detail', '')}"[:300])
+        if isinstance(doc, dict):
+            docs.append(doc)
+    docs.sort(key=lambda doc: str(doc.get("finished_at") or ""))
+    chosen: dict[str, int] = {}  # legacy id -> the report whose items it keeps
+    for index, doc in enumerate(docs):
+        for run in _imported_runs(doc):
+            chosen[run] = index
+    said_before: set[tuple[str, ...]] = set()  # items of the reports read so far: another report repeating one adds nothing
+    for index, doc in enumerate(docs):
+        said: set[tuple[str, ...]] = set()
+        for item in doc.get("items") or []:
+            if not isinstance(item, dict):
+                continue
+            run = str(item.get("run"))
+            key = (run, str(item.get("path")), str(item.get("case")), str(item.get("detail")))
+            said.add(key)
+            if chosen.get(run, index) != index or key in said_before:
+                continue
+            case = key[2]
+            kind = kind_of(case)
+            if kind is CaseKind.ADJUSTMENT:
+                items.adjusted.setdefault(run, []).append({k: str(item.get(k, "")) for k in ("path", "case", "detail")})
+            elif kind is not CaseKind.BOOKKEEPING:
+                items.problems.setdefault(run, []).append(f"{item.get('path') or '(run)'}: {case}: {item.get('detail', '')}"[:300])
+        said_before |= said
     return items
 
 

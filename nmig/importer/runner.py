@@ -11,7 +11,10 @@ the emulator on the same machine (300 small runs, benchmarks/bench_import.py --c
 1 worker 8.4 runs/s, 2: 15.3, 4: 18.1, 8: 11.9 (GIL and the service's core saturate), hence the default 4.
 A single long series uses one worker: building requests overlaps with the service ingesting the last one.
 
-Files written next to the state file (default: inside the bundle, `import-state.<ws>__<project>.json`):
+Files written next to the state file (default: inside the bundle, `import-state.<ws>__<project>.json`; with
+`--shard I/N` every name carries the shard, `import-state.<ws>__<project>.shard-1-of-4.json`, so the shards
+of one bundle never write one file; partition.py says which runs a shard takes, state.py how the shards'
+states are read together):
 * the state file (state.py): per legacy run, started / imported / failed, its 3.x run id and attempts;
 * the import report (report.py: its cases, layout and I/O; docs/import-report.md), read by `nmig verify`;
   runs it skipped as already imported keep the items listed for them (found again in the bundle when no
@@ -42,16 +45,26 @@ from nmig.importer import report, target
 from nmig.importer.dry_run import dry_run
 from nmig.importer.intake import RunIds, note_unimported, plan_models, plan_runs
 from nmig.importer.options import ImportOptions
+from nmig.importer.partition import shard_runs
 from nmig.importer.plan import RunPlan, plan_project, select_runs
 from nmig.importer.project import parse_project_map, resolve_project
 from nmig.importer.replay import RunOutcome, scan_adjustments
 from nmig.importer.report import Event
 from nmig.importer.result import ImportResult
-from nmig.importer.state import FAILED, IMPORTED, STARTED, ImportState, StateLock, default_state_path
+from nmig.importer.state import (
+    FAILED,
+    IMPORTED,
+    STARTED,
+    ImportState,
+    StateLock,
+    default_state_path,
+    state_family,
+)
 from nmig.importer.sync import synced_folder, write_record
 from nmig.importer.target import ProjectOutcome, require_api_token
 from nmig.importer.worker import RunWorker
 from nmig.schema import Bundle, BundleError, EntityBundle
+from nmig.sharding import tagged
 
 # How often an idle import asks a feed that is not finished for new runs.
 FEED_POLL_S = 0.2
@@ -82,12 +95,15 @@ def _say(options: ImportOptions, message: str) -> None:
         print(message, file=sys.stderr)
 
 
-def _items_of_imported_run(plan: RunPlan, entity: EntityBundle, earlier: dict[str, Any]) -> list[Event]:
+def _items_of_imported_run(plan: RunPlan, entity: EntityBundle, earlier: list[dict[str, Any]]) -> list[Event]:
     """What the report said about a run imported by an earlier invocation (its adjustments, what was not
-    written): taken from the earlier report when it lists the run as imported, else found again in the bundle
-    (that invocation was killed before writing its report)."""
-    listed = report.earlier_items(earlier, plan.sys_id)
-    return list(plan.events) + scan_adjustments(plan, entity) if listed is None else listed
+    written): taken from the first earlier report (this state file's, then the other shards') that lists the
+    run as imported, else found again in the bundle (that invocation was killed before writing its report)."""
+    for doc in earlier:
+        listed = report.earlier_items(doc, plan.sys_id)
+        if listed is not None:
+            return listed
+    return list(plan.events) + scan_adjustments(plan, entity)
 
 
 def run_import(options: ImportOptions, progress: Callable[[int], None] | None = None, feed: RunFeed | None = None) -> ImportResult:
@@ -100,16 +116,20 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     bundle = Bundle(options.bundle_dir, options.storage_options)  # BundleError (an NmigError) for not-a-bundle or a newer format
     project = resolve_project(options.project, bundle, parse_project_map(options.project_map))
     result = ImportResult(project=project)
+    shard = options.shard
     if feed is None:
-        entities = select_runs(bundle.entities("run"), options.runs)
+        every_run = bundle.entities("run")
+        entities = shard_runs(select_runs(every_run, options.runs), every_run, options.experiments, shard)
         if options.dry_run:
-            return dry_run(bundle, entities, result, options.experiments, options.models_as_runs and not options.runs)
+            models_too = options.models_as_runs and not options.runs and (shard is None or shard.first)
+            return dry_run(bundle, entities, result, options.experiments, models_too)
         feed = WholeBundle([e.sys_id for e in entities])
-    elif options.runs or options.dry_run:
-        raise ValueError("a feed chooses the runs itself: no --runs selection or dry run with it")
+    elif options.runs or options.dry_run or shard is not None:
+        raise ValueError("a feed chooses the runs itself: no --runs selection, shard or dry run with it")
 
     api_token = require_api_token(options.api_token)
-    state_path = options.state_path or default_state_path(options.bundle_dir, project)
+    untagged_state = options.state_path or default_state_path(options.bundle_dir, project)
+    state_path = tagged(untagged_state, shard)
     # The state file, the report and the scratch folder live together: checked before 3.x is touched.
     hint = "pass --state PATH on a writable disk with free space" if options.state_path is None else ""
     environment.require_writable(state_path.parent, "folder of the import state, report and scratch files", hint)
@@ -127,8 +147,9 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
     else:
         _say(options, project_outcome.message)
 
-    with StateLock(state_path):
-        _Importer(options, bundle, result, api_token, project_outcome, state_path, progress).run(feed, started_at)
+    with StateLock(untagged_state, shard):
+        others = state_family(untagged_state)
+        _Importer(options, bundle, result, api_token, project_outcome, state_path, progress, others).run(feed, started_at)
     return result
 
 
@@ -145,6 +166,7 @@ class _Importer:
         project_outcome: ProjectOutcome,
         state_path: Path,
         progress: Callable[[int], None] | None,
+        other_states: list[Path],
     ) -> None:
         self.options = options
         self.bundle = bundle
@@ -152,9 +174,14 @@ class _Importer:
         self.project = result.project
         self.api_token = api_token
         self.project_outcome = project_outcome
-        self.state = ImportState(state_path, self.project, options.bundle_dir)
+        # the other shards' states (and the unsharded one) say which runs they imported: skipped here too
+        self.state = ImportState(state_path, self.project, options.bundle_dir, other_states)
         result.report_path = report.report_path_for(state_path)
         self.earlier_report = report.read_report(result.report_path, self.project)
+        # where the items of a run imported under another state file are found
+        self.earlier_elsewhere = [report.read_report(report.report_path_for(p), self.project) for p in self.state.others]
+        # shard 1/N (or no shard) also takes what is in no run's partition: project metadata, models as runs
+        self.takes_the_rest = options.shard is None or options.shard.first
         self.existing = set() if project_outcome.created else target.existing_run_ids(self.project, api_token)
         # The client's operation logs and decompressed files live next to the state file. What an interrupted
         # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
@@ -189,7 +216,7 @@ class _Importer:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nmig-import") as pool:
                 # The project-metadata run (configs only) goes first, beside the runs: after them it was a
                 # chain of round trips (and, under faults, of the client's waits) that nothing overlapped.
-                project_plan = plan_project(self.bundle.info)
+                project_plan = plan_project(self.bundle.info) if self.takes_the_rest else None
                 project_future = None if project_plan is None else pool.submit(worker.import_project_metadata, project_plan)
                 futures: dict[Future[RunOutcome], RunPlan] = {}
                 while True:
@@ -198,7 +225,7 @@ class _Importer:
                         fresh = [sys_id for sys_id in dict.fromkeys(sys_ids) if sys_id not in seen]
                         seen.update(fresh)
                         todo.extend(self._arrived(fresh, owners))
-                        if finished and self.options.models_as_runs and not self.options.runs:
+                        if finished and self.options.models_as_runs and not self.options.runs and self.takes_the_rest:
                             # models and model versions as runs, once every run has arrived (a feed's export
                             # writes them last)
                             todo.extend(self._admit(plan_models(self.bundle, result, owners, self.options.experiments)))
@@ -242,7 +269,8 @@ class _Importer:
                 self.bar.close()
             worker.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
-            note_unimported(self.bundle, result, self.options.models_as_runs)
+            if self.takes_the_rest:  # listed once, by one shard
+                note_unimported(self.bundle, result, self.options.models_as_runs)
             assert result.report_path is not None
             report.write_report(
                 result.report_path,
@@ -276,9 +304,10 @@ class _Importer:
                     continue  # not imported nor re-synced: moved to 3.x's trash at the end (_trashed_runs)
             if self.state.status(plan.sys_id) == IMPORTED and self.state.version(plan.sys_id) == entity.version:
                 self.result.already.append(plan.sys_id)
-                self.result.events.extend(_items_of_imported_run(plan, entity, self.earlier_report))
+                self.result.events.extend(_items_of_imported_run(plan, entity, [self.earlier_report, *self.earlier_elsewhere]))
                 self.result.events.append(
-                    Event(plan.sys_id, "", "already_imported", "imported by an earlier run of nmig import; skipped")
+                    Event(plan.sys_id, "", "already_imported", "imported by an earlier run of nmig import; skipped"
+                          + ("" if plan.sys_id in self.state.runs else " (its state file is another shard's, or the one without --shard)"))
                 )
                 continue
             todo.append((plan, entity))

@@ -22,6 +22,7 @@ from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.importer.experiments import heads, shared_names
+from nmig.importer.partition import shard_runs
 from nmig.importer.plan import (
     PlanRefused,
     RunPlan,
@@ -45,6 +46,7 @@ from nmig.importer.verify_series import (
 )
 from nmig.importer.wire import nearest_ms
 from nmig.schema import Bundle, EntityBundle
+from nmig.sharding import Shard, tagged
 
 REPORT_FORMAT = "nmig-verify-report"
 
@@ -64,6 +66,7 @@ class VerifyOptions:
     max_workers: int = 8  # runs checked at once
     storage_options: dict[str, Any] | None = None  # fsspec's, for a bundle_dir URL; never printed
     project_map: Sequence[str] = ()  # as given to `nmig import --project-map`
+    shard: Shard | None = None  # --shard I/N: only the runs `nmig import --shard I/N` takes (partition.py)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class VerifyResult:
     expected_totals: dict[str, int] = field(default_factory=lambda: {"runs": 0, "points": 0, "files": 0, "bytes": 0})
     found_totals: dict[str, int] = field(default_factory=lambda: {"runs": 0, "points": 0, "files": 0, "bytes": 0})
     sample: int | None = None
+    report_path: Path | None = None  # where --report was written (tagged with the shard under --shard)
 
     @property
     def ok(self) -> bool:
@@ -348,10 +352,13 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     project = resolve_project(options.project, bundle, parse_project_map(options.project_map))
     api_token = require_api_token(options.api_token)
     result = VerifyResult(project=project, sample=options.sample)
-    models_too = options.models_as_runs and not options.runs
-    for kind in () if options.models_as_runs else ("model", "model_version"):
+    # as the import: shard 1/N also takes what is in no run's partition (project metadata, models as runs)
+    takes_the_rest = options.shard is None or options.shard.first
+    models_too = options.models_as_runs and not options.runs and takes_the_rest
+    for kind in () if options.models_as_runs or not takes_the_rest else ("model", "model_version"):
         result.not_imported += [e.sys_id for e in bundle.entities(kind)]
-    entities = select_runs(bundle.entities("run"), options.runs)
+    every_run = bundle.entities("run")
+    entities = shard_runs(select_runs(every_run, options.runs), every_run, options.experiments, options.shard)
     # the import report's adjustments are expected, its problems are shown next to the differences they cause
     report_items = read_items(options.import_report or default_report_path(options.bundle_dir, project))
     adjusted, import_problems = report_items.adjusted, report_items.problems
@@ -385,7 +392,7 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
             # an incomplete export: that run is not in 3.x, so the migration is not complete
             result.runs.append(RunCheck(entity.sys_id, None, "not_importable", note=str(exc)))
     # every experiment's head among all runs of the bundle (not only those --runs selects), as the import decides it
-    members = [m for m in (experiment_member(e, options.experiments) for e in bundle.entities("run")) if m]
+    members = [m for m in (experiment_member(e, options.experiments) for e in every_run) if m]
     shared = shared_names(members)
     expected_heads = heads(m for m in members if m[0] in shared)
     total = sum(s.points if not options.sample else min(s.points, options.sample) for _, p in plans for s in p.series)
@@ -437,7 +444,8 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, options.max_workers), thread_name_prefix="nmig-verify") as pool:
-            project_plan = plan_project(bundle.info) if not options.runs else None  # --runs: those runs only
+            # --runs: those runs only
+            project_plan = plan_project(bundle.info) if not options.runs and takes_the_rest else None
             # the project-metadata run is checked alongside the others (first: it is one more chain of reads)
             project_check = (
                 pool.submit(_check_project_metadata, project, project_plan, existing, adjusted)
@@ -476,7 +484,8 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     if project_run is not None:
         result.runs.append(project_run)
     if options.report is not None:
-        write_json_atomically(options.report, result.to_json())
+        result.report_path = tagged(options.report, options.shard)
+        write_json_atomically(result.report_path, result.to_json())
     return result
 
 

@@ -123,7 +123,7 @@ class RunWorker:
         resume: ResumePoint | None = None
         # a re-sync (sync.py): the run was imported whole before, from another export of it
         resync = earlier == IMPORTED or self.state.version(plan.sys_id) is not None
-        previous = read_record(synced_folder(self.state.path), plan.sys_id) if resync else None
+        previous = read_record(synced_folder(self.state.home(plan.sys_id)), plan.sys_id) if resync else None
         if earlier is not None or plan.target_run_id in self.existing:
             resume = target.resume_point(project, api_token, plan)
         self.state.mark(plan.sys_id, STARTED, plan.target_run_id)

@@ -15,10 +15,11 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,10 +85,41 @@ def write_export_info(
     open_root(bundle_dir, storage_options).write_bytes(EXPORT_INFO, dump_json(doc))
 
 
-def clean_partial(bundle_dir: Location | BundleRoot, storage_options: dict[str, Any] | None = None) -> None:
+def clean_partial(
+    bundle_dir: Location | BundleRoot, storage_options: dict[str, Any] | None = None,
+    only: Callable[[str, str], bool] | None = None,
+) -> None:
     """Remove work left in DIR/.partial by a killed process (on a store: this root's local work folder).
-    Call it only when no writer is running."""
-    open_root(bundle_dir, storage_options).clean_work()
+    Call it only when no writer is running, or, with `only(kind, sys_id)`, when no writer of an entity it
+    accepts is running: then only those entities' work is removed from a local bundle's .partial (the shards
+    of one export clean their own while the others write theirs; on a store each process has its own)."""
+    root = open_root(bundle_dir, storage_options)
+    if only is None or not root.is_local:
+        root.clean_work()
+        return
+    partial = root.work_dir()
+    try:
+        names = [entry.name for entry in os.scandir(partial)]
+    except OSError:
+        return
+    for name in names:
+        owner = partial_owner(name)
+        if owner is not None and only(*owner):
+            target = partial / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                target.unlink(missing_ok=True)
+
+
+_PARTIAL_NAME = re.compile(r"(" + "|".join(re.escape(k) for k in sorted(KIND_FOLDERS, key=len, reverse=True)) + r")-(.+)-[0-9a-f]{12}(\.spill|\.old)?")
+
+
+def partial_owner(name: str) -> tuple[str, str] | None:
+    """(kind, sys_id) of an EntityWriter's work folder (`<kind>-<sys_id>-<12 hex>[.spill|.old]`), None for
+    anything else (the export's download spool, a stranger)."""
+    match = _PARTIAL_NAME.fullmatch(name)
+    return (match.group(1), match.group(2)) if match else None
 
 
 def _fixed_chunks(source: FileSource) -> Iterator[bytes]:

@@ -123,7 +123,7 @@ def test_runs_query_and_shards(standard_server: EmulatorInfo, clean_bundle: Path
     seen: list[set[str]] = []
     for index in (1, 2, 3):
         out = tmp_path / f"shard{index}"
-        from nmig.exporter.selection import Shard
+        from nmig.sharding import Shard
 
         result = export(standard_server, out, include_trashed=True, shard=Shard(index, 3))
         assert not result.failed

@@ -1,4 +1,4 @@
-"""Pure selection logic of the exporter: --shard, --runs, resume and --update decisions."""
+"""Pure selection logic of the exporter: --shard (nmig.sharding), --runs, resume and --update decisions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 
 from nmig.errors import NmigError
 from nmig.exporter import validate_project
-from nmig.exporter.selection import Existing, RunMatcher, Shard, needs_export, parse_shard
+from nmig.exporter.selection import Existing, RunMatcher, needs_export
+from nmig.sharding import Shard, parse_shard
 
 
 def test_shards_partition_ids_without_overlap_or_gap() -> None:

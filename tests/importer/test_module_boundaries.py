@@ -41,6 +41,8 @@ PUBLIC_FACES = {
     "nmig.environment", "nmig.reachability",
     # the CA bundle --ca-bundle sets for every client
     "nmig.trust",
+    # --shard I/N, one partition rule for export, import and verify
+    "nmig.sharding",
 }
 
 

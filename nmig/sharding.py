@@ -1,0 +1,81 @@
+"""`--shard I/N`: the I-th of N stable partitions, shared by `nmig export`, `import` and `verify`.
+
+N machines (or the pods of a Kubernetes Indexed Job) each take one shard and coordinate through nothing but
+the bundle: which items a shard takes follows from the items alone (a hash of a key), never from a listing's
+order or from the other shards. The export partitions entities by their legacy id; the import and verify
+partition runs by experiment (nmig.importer.partition says why), with these same hashes.
+
+Files a shard writes carry its `tag` (`shard-1-of-4`), so the shards of one bundle never write the same file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmig.errors import NmigError
+
+SHARD_TAG = re.compile(r"shard-(\d+)-of-(\d+)")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The I-th (1-based) of N stable partitions."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def tag(self) -> str:
+        """The shard in a file name: `shard-1-of-4`."""
+        return f"shard-{self.index}-of-{self.count}"
+
+    @property
+    def first(self) -> bool:
+        """Whether this is shard 1/N, the one that also takes what belongs to no partition (the import's
+        project-metadata run, models as runs)."""
+        return self.index == 1
+
+    def holds(self, key: str) -> bool:
+        # A hash of the key, not its position in a listing: the partition must not change when runs are added,
+        # trashed or listed in another order, so N machines split a project with no overlap and no gap.
+        # sha256, not hash(): Python salts str hashes per process, and the shards are separate processes.
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index - 1
+
+
+def parse_shard(text: str | None) -> Shard | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match:
+        raise NmigError(f"--shard {text!r}: expected I/N, e.g. 1/4 (the first of four shards)")
+    index, count = int(match.group(1)), int(match.group(2))
+    if count < 1 or not 1 <= index <= count:
+        raise NmigError(f"--shard {text!r}: I must be between 1 and N (shards are numbered 1/N ... N/N)")
+    return Shard(index, count)
+
+
+def tagged(path: Path, shard: Shard | None) -> Path:
+    """`path` with the shard's tag before its suffix (`import-state.ws__p.json` -> `import-state.ws__p.shard-1-of-4.json`);
+    `path` itself without a shard."""
+    if shard is None:
+        return path
+    if path.suffix:
+        return path.with_name(f"{path.stem}.{shard.tag}{path.suffix}")
+    return path.with_name(f"{path.name}.{shard.tag}")
+
+
+def tagged_siblings(path: Path, trailer: str = "") -> list[Path]:
+    """The files next to `path` that are `path` tagged with any shard (see `tagged`), followed by `trailer`
+    (e.g. ".lock"), sorted; `path` itself not included."""
+    if not path.parent.is_dir():
+        return []
+    stem, suffix = (path.stem, path.suffix) if path.suffix else (path.name, "")
+    pattern = re.compile(re.escape(stem) + r"\." + SHARD_TAG.pattern + re.escape(suffix + trailer))
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
