@@ -503,8 +503,12 @@ def verify_command(shard: str | None, **options: Any) -> None:
 
 
 @main.command("migrate")
-@click.option("--from", "source_project", required=True, help="WORKSPACE/PROJECT in Neptune 2.x.")
-@click.option("--to", "target_project", required=True, help="WORKSPACE/PROJECT in Neptune 3.x (created when missing).")
+@click.option("--from", "source_project", default=None, help="WORKSPACE/PROJECT in Neptune 2.x (or --workspace).")
+@click.option("--workspace", default=None, help="Migrate every project of this 2.x workspace (chosen by --projects / --exclude-projects) instead of one --from project; --out is then a workspace root and --to a 3.x workspace.")
+@click.option("--projects", default=None, help="With --workspace: a regex the project names must match in full.")
+@click.option("--exclude-projects", default=None, help="With --workspace: a regex of project names (in full) to leave out.")
+@click.option("--to", "target_project", required=True, help="WORKSPACE/PROJECT in Neptune 3.x (created when missing); with --workspace a 3.x WORKSPACE, where each project keeps its name unless --project-map says otherwise.")
+@_project_map_option
 @click.option("--out", "out", required=True, type=_LOCATION, help="Bundle folder (kept: it is the archive, the resume point and what `nmig verify` reads).")
 @click.option("--legacy-token", envvar="NEPTUNE_LEGACY_API_TOKEN", help="2.x API token (default: $NEPTUNE_LEGACY_API_TOKEN).")
 @_target_token_option
@@ -524,12 +528,25 @@ def migrate_command(**options: Any) -> None:
     """Export from 2.x and import into 3.x at once: each run is imported as soon as its export is complete.
 
     The same as `nmig export` followed by `nmig import` (same bundle, state file and report; re-run to resume).
+
+    With --workspace WS --to WS3: every chosen project of WS, each into its bundle OUT/<project>/ (the root
+    `nmig export --workspace` writes) and its 3.x project (--project-map, else the same name in WS3), several
+    at once within --max-workers; one line per project says where it went.
     """
-    from nmig.migrate import MigrateOptions, migrate
+    from nmig.migrate import MigrateOptions, migrate, migrate_workspace
     from nmig.reachability import require_reachable
 
     require_reachable(options["legacy_token"], "2.x")
     require_reachable(options["api_token"], "3.x")
+    if options["workspace"] is not None:
+        root_result = migrate_workspace(MigrateOptions(**options))
+        for line in root_result.lines():
+            click.echo(f"  {printable(line)}", err=True)
+        click.echo(root_result.final_line(), err=options["quiet"])
+        root_result.raise_for_failures()
+        return
+    if options["source_project"] is None:
+        raise NmigError("nmig migrate needs --from WORKSPACE/PROJECT, or --workspace WS for a whole workspace")
 
     result = migrate(MigrateOptions(**options))
     click.echo(result.final_line(), err=options["quiet"])  # the final line

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.schema import local_path
@@ -47,6 +48,11 @@ class MigrateOptions:
     models_as_runs: bool = False  # as `nmig import --models-as-runs`
     update: bool = False  # the cut-over: `nmig export --update`, then the import re-syncs what changed
     sync_trash: bool = False  # as `nmig import --sync-trash`
+    # a whole workspace (migrate_workspace): --workspace instead of --from, --to a 3.x workspace
+    workspace: str | None = None
+    projects: str | None = None  # as `nmig export --projects`
+    exclude_projects: str | None = None  # as `nmig export --exclude-projects`
+    project_map: tuple[str, ...] = ()  # as `nmig import --project-map`
 
 
 @dataclass
@@ -202,6 +208,8 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     from nmig.importer import ImportOptions, default_report_path, run_import
     from nmig.secrets import redact
 
+    if options.projects or options.exclude_projects or options.project_map:
+        raise NmigError("--projects, --exclude-projects and --project-map choose and name the projects of --workspace; pass --workspace WS")
     source_project = validate_project(options.source_project)
     if not options.target_project or not re.fullmatch(r"[\w.-]+/[\w.-]+", options.target_project.strip()):
         raise NmigError(f"--to {options.target_project!r}: expected WORKSPACE/PROJECT")
@@ -289,5 +297,111 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     ]
     if status != 0 and not result.export_failed:
         result.export_failed.append(("?", export_line or f"export exit status {status}"))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+@dataclass
+class ProjectMigration:
+    """One project of a workspace migration: where it went, and what came of it (or why it could not)."""
+
+    legacy: str
+    target: str
+    bundle_dir: Path
+    result: MigrateResult | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None and not (self.result.export_failed or self.result.import_failed)
+
+    def line(self) -> str:
+        return f"{self.legacy} -> {self.target} (bundle {self.bundle_dir}): " + (
+            self.result.summary() if self.result is not None else f"FAILED: {self.error}"
+        )
+
+
+@dataclass
+class WorkspaceMigrateResult:
+    workspace: str
+    root: Path
+    projects: list[ProjectMigration] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        return [p.line() for p in self.projects]
+
+    def final_line(self) -> str:
+        failed = sum(not p.ok for p in self.projects)
+        runs = sum(len(p.result.imported) for p in self.projects if p.result is not None)
+        return (
+            f"nmig migrate: workspace {self.workspace}: {len(self.projects)} project(s), {len(self.projects) - failed} "
+            f"complete, {failed} with failures; {runs} run(s) imported in {self.seconds:.1f} s; root {self.root}"
+        )
+
+    def raise_for_failures(self) -> None:
+        """PartialFailure (exit 1) when some project failed or has runs not exported or not imported."""
+        bad = [p.legacy for p in self.projects if not p.ok]
+        if bad:
+            raise PartialFailure(
+                f"{len(bad)} project(s) not migrated completely ({', '.join(bad[:10])}); re-run the same command to retry"
+            )
+
+
+def migrate_workspace(options: MigrateOptions) -> WorkspaceMigrateResult:
+    """`nmig migrate --workspace WS --to WS3 --out ROOT`: every chosen project of the 2.x workspace, each by
+    `migrate` into its bundle ROOT/<project>/ (the root `nmig export --workspace` writes, with its index) and its
+    3.x project (the naming of `nmig import ROOT`: --project-map, else the same name in the workspace --to
+    names). Several projects at once within --max-workers (nmig.workers). NmigError for bad input before
+    anything is exported; one project's failure is its line, the others go on."""
+    from nmig.exporter import choose_projects, prepare_root, validate_workspace
+    from nmig.importer import parse_project_map, target_projects
+    from nmig.workers import run_projects, share_workers
+
+    if options.source_project:
+        raise NmigError("--workspace and --from exclude each other: migrate one project or a whole workspace")
+    workspace = validate_workspace(options.workspace)
+    if not options.target_project or not re.fullmatch(r"[\w.-]+", options.target_project.strip()):
+        raise NmigError(
+            f"--to {options.target_project!r}: with --workspace, --to names a 3.x workspace (each project keeps its "
+            "name there; --project-map LEGACY_WS/PROJECT=TARGET_WS/PROJECT for others)"
+        )
+    out = local_path(options.out)
+    if out is None:
+        raise NmigError(
+            f"--out {options.out}: nmig migrate writes a local root folder; for object storage run "
+            "`nmig export --workspace WS --out URL` and then `nmig import URL`"
+        )
+    project_map = parse_project_map(options.project_map)
+    legacy_token, api_token = _check_tokens(options)
+    started = time.monotonic()
+    names = choose_projects(workspace, legacy_token, options.projects, options.exclude_projects)
+    selection = {"projects": options.projects, "exclude_projects": options.exclude_projects}
+    root, refused = prepare_root(out, workspace, names, selection)
+    chosen = [entry for entry in root.projects if entry.project in set(names)]
+    pairs = [(entry, target) for entry, target in target_projects(root, options.target_project.strip(), project_map) if entry in chosen]
+    result = WorkspaceMigrateResult(workspace, out)
+    result.projects += [ProjectMigration(p.project, "", out, error=p.error) for p in refused]
+    at_once, each = share_workers(options.max_workers, len(pairs))
+
+    def one(pair: tuple[Any, str]) -> ProjectMigration:
+        entry, target = pair
+        bundle_dir = root.bundle_dir(entry)
+        done = ProjectMigration(root.qualified(entry), target, Path(bundle_dir))
+        try:
+            done.result = migrate(dataclasses.replace(
+                options, source_project=done.legacy, target_project=target, out=done.bundle_dir,
+                legacy_token=legacy_token, api_token=api_token, max_workers=each,
+                quiet=options.quiet or at_once > 1,  # one progress bar per project would interleave
+                workspace=None, projects=None, exclude_projects=None, project_map=(),
+            ))
+        except NmigError as exc:  # this project cannot be migrated: the others go on
+            done.error = str(exc)
+        if not options.quiet:
+            print(f"nmig migrate: {done.legacy} -> {done.target} {'done' if done.ok else 'not complete'}",
+                  file=sys.stderr, flush=True)
+        return done
+
+    result.projects += run_projects(pairs, at_once, one)
     result.seconds = time.monotonic() - started
     return result

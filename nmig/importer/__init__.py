@@ -9,7 +9,8 @@ Public API:
 - verify: `VerifyOptions`, `VerifyResult`, `verify_bundle(options)`, `render_verify(result)` (the table);
 - workspace roots (one bundle per project, nmig.schema.read_root): `import_root(options)` ->
   `RootImportResult`, `verify_root(options)` -> `RootVerifyResult`, `render_root_verify(result)`,
-  `render_root_plan(result)`, `parse_project_map(values)` (`--project-map`);
+  `render_root_plan(result)`, `parse_project_map(values)` (`--project-map`), `target_projects(root, workspace,
+  project_map)` (which 3.x project each project of a root goes to: `nmig import ROOT`'s naming rules);
 - both check their input and raise NmigError with one clear line; they return their result, and the caller
   prints it and decides the exit (`ImportResult.raise_for_failures`, `VerifyResult.raise_for_differences`).
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
         import_root,
         render_root_plan,
         render_root_verify,
+        target_projects,
         verify_root,
     )
 
@@ -66,6 +68,7 @@ _PUBLIC = {
     "render_root_plan": ("nmig.importer.workspace", "render_root_plan"),
     "render_root_verify": ("nmig.importer.workspace", "render_root_verify"),
     "parse_project_map": ("nmig.importer.project", "parse_project_map"),
+    "target_projects": ("nmig.importer.workspace", "target_projects"),
 }
 
 
@@ -95,6 +98,7 @@ __all__ = [
     "render_root_verify",
     "render_verify",
     "run_import",
+    "target_projects",
     "verify_bundle",
     "verify_root",
 ]

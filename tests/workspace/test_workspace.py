@@ -111,3 +111,38 @@ def test_import_and_verify_a_root_with_default_naming_and_a_map(root: Path, tmp_
 
         again = invoke("import", str(root), "--project", "demo", "--project-map", str(mapping), "--api-token", token, "--quiet")
         assert again.exit_code == 0 and "0 run(s) imported into demo/vision; 2 already imported" in again.output
+
+
+@pytest.mark.slow
+def test_migrate_a_workspace_pipelines_each_project_into_its_target(legacy: EmulatorInfo, tmp_path: Path) -> None:
+    import neptune_query
+    from neptune_query import runs as nq_runs
+
+    from nmig.emulators.neptune3 import serve_neptune3
+
+    out = tmp_path / "root"
+    with serve_neptune3(data_dir=tmp_path / "n3") as target:
+        token = target.api_token
+        common = ("--workspace", "acme", "--out", str(out), "--legacy-token", legacy.api_token, "--api-token", token)
+        wrong = invoke("migrate", *common, "--to", "demo/one")
+        assert wrong.exit_code == 2 and wrong.output.count("\n") == 1 and "--to names a 3.x workspace" in wrong.output
+        stray = invoke("migrate", "--from", "acme/vision", "--to", "demo/vision", "--out", str(tmp_path / "b"),
+                       "--legacy-token", legacy.api_token, "--api-token", token, "--projects", "vision")
+        assert stray.exit_code == 2 and "pass --workspace WS" in stray.output
+
+        result = invoke("migrate", *common, "--to", "demo", "--projects", "audio|vision", "--project-map", "acme/audio=demo/sound",
+                        "--max-workers", "4")
+        assert result.exit_code == 0, result.output
+        assert f"acme/audio -> demo/sound (bundle {out / 'audio'}): " in result.output
+        assert f"acme/vision -> demo/vision (bundle {out / 'vision'}): " in result.output
+        assert "workspace acme: 2 project(s), 2 complete, 0 with failures; 4 run(s) imported" in result.output
+        assert [p.project for p in read_root(out).projects] == ["audio", "vision"]  # the root export --workspace writes
+        neptune_query.set_api_token(token)
+        for project, key in (("demo/sound", "AUD"), ("demo/vision", "VIS")):
+            assert set(nq_runs.list_runs(project=project)) == {f"{key}-1", f"{key}-2", "nmig-legacy-project"}
+
+        verified = invoke("verify", str(out), "--project", "demo", "--project-map", "acme/audio=demo/sound", "--api-token", token, "--quiet")
+        assert verified.exit_code == 0 and "All 2 projects match." in verified.output, verified.output
+        again = invoke("migrate", *common, "--to", "demo", "--projects", "audio|vision", "--project-map", "acme/audio=demo/sound", "--quiet")
+        assert again.exit_code == 0, again.output
+        assert "0 run(s) imported" in again.output
