@@ -18,7 +18,6 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,26 +169,11 @@ def _identity_of(path: Path) -> tuple[int, int] | None:
     return (found.st_ino, found.st_mtime_ns)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to kill the export child when this process dies, even by kill -9: an orphaned
-    export would otherwise go on writing into DIR while a re-run starts another one there. libc is loaded
-    here, before the fork, so the child only makes one plain C call (no imports, no locks)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-    import signal
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-
-    def set_death_signal() -> None:
-        prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-    return set_death_signal
+# Set in the export child's environment to this process's pid: the child asks Linux to kill it when this
+# process dies (nmig.parent_death). Done by the child at its start, not by a preexec_fn: a preexec_fn runs
+# Python in the forked child of a process whose other threads (another project's import, under
+# `migrate --workspace`) may hold locks at the fork, and such a child was seen to hang before its exec.
+from nmig.parent_death import DIE_WITH_PARENT_ENV  # noqa: E402
 
 
 def _last_line(path: Path) -> str:
@@ -241,11 +225,10 @@ def migrate(options: MigrateOptions) -> MigrateResult:
         export_log = Path(log.name)
         exporter = subprocess.Popen(
             _export_command(options, source_project),
-            env={**os.environ, "NEPTUNE_API_TOKEN": legacy_token},
+            env={**os.environ, "NEPTUNE_API_TOKEN": legacy_token, DIE_WITH_PARENT_ENV: str(os.getpid())},
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(),  # one async-signal-safe C call in the child, see there
         )
     import_error: NmigError | None = None
     feed: ExportFeed | None = None
