@@ -17,7 +17,12 @@ REGION = "us-east-1"
 def serve_s3() -> Iterator[dict[str, Any]]:
     """Yields the storage_options that reach the server (see `s3_env` for the same as AWS_* variables)."""
     import boto3
+    import s3fs
     from moto.server import ThreadedMotoServer
+
+    # s3fs keeps one filesystem per set of arguments in the process; one made from AWS_* variables for an
+    # earlier server would still reach that server's (closed) port
+    s3fs.S3FileSystem.clear_instance_cache()
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
