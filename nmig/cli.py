@@ -357,7 +357,7 @@ _models_as_runs_option = click.option(
     "trash (never imported if they were not yet). Without it they are only reported and stay in 3.x.",
 )
 @_shard_option("import")
-@_file_option("--state", "state_path", help="State file (default: inside BUNDLE_DIR, per project; for a bundle URL in ~/.local/state/nmig/; with --shard, tagged with it); the report goes next to it.")
+@click.option("--state", "state_path", type=_LOCATION, default=None, help="State file, a path or a URL (default: inside BUNDLE_DIR, on the store for a bundle URL, per project; with --shard, tagged with it); the report and sync records go next to it.")
 @_storage_options_option
 @_ca_bundle_option
 @click.option("--quiet", is_flag=True, help="No progress bars; only errors and the final line.")
@@ -466,7 +466,7 @@ def inspect_command(
 @_bundle_runs_option
 @click.option("--sample", type=click.IntRange(1), default=None, help="Check N evenly spread points per series (first and last included) instead of all; point counts are then not checked.")
 @_file_option("--report", help="Also write the result as JSON to this file.")
-@_file_option("--import-report", help="The import report, when `nmig import --state` put it outside BUNDLE_DIR.")
+@click.option("--import-report", type=_LOCATION, default=None, help="The import report, a path or a URL, when `nmig import --state` put it outside BUNDLE_DIR.")
 @_storage_options_option
 @_experiments_option
 @_models_as_runs_option

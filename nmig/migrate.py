@@ -20,11 +20,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nmig.errors import NmigError, PartialFailure
 from nmig.schema import local_path
 from nmig.schema.format import COMPLETE, EXPORT_INFO, KIND_FOLDERS
+
+if TYPE_CHECKING:
+    from nmig.importer.state import StateFile
 
 LEGACY_TOKEN_ENV = "NEPTUNE_LEGACY_API_TOKEN"
 # How often migrate looks for the bundle's export.json before the import can start.
@@ -61,7 +64,7 @@ class MigrateResult:
     imported: list[str] = field(default_factory=list)
     already_imported: list[str] = field(default_factory=list)
     import_failed: list[str] = field(default_factory=list)
-    report_path: Path | None = None
+    report_path: StateFile | None = None
     bundle: Path | None = None
     seconds: float = 0.0
 

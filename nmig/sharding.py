@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,21 +62,32 @@ def parse_shard(text: str | None) -> Shard | None:
     return Shard(index, count)
 
 
-def tagged(path: Path, shard: Shard | None) -> Path:
-    """`path` with the shard's tag before its suffix (`import-state.ws__p.json` -> `import-state.ws__p.shard-1-of-4.json`);
-    `path` itself without a shard."""
+def tagged_name(name: str, shard: Shard | None) -> str:
+    """A file name with the shard's tag before its suffix (`import-state.ws__p.json` ->
+    `import-state.ws__p.shard-1-of-4.json`); `name` itself without a shard."""
     if shard is None:
-        return path
-    if path.suffix:
-        return path.with_name(f"{path.stem}.{shard.tag}{path.suffix}")
-    return path.with_name(f"{path.name}.{shard.tag}")
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}.{shard.tag}.{suffix}" if dot and stem else f"{name}.{shard.tag}"
+
+
+def tagged_names(name: str, names: Iterable[str], trailer: str = "") -> list[str]:
+    """Those of `names` that are `name` tagged with any shard (see `tagged_name`), followed by `trailer`
+    (e.g. ".lock"), sorted; `name` itself not included."""
+    stem, dot, suffix = name.rpartition(".")
+    stem, suffix = (stem, "." + suffix) if dot and stem else (name, "")
+    pattern = re.compile(re.escape(stem) + r"\." + SHARD_TAG.pattern + re.escape(suffix + trailer))
+    return sorted(n for n in names if pattern.fullmatch(n))
+
+
+def tagged(path: Path, shard: Shard | None) -> Path:
+    """`path` with the shard's tag in its name (`tagged_name`); `path` itself without a shard."""
+    return path if shard is None else path.with_name(tagged_name(path.name, shard))
 
 
 def tagged_siblings(path: Path, trailer: str = "") -> list[Path]:
-    """The files next to `path` that are `path` tagged with any shard (see `tagged`), followed by `trailer`
-    (e.g. ".lock"), sorted; `path` itself not included."""
+    """The files next to `path` that are `path` tagged with any shard, followed by `trailer`, sorted."""
     if not path.parent.is_dir():
         return []
-    stem, suffix = (path.stem, path.suffix) if path.suffix else (path.name, "")
-    pattern = re.compile(re.escape(stem) + r"\." + SHARD_TAG.pattern + re.escape(suffix + trailer))
-    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+    files = [p.name for p in path.parent.iterdir() if p.is_file()]
+    return [path.with_name(n) for n in tagged_names(path.name, files, trailer)]

@@ -20,7 +20,7 @@ class ImportOptions:
     dry_run: bool = False
     create_project: bool = True
     visibility: str | None = None  # --visibility: overrides the legacy project's when nmig creates the project
-    state_path: Path | None = None
+    state_path: Path | str | None = None  # a path or a URL (state.StateFile.at); default: in the bundle
     quiet: bool = False
     experiments: str = "by-name"  # how runs join 3.x experiments: nmig.importer.experiments.MODES
     models_as_runs: bool = False  # models and model versions imported as runs (plan.plan_run)

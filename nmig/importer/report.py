@@ -26,9 +26,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from nmig.importer.state import default_state_path, write_json_atomically
+from nmig.importer.state import StateFile, default_state_path
 from nmig.secrets import redact
-from nmig.sharding import SHARD_TAG, Shard, tagged, tagged_siblings
+from nmig.sharding import SHARD_TAG, Shard, tagged_name
 
 REPORT_FORMAT = "nmig-import-report"
 REPORT_VERSION = "1.0"
@@ -133,28 +133,37 @@ REPORT_LAYOUT = (
 RUN_STATUSES = ("imported", "already_imported", "failed", "refused", "not_imported")
 
 
-def report_path_for(state_path: Path) -> Path:
-    """The import report lives next to the state file (inside the bundle by default); a shard's state file
-    (nmig.sharding.tagged) has the report of the untagged one, tagged the same way."""
-    name = state_path.name
-    stem = name[: -len(".json")] if name.endswith(".json") else name
+def report_name_for(state_name: str) -> str:
+    """The name of the import report of a state file of this name: `import-report.<...>.json` for
+    `import-state.<...>.json`, `<stem>.report.json` for another; a shard's (nmig.sharding.tagged_name) is the
+    untagged one's, tagged the same way."""
+    stem = state_name[: -len(".json")] if state_name.endswith(".json") else state_name
     tag = SHARD_TAG.fullmatch(stem.rsplit(".", 1)[-1]) if "." in stem else None
     if tag is not None:
-        untagged = report_path_for(state_path.with_name(stem.rsplit(".", 1)[0] + ".json"))
-        return tagged(untagged, Shard(int(tag.group(1)), int(tag.group(2))))
+        untagged = report_name_for(stem.rsplit(".", 1)[0] + ".json")
+        return tagged_name(untagged, Shard(int(tag.group(1)), int(tag.group(2))))
     stem = stem.replace("import-state", "import-report", 1) if "import-state" in stem else stem + ".report"
-    return state_path.with_name(stem + ".json")
+    return stem + ".json"
 
 
-def default_report_path(bundle_dir: Path | str, project: str, state_path: Path | None = None) -> Path:
+def report_path_for(state_path: StateFile | Path) -> StateFile:
+    """The import report lives next to the state file (inside the bundle by default)."""
+    state = StateFile.at(state_path)
+    return state.with_name(report_name_for(state.name))
+
+
+def default_report_path(
+    bundle_dir: Path | str, project: str, state_path: StateFile | Path | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> StateFile:
     """Where `nmig import` writes its report (for `nmig verify`)."""
-    return report_path_for(state_path or default_state_path(bundle_dir, project))
+    return report_path_for(state_path or default_state_path(bundle_dir, project, storage_options))
 
 
-def read_report(path: Path, project: str) -> dict[str, Any]:
+def read_report(path: StateFile | Path, project: str) -> dict[str, Any]:
     """An earlier import report for the same project ({} when there is none or it is not one)."""
     try:
-        old = json.loads(path.read_text(encoding="utf-8"))
+        old = json.loads(StateFile.at(path).read_text())
     except (OSError, ValueError):
         return {}
     if not isinstance(old, dict) or old.get("format") != REPORT_FORMAT or old.get("project") != project:
@@ -163,7 +172,7 @@ def read_report(path: Path, project: str) -> dict[str, Any]:
 
 
 def write_report(
-    path: Path,
+    path: StateFile,
     *,
     project: str,
     project_note: str,
@@ -189,7 +198,7 @@ def write_report(
         "items": [{**e.to_json(), "detail": redact(e.detail)} for e in events],
     }
     _carry_over(earlier, doc)
-    write_json_atomically(path, doc)
+    path.write_json(doc)
 
 
 def _carry_over(old: dict[str, Any], doc: dict[str, Any]) -> None:
@@ -231,16 +240,17 @@ def _imported_runs(doc: dict[str, Any]) -> set[str]:
     return {str(r) for status in ("imported", "already_imported") for r in runs.get(status) or [] if isinstance(runs.get(status), list)}
 
 
-def read_items(path: Path) -> ReportItems:
+def read_items(path: StateFile | Path) -> ReportItems:
     """The items of an import report and of every shard's report next to it (none when there is none) sorted
     by their case's kind: adjustments are expected, problems (and items whose case is not one of CASES) are
     not, bookkeeping is left out. A run that several reports list (a shard's, then an import without --shard
     that found it imported) has the items of the last report finished that lists it as imported, else of all."""
     items = ReportItems({}, {})
     docs = []
-    for one in [path, *tagged_siblings(path)]:
+    report = StateFile.at(path)
+    for one in [report, *report.tagged_siblings()]:
         try:
-            doc = json.loads(one.read_text(encoding="utf-8"))
+            doc = json.loads(one.read_text())
         except (OSError, ValueError):
             continue
         if isinstance(doc, dict):

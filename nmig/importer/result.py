@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nmig.errors import PartialFailure
 from nmig.importer.plan import RunPlan
 from nmig.importer.report import Event
+from nmig.importer.state import StateFile
 
 
 @dataclass
@@ -22,7 +22,7 @@ class ImportResult:
     not_imported: list[str] = field(default_factory=list)
     trashed: list[str] = field(default_factory=list)  # runs trashed in 2.x after their export (see the report)
     events: list[Event] = field(default_factory=list)
-    report_path: Path | None = None
+    report_path: StateFile | None = None  # beside the state file: on disk or on the bundle's store
     plans: list[RunPlan] = field(default_factory=list)
 
     def summary(self) -> str:

@@ -19,7 +19,11 @@ states are read together):
 * the import report (report.py: its cases, layout and I/O; docs/import-report.md), read by `nmig verify`;
   runs it skipped as already imported keep the items listed for them (found again in the bundle when no
   report has them);
-* a `.<state name>.work/` scratch folder (the client's operation logs, decompressed files), removed at the end.
+* a `.<state name>.work/` scratch folder (the client's operation logs, decompressed files), removed at the end;
+  for a state on object storage a temporary folder of this machine instead (in $NMIG_WORK_DIR if set).
+
+For a bundle on object storage all of these but the scratch folder are on the store beside the bundle, so the
+N machines of a sharded import share nothing but the bucket (state.StateFile).
 
 Runs come from a `RunFeed`: for `nmig import` every selected run of the bundle at once; for `nmig migrate`
 the runs whose bundles the export completes, as it completes them, so workers never wait for a batch to end.
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nmig import environment
+from nmig.errors import NmigError
 from nmig.importer import client as nclient
 from nmig.importer import report, target
 from nmig.importer.dry_run import dry_run
@@ -56,6 +61,7 @@ from nmig.importer.state import (
     IMPORTED,
     STARTED,
     ImportState,
+    StateFile,
     StateLock,
     default_state_path,
     state_family,
@@ -64,7 +70,6 @@ from nmig.importer.sync import synced_folder, write_record
 from nmig.importer.target import ProjectOutcome, require_api_token
 from nmig.importer.worker import RunWorker
 from nmig.schema import Bundle, BundleError, EntityBundle
-from nmig.sharding import tagged
 
 # How often an idle import asks a feed that is not finished for new runs.
 FEED_POLL_S = 0.2
@@ -128,12 +133,22 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
         raise ValueError("a feed chooses the runs itself: no --runs selection, shard or dry run with it")
 
     api_token = require_api_token(options.api_token)
-    untagged_state = options.state_path or default_state_path(options.bundle_dir, project)
-    state_path = tagged(untagged_state, shard)
-    # The state file, the report and the scratch folder live together: checked before 3.x is touched.
+    untagged_state = (
+        StateFile.at(options.state_path, options.storage_options) if options.state_path is not None
+        else default_state_path(bundle.root, project)
+    )
+    state_path = untagged_state.tagged(shard)
+    # The state file, the report and the scratch folder: checked before 3.x is touched.
     hint = "pass --state PATH on a writable disk with free space" if options.state_path is None else ""
-    environment.require_writable(state_path.parent, "folder of the import state, report and scratch files", hint)
-    environment.require_free(state_path.parent, environment.MIN_FREE_BYTES, "import state and scratch folder", hint)
+    scratch = _scratch_folder(state_path)
+    environment.require_writable(scratch.parent, "folder of the import's scratch files", hint)
+    environment.require_free(scratch.parent, environment.MIN_FREE_BYTES, "import's scratch folder", hint)
+    if state_path.local is None:
+        try:
+            state_path.root.prepare()
+        except OSError as exc:
+            raise NmigError(f"the import state and report go to {state_path.root}, which is not writable ({exc}); "
+                            "pass --state PATH for a file elsewhere") from None
     from nmig.loopback import prepare_client_env
 
     prepare_client_env(api_token)
@@ -149,8 +164,21 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
 
     with StateLock(untagged_state, shard):
         others = state_family(untagged_state)
-        _Importer(options, bundle, result, api_token, project_outcome, state_path, progress, others).run(feed, started_at)
+        _Importer(options, bundle, result, api_token, project_outcome, state_path, scratch, progress, others).run(feed, started_at)
     return result
+
+
+def _scratch_folder(state_path: StateFile) -> Path:
+    """Where the client's operation logs and decompressed files go: beside a local state file, in a new
+    temporary folder of this machine for one on a store."""
+    local = state_path.local
+    if local is not None:
+        return local.parent / f".{local.name}.work"
+    import os
+    import tempfile
+
+    base = os.environ.get("NMIG_WORK_DIR") or None
+    return Path(tempfile.mkdtemp(prefix="nmig-import-", dir=base))  # removed with the scratch at the end
 
 
 class _Importer:
@@ -164,9 +192,10 @@ class _Importer:
         result: ImportResult,
         api_token: str,
         project_outcome: ProjectOutcome,
-        state_path: Path,
+        state_path: StateFile,
+        scratch: Path,
         progress: Callable[[int], None] | None,
-        other_states: list[Path],
+        other_states: list[StateFile],
     ) -> None:
         self.options = options
         self.bundle = bundle
@@ -185,7 +214,7 @@ class _Importer:
         self.existing = set() if project_outcome.created else target.existing_run_ids(self.project, api_token)
         # The client's operation logs and decompressed files live next to the state file. What an interrupted
         # import left there is stale (a resumed run asks the target what it holds), so it is cleared first.
-        self.scratch = state_path.parent / f".{state_path.name}.work"
+        self.scratch = scratch
         self.bar: Any = None
         self.bar_lock = threading.Lock()
         self.progress = progress

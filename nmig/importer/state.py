@@ -16,6 +16,13 @@ untagged one): a run any of them says is imported is imported (at the version it
 is started is resumed. So an import without --shard, or with another N, after a sharded one still imports
 every run exactly once. While a sharded import runs, an unsharded one of the same project refuses to start,
 and the other way round (StateLock); so does a sharded one of another N.
+
+Where these files live is a `StateFile`: a name in a folder that is a BundleRoot. By default that is the
+bundle itself, a local folder or the bundle's prefix on object storage alike, so the N machines of a sharded
+import (the pods of a Kubernetes Job) see each other's states, reports and sync records through the bucket
+alone. Every file is written whole by one writer (a rename on disk, one PUT on a store, which is atomic per
+object); the locks are flocks on disk and conditional-write lock objects on a store (BundleRoot.lock).
+`--state` names another place, a path or a URL.
 """
 
 from __future__ import annotations
@@ -29,8 +36,10 @@ from typing import Any
 
 from nmig.atomic import write_atomically
 from nmig.errors import NmigError
-from nmig.schema import local_path, local_state_dir
-from nmig.sharding import SHARD_TAG, Shard, tagged, tagged_siblings
+from nmig.schema import local_path
+from nmig.schema.format import BundleError
+from nmig.schema.store import BundleRoot, LocalRoot, open_root
+from nmig.sharding import SHARD_TAG, Shard, tagged_name, tagged_names
 
 STATE_FORMAT = "nmig-import-state"
 STATE_VERSION = 2
@@ -41,23 +50,109 @@ def _slug(project: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", project.replace("/", "__"))
 
 
-def default_state_path(bundle_dir: Path | str, project: str) -> Path:
-    """Inside a local bundle; for a bundle on object storage, in a folder of this machine kept for it
-    (nmig.schema.local_state_dir): the flock below guards a local file only, and the store stays read-only."""
-    folder = local_path(bundle_dir) or local_state_dir(bundle_dir)
-    return folder / f"import-state.{_slug(project)}.json"
+# A state file holds one entry per run; a report one line per item: far below this, and a bound on reading.
+_MAX_STATE_BYTES = 1 << 31
 
 
-def state_family(state_path: Path) -> list[Path]:
+def _json_bytes(doc: Any) -> bytes:
+    return (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+class StateFile:
+    """One file of an import's bookkeeping (its state, its report, a lock, a sync record): `name`, a
+    "/"-separated relpath, in the folder `root` (a folder of this machine, or a prefix on object storage)."""
+
+    def __init__(self, root: BundleRoot, name: str) -> None:
+        self.root = root
+        self.relpath = name
+
+    @classmethod
+    def at(cls, location: StateFile | Path | str, storage_options: dict[str, Any] | None = None) -> StateFile:
+        """The file a path or URL names (a StateFile is returned as is)."""
+        if isinstance(location, StateFile):
+            return location
+        local = local_path(location)
+        if local is None:
+            folder, _, name = str(location).rstrip("/").rpartition("/")
+            if not name or folder.endswith(":/"):
+                raise NmigError(f"{location}: name a file on the store (URL/FOLDER/NAME.json)")
+            return cls(open_root(folder, storage_options), name)
+        return cls(LocalRoot(local.parent), local.name)
+
+    @property
+    def name(self) -> str:
+        return self.relpath.rsplit("/", 1)[-1]
+
+    @property
+    def local(self) -> Path | None:
+        """The file on this machine; None on object storage."""
+        joined = self.root.join(self.relpath)
+        return joined if isinstance(joined, Path) else None
+
+    def with_name(self, name: str) -> StateFile:
+        folder = self.relpath.rpartition("/")[0]
+        return StateFile(self.root, f"{folder}/{name}" if folder else name)
+
+    def child(self, name: str) -> StateFile:
+        """The file `name` in the folder this one names (a `.synced/` folder's records)."""
+        return StateFile(self.root, f"{self.relpath}/{name}")
+
+    def tagged(self, shard: Shard | None) -> StateFile:
+        return self.with_name(tagged_name(self.name, shard))
+
+    def tagged_siblings(self, trailer: str = "") -> list[StateFile]:
+        """The files beside this one that are it tagged with any shard, followed by `trailer` (sharding.tagged_names)."""
+        folder = self.relpath.rpartition("/")[0]
+        files = [n for n, kind in self.root.entries(folder) if kind == "file"]
+        return [self.with_name(n) for n in tagged_names(self.name, files, trailer)]
+
+    def exists(self) -> bool:
+        return self.root.kind(self.relpath) == "file"
+
+    def read_text(self) -> str:
+        """The whole file; OSError when it is absent or unreadable (UnicodeDecodeError, a ValueError, when not text)."""
+        try:
+            data = self.root.read_bytes(self.relpath, _MAX_STATE_BYTES)
+        except BundleError as exc:
+            raise OSError(str(exc)) from None
+        if len(data) > _MAX_STATE_BYTES:
+            raise OSError(f"{self} is larger than {_MAX_STATE_BYTES} bytes")
+        return data.decode("utf-8")
+
+    def write_json(self, doc: Any) -> None:
+        """Replace the file whole: readers see the old content or the new, never half (fsynced on disk)."""
+        self.root.write_bytes(self.relpath, _json_bytes(doc))
+
+    def __str__(self) -> str:
+        return str(self.root.join(self.relpath))
+
+    def __repr__(self) -> str:
+        return f"StateFile({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StateFile) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+
+def default_state_path(bundle_dir: Path | str, project: str, storage_options: dict[str, Any] | None = None) -> StateFile:
+    """Inside the bundle, whether a local folder or a prefix on object storage: the shards of one import, on
+    as many machines, find each other's state there."""
+    return StateFile(open_root(bundle_dir, storage_options), f"import-state.{_slug(project)}.json")
+
+
+def state_family(state_path: StateFile | Path) -> list[StateFile]:
     """The state files of one project's import next to an untagged `state_path`: itself and every shard's
     (those that exist)."""
-    return [p for p in [state_path, *tagged_siblings(state_path)] if p.is_file()]
+    state = StateFile.at(state_path)
+    return [p for p in [state, *state.tagged_siblings()] if p.exists()]
 
 
 def write_json_atomically(path: Path, doc: Any) -> None:
-    """The state file and the import report: readers see the old content or the new, never half (fsynced)."""
+    """A JSON file of this machine (verify's report): readers see the old content or the new, never half (fsynced)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, (json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n").encode(), durable=True)
+    write_atomically(path, _json_bytes(doc), durable=True)
 
 
 @dataclass
@@ -69,52 +164,89 @@ class RunState:
     version: str | None = None  # the bundle version (EntityBundle.version) last imported whole
 
 
-def _lock_path(state_path: Path) -> Path:
-    return state_path.with_name(state_path.name + ".lock")
-
-
 class StateLock:
     """One `nmig import` per state file at a time: a second one would send the same runs twice over.
 
-    `state_path` is the untagged state file; with a shard, that shard's file is locked exclusively and the
-    untagged one shared: the N shards of an import run at once, an unsharded import (which locks the untagged
-    file exclusively) waits for none of them, and a shard of another N refuses while any of these runs."""
+    `state_path` is the untagged state file; with a shard, that shard's lock is taken exclusively and the
+    untagged one shared: the N shards of an import run at once, an unsharded import (which takes the untagged
+    lock exclusively) runs while none of them does, and a shard of another N refuses while any of these runs.
+    On disk the locks are flocks on `<state>.lock` files; on object storage, which has no shared locks, each
+    holder creates its own lock object (BundleRoot.lock: a conditional write) and then looks for the others'."""
 
-    def __init__(self, state_path: Path, shard: Shard | None = None) -> None:
-        self._base = state_path
+    def __init__(self, state_path: StateFile | Path, shard: Shard | None = None) -> None:
+        self._base = StateFile.at(state_path)
         self._shard = shard
-        self._files: list[Any] = []
+        self._held: list[Any] = []
+
+    def _busy_unsharded(self) -> str:
+        return f"an nmig import without --shard is using {self._base}; wait for it to finish"
+
+    def _busy_other_n(self, lock_name: str) -> str | None:
+        """The refusal for a shard's lock `lock_name` of another N than ours; None for one of ours."""
+        match = SHARD_TAG.search(lock_name)
+        if match is None or self._shard is None or int(match.group(2)) == self._shard.count:
+            return None
+        return (
+            f"an nmig import --shard {match.group(1)}/{match.group(2)} is running on {self._base}; "
+            f"every shard of one import needs the same N (here {self._shard.count})"
+        )
 
     def __enter__(self) -> StateLock:
-        import fcntl
-
-        self._base.parent.mkdir(parents=True, exist_ok=True)
-        base_lock = _lock_path(self._base)
         try:
-            if self._shard is None:
-                self._take(base_lock, fcntl.LOCK_EX, f"another nmig import is using {self._base} (with or without --shard); wait for it to finish")
-                return self
-            self._take(base_lock, fcntl.LOCK_SH, f"an nmig import without --shard is using {self._base}; wait for it to finish")
-            own = tagged(self._base, self._shard)
-            self._take(_lock_path(own), fcntl.LOCK_EX, f"another nmig import --shard {self._shard} is using {own}; wait for it to finish")
-            # Holding ours first, then looking: of two shards of different N starting at once, at least one
-            # sees the other.
-            for other in tagged_siblings(self._base, ".lock"):
-                match = SHARD_TAG.search(other.name)
-                if match is None or int(match.group(2)) == self._shard.count:
-                    continue
-                with open(other, "a+") as probe:
-                    try:
-                        fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except OSError:
-                        raise NmigError(
-                            f"an nmig import --shard {match.group(1)}/{match.group(2)} is running on {self._base}; "
-                            f"every shard of one import needs the same N (here {self._shard.count})"
-                        ) from None
+            local = self._base.local
+            if local is not None:
+                self._flocks(local)
+            else:
+                self._store_locks()
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _flocks(self, base: Path) -> None:
+        import fcntl
+
+        base.parent.mkdir(parents=True, exist_ok=True)
+        base_lock = base.with_name(base.name + ".lock")
+        if self._shard is None:
+            self._take(base_lock, fcntl.LOCK_EX, f"another nmig import is using {base} (with or without --shard); wait for it to finish")
+            return
+        self._take(base_lock, fcntl.LOCK_SH, self._busy_unsharded())
+        own = base.with_name(tagged_name(base.name, self._shard))
+        self._take(own.with_name(own.name + ".lock"), fcntl.LOCK_EX, f"another nmig import --shard {self._shard} is using {own}; wait for it to finish")
+        # Holding ours first, then looking: of two shards of different N starting at once, at least one
+        # sees the other.
+        for other in self._base.tagged_siblings(".lock"):
+            busy = self._busy_other_n(other.name)
+            if busy is None:
+                continue
+            with open(base.with_name(other.name), "a+") as probe:
+                try:
+                    fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    raise NmigError(busy) from None
+
+    def _store_locks(self) -> None:
+        # Ours first, then the others' looked for (the store's listings are consistent after a write, as S3's
+        # are): of two starting at once, at least one sees the other. A lock object exists only while held.
+        base, root = self._base, self._base.root
+        own = base.tagged(self._shard)
+        what = "with or without --shard" if self._shard is None else f"--shard {self._shard}"
+        lock = root.lock(own.relpath + ".lock", f"another nmig import {what} is using {own}; wait for it to finish")
+        lock.__enter__()
+        self._held.append(lock)
+        if self._shard is None:
+            shards = [SHARD_TAG.search(other.name) for other in base.tagged_siblings(".lock")]
+            if shards:
+                shown = ", ".join(f"{m.group(1)}/{m.group(2)}" for m in shards if m)
+                raise NmigError(f"an nmig import --shard {shown} is using {base}; wait for it to finish")
+            return
+        if base.with_name(base.name + ".lock").exists():
+            raise NmigError(self._busy_unsharded())
+        for other in base.tagged_siblings(".lock"):
+            busy = self._busy_other_n(other.name)
+            if busy is not None:
+                raise NmigError(busy)
 
     def _take(self, path: Path, mode: int, busy: str) -> None:
         import fcntl
@@ -125,17 +257,20 @@ class StateLock:
         except OSError:
             file.close()
             raise NmigError(busy) from None
-        self._files.append(file)
+        self._held.append(file)
 
     def __exit__(self, *exc: Any) -> None:
-        for file in reversed(self._files):
-            file.close()  # closing releases the lock; the empty lock file stays (harmless)
-        self._files = []
+        for held in reversed(self._held):
+            if hasattr(held, "__exit__"):
+                held.__exit__(None, None, None)  # a lock object: deleted
+            else:
+                held.close()  # closing releases the flock; the empty lock file stays (harmless)
+        self._held = []
 
 
-def _read_runs(path: Path, project: str) -> dict[str, RunState]:
+def _read_runs(path: StateFile, project: str) -> dict[str, RunState]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise NmigError(f"state file {path} is unreadable ({exc}); move it away to start over") from None
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT:
@@ -167,13 +302,15 @@ class ImportState:
     says nothing of a run, or another says it is imported, the other file's entry counts (`status`,
     `version`, `home`: an imported entry first, then the latest version). Only `path` is written."""
 
-    def __init__(self, path: Path, project: str, bundle_dir: Path | str, others: list[Path] | None = None) -> None:
-        self.path = path
+    def __init__(
+        self, path: StateFile | Path, project: str, bundle_dir: Path | str, others: list[StateFile] | list[Path] | None = None,
+    ) -> None:
+        self.path = path = StateFile.at(path)
         self.project = project
         self._lock = threading.Lock()
         self.runs: dict[str, RunState] = _read_runs(path, project) if path.exists() else {}
-        self.others = [p for p in others or [] if p != path]
-        self.elsewhere: dict[str, tuple[RunState, Path]] = {}  # legacy id -> its entry in the other files
+        self.others = [p for p in map(StateFile.at, others or []) if p != path]
+        self.elsewhere: dict[str, tuple[RunState, StateFile]] = {}  # legacy id -> its entry in the other files
         for other in self.others:
             for sys_id, entry in _read_runs(other, project).items():
                 kept = self.elsewhere.get(sys_id)
@@ -182,7 +319,7 @@ class ImportState:
         local = local_path(bundle_dir)
         self._bundle = str(local.resolve()) if local is not None else str(bundle_dir)
 
-    def _entry(self, sys_id: str) -> tuple[RunState, Path] | None:
+    def _entry(self, sys_id: str) -> tuple[RunState, StateFile] | None:
         own = self.runs.get(sys_id)
         other = self.elsewhere.get(sys_id)
         if own is not None and not (other is not None and other[0].status == IMPORTED and own.status != IMPORTED):
@@ -198,7 +335,7 @@ class ImportState:
         entry = self._entry(sys_id)
         return entry[0].version if entry else None
 
-    def home(self, sys_id: str) -> Path:
+    def home(self, sys_id: str) -> StateFile:
         """The state file whose entry of the run counts (beside it: the run's sync record)."""
         entry = self._entry(sys_id)
         return entry[1] if entry else self.path
@@ -240,4 +377,4 @@ class ImportState:
                 for sys_id, e in sorted(self.runs.items())
             },
         }
-        write_json_atomically(self.path, doc)
+        self.path.write_json(doc)

@@ -31,17 +31,18 @@ import numpy as np
 
 from nmig.importer.limits import step_of_micros
 from nmig.importer.report import Event
-from nmig.importer.state import write_json_atomically
+from nmig.importer.state import StateFile
 
 SYNC_FORMAT = "nmig-import-synced"
 SYNC_VERSION = 1
 _NONE = 0xFFFFFFFF  # the length written for a missing string value (an empty one is 0)
 
 
-def synced_folder(state_path: Path) -> Path:
-    """Where the sync records of a state file live: `<state stem>.synced/` beside it."""
-    name = state_path.name
-    return state_path.with_name((name[: -len(".json")] if name.endswith(".json") else name) + ".synced")
+def synced_folder(state_path: StateFile | Path) -> StateFile:
+    """Where the sync records of a state file live: `<state stem>.synced/` beside it (on the store with it)."""
+    state = StateFile.at(state_path)
+    name = state.name
+    return state.with_name((name[: -len(".json")] if name.endswith(".json") else name) + ".synced")
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,11 @@ def _strings(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def read_record(folder: Path, sys_id: str) -> SyncRecord | None:
+def read_record(folder: StateFile | Path, sys_id: str) -> SyncRecord | None:
     """The record of a run's last import, None when there is none (or it is unreadable: the run is then
     re-synced without the history check, as one imported by a format-1 state file)."""
     try:
-        doc = json.loads((folder / f"{sys_id}.json").read_text(encoding="utf-8"))
+        doc = json.loads(_record(folder, sys_id).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("format") != SYNC_FORMAT:
@@ -110,8 +111,13 @@ def read_record(folder: Path, sys_id: str) -> SyncRecord | None:
     )
 
 
-def write_record(folder: Path, sys_id: str, record: SyncRecord) -> None:
-    write_json_atomically(folder / f"{sys_id}.json", record.to_json())
+def _record(folder: StateFile | Path, sys_id: str) -> StateFile:
+    # sys_id is a legacy id from the bundle: one plain name (checked by the store's relpaths)
+    return StateFile.at(folder).child(f"{sys_id}.json")
+
+
+def write_record(folder: StateFile | Path, sys_id: str, record: SyncRecord) -> None:
+    _record(folder, sys_id).write_json(record.to_json())
 
 
 def point_bytes(micros: np.ndarray, stamps: np.ndarray, values: np.ndarray | Sequence[str | None]) -> bytes:

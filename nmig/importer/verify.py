@@ -35,7 +35,7 @@ from nmig.importer.plan import (
 )
 from nmig.importer.project import parse_project_map, resolve_project
 from nmig.importer.report import default_report_path, read_items
-from nmig.importer.state import write_json_atomically
+from nmig.importer.state import StateFile, write_json_atomically
 from nmig.importer.target import require_api_token
 from nmig.importer.verify_series import (
     Difference,
@@ -59,7 +59,7 @@ class VerifyOptions:
     runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
     sample: int | None = None
     report: Path | None = None
-    import_report: Path | None = None
+    import_report: Path | str | None = None  # a path or a URL (state.StateFile.at); default: in the bundle
     quiet: bool = False
     experiments: str = "by-name"  # as given to `nmig import --experiments`
     models_as_runs: bool = False  # as given to `nmig import --models-as-runs`
@@ -360,7 +360,11 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
     every_run = bundle.entities("run")
     entities = shard_runs(select_runs(every_run, options.runs), every_run, options.experiments, options.shard)
     # the import report's adjustments are expected, its problems are shown next to the differences they cause
-    report_items = read_items(options.import_report or default_report_path(options.bundle_dir, project))
+    import_report = (
+        StateFile.at(options.import_report, options.storage_options) if options.import_report is not None
+        else default_report_path(bundle.root, project)
+    )
+    report_items = read_items(import_report)
     adjusted, import_problems = report_items.adjusted, report_items.problems
 
     from nmig.importer import client as nclient

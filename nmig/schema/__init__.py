@@ -9,7 +9,7 @@ Workspace roots (one bundle per project and an index): `is_root`, `read_root`, `
 pandas: `read_runs`, `read_attributes`, `read_float_series`, `read_string_series`, `read_file_series`,
 `read_file`. The format itself is documented in docs/bundle-format.md.
 Where a bundle lives (a folder, or a URL on object storage): `open_root` gives its `BundleRoot`, `is_url`,
-`as_location`, `local_path`, `local_state_dir`, `parse_storage_options`, `masked_options`, `secrets_of`.
+`as_location`, `local_path`, `parse_storage_options`, `masked_options`, `secrets_of`.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ from nmig.schema.store import (
     as_location,
     is_url,
     local_path,
-    local_state_dir,
     masked_options,
     open_root,
     parse_storage_options,
@@ -96,7 +95,6 @@ __all__ = [
     "is_content_hash",
     "is_url",
     "local_path",
-    "local_state_dir",
     "masked_options",
     "open_root",
     "parse_storage_options",

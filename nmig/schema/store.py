@@ -62,20 +62,6 @@ def local_path(location: Location) -> Path | None:
     return Path(_file_url_path(text)) if text.lower().startswith("file://") else None
 
 
-def local_state_dir(location: Location) -> Path:
-    """A folder on this machine for what belongs to `location` but is not written there: the import state
-    of a bundle on object storage (a store has no lock to keep two importers apart, and importing then needs
-    only read access to the bucket). $XDG_STATE_HOME/nmig/<the URL, as a name>-<its hash>, by default
-    ~/.local/state/nmig/...; the same every time for the same URL, so re-runs and `nmig verify` find it."""
-    import hashlib
-
-    text = str(location).rstrip("/")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:80].strip("_")
-    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "nmig" / f"{name}-{digest}"
-
-
 def parse_storage_options(text: str | None) -> dict[str, Any]:
     """`--storage-options`: a JSON object, or KEY=VALUE pairs separated by commas (values stay strings)."""
     if text is None or not text.strip():

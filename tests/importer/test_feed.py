@@ -75,7 +75,7 @@ def test_runs_arriving_while_others_import_are_imported_once(
     assert sorted(doc["runs"]["imported"]) == ["FEED-1", "FEED-2"] and doc["runs"]["refused"] == ["NOPE-1"]
     assert "no run 'NOPE-1'" in items(doc, "refused", "NOPE-1")[0]["detail"]
     assert sorted(doc["targets"]) == ["FEED-1", "FEED-2"]
-    assert default_state_path(bundle, project).is_file()
+    assert default_state_path(bundle, project).exists()
     for run_id, n in (("FEED-1", 3000), ("FEED-2", 500)):
         got = nq.fetch_metrics(project=project, runs=[run_id], attributes=["m"]).reset_index()
         assert got["step"].tolist() == list(np.arange(float(n)))  # every point, once

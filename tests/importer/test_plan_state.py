@@ -65,10 +65,10 @@ def test_state_file_round_trip_and_refusals(tmp_path: Path) -> None:
     assert again.status("R-1") == IMPORTED and again.runs["R-1"].attempts == 1
     with pytest.raises(NmigError, match="belongs to project"):
         ImportState(path, "ws/other", tmp_path)
-    path.write_text("{broken")
+    path.local.write_text("{broken")
     with pytest.raises(NmigError, match="unreadable"):
         ImportState(path, "ws/proj", tmp_path)
-    path.write_text(json.dumps({"format": "something else"}))
+    path.local.write_text(json.dumps({"format": "something else"}))
     with pytest.raises(NmigError, match="not an nmig import state file"):
         ImportState(path, "ws/proj", tmp_path)
 

@@ -60,7 +60,7 @@ def test_removed_items_and_the_record_round_trip(tmp_path: Path) -> None:
     assert read_record(tmp_path, "RUN-1") == record
     assert read_record(tmp_path, "RUN-2") is None
     assert removed_since(record, ["a"], [], ["m"]) == {"b": "config", "f": "file"}
-    assert synced_folder(tmp_path / "import-state.ws__p.json") == tmp_path / "import-state.ws__p.synced"
+    assert synced_folder(tmp_path / "import-state.ws__p.json").local == tmp_path / "import-state.ws__p.synced"
 
 
 def test_a_format_1_state_file_reads_and_a_newer_one_is_refused(tmp_path: Path) -> None:

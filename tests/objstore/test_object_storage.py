@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,30 +15,18 @@ from click.testing import CliRunner
 from nmig.cli import main
 from nmig.emulators.http import EmulatorInfo
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from s3_server import BUCKET, SECRET, s3_env, serve_s3  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-BUCKET = "nmig-test"
-SECRET = "s3cr3t-never-shown-0123456789"
 PROJECT = "demo/vision"
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, Any]]:
-    """An S3 server on 127.0.0.1 (a free port) with one bucket; yields the storage_options that reach it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="nmig", aws_secret_access_key=SECRET, region_name="us-east-1"
-        ).create_bucket(Bucket=BUCKET)
-        yield {"key": "nmig", "secret": SECRET, "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-    finally:
-        server.stop()
+    with serve_s3() as options:
+        yield options
 
 
 @pytest.fixture(scope="module")
@@ -84,19 +73,22 @@ def test_export_inspect_import_verify_on_s3(
     result = invoke("inspect", url, "--check", "--storage-options", json.dumps(s3))
     assert result.exit_code == 0, result.output
 
-    # the import's state and report stay on this machine (the store is only read), and verify finds them
-    env = {"XDG_STATE_HOME": str(tmp_path / "state"), "AWS_ENDPOINT_URL": s3["client_kwargs"]["endpoint_url"],
-           "AWS_ACCESS_KEY_ID": "nmig", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1"}
+    # the import's state and report go on the store beside the bundle (nothing on this machine), and verify
+    # finds them there
+    env = {"XDG_STATE_HOME": str(tmp_path / "state"), **s3_env(s3)}
     with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
         result = invoke("import", url, "--project", PROJECT, "--api-token", target.api_token, "--quiet", env=env)
         assert result.exit_code == 0, result.output
-        states = sorted((tmp_path / "state" / "nmig").glob("*/import-state.*.json"))
-        assert [p.name for p in states] == ["import-state.demo__vision.json"]
-        assert (states[0].parent / "import-report.demo__vision.json").is_file()
-        assert json.loads(states[0].read_text())["bundle"] == url
+        assert not (tmp_path / "state").exists()
+        prefix = f"{BUCKET}/e2e/bundle"
+        assert sorted(p.rsplit("/", 1)[-1] for p in store.ls(prefix, refresh=True) if "import-" in p) == [
+            "import-report.demo__vision.json", "import-state.demo__vision.json", "import-state.demo__vision.synced",
+        ]  # the lock object is gone with the import
+        assert json.loads(store.cat_file(f"{prefix}/import-state.demo__vision.json"))["bundle"] == url
+        assert len(store.ls(f"{prefix}/import-state.demo__vision.synced", refresh=True)) == 3  # a record per run
         result = invoke("verify", url, "--project", PROJECT, "--api-token", target.api_token, "--quiet", env=env)
         assert result.exit_code == 0, result.output
-        # a second import finds everything imported (the same local state, found again from the URL)
+        # a second import finds everything imported (the state found again on the store)
         result = invoke("import", url, "--project", PROJECT, "--api-token", target.api_token, "--quiet", env=env)
         assert result.exit_code == 0 and "3 already imported" in result.output, result.output
 

@@ -1,17 +1,18 @@
 """Many machines, no coordinator but the bundle (issue 13, item 3): four `nmig export --shard i/4` processes at
-once into one bundle location, then four `nmig import --shard i/4` at once into one 3.x project; an unsharded
+once into one bundle location (a folder, or a bucket with each process its own XDG_STATE_HOME as on its own machine), then four `nmig import --shard i/4` at once into one 3.x project; an unsharded
 verify is green, the target holds every run exactly once and each experiment is headed by its latest run, and
 imports without --shard or with another N afterwards import nothing again."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from click.testing import CliRunner
 
 from nmig.cli import main
 from nmig.emulators.http import EmulatorInfo
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from s3_server import BUCKET, s3_env, serve_s3  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -33,19 +37,35 @@ NAMES = ("sweep-a", "sweep-b", "sweep-c", "sweep-d")
 
 @dataclass
 class BundleLocation:
-    """Where the shards meet: the argument every command gets, and the folder to look into afterwards."""
+    """Where the shards meet: the argument every command gets, the environment that reaches it (a pod's
+    AWS_* variables for a bucket), and how the test reads it afterwards."""
 
     argument: str
-    folder: Path
-    options: tuple[str, ...] = ()  # e.g. --storage-options for an object store
+    env: dict[str, str] = field(default_factory=dict)
+    storage_options: dict[str, Any] | None = None
+
+    def read_json(self, name: str) -> Any:
+        """The file `name` at the bundle's top, None when absent."""
+        from nmig.schema import open_root
+
+        root = open_root(self.argument, self.storage_options)
+        return json.loads(root.read_bytes(name, 1 << 24)) if root.kind(name) == "file" else None
 
 
-def _local(tmp_path: Path) -> BundleLocation:
-    return BundleLocation(str(tmp_path / "bundle"), tmp_path / "bundle")
+@contextlib.contextmanager
+def _local(tmp_path: Path) -> Iterator[BundleLocation]:
+    yield BundleLocation(str(tmp_path / "bundle"))
 
 
-# the s3:// variant joins once bundles can live in an object store (the objstore branch)
-LOCATIONS = {"local": _local}
+@contextlib.contextmanager
+def _s3(tmp_path: Path) -> Iterator[BundleLocation]:
+    # one bucket, nothing shared on disk: every process has its own XDG_STATE_HOME, so whatever one of them
+    # kept on its machine the others would not see
+    with serve_s3() as options:
+        yield BundleLocation(f"s3://{BUCKET}/vision", s3_env(options), options)
+
+
+LOCATIONS = {"local": _local, "s3": _s3}
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +82,16 @@ def legacy() -> Iterator[EmulatorInfo]:
 
 def _all_at_once(commands: list[list[str]], env: dict[str, str], cwd: Path) -> None:
     processes = [
-        subprocess.Popen([sys.executable, "-m", "nmig", *c], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for c in commands
+        subprocess.Popen([sys.executable, "-m", "nmig", *c], env={**env, "XDG_STATE_HOME": str(cwd / f"machine-{n}")}, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for n, c in enumerate(commands)
     ]
     outputs = [p.communicate(timeout=240)[0] for p in processes]
     for command, process, output in zip(commands, processes, outputs, strict=True):
         assert process.returncode == 0, f"{' '.join(command[:3])}: {output[-3000:]}"
 
 
-def _cli(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args), env={"NEPTUNE_API_TOKEN": ""})
+def _cli(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), env={"NEPTUNE_API_TOKEN": "", **(env or {})})
 
 
 def _target_runs(target: EmulatorInfo) -> dict[str, tuple[str, bool]]:
@@ -93,31 +113,36 @@ def _target_runs(target: EmulatorInfo) -> dict[str, tuple[str, bool]]:
 
 @pytest.mark.parametrize("where", sorted(LOCATIONS))
 def test_four_shards_at_once_export_then_import(where: str, legacy: EmulatorInfo, tmp_path: Path) -> None:
+
+    with LOCATIONS[where](tmp_path) as location:
+        _four_shards_at_once(location, legacy, tmp_path)
+
+
+def _four_shards_at_once(location: BundleLocation, legacy: EmulatorInfo, tmp_path: Path) -> None:
     from nmig.emulators.neptune3 import serve_neptune3
     from nmig.schema import Bundle
 
-    location = LOCATIONS[where](tmp_path)
     shards = [f"{i}/{SHARDS}" for i in range(1, SHARDS + 1)]
-    env = {**os.environ, **legacy.env, "NEPTUNE_API_TOKEN": legacy.api_token}
+    env = {**os.environ, **legacy.env, **location.env, "NEPTUNE_API_TOKEN": legacy.api_token}
     _all_at_once(
-        [["export", "--project", SOURCE, "--out", location.argument, *location.options, "--shard", s, "--max-workers", "2", "--quiet"]
+        [["export", "--project", SOURCE, "--out", location.argument, "--shard", s, "--max-workers", "2", "--quiet"]
          for s in shards],
         env, tmp_path,
     )
-    bundle = Bundle(location.folder)
+    bundle = Bundle(location.argument, location.storage_options)
     assert len(bundle.sys_ids("run")) == RUNS
     assert all(e.complete for e in bundle.entities("run"))
     assert list(bundle.info["shards"]) == shards and bundle.info["finished_at"] is not None
     assert bundle.info["selection"]["shard"] == ",".join(shards)
 
     with serve_neptune3(data_dir=tmp_path / "neptune3") as target:
-        env = {**os.environ, **target.env, "NEPTUNE_API_TOKEN": target.api_token}
+        env = {**os.environ, **target.env, **location.env, "NEPTUNE_API_TOKEN": target.api_token}
         _all_at_once(
-            [["import", location.argument, *location.options, "--project", TARGET, "--shard", s, "--max-workers", "2", "--quiet"]
+            [["import", location.argument, "--project", TARGET, "--shard", s, "--max-workers", "2", "--quiet"]
              for s in shards],
             env, tmp_path,
         )
-        verified = _cli("verify", location.argument, *location.options, "--project", TARGET, "--api-token", target.api_token, "--quiet")
+        verified = _cli("verify", location.argument, "--project", TARGET, "--api-token", target.api_token, "--quiet", env=location.env)
         assert verified.exit_code == 0, verified.output
         assert "All runs match." in verified.output and verified.output.count(" OK") == RUNS + 1  # + project metadata
         found = _target_runs(target)
@@ -128,17 +153,17 @@ def test_four_shards_at_once_export_then_import(where: str, legacy: EmulatorInfo
         busy = 0
         for s in range(1, SHARDS + 1):
             # every shard reports; a shard that the hashes gave no run writes no state
-            assert (location.folder / f"import-report.demo__vision.shard-{s}-of-{SHARDS}.json").is_file()
-            state_file = location.folder / f"import-state.demo__vision.shard-{s}-of-{SHARDS}.json"
-            if not state_file.exists():
+            assert location.read_json(f"import-report.demo__vision.shard-{s}-of-{SHARDS}.json") is not None
+            state_doc = location.read_json(f"import-state.demo__vision.shard-{s}-of-{SHARDS}.json")
+            if state_doc is None:
                 continue
             busy += 1
-            for sys_id, entry in json.loads(state_file.read_text(encoding="utf-8"))["runs"].items():
+            for sys_id, entry in state_doc["runs"].items():
                 assert entry["status"] == "imported"
                 imported.setdefault(sys_id, []).append(entry["target_run_id"])
                 importer_of[sys_id] = s
         assert busy >= 2, "the shards did not share the work"
-        assert not (location.folder / "import-state.demo__vision.json").exists()
+        assert location.read_json("import-state.demo__vision.json") is None
         assert sorted(imported) == sorted(bundle.sys_ids("run")) and all(len(t) == 1 for t in imported.values())
         assert sorted(found) == sorted([t[0] for t in imported.values()] + ["nmig-legacy-project"])
 
@@ -163,10 +188,10 @@ def test_four_shards_at_once_export_then_import(where: str, legacy: EmulatorInfo
 
         # afterwards, without --shard or with another N: every run is already imported, none sent again
         for again in ([], ["--shard", "1/2"], ["--shard", "2/2"]):
-            result = _cli("import", location.argument, *location.options, "--project", TARGET, "--api-token", target.api_token,
-                          "--quiet", *again)
+            result = _cli("import", location.argument, "--project", TARGET, "--api-token", target.api_token,
+                          "--quiet", *again, env=location.env)
             assert result.exit_code == 0, result.output
             assert " 0 run(s) imported" in result.output and "0 failed" in result.output, result.output
         assert _target_runs(target) == found
-    verified_report = json.loads((location.folder / "import-report.demo__vision.json").read_text(encoding="utf-8"))
+    verified_report = location.read_json("import-report.demo__vision.json")
     assert sorted(verified_report["runs"]["already_imported"]) == sorted(bundle.sys_ids("run"))
