@@ -54,6 +54,7 @@ CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
     ("neptune.exceptions", "NeptuneInvalidQueryException"),
     ("neptune.internal.backends.hosted_neptune_backend", "HostedNeptuneBackend"),
     ("neptune.internal.credentials", "Credentials"),
+    ("neptune.internal.backends.hosted_client", "create_http_client"),
 )
 # Attributes of a table row (neptune.table.TableEntry) read directly: its container id and raw attributes.
 TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
@@ -197,6 +198,67 @@ def skip_iri_grammar() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
+# How a transient answer of the 2.x server (5xx, 429) is asked again on the spot, inside the client's own
+# retry loop (see retry_transient_answers_quickly).
+QUICK_RETRIES = 4  # 5 attempts: at 20% 5xx + 20% 429 a request still failing after them is 1 in 100
+QUICK_BACKOFF = 0.1  # urllib3: none before the first retry, then 0.2, 0.4, 0.8 s (+ jitter)
+QUICK_BACKOFF_JITTER = 0.1
+QUICK_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+QUICK_RETRY_METHODS = frozenset({"GET", "HEAD"})  # the reads; nothing the export sends is retried twice
+
+
+def quick_retry() -> Any:
+    """The urllib3 `Retry` of every session the client builds (see retry_transient_answers_quickly)."""
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=QUICK_RETRIES,
+        connect=0,  # connection errors, read errors and time-outs stay the client's (its own loop and messages)
+        read=0,
+        other=0,
+        status=QUICK_RETRIES,
+        status_forcelist=QUICK_RETRY_STATUSES,
+        allowed_methods=QUICK_RETRY_METHODS,
+        backoff_factor=QUICK_BACKOFF,
+        backoff_jitter=QUICK_BACKOFF_JITTER,
+        respect_retry_after_header=True,  # a 429's (or 503's) Retry-After is waited out, as the client does
+        raise_on_status=False,  # when they run out, the client gets the last answer and its own loop goes on
+    )
+
+
+def retry_transient_answers_quickly() -> None:
+    """Make every HTTP session the neptune client creates from now on ask a transient answer (5xx, 429) again
+    at once, on the same connection pool, before the client's own retry loop sees it. Once per process.
+
+    Why: the client's loop (`with_api_exceptions_handler`, neptune/common/backends/utils.py:69-160) sleeps
+    2**n s after a 5xx, n counting every earlier failure of the request, 429s included (utils.py:102,119,147),
+    and opening a project is a chain of such requests one after another (spec downloads,
+    hosted_client.py:115,186; getClientConfig, hosted_client.py:124-141; getProject). At 20% 5xx + 20% 429
+    that chain alone took ~19 s of an export whose clean run took 2.8 s (benchmarks/bench_faults.py). A random
+    fault needs no wait: urllib3 asks again at once, then after 0.2, 0.4, 0.8 s, and waits out a Retry-After
+    as given; only an answer that stays bad through all of that reaches the client's loop, whose back-off
+    (and its 60 s budget, NEPTUNE_RETRIES_TIMEOUT) is then what a lasting outage gets.
+
+    How: the client builds each session in `hosted_client.create_http_client` (hosted_client.py:81-98), which
+    `_get_token_client` and `create_http_client_with_auth` call by name (hosted_client.py:112,157), the first
+    right before the first request; the function is wrapped here so each new RequestsClient's adapters get
+    the `Retry` above (HTTPAdapter.max_retries, requests' documented way to retry). Tests pin both calls."""
+    from neptune.internal.backends import hosted_client
+
+    original = hosted_client.create_http_client
+    if getattr(original, "nmig_quick_retry", False):
+        return
+
+    def create_http_client(*args: Any, **kwargs: Any) -> Any:
+        http_client = original(*args, **kwargs)
+        for adapter in http_client.session.adapters.values():
+            adapter.max_retries = quick_retry()
+        return http_client
+
+    create_http_client.nmig_quick_retry = True  # type: ignore[attr-defined]
+    hosted_client.create_http_client = create_http_client
+
+
 class BackendCalls:
     """2.x API operations called on a `neptune` backend's own swagger clients and authenticated session, with
     the client's own retry loop, the body taken as raw JSON. Thread-safe."""
@@ -256,6 +318,8 @@ class LegacySource(BackendCalls):
         prepare_client_env(api_token)
         skip_iri_grammar()
         import neptune
+
+        retry_transient_answers_quickly()
 
         # The client's own info lines ("Neptune initialized. Open in the app", "Shutting down background jobs")
         # describe its session, not the export; its warnings stay visible unless --quiet.
@@ -764,6 +828,7 @@ def _open_backend(workspace: str, api_token: str) -> Any:
     from neptune.internal.backends.hosted_neptune_backend import HostedNeptuneBackend
     from neptune.internal.credentials import Credentials
 
+    retry_transient_answers_quickly()
     try:
         return HostedNeptuneBackend(Credentials.from_token(api_token))
     except NeptuneException as exc:
