@@ -198,18 +198,13 @@ def skip_iri_grammar() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
-# How a transient answer of the 2.x server (5xx, 429) is asked again on the spot, inside the client's own
-# retry loop (see retry_transient_answers_quickly).
-QUICK_RETRIES = 4  # 5 attempts: at 20% 5xx + 20% 429 a request still failing after them is 1 in 100
-QUICK_BACKOFF = 0.1  # urllib3: none before the first retry, then 0.2, 0.4, 0.8 s (+ jitter)
-QUICK_BACKOFF_JITTER = 0.1
-QUICK_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-QUICK_RETRY_METHODS = frozenset({"GET", "HEAD"})  # the reads; nothing the export sends is retried twice
-
-
 def quick_retry() -> Any:
-    """The urllib3 `Retry` of every session the client builds (see retry_transient_answers_quickly)."""
+    """The urllib3 `Retry` of every session the client builds: nmig.transient's policy (see
+    retry_transient_answers_quickly). A Retry-After is waited out as urllib3 reads it, however long: the
+    client would wait it out too (neptune/common/backends/utils.py:60-66)."""
     from urllib3.util.retry import Retry
+
+    from nmig.transient import QUICK_BACKOFF, QUICK_BACKOFF_JITTER, QUICK_RETRIES, TRANSIENT_STATUSES
 
     return Retry(
         total=QUICK_RETRIES,
@@ -217,8 +212,8 @@ def quick_retry() -> Any:
         read=0,
         other=0,
         status=QUICK_RETRIES,
-        status_forcelist=QUICK_RETRY_STATUSES,
-        allowed_methods=QUICK_RETRY_METHODS,
+        status_forcelist=TRANSIENT_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),  # the reads: the export writes nothing
         backoff_factor=QUICK_BACKOFF,
         backoff_jitter=QUICK_BACKOFF_JITTER,
         respect_retry_after_header=True,  # a 429's (or 503's) Retry-After is waited out, as the client does
@@ -234,10 +229,9 @@ def retry_transient_answers_quickly() -> None:
     2**n s after a 5xx, n counting every earlier failure of the request, 429s included (utils.py:102,119,147),
     and opening a project is a chain of such requests one after another (spec downloads,
     hosted_client.py:115,186; getClientConfig, hosted_client.py:124-141; getProject). At 20% 5xx + 20% 429
-    that chain alone took ~19 s of an export whose clean run took 2.8 s (benchmarks/bench_faults.py). A random
-    fault needs no wait: urllib3 asks again at once, then after 0.2, 0.4, 0.8 s, and waits out a Retry-After
-    as given; only an answer that stays bad through all of that reaches the client's loop, whose back-off
-    (and its 60 s budget, NEPTUNE_RETRIES_TIMEOUT) is then what a lasting outage gets.
+    that chain alone took ~19 s of an export whose clean run took 2.8 s (benchmarks/bench_faults.py). The
+    quick retries (nmig.transient) come first; the client's loop, with its 60 s budget
+    (NEPTUNE_RETRIES_TIMEOUT), is what a lasting outage gets.
 
     How: the client builds each session in `hosted_client.create_http_client` (hosted_client.py:81-98), which
     `_get_token_client` and `create_http_client_with_auth` call by name (hosted_client.py:112,157), the first

@@ -104,7 +104,7 @@ def test_a_transient_answer_is_asked_again_by_the_session_the_client_built() -> 
     # session still ends 200, the faults answered by urllib3 before the client's slower loop saw them.
     from exporter_helpers import serving, standard_fixture
 
-    from nmig.exporter.source import QUICK_RETRIES, QUICK_RETRY_STATUSES
+    from nmig.transient import QUICK_RETRIES, TRANSIENT_STATUSES
 
     with serving(standard_fixture(), fail_rate=0.5, seed=3) as info:
         with LegacySource(f"{WORKSPACE}/{PROJECT}", info.api_token, quiet=True) as source:
@@ -116,4 +116,4 @@ def test_a_transient_answer_is_asked_again_by_the_session_the_client_built() -> 
                 response = http_client.session.get(url, timeout=10)
                 assert response.status_code == 200
                 retried += [h.status for h in response.raw.retries.history]
-    assert retried and set(retried) <= QUICK_RETRY_STATUSES
+    assert retried and set(retried) <= TRANSIENT_STATUSES
