@@ -5,6 +5,10 @@ The emulators serve on background threads of this process (loopback); each comma
 in-process. A fault is decided per request before the handler runs (nmig.emulators.http.FaultPlan), so a
 faulted request never half-applies; a 429 carries Retry-After: 1, as the emulators answer.
 
+Every transient answer is asked again at once (nmig/transient.py); what is left is mostly the Retry-After of
+the 429s, waited out as given on chains of requests that depend on each other (opening the 2.x project, a
+run's creation before its data, a listing before the reads). `--throttle-rate 0` shows the 5xx alone.
+
     .venv/bin/python -m benchmarks.bench_faults [--runs 20] [--points 200000] [--fail-rate 0.2] [--throttle-rate 0.2]
 """
 

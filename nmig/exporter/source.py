@@ -54,6 +54,7 @@ CLIENT_INTERNALS: tuple[tuple[str, str], ...] = (
     ("neptune.exceptions", "NeptuneInvalidQueryException"),
     ("neptune.internal.backends.hosted_neptune_backend", "HostedNeptuneBackend"),
     ("neptune.internal.credentials", "Credentials"),
+    ("neptune.internal.backends.hosted_client", "create_http_client"),
 )
 # Attributes of a table row (neptune.table.TableEntry) read directly: its container id and raw attributes.
 TABLE_ENTRY_ATTRIBUTES = ("_id", "_attributes")
@@ -197,6 +198,61 @@ def skip_iri_grammar() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
+def quick_retry() -> Any:
+    """The urllib3 `Retry` of every session the client builds: nmig.transient's policy (see
+    retry_transient_answers_quickly). A Retry-After is waited out as urllib3 reads it, however long: the
+    client would wait it out too (neptune/common/backends/utils.py:60-66)."""
+    from urllib3.util.retry import Retry
+
+    from nmig.transient import QUICK_BACKOFF, QUICK_BACKOFF_JITTER, QUICK_RETRIES, TRANSIENT_STATUSES
+
+    return Retry(
+        total=QUICK_RETRIES,
+        connect=0,  # connection errors, read errors and time-outs stay the client's (its own loop and messages)
+        read=0,
+        other=0,
+        status=QUICK_RETRIES,
+        status_forcelist=TRANSIENT_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),  # the reads: the export writes nothing
+        backoff_factor=QUICK_BACKOFF,
+        backoff_jitter=QUICK_BACKOFF_JITTER,
+        respect_retry_after_header=True,  # a 429's (or 503's) Retry-After is waited out, as the client does
+        raise_on_status=False,  # when they run out, the client gets the last answer and its own loop goes on
+    )
+
+
+def retry_transient_answers_quickly() -> None:
+    """Make every HTTP session the neptune client creates from now on ask a transient answer (5xx, 429) again
+    at once, on the same connection pool, before the client's own retry loop sees it. Once per process.
+
+    Why: the client's loop (`with_api_exceptions_handler`, neptune/common/backends/utils.py:69-160) sleeps
+    2**n s after a 5xx, n counting every earlier failure of the request, 429s included (utils.py:102,119,147),
+    and opening a project is a chain of such requests one after another (spec downloads,
+    hosted_client.py:115,186; getClientConfig, hosted_client.py:124-141; getProject). At 20% 5xx + 20% 429
+    that chain alone took ~19 s of an export whose clean run took 2.8 s (benchmarks/bench_faults.py). The
+    quick retries (nmig.transient) come first; the client's loop, with its 60 s budget
+    (NEPTUNE_RETRIES_TIMEOUT), is what a lasting outage gets.
+
+    How: the client builds each session in `hosted_client.create_http_client` (hosted_client.py:81-98), which
+    `_get_token_client` and `create_http_client_with_auth` call by name (hosted_client.py:112,157), the first
+    right before the first request; the function is wrapped here so each new RequestsClient's adapters get
+    the `Retry` above (HTTPAdapter.max_retries, requests' documented way to retry). Tests pin both calls."""
+    from neptune.internal.backends import hosted_client
+
+    original = hosted_client.create_http_client
+    if getattr(original, "nmig_quick_retry", False):
+        return
+
+    def create_http_client(*args: Any, **kwargs: Any) -> Any:
+        http_client = original(*args, **kwargs)
+        for adapter in http_client.session.adapters.values():
+            adapter.max_retries = quick_retry()
+        return http_client
+
+    create_http_client.nmig_quick_retry = True  # type: ignore[attr-defined]
+    hosted_client.create_http_client = create_http_client
+
+
 class BackendCalls:
     """2.x API operations called on a `neptune` backend's own swagger clients and authenticated session, with
     the client's own retry loop, the body taken as raw JSON. Thread-safe."""
@@ -256,6 +312,8 @@ class LegacySource(BackendCalls):
         prepare_client_env(api_token)
         skip_iri_grammar()
         import neptune
+
+        retry_transient_answers_quickly()
 
         # The client's own info lines ("Neptune initialized. Open in the app", "Shutting down background jobs")
         # describe its session, not the export; its warnings stay visible unless --quiet.
@@ -764,6 +822,7 @@ def _open_backend(workspace: str, api_token: str) -> Any:
     from neptune.internal.backends.hosted_neptune_backend import HostedNeptuneBackend
     from neptune.internal.credentials import Credentials
 
+    retry_transient_answers_quickly()
     try:
         return HostedNeptuneBackend(Credentials.from_token(api_token))
     except NeptuneException as exc:

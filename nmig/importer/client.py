@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from google.protobuf.timestamp_pb2 import Timestamp
 from neptune_api.proto.google_rpc.code_pb2 import Code
 from neptune_api.proto.neptune_pb.ingest.v1.common_pb2 import (
@@ -60,6 +61,13 @@ from neptune_scale.sync.sync_process import (
 from neptune_scale.types import File
 
 from nmig.importer import upload, wire
+from nmig.transient import (
+    QUICK_RETRIES,
+    RETRY_AFTER_LIMIT,
+    TRANSIENT_STATUSES,
+    backoff_seconds,
+    retry_after_seconds,
+)
 
 # The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
 # script; an import waits on them, so a short poll keeps small runs from idling).
@@ -111,6 +119,78 @@ def reuse_tls_contexts() -> None:
     transports.create_ssl_context = shared  # type: ignore[assignment]
 
 
+class QuickRetryTransport:
+    """An httpx transport that asks a transient answer (5xx, 429) again itself, on nmig.transient's policy,
+    before the client's own loop sees it; the last answer goes to the client when the quick retries run out.
+
+    Why: neptune-scale backs off with `backoff.expo` and full jitter, without a limit and ignoring Retry-After
+    (sync_process.py:287,443; nmig's DirectSeriesSender the same way), and neptune-query from 0.5 s with full
+    jitter (neptune_query/internal/retrieval/retry.py:55-72); both count every failure of a request, and
+    neither offers a setting for it (neptune_scale/util/envs.py, neptune_query/internal/env.py have only time
+    budgets). A request is sent again unchanged, as the clients themselves do after a 5xx or 429; only a body
+    held in memory (httpx.ByteStream: what every generated call sends) can be, anything else goes through once.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def handle_request(self, request: Any) -> Any:
+        replayable = isinstance(request.stream, httpx.ByteStream)  # a body held in memory (or none)
+        retry = 0
+        while True:
+            response = self._inner.handle_request(request)
+            if not replayable or response.status_code not in TRANSIENT_STATUSES or retry == QUICK_RETRIES:
+                return response
+            retry += 1
+            wait = retry_after_seconds(response.headers.get("retry-after"))
+            if wait is not None and wait > RETRY_AFTER_LIMIT:
+                return response  # a long pause asked for: the client's own loop decides how to take it
+            response.read()
+            response.close()
+            time.sleep(backoff_seconds(retry) if wait is None else wait)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> QuickRetryTransport:
+        self._inner.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._inner.__exit__(*exc)
+
+
+def retry_transient_answers_quickly(authenticated_client: Any) -> Any:
+    """Put QuickRetryTransport under a neptune-api AuthenticatedClient's httpx client (neptune_api/client.py
+    get_httpx_client builds it once and keeps it) and every transport it mounts; idempotent. httpx.Client
+    keeps them in `_transport` and `_mounts` (httpx/_client.py _transport_for_url); a test pins both."""
+    http = authenticated_client.get_httpx_client()
+    if not isinstance(http._transport, QuickRetryTransport):
+        http._transport = QuickRetryTransport(http._transport)
+    http._mounts = {
+        pattern: t if t is None or isinstance(t, QuickRetryTransport) else QuickRetryTransport(t)
+        for pattern, t in http._mounts.items()
+    }
+    return authenticated_client
+
+
+def retry_query_answers_quickly() -> None:
+    """The same for the clients neptune-query builds from now on (once per process): its get_client calls
+    `create_auth_api_client` by that module-level name (neptune_query/internal/client.py:41-61; a test pins
+    it) and caches the client per token."""
+    from neptune_query.internal import client as query_client
+
+    create = query_client.create_auth_api_client
+    if getattr(create, "_nmig_quick_retry", False):
+        return
+
+    def create_auth_api_client(*args: Any, **kwargs: Any) -> Any:
+        return retry_transient_answers_quickly(create(*args, **kwargs))
+
+    create_auth_api_client._nmig_quick_retry = True  # type: ignore[attr-defined]
+    query_client.create_auth_api_client = create_auth_api_client  # type: ignore[assignment]
+
+
 class _SharedClient:
     """One authenticated ApiClient reused by many runs' sync threads; their close() must not close it."""
 
@@ -121,6 +201,7 @@ class _SharedClient:
     def get(self) -> _SharedClient:
         if self._client is None:
             self._client = ApiClient(api_token=self._api_token)
+            retry_transient_answers_quickly(self._client.backend)
         return self
 
     def __getattr__(self, name: str) -> Any:

@@ -372,6 +372,7 @@ def _verify_bundle(options: VerifyOptions) -> VerifyResult:
 
     prepare_client_env(api_token)
     nclient.quiet_client_logs()
+    nclient.retry_query_answers_quickly()
     import neptune_query
     from neptune_query import runs as nq_runs
 

@@ -85,3 +85,35 @@ def test_the_export_loads_the_client_without_the_iri_grammar() -> None:
             "import jsonschema; print('rfc3987_syntax' in sys.modules and sys.modules['rfc3987_syntax'] is not None)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_client_builds_every_session_through_the_function_quick_retries_wrap() -> None:
+    # retry_transient_answers_quickly wraps hosted_client.create_http_client; that reaches every session only
+    # while the client's two session builders call it by that module-level name (hosted_client.py:112,157).
+    import inspect
+
+    from neptune.internal.backends import hosted_client
+
+    for builder in (hosted_client._get_token_client, hosted_client.create_http_client_with_auth):
+        code = inspect.unwrap(builder).__code__  # under the client's @cache
+        assert "create_http_client" in code.co_names, builder
+
+
+def test_a_transient_answer_is_asked_again_by_the_session_the_client_built() -> None:
+    # Every second request faulted (5xx; 429s would only add Retry-After waits): each GET on the client's own
+    # session still ends 200, the faults answered by urllib3 before the client's slower loop saw them.
+    from exporter_helpers import serving, standard_fixture
+
+    from nmig.transient import QUICK_RETRIES, TRANSIENT_STATUSES
+
+    with serving(standard_fixture(), fail_rate=0.5, seed=3) as info:
+        with LegacySource(f"{WORKSPACE}/{PROJECT}", info.api_token, quiet=True) as source:
+            http_client = source._backend.leaderboard_client.swagger_spec.http_client
+            assert all(a.max_retries.status == QUICK_RETRIES for a in http_client.session.adapters.values())
+            url = source._backend.leaderboard_client.swagger_spec.origin_url
+            retried = []
+            for _ in range(8):
+                response = http_client.session.get(url, timeout=10)
+                assert response.status_code == 200
+                retried += [h.status for h in response.raw.retries.history]
+    assert retried and set(retried) <= TRANSIENT_STATUSES

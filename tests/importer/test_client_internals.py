@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import Any
 
 import neptune_scale
 from neptune_scale import Run
@@ -145,3 +146,84 @@ def test_s3_uploads_nmig_replaces_keep_the_clients_signatures() -> None:
         assert hasattr(sync_process, name)
         assert list(inspect.signature(getattr(s3, name)).parameters) == list(inspect.signature(getattr(upload, name)).parameters)
     assert callable(s3._is_retryable_httpx_error)
+
+
+def test_the_quick_retries_reach_the_clients_through_the_names_they_are_wrapped_at() -> None:
+    # retry_query_answers_quickly wraps neptune_query.internal.client.create_auth_api_client, which get_client
+    # calls by that name; retry_transient_answers_quickly swaps httpx.Client's _transport and _mounts, which
+    # httpx picks a request's transport from.
+    import httpx
+    from neptune_query.internal import client as query_client
+
+    assert "create_auth_api_client" in inspect.unwrap(query_client.get_client).__code__.co_names
+    assert {"_mounts", "_transport"} <= set(httpx.Client._transport_for_url.__code__.co_names)
+    http = httpx.Client()
+    assert isinstance(http._transport, httpx.BaseTransport) and isinstance(http._mounts, dict)
+    http.close()
+
+
+def _answers(*statuses: int, retry_after: str | None = None) -> tuple[Any, list[int]]:
+    """An httpx.MockTransport answering the given statuses in turn (then 200), and the list of what it sent."""
+    import httpx
+
+    sent: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        request.read()
+        status = statuses[len(sent)] if len(sent) < len(statuses) else 200
+        sent.append(status)
+        headers = {"Retry-After": retry_after} if retry_after is not None and status == 429 else {}
+        return httpx.Response(status, headers=headers, content=b"{}")
+
+    return httpx.MockTransport(handler), sent
+
+
+def test_quick_retry_transport_asks_transient_answers_again_and_hands_on_what_stays_bad() -> None:
+    import httpx
+
+    from nmig.transient import QUICK_RETRIES
+
+    transport, sent = _answers(503, 429, 500, retry_after="0")
+    with httpx.Client(transport=client.QuickRetryTransport(transport)) as http:
+        assert http.post("http://n3.test/ingest", content=b"body").status_code == 200
+    assert sent == [503, 429, 500, 200]
+
+    transport, sent = _answers(*[500] * 10)
+    with httpx.Client(transport=client.QuickRetryTransport(transport)) as http:
+        assert http.get("http://n3.test/x").status_code == 500  # the client's own loop takes it from here
+    assert len(sent) == QUICK_RETRIES + 1
+
+    transport, sent = _answers(429, retry_after="3600")  # a long pause asked for: left to the client
+    with httpx.Client(transport=client.QuickRetryTransport(transport)) as http:
+        assert http.get("http://n3.test/x").status_code == 429
+    assert sent == [429]
+
+    transport, sent = _answers(503)  # a streamed body cannot be sent twice
+    with httpx.Client(transport=client.QuickRetryTransport(transport)) as http:
+        assert http.post("http://n3.test/x", content=iter([b"a", b"b"])).status_code == 503
+    assert sent == [503]
+
+
+def test_a_faulted_service_is_read_without_the_clients_own_retries(tmp_path: Path) -> None:
+    # Every third request faulted: neptune-query's own loop warns on each retry it makes
+    # (neptune_query/internal/retrieval/retry.py:130-160); the quick retries answer them first.
+    import warnings
+
+    import neptune_query
+    from neptune_query import runs as nq_runs
+    from neptune_scale.projects import create_project
+
+    from nmig.emulators.http import FaultPlan
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.emulators.neptune3.server import FAULT_EXEMPT
+
+    plan = FaultPlan(fail_rate=0.3, seed=4, exempt=FAULT_EXEMPT)
+    client.retry_query_answers_quickly()
+    with serve_neptune3(data_dir=tmp_path, faults=plan) as info, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        create_project("quick-retries", workspace="demo", api_token=info.api_token)  # never faulted
+        neptune_query.set_api_token(info.api_token)
+        for _ in range(6):
+            assert nq_runs.list_runs(project="demo/quick-retries") == []
+    assert plan.injected > 0
+    assert not [w for w in caught if "retry automatically" in str(w.message)], [str(w.message) for w in caught]
