@@ -188,6 +188,7 @@ def retry_query_answers_quickly() -> None:
         return retry_transient_answers_quickly(create(*args, **kwargs))
 
     create_auth_api_client._nmig_quick_retry = True  # type: ignore[attr-defined]
+    create_auth_api_client._nmig_original = create  # type: ignore[attr-defined]  # for tests of the bare client
     query_client.create_auth_api_client = create_auth_api_client  # type: ignore[assignment]
 
 
