@@ -24,6 +24,7 @@ import re
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -440,37 +441,66 @@ class ObjectRoot(BundleRoot):
         return _ObjectLock(self, name, busy)
 
 
+# A lock object is a lease: its holder writes it again every LOCK_RENEW_S, and one not renewed for
+# LOCK_LEASE_S is stale, so a holder killed hard on another machine (a lost node, an OOM-killed pod whose
+# index Kubernetes retries elsewhere) does not keep the prefix locked for ever.
+# ASSUMPTION: the clocks of the machines sharing a bucket agree within a minute (NTP), far inside the lease.
+LOCK_RENEW_S = 30.0
+LOCK_LEASE_S = 300.0
+
+
 class _ObjectLock:
     """A lock object created with a conditional PUT (If-None-Match: *, which S3 and MinIO honour): the
-    second creator is refused. Deleted when the block ends; one left by a killed process on this machine
-    (its pid gone) is taken over, one from another machine is named in the error for a person to remove.
+    second creator is refused. Deleted when the block ends, renewed while it lasts (a lease, see
+    LOCK_LEASE_S); one left by a killed process on this machine (its pid gone), or not renewed within the
+    lease, is taken over; any other is named in the error.
     ASSUMPTION: a store that ignores If-None-Match would let two writers in; docs/bundle-format.md says so."""
 
     def __init__(self, root: ObjectRoot, name: str, busy: str) -> None:
         self._root, self._name, self._busy = root, name, busy
         self._key = root._key(name)
-        self._body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode()
+        self._since = time.time()
+        self._done = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def _body(self) -> bytes:
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": self._since,
+                           "renewed": time.time(), "lease_s": LOCK_LEASE_S}).encode()
 
     def __enter__(self) -> _ObjectLock:
         for _ in range(2):
             try:
                 with self._root._storage(f"{self._root.join(self._name)}: cannot create the lock"):
-                    self._root._fs.pipe_file(self._key, self._body, mode="create")
+                    self._root._fs.pipe_file(self._key, self._body(), mode="create")
+                self._renewer = threading.Thread(target=self._renew, name="nmig-lock-lease", daemon=True)
+                self._renewer.start()
                 return self
             except FileExistsError:
                 if not self._stale():
                     break
                 self._root.delete(self._name)
         raise NmigError(
-            f"{self._busy} (if none is running, delete the lock object {self._root.join(self._name)})"
+            f"{self._busy} (if none is running, delete the lock object {self._root.join(self._name)}; one not "
+            f"renewed for {LOCK_LEASE_S:.0f} s is taken over by itself)"
         )
+
+    def _renew(self) -> None:
+        while not self._done.wait(LOCK_RENEW_S):
+            with contextlib.suppress(OSError, NmigError):  # the next renewal tries again; the lease is long
+                with self._root._storage(f"{self._root.join(self._name)}: cannot renew the lock"):
+                    self._root._fs.pipe_file(self._key, self._body())
 
     def _stale(self) -> bool:
         try:
             holder = json.loads(self._root.read_bytes(self._name, 4096))
         except (OSError, ValueError, BundleError):
             return False
-        if not isinstance(holder, dict) or holder.get("host") != socket.gethostname():
+        if not isinstance(holder, dict):
+            return False
+        renewed = holder.get("renewed", holder.get("since"))
+        if isinstance(renewed, (int, float)) and not isinstance(renewed, bool) and time.time() - renewed > LOCK_LEASE_S:
+            return True  # its holder stopped renewing it: dead, wherever it ran
+        if holder.get("host") != socket.gethostname():
             return False
         pid = holder.get("pid")
         if not isinstance(pid, int) or pid == os.getpid():
@@ -484,5 +514,8 @@ class _ObjectLock:
         return False
 
     def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._renewer is not None:
+            self._renewer.join()
         with contextlib.suppress(OSError):
             self._root.delete(self._name)

@@ -175,6 +175,35 @@ def test_one_export_per_prefix(s3: dict[str, Any]) -> None:
         pass
 
 
+def test_a_lock_is_a_lease_renewed_while_held_and_taken_over_once_it_lapses(s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import time
+
+    from nmig.errors import NmigError
+    from nmig.schema import open_root
+    from nmig.schema import store as store_module
+
+    root = open_root(f"s3://{BUCKET}/leased", s3)
+    monkeypatch.setattr(store_module, "LOCK_RENEW_S", 0.2)
+    with root.lock(".nmig-export.lock", "busy"):
+        first = json.loads(root.read_bytes(".nmig-export.lock", 4096))["renewed"]
+        deadline = time.monotonic() + 10
+        while json.loads(root.read_bytes(".nmig-export.lock", 4096))["renewed"] == first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert json.loads(root.read_bytes(".nmig-export.lock", 4096))["renewed"] > first  # renewed while held
+    assert root.kind(".nmig-export.lock") is None
+
+    # a holder on another machine that renewed it just now: busy; one that stopped renewing: taken over
+    other = {"host": "another-pod", "pid": 1, "since": time.time() - 1000, "lease_s": store_module.LOCK_LEASE_S}
+    root.write_bytes(".nmig-export.lock", json.dumps({**other, "renewed": time.time()}).encode())
+    with pytest.raises(NmigError, match="busy .*taken over by itself"):
+        with root.lock(".nmig-export.lock", "busy"):
+            pass
+    root.write_bytes(".nmig-export.lock", json.dumps({**other, "renewed": time.time() - store_module.LOCK_LEASE_S - 1}).encode())
+    with root.lock(".nmig-export.lock", "busy"):
+        assert json.loads(root.read_bytes(".nmig-export.lock", 4096))["host"] != "another-pod"
+
+
 def test_file_url_is_a_local_folder(legacy: EmulatorInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "via url"
