@@ -336,12 +336,7 @@ class IngestEngine:
                     stored = value.float64
                     if stored != 0.0 or value.WhichOneof("value") == "float64":
                         ts = _ts_ms(snapshot.timestamp)
-                        last_whole = state.last_whole
-                        if (
-                            last_whole is None
-                            or whole > last_whole
-                            or (whole == last_whole and micro > state.last_micro)  # type: ignore[operator]
-                        ) and (state.last_ts is None or ts >= state.last_ts):
+                        if _extends(state, whole, micro, ts):
                             add_point((state.attr_pk, whole, micro, ts, stored))
                             _advance(state, whole, micro, ts, stored, touched)
                             fast_ok += 1
@@ -649,12 +644,7 @@ class IngestEngine:
                     and state.type == "float_series"
                     and (stored != 0.0 or value.WhichOneof("value") == "float64")
                 ):
-                    last_whole = state.last_whole
-                    if (
-                        last_whole is None
-                        or whole > last_whole
-                        or (whole == last_whole and micro > state.last_micro)  # type: ignore[operator]
-                    ) and (state.last_ts is None or ts >= state.last_ts):
+                    if _extends(state, whole, micro, ts):
                         add_point((state.attr_pk, whole, micro, ts, stored))
                         _advance(state, whole, micro, ts, stored, touched)
                         ok += 1
@@ -728,6 +718,16 @@ class IngestEngine:
         points.append((state.attr_pk, whole, micro, ts, stored))
         _advance(state, whole, micro, ts, stored, touched)
         return True
+
+
+def _extends(state: AttrState, whole: int, micro: int, ts: int) -> bool:
+    """A point at this step and time goes after the series' last one (a later step, a time not earlier)."""
+    last_whole = state.last_whole
+    return (
+        last_whole is None
+        or whole > last_whole
+        or (whole == last_whole and micro > state.last_micro)  # type: ignore[operator]
+    ) and (state.last_ts is None or ts >= state.last_ts)
 
 
 def _advance(
