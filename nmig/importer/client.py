@@ -72,6 +72,8 @@ from nmig.transient import (
 # The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
 # script; an import waits on them, so a short poll keeps small runs from idling).
 SYNC_POLL_S = 0.02
+# The status thread's longest wait between two status checks that found nothing new (see _StatusTracker).
+STATUS_POLL_MAX_S = 0.32
 
 
 def quiet_client_logs() -> None:
@@ -306,6 +308,28 @@ class _Uploader(FileUploaderThread):
         super().work()
 
 
+class _StatusTracker(StatusTrackingThread):
+    """The client's status thread, backing off while the service has nothing new to say. Every round with a
+    submission unconfirmed is a status request (StatusTrackingThread.work); a run's first operations (its
+    creation, configs, tags) wait in the service's ingest queue behind the series of every run before them,
+    so at SYNC_POLL_S a status thread asked ~14 times a second for the whole run: 16 workers made ~200 status
+    requests a second, which cost more CPU in client and service than the points themselves
+    (benchmarks/bench_latency.py). The wait doubles, up to STATUS_POLL_MAX_S, while the unconfirmed
+    submissions stay the same, and drops back to SYNC_POLL_S as soon as one is confirmed, a new one is
+    submitted (the file references at a run's end) or none is left, so the end of a run is seen as soon as
+    before."""
+
+    def work(self) -> None:
+        repo = self._operations_repository
+        before = repo.get_operation_submission_sequence_id_range()
+        super().work()
+        after = repo.get_operation_submission_sequence_id_range()
+        if after is None or after != before:
+            self._sleep_time = SYNC_POLL_S
+        else:
+            self._sleep_time = min(self._sleep_time * 2, STATUS_POLL_MAX_S)
+
+
 # Datetime configs per snapshot nmig builds itself (a few dozen bytes each: far below the client's 16 MB).
 _DATETIMES_PER_SNAPSHOT = 1000
 
@@ -396,7 +420,7 @@ class RunSink:
         # The sync side opens its own connection to the same log, as the client's sync process does.
         self._sync_repo = OperationsRepository(db_path=repo_path)
         self._sender = SenderThread(api_token=api_token, family=run_id, operations_repository=self._sync_repo)
-        self._status = StatusTrackingThread(api_token=api_token, project=project, operations_repository=self._sync_repo)
+        self._status = _StatusTracker(api_token=api_token, project=project, operations_repository=self._sync_repo)
         self._uploader = _Uploader(project=project, api_token=api_token, operations_repository=self._sync_repo)
         self._sender._backend = clients.sender.get()  # type: ignore[assignment]
         self._status._backend = clients.status.get()  # type: ignore[assignment]

@@ -45,6 +45,7 @@ def test_repository_methods_used() -> None:
         "get_operation_count": ["limit"],
         "get_file_upload_requests_count": ["limit"],
         "get_operations_sequence_id_range": [],
+        "get_operation_submission_sequence_id_range": [],  # client._StatusTracker
         "get_errors": ["limit"],
         "delete_errors": ["error_ids"],
         "close": ["cleanup_files"],
@@ -67,6 +68,7 @@ def test_sync_threads_and_their_attributes() -> None:
     for cls, attribute in (
         (sync_process.SenderThread, "self._backend"),
         (sync_process.StatusTrackingThread, "self._backend"),
+        (sync_process.StatusTrackingThread, "self._operations_repository"),
         (sync_process.FileUploaderThread, "self._api_client"),
         (sync_process.FileUploaderThread, "self._aio_loop"),
         (Daemon, "self._sleep_time"),
