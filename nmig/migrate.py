@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nmig.errors import NmigError, PartialFailure
+from nmig.parent_death import DIE_WITH_PARENT_ENV
 from nmig.schema import local_path
 from nmig.schema.format import COMPLETE, EXPORT_INFO, KIND_FOLDERS
 
@@ -172,13 +173,6 @@ def _identity_of(path: Path) -> tuple[int, int] | None:
     return (found.st_ino, found.st_mtime_ns)
 
 
-# Set in the export child's environment to this process's pid: the child asks Linux to kill it when this
-# process dies (nmig.parent_death). Done by the child at its start, not by a preexec_fn: a preexec_fn runs
-# Python in the forked child of a process whose other threads (another project's import, under
-# `migrate --workspace`) may hold locks at the fork, and such a child was seen to hang before its exec.
-from nmig.parent_death import DIE_WITH_PARENT_ENV  # noqa: E402
-
-
 def _last_line(path: Path) -> str:
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
@@ -228,6 +222,10 @@ def migrate(options: MigrateOptions) -> MigrateResult:
         export_log = Path(log.name)
         exporter = subprocess.Popen(
             _export_command(options, source_project),
+            # DIE_WITH_PARENT_ENV: the child asks Linux to kill it when this process dies (nmig.parent_death),
+            # itself at its start rather than through a preexec_fn, which would run Python in a forked child of
+            # a process whose other threads (another project's import, under `migrate --workspace`) may hold
+            # locks at the fork: such a child was seen to hang before its exec.
             env={**os.environ, "NEPTUNE_API_TOKEN": legacy_token, DIE_WITH_PARENT_ENV: str(os.getpid())},
             stdout=log,
             stderr=log,
