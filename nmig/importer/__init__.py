@@ -29,6 +29,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from nmig.importer.deferred import defer_azure_sdk
+
+defer_azure_sdk()  # before any module here imports neptune-scale
+
 if TYPE_CHECKING:
     from nmig.importer.dry_run import render_plan
     from nmig.importer.options import ImportOptions

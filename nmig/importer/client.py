@@ -69,9 +69,15 @@ from nmig.transient import (
     retry_after_seconds,
 )
 
-# The sync threads sleep this long between rounds (the client's defaults are 0.5-1 s, tuned for a training
-# script; an import waits on them, so a short poll keeps small runs from idling).
+# A sync thread with work in hand goes round again after this long (the client's defaults are 0.5-1 s, tuned
+# for a training script; an import waits on them, so a short poll keeps small runs from idling).
 SYNC_POLL_S = 0.02
+# A sync thread with nothing to do sleeps this long, unless kicked: RunSink kicks the sender when it writes
+# operations, the uploader when it writes upload requests, and the sender kicks the status thread when it
+# submitted something (see _KickedDaemon). Each round of each thread is an SQLite transaction or more on the
+# run's operation log; at SYNC_POLL_S, 16 workers' 48 idle threads made ~2,400 of them a second, and the
+# import's system time grew with --max-workers (benchmarks/bench_latency.py).
+SYNC_IDLE_S = 0.5
 # The status thread's longest wait between two status checks that found nothing new (see _StatusTracker).
 STATUS_POLL_MAX_S = 0.32
 
@@ -293,41 +299,131 @@ def timestamp_proto(ms: int) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=nanos)
 
 
-class _Uploader(FileUploaderThread):
-    """The client's uploader sets its asyncio loop only when it creates its own API client; with a shared
-    client it is set here, once, in the uploader's thread. Its S3 uploads are nmig.importer.upload's, which
-    stream files from disk instead of reading them (or all their parts) into memory."""
+class SyncProgress:
+    """A count the sync threads of one run raise after each round; RunSink's waits sleep on it (with a
+    timeout, as a safety) instead of asking the operation log every SYNC_POLL_S."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._rounds = 0
+
+    def bump(self) -> None:
+        with self._changed:
+            self._rounds += 1
+            self._changed.notify_all()
+
+    def rounds(self) -> int:
+        with self._changed:
+            return self._rounds
+
+    def wait_past(self, rounds: int, timeout_s: float) -> None:
+        """Until a round after `rounds` has ended, or `timeout_s`."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._rounds != rounds, timeout=timeout_s)
+
+
+class _KickedDaemon:
+    """A neptune-scale sync thread (util/daemon.py Daemon) that sleeps SYNC_IDLE_S when it has nothing to do
+    and is woken by `kick()` when there is. Daemon.run reads `_sleep_time` and waits on `_wait_condition`
+    with it as the timeout, both under that condition (tests/importer/test_client_internals.py pins both);
+    `kick` sets the sleep to 0 and notifies under the same condition, so a kick during a round, or between a
+    round and its wait, is never lost: the next round starts at once."""
+
+    _wait_condition: threading.Condition
+    _sleep_time: float
+    _nmig_kicked = False
+    _nmig_progress: SyncProgress | None = None
+
+    def kick(self) -> None:
+        with self._wait_condition:
+            self._nmig_kicked = True
+            self._sleep_time = 0.0
+            self._wait_condition.notify_all()
+
+    def _round_begins(self) -> None:
+        with self._wait_condition:
+            self._nmig_kicked = False
+
+    def _round_ends(self, sleep_s: float) -> None:
+        with self._wait_condition:
+            if not self._nmig_kicked:
+                self._sleep_time = sleep_s
+        if self._nmig_progress is not None:
+            self._nmig_progress.bump()
+
+
+class _Sender(_KickedDaemon, SenderThread):
+    """The client's sender, kicked when RunSink writes operations; it kicks the status thread when it
+    submitted something."""
+
+    _nmig_status: _KickedDaemon | None = None
+
+    def work(self) -> None:
+        self._round_begins()
+        before = self._last_queued_seq
+        try:
+            super().work()
+        finally:
+            if self._last_queued_seq != before and self._nmig_status is not None:
+                self._nmig_status.kick()
+            self._round_ends(SYNC_IDLE_S)
+
+
+class _Uploader(_KickedDaemon, FileUploaderThread):
+    """The client's uploader, kicked when RunSink writes upload requests. It sets its asyncio loop only when
+    it creates its own API client; with a shared client it is set here, once, in the uploader's thread. Its
+    S3 uploads are nmig.importer.upload's, which stream files from disk instead of reading them (or all their
+    parts) into memory."""
 
     _loop_set = False
 
     def work(self) -> None:
-        if not self._loop_set:
-            upload.install()
-            asyncio.set_event_loop(self._aio_loop)
-            self._loop_set = True
-        super().work()
+        self._round_begins()
+        try:
+            if not self._loop_set:
+                upload.install()
+                asyncio.set_event_loop(self._aio_loop)
+                self._loop_set = True
+            super().work()
+        finally:
+            self._round_ends(SYNC_IDLE_S)
+
+    def close(self) -> None:
+        # the client's close() closes the loop (sync_process.py FileUploaderThread.close): its S3 client first
+        upload.close_loop_client(self._aio_loop)
+        super().close()
 
 
-class _StatusTracker(StatusTrackingThread):
-    """The client's status thread, backing off while the service has nothing new to say. Every round with a
-    submission unconfirmed is a status request (StatusTrackingThread.work); a run's first operations (its
-    creation, configs, tags) wait in the service's ingest queue behind the series of every run before them,
-    so at SYNC_POLL_S a status thread asked ~14 times a second for the whole run: 16 workers made ~200 status
-    requests a second, which cost more CPU in client and service than the points themselves
-    (benchmarks/bench_latency.py). The wait doubles, up to STATUS_POLL_MAX_S, while the unconfirmed
-    submissions stay the same, and drops back to SYNC_POLL_S as soon as one is confirmed, a new one is
-    submitted (the file references at a run's end) or none is left, so the end of a run is seen as soon as
-    before."""
+class _StatusTracker(_KickedDaemon, StatusTrackingThread):
+    """The client's status thread, kicked by the sender after a submission and backing off while the service
+    has nothing new to say. Every round with a submission unconfirmed is a status request
+    (StatusTrackingThread.work); a run's first operations (its creation, configs, tags) wait in the service's
+    ingest queue behind the series of every run before them, so at SYNC_POLL_S a status thread asked ~14
+    times a second for the whole run: 16 workers made ~200 status requests a second, which cost more CPU in
+    client and service than the points themselves (benchmarks/bench_latency.py). The wait doubles, up to
+    STATUS_POLL_MAX_S, while the unconfirmed submissions stay the same, and drops back to SYNC_POLL_S as soon
+    as one is confirmed or a new one is submitted, so the end of a run is seen as soon as before; with none
+    left it sleeps until the sender kicks it."""
+
+    _nmig_backoff_s = SYNC_POLL_S
 
     def work(self) -> None:
+        self._round_begins()
         repo = self._operations_repository
-        before = repo.get_operation_submission_sequence_id_range()
-        super().work()
-        after = repo.get_operation_submission_sequence_id_range()
-        if after is None or after != before:
-            self._sleep_time = SYNC_POLL_S
-        else:
-            self._sleep_time = min(self._sleep_time * 2, STATUS_POLL_MAX_S)
+        before = after = None
+        try:
+            before = repo.get_operation_submission_sequence_id_range()
+            super().work()
+            after = repo.get_operation_submission_sequence_id_range()
+        finally:
+            if after is None:
+                self._nmig_backoff_s = SYNC_POLL_S
+                sleep = SYNC_IDLE_S
+            elif after != before:
+                self._nmig_backoff_s = sleep = SYNC_POLL_S
+            else:
+                self._nmig_backoff_s = sleep = min(self._nmig_backoff_s * 2, STATUS_POLL_MAX_S)
+            self._round_ends(sleep)
 
 
 # Datetime configs per snapshot nmig builds itself (a few dozen bytes each: far below the client's 16 MB).
@@ -419,15 +515,18 @@ class RunSink:
         self._repo: OperationsRepository = self.run._operations_repo  # type: ignore[assignment]
         # The sync side opens its own connection to the same log, as the client's sync process does.
         self._sync_repo = OperationsRepository(db_path=repo_path)
-        self._sender = SenderThread(api_token=api_token, family=run_id, operations_repository=self._sync_repo)
+        self._sender = _Sender(api_token=api_token, family=run_id, operations_repository=self._sync_repo)
         self._status = _StatusTracker(api_token=api_token, project=project, operations_repository=self._sync_repo)
         self._uploader = _Uploader(project=project, api_token=api_token, operations_repository=self._sync_repo)
         self._sender._backend = clients.sender.get()  # type: ignore[assignment]
         self._status._backend = clients.status.get()  # type: ignore[assignment]
         self._uploader._api_client = clients.uploader.get()  # type: ignore[assignment]
+        self._sender._nmig_status = self._status
         self._threads = (self._sender, self._status, self._uploader)
+        self.progress = SyncProgress()
         for thread in self._threads:
             thread._sleep_time = SYNC_POLL_S
+            thread._nmig_progress = self.progress
         self._started = False
         self._closed = False
         # (last sequence id, labels) of every batch of operations nmig saved, for error attribution
@@ -460,9 +559,10 @@ class RunSink:
             return
         deadline = time.monotonic() + upload_timeout_s
         while self._uploader.is_alive() and time.monotonic() < deadline:
+            rounds = self.progress.rounds()
             if not self._sync_repo.get_file_upload_requests_count(limit=1):
                 break
-            time.sleep(SYNC_POLL_S)
+            self.progress.wait_past(rounds, SYNC_IDLE_S)
         refs, self._file_refs = self._file_refs, []
         for snapshot, path in refs:
             # the sender may already be confirming (and deleting) operations: the sequence id comes from the
@@ -470,12 +570,14 @@ class RunSink:
             # from the log's maximum as in _mark
             last = self._repo.save_update_run_snapshots([snapshot])
             self.op_labels.append((int(last), (path,)))
+        self._sender.kick()
 
     def log_configs(self, configs: dict[str, Any]) -> None:
         if configs:
             self._repo.save_update_run_snapshots(config_snapshots(self.project, self.run_id, configs))
             self.written.update(configs)
             self._mark(configs.keys())
+            self._sender.kick()
 
     def add_tags(self, tags: list[str], group_tags: bool) -> None:
         if tags:
@@ -483,12 +585,14 @@ class RunSink:
             path = "sys/group_tags" if group_tags else "sys/tags"
             self.written[path] = list(tags)
             self._mark([path])
+            self._sender.kick()
 
     def remove_tags(self, tags: list[str], group_tags: bool) -> None:
         """Tags removed in 2.x since the last import (neptune-scale Run.remove_tags, api/run.py 880)."""
         if tags:
             self.run.remove_tags(tags, group_tags=group_tags)
             self._mark(["sys/group_tags" if group_tags else "sys/tags"])
+            self._sender.kick()
 
     def _upload_request(self, path: str, local: Path, size: int, mime_type: str | None, step: float | None) -> Any:
         """The Run's own upload request for a file (its destination naming; its uploader thread sends it)."""
@@ -503,6 +607,7 @@ class RunSink:
         snapshot = UpdateRunSnapshot(timestamp=timestamp_proto(wire.datetime_ms(dt.datetime.now(dt.timezone.utc))))
         snapshot.assign[path].file_ref.CopyFrom(ref)
         self._repo.save_file_upload_requests([request])
+        self._uploader.kick()
         self._file_refs.append((snapshot, path))
         self.written[path] = ref
 
@@ -516,6 +621,7 @@ class RunSink:
             FileRef(path=request.destination, mime_type=request.mime_type, size_bytes=request.size_bytes)
         )
         self._repo.save_file_upload_requests([request])
+        self._uploader.kick()
         self._file_refs.append((snapshot, path))
 
     def single_item_request(self, path: str) -> RunOperation:
@@ -566,11 +672,13 @@ class RunSink:
         seq_range = self._repo.get_operations_sequence_id_range()
         last = int(seq_range[1]) if seq_range is not None else -1
         deadline = time.monotonic() + timeout_s
-        while int(self._sender._last_queued_seq) < last:
+        while True:
+            rounds = self.progress.rounds()
+            if int(self._sender._last_queued_seq) >= last:
+                return True
             if not self.sync_alive() or time.monotonic() > deadline:
                 return False
-            time.sleep(SYNC_POLL_S / 4)
-        return True
+            self.progress.wait_past(rounds, SYNC_IDLE_S)
 
     def wait_for_processing(self, timeout_s: float, files_too: bool = True) -> bool:
         """What Run.wait_for_processing waits for: every operation confirmed processed (and, with
@@ -578,12 +686,13 @@ class RunSink:
         error, recorded in the log's errors)."""
         deadline = time.monotonic() + timeout_s
         while True:
+            rounds = self.progress.rounds()
             ops, files = self.pending()
             if not ops and (not files or not files_too):
                 return True
             if not self.sync_alive() or time.monotonic() > deadline:
                 return False
-            time.sleep(SYNC_POLL_S)
+            self.progress.wait_past(rounds, SYNC_IDLE_S)
 
     def drain_errors(self) -> list[ClientError]:
         """Every error the client recorded so far (removed from its log, as its ErrorsMonitor does)."""

@@ -14,6 +14,8 @@ Where a bundle lives (a folder, or a URL on object storage): `open_root` gives i
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nmig.schema.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -28,14 +30,6 @@ from nmig.schema.format import (
     is_content_hash,
     path_runs,
     safe_component,
-)
-from nmig.schema.frames import (
-    read_attributes,
-    read_file,
-    read_file_series,
-    read_float_series,
-    read_runs,
-    read_string_series,
 )
 from nmig.schema.inspect import (
     describe_entity,
@@ -68,6 +62,30 @@ from nmig.schema.store import (
 )
 from nmig.schema.validate import refusal, validate_entity
 from nmig.schema.writer import EntityWriter, clean_partial, write_export_info
+
+if TYPE_CHECKING:
+    from nmig.schema.frames import (
+        read_attributes,
+        read_file,
+        read_file_series,
+        read_float_series,
+        read_runs,
+        read_string_series,
+    )
+
+# The pandas reading API is imported when first used: pandas costs ~0.5 s of every start of nmig, and the
+# import and export paths never need it.
+_FRAMES = frozenset(
+    {"read_attributes", "read_file", "read_file_series", "read_float_series", "read_runs", "read_string_series"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FRAMES:
+        from nmig.schema import frames
+
+        return getattr(frames, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "FORMAT_NAME",

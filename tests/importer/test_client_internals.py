@@ -229,3 +229,25 @@ def test_a_faulted_service_is_read_without_the_clients_own_retries(tmp_path: Pat
             assert nq_runs.list_runs(project="demo/quick-retries") == []
     assert plan.injected > 0
     assert not [w for w in caught if "retry automatically" in str(w.message)], [str(w.message) for w in caught]
+
+
+def test_azure_sdk_is_deferred_until_its_first_upload() -> None:
+    # in a fresh interpreter: importing the importer leaves the Azure SDK unloaded, and the stand-in hands
+    # over to the client's real module (the one sync_process.py:19 names) when it is first needed
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, inspect\n"
+        "import nmig.importer.client\n"
+        "from nmig.importer import deferred\n"
+        "from neptune_scale.sync import sync_process\n"
+        "assert 'azure.storage.blob' not in sys.modules\n"
+        "assert sync_process.upload_to_azure is deferred.upload_to_azure\n"
+        "real = deferred._real_azure_module()\n"
+        "assert not getattr(real, '_nmig_deferred', False) and 'azure.storage.blob' in sys.modules\n"
+        "assert list(inspect.signature(real.upload_to_azure).parameters)[:3] == ['local_path', 'mime_type', 'storage_url']\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

@@ -13,6 +13,7 @@ collected in docs/neptune3-emulator.md.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import operator
@@ -46,6 +47,7 @@ from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 from neptune_api.proto.neptune_pb.ingest.v1.pub.request_status_pb2 import RequestStatus
 
 from nmig.emulators.http import Request, Response
+from nmig.emulators.neptune3.float_batch import decode_float_points
 from nmig.emulators.neptune3.store import Project, Store, now_ms
 
 if TYPE_CHECKING:
@@ -62,6 +64,8 @@ MAX_STRING_BYTES = 1024 * 1024
 MAX_STRING_SET_BYTES = 1024 * 1024
 MAX_FILE_REF_BYTES = 4 * 1024
 MAX_STEP_WHOLE = 1_000_000_000_000
+# Requests of at least this many snapshots are first tried whole by IngestEngine._bulk_floats.
+BULK_MIN_POINTS = 64
 MAX_HISTOGRAM_EDGES = 513
 MAX_EXPERIMENT_NAME_CHARS = 730  # ASSUMPTION: neptune-scale's own client-side limit; the service's is unknown
 MAX_RUN_ID_CHARS = 730  # ASSUMPTION: as above
@@ -302,6 +306,9 @@ class IngestEngine:
             snapshots: Any = [op.update]
         elif kind == "update_batch":
             snapshots = op.update_batch.snapshots
+            if len(snapshots) >= BULK_MIN_POINTS and self._bulk_floats(conn, run, op, outcome):
+                self._touch(conn, run)
+                return
         else:
             return  # an empty operation: nothing to do, reported OK
         touched: dict[int, tuple[AttrState, list[Any]]] = {}
@@ -362,6 +369,44 @@ class IngestEngine:
                 [_series_row(state, fresh) for state, fresh in touched.values()],
             )
         self._touch(conn, run)
+
+    def _bulk_floats(self, conn: sqlite3.Connection, run: RunState, op: RunOperation, outcome: Outcome) -> bool:
+        """The fast path below for a whole request at once (nmig.emulators.neptune3.float_batch): when every
+        snapshot is a plain float point of one existing float series and each goes after the one before it
+        and after the series' last point, the same rows, state and count; otherwise False, nothing done,
+        and the request takes the per-message path (which also reports whatever is wrong with it)."""
+        if run.fork_whole is not None:
+            return False
+        points = decode_float_points(op.update_batch.SerializeToString())
+        if points is None:
+            return False
+        state = run.attrs.get(points.path)
+        if state is None or state.type != "float_series":
+            return False
+        whole, micro, stamps = points.whole, points.micro, points.ts_ms
+        if (micro >= 1_000_000).any() or (whole >= MAX_STEP_WHOLE).any():
+            return False
+        key = whole * 1_000_000 + micro  # (whole, micro) in order: micro < 1e6, whole < 1e12
+        if (key[1:] <= key[:-1]).any() or (stamps[1:] < stamps[:-1]).any():
+            return False
+        if state.last_whole is not None and int(key[0]) <= state.last_whole * 1_000_000 + (state.last_micro or 0):
+            return False
+        if state.last_ts is not None and int(stamps[0]) < state.last_ts:
+            return False
+        wholes, micros, times, values = whole.tolist(), micro.tolist(), stamps.tolist(), points.values.tolist()
+        conn.executemany(
+            "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, ?, ?)",
+            zip(itertools.repeat(state.attr_pk), wholes, micros, times, values),
+        )
+        state.last_whole, state.last_micro, state.last_ts, state.last_value = wholes[-1], micros[-1], times[-1], values[-1]
+        state.count += len(values)
+        conn.execute(
+            "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
+            " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?",
+            _series_row(state, values),
+        )
+        outcome.ok += len(values)
+        return True
 
     # -- runs --------------------------------------------------------------------------------------------------
 
