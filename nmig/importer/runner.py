@@ -298,6 +298,7 @@ class _Importer:
             if self.bar is not None:
                 self.bar.close()
             worker.close()
+            self.state.finish()
             shutil.rmtree(self.scratch, ignore_errors=True)
             if self.takes_the_rest:  # listed once, by one shard
                 note_unimported(self.bundle, result, self.options.models_as_runs)

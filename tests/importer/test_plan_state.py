@@ -11,7 +11,7 @@ import pytest
 from nmig.errors import NmigError
 from nmig.importer import plan as planning
 from nmig.importer.report import report_path_for
-from nmig.importer.state import IMPORTED, STARTED, ImportState, default_state_path
+from nmig.importer.state import FAILED, IMPORTED, STARTED, ImportState, default_state_path
 
 
 def test_git_configs_from_legacy_properties() -> None:
@@ -77,3 +77,31 @@ def test_every_action_has_its_planning_handler() -> None:
     from nmig.importer.rules import Action
 
     assert set(planning.HANDLERS) == set(Action)
+
+
+def test_marks_go_to_a_journal_in_constant_time_and_a_new_state_file_ignores_an_old_journal(tmp_path: Path) -> None:
+    from nmig.importer.state import journal_folder
+
+    path = default_state_path(tmp_path, "ws/proj")
+    state = ImportState(path, "ws/proj", tmp_path)
+    state.mark("R-0", STARTED, "r0")  # the first mark writes the file itself: the other shards look for it
+    written = path.local.stat().st_mtime_ns
+    for i in range(1, 200):
+        state.mark(f"R-{i}", STARTED, f"r{i}")
+        state.mark(f"R-{i}", IMPORTED, f"r{i}")
+    assert path.local.stat().st_mtime_ns == written  # not rewritten per mark: one small entry per run instead
+    journal = journal_folder(path).local
+    assert len(list(journal.iterdir())) == 199
+    # a reader mid-import (a resume after a kill, another shard) sees every mark
+    assert sum(ImportState(path, "ws/proj", tmp_path).status(f"R-{i}") == IMPORTED for i in range(200)) == 199
+    assert not journal.exists()  # that reader compacted it into the file
+    state = ImportState(path, "ws/proj", tmp_path)
+    state.mark("R-0", IMPORTED, "r0")
+    state.finish()
+    assert not journal.exists() and json.loads(path.local.read_text())["runs"]["R-0"]["status"] == IMPORTED
+    # deleting the state file to start over also disowns a journal an import left beside it
+    state = ImportState(path, "ws/proj", tmp_path)
+    state.mark("R-5", FAILED, "r5")
+    path.local.unlink()
+    fresh = ImportState(path, "ws/proj", tmp_path)
+    assert fresh.status("R-5") is None and not journal.exists()

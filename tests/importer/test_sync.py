@@ -72,6 +72,7 @@ def test_a_format_1_state_file_reads_and_a_newer_one_is_refused(tmp_path: Path) 
     state.mark("R-1", STARTED, "R-1")
     state.mark("R-1", IMPORTED, "R-1", version="abc")
     state.mark("R-1", STARTED, "R-1")  # a later re-sync keeps the version it started from
+    assert ImportState(path, "ws/p", tmp_path).version("R-1") == "abc"  # read through the journal, then compacted
     saved = json.loads(path.read_text())
     assert saved["format_version"] == 2 and saved["runs"]["R-1"]["version"] == "abc"
     path.write_text(json.dumps({**saved, "format_version": 3}))
