@@ -142,14 +142,16 @@ def test_bulk_ingest_leaves_what_the_per_message_path_leaves(tmp_path: Path) -> 
                  [20_000 + i for i in range(n + 1)], values[2 * n:3 * n + 1]),
         # a timestamp earlier than the series' last one
         _request("m/a", [6 * n + i for i in range(n)], [0] * n, values[:n]),
-        _request("m/b", list(range(n)), list(range(n)), values[3 * n:]),  # a new series: per message
-        _request("m/b", list(range(n, 2 * n)), list(range(n, 2 * n)), values[3 * n:]),  # then in bulk
+        _request("m/b", list(range(n)), list(range(n)), values[3 * n:]),  # a new series, created in bulk
+        _request("m/b", list(range(n, 2 * n)), list(range(n, 2 * n)), values[3 * n:]),
+        # a new series whose steps go back: per message, which creates it and rejects the point going back
+        _request("m/c", [5, 6, 4] + list(range(7, n + 3)), list(range(n - 1)), values[:n - 1]),
     ]
     bulk = _replay(tmp_path / "bulk", requests, bulk=True)
     per_message = _replay(tmp_path / "per-message", requests, bulk=False)
     assert bulk[:3] == per_message[:3]
     points, attributes, errors, bulk_requests = bulk
-    assert bulk_requests == 2 and per_message[3] == 0  # the 2nd and the last request went in bulk
-    assert len(points) == n + n + n + n + n
+    assert bulk_requests == 4 and per_message[3] == 0  # all but the 3rd, 4th and last went in bulk
+    assert len(points) == n + n + n + n + n + (n - 2)
     assert {code for _, code in errors} == {IngestCode.SERIES_STEP_NON_INCREASING, IngestCode.SERIES_TIMESTAMP_DECREASING}
-    assert [a[6] for a in attributes] == [3 * n, 2 * n]  # point counts of m/a and m/b
+    assert [a[6] for a in attributes] == [3 * n, 2 * n, n - 2]  # point counts of m/a, m/b and m/c

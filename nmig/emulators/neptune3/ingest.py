@@ -380,11 +380,21 @@ class IngestEngine:
         points = decode_float_points(op.update_batch.SerializeToString())
         if points is None:
             return False
-        state = run.attrs.get(points.path)
-        if state is None or state.type != "float_series":
-            return False
         whole, micro, stamps = points.whole, points.micro, points.ts_ms
         if (micro >= 1_000_000).any() or (whole >= MAX_STEP_WHOLE).any():
+            return False
+        state = run.attrs.get(points.path)
+        if state is None:
+            # A new series, created as the per-message path creates it at its first point (_append_one),
+            # which it reaches here: every step is valid. Should a later check send the request that way
+            # after all, it finds the series there, as it would have after that first point.
+            try:
+                _check_path(points.path)
+                _check_writable(points.path)
+            except ItemRejected:
+                return False
+            state = self._attr(conn, run, points.path, "float_series")
+        if state.type != "float_series":
             return False
         key = whole * 1_000_000 + micro  # (whole, micro) in order: micro < 1e6, whole < 1e12
         if (key[1:] <= key[:-1]).any() or (stamps[1:] < stamps[:-1]).any():
