@@ -26,6 +26,9 @@ from nmig.emulators.http import EmulatorInfo
 from nmig.emulators.legacy.backend import LegacyBackend
 from nmig.emulators.legacy.server import LegacyEmulator, legacy_fault_plan
 
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from state_view import state_runs  # noqa: E402
+
 pytestmark = pytest.mark.timeout(300)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -175,10 +178,8 @@ def test_two_passes_bring_every_change_once_and_report_the_trashed_run(tmp_path:
 
 
 def _state(bundle: Path) -> dict[str, dict[str, Any]]:
-    try:
-        return json.loads(next(bundle.glob("import-state.*.json")).read_text())["runs"]
-    except (StopIteration, ValueError, OSError):
-        return {}
+    found = sorted(bundle.glob("import-state.*.json"))
+    return state_runs(found[0]) if found else {}
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from nmig.cli import main
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from state_view import state_runs  # noqa: E402
 
 
 def _exports_writing_into(bundle: Path) -> list[int]:
@@ -52,10 +54,7 @@ def test_killed_migrate_resumes_exactly_once(tmp_path: Path) -> None:
         state = bundle / "import-state.demo__vision.json"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and first.poll() is None:
-            try:
-                runs = json.loads(state.read_text(encoding="utf-8"))["runs"]
-            except (OSError, ValueError, KeyError):
-                runs = {}
+            runs = state_runs(state)
             if any(entry["status"] == "imported" for entry in runs.values()):
                 break
             time.sleep(0.05)
@@ -65,7 +64,7 @@ def test_killed_migrate_resumes_exactly_once(tmp_path: Path) -> None:
         first.wait(timeout=30)
         time.sleep(1.0)
         assert _exports_writing_into(bundle) == [], "the export child outlived a killed migrate"
-        runs = json.loads(state.read_text(encoding="utf-8"))["runs"]
+        runs = state_runs(state)
         assert 1 <= sum(entry["status"] == "imported" for entry in runs.values()) < 8
 
         again = subprocess.run(args, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
