@@ -404,7 +404,8 @@ class ImportState:
                     self.elsewhere[sys_id] = (entry, other)
         local = local_path(bundle_dir)
         self._bundle = str(local.resolve()) if local is not None else str(bundle_dir)
-        if self.runs or journal_folder(path).root.kind(journal_folder(path).relpath) == "folder":
+        journal = journal_folder(path)
+        if self.runs or journal.root.kind(journal.relpath) == "folder":
             self.compact()  # what an interrupted import journaled goes into the file, and the journal is emptied
 
     def _entry(self, sys_id: str) -> tuple[RunState, StateFile] | None:

@@ -122,6 +122,18 @@ def _two_optional_varints(buf: np.ndarray, start: np.ndarray, end: np.ndarray) -
     return first, second
 
 
+def _two_varint_field(
+    buf: np.ndarray, at: np.ndarray, tag: int
+) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray] | None:
+    """A field `tag` at each offset holding a two-varint message (Step, Timestamp: under 128 bytes, so one
+    length byte): (its two values, the offsets right after it), or None."""
+    if (buf[at] != tag).any() or (buf[at + 1] >= 0x80).any():
+        return None
+    end = at + 2 + buf[at + 1].astype(np.int64)
+    values = _two_optional_varints(buf, at + 2, end)
+    return None if values is None else (values, end)
+
+
 def decode_float_points(snapshots: bytes) -> FloatPoints | None:
     """The points of `snapshots` (an UpdateRunSnapshots message, serialized by protobuf) when every snapshot is
     exactly a step, a timestamp and one float appended to one path shared by all; None otherwise."""
@@ -131,20 +143,15 @@ def decode_float_points(snapshots: bytes) -> FloatPoints | None:
     start, end = bounds
     buf = np.frombuffer(snapshots + _PAD, dtype=np.uint8)
 
-    # 1: step, a message of under 128 bytes (two varints of at most 10 bytes each)
-    if (buf[start] != 0x0A).any() or (buf[start + 1] >= 0x80).any():
+    # 1: step, then 2: timestamp
+    step_field = _two_varint_field(buf, start, 0x0A)
+    if step_field is None:
         return None
-    step_end = start + 2 + buf[start + 1].astype(np.int64)
-    step = _two_optional_varints(buf, start + 2, step_end)
-    if step is None:
+    step, step_end = step_field
+    stamp_field = _two_varint_field(buf, step_end, 0x12)
+    if stamp_field is None:
         return None
-    # 2: timestamp
-    if (buf[step_end] != 0x12).any() or (buf[step_end + 1] >= 0x80).any():
-        return None
-    ts_end = step_end + 2 + buf[step_end + 1].astype(np.int64)
-    stamp = _two_optional_varints(buf, step_end + 2, ts_end)
-    if stamp is None:
-        return None
+    stamp, ts_end = stamp_field
     # 8: append, one map entry filling the rest of the snapshot
     if (buf[ts_end] != 0x42).any():
         return None
