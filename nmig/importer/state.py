@@ -393,7 +393,7 @@ class ImportState:
         # Names this file among the files ever written at its place: its journal entries carry it, so the
         # entries of a file deleted to start over are never taken for this one's.
         self._generation = generation or uuid.uuid4().hex
-        self._journaled: set[str] = set()  # runs with an entry in the journal since the last compaction
+        self._journaled = False  # an entry was written to the journal since the last compaction
         self._written = generation is not None
         self.others = [p for p in map(StateFile.at, others or []) if p != path]
         self.elsewhere: dict[str, tuple[RunState, StateFile]] = {}  # legacy id -> its entry in the other files
@@ -454,7 +454,7 @@ class ImportState:
                     "format": JOURNAL_FORMAT, "project": self.project, "generation": self._generation,
                     "sys_id": sys_id, "entry": _entry_json(entry),
                 })
-                self._journaled.add(sys_id)
+                self._journaled = True
 
     def compact(self) -> None:
         """Write the state file whole with every entry, then empty its journal (an entry left by a crash in
@@ -464,7 +464,7 @@ class ImportState:
             folder = journal_folder(self.path)
             if folder.root.kind(folder.relpath) == "folder":
                 folder.root.delete(folder.relpath)
-            self._journaled.clear()
+            self._journaled = False
 
     def finish(self) -> None:
         """At the end of an import: compact when anything was journaled. A failure here loses nothing (the

@@ -66,6 +66,13 @@ MAX_FILE_REF_BYTES = 4 * 1024
 MAX_STEP_WHOLE = 1_000_000_000_000
 # Requests of at least this many snapshots are first tried whole by IngestEngine._bulk_floats.
 BULK_MIN_POINTS = 64
+# The two statements of a series' committed points: its rows (REPLACE: a committed point takes the place of a
+# preview logged at the same step) and its attributes row after them (_series_row).
+_INSERT_POINT = "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, ?, ?)"
+_UPDATE_SERIES_ROW = (
+    "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
+    " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?"
+)
 MAX_HISTOGRAM_EDGES = 513
 MAX_EXPERIMENT_NAME_CHARS = 730  # ASSUMPTION: neptune-scale's own client-side limit; the service's is unknown
 MAX_RUN_ID_CHARS = 730  # ASSUMPTION: as above
@@ -357,17 +364,9 @@ class IngestEngine:
                 previews,
             )
         if points:
-            # REPLACE: a committed point takes the place of a preview logged at the same step.
-            conn.executemany(
-                "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, ?, ?)",
-                points,
-            )
+            conn.executemany(_INSERT_POINT, points)
         if touched:
-            conn.executemany(
-                "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
-                " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?",
-                [_series_row(state, fresh) for state, fresh in touched.values()],
-            )
+            conn.executemany(_UPDATE_SERIES_ROW, [_series_row(state, fresh) for state, fresh in touched.values()])
         self._touch(conn, run)
 
     def _bulk_floats(self, conn: sqlite3.Connection, run: RunState, op: RunOperation, outcome: Outcome) -> bool:
@@ -404,17 +403,10 @@ class IngestEngine:
         if state.last_ts is not None and int(stamps[0]) < state.last_ts:
             return False
         wholes, micros, times, values = whole.tolist(), micro.tolist(), stamps.tolist(), points.values.tolist()
-        conn.executemany(
-            "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, ?, ?)",
-            zip(itertools.repeat(state.attr_pk), wholes, micros, times, values),
-        )
+        conn.executemany(_INSERT_POINT, zip(itertools.repeat(state.attr_pk), wholes, micros, times, values))
         state.last_whole, state.last_micro, state.last_ts, state.last_value = wholes[-1], micros[-1], times[-1], values[-1]
         state.count += len(values)
-        conn.execute(
-            "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
-            " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?",
-            _series_row(state, values),
-        )
+        conn.execute(_UPDATE_SERIES_ROW, _series_row(state, values))
         outcome.ok += len(values)
         return True
 
