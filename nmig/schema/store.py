@@ -346,6 +346,22 @@ class ObjectRoot(BundleRoot):
         with self._storage(f"{self.join(relpath)}: cannot open"):
             return self._fs.open(key, "rb", size=info.get("size"))  # type: ignore[no-any-return]
 
+    def read_bytes(self, relpath: str, limit: int) -> bytes:
+        """One ranged GET of the object as it is now. open() takes the size from a HEAD first, and an object
+        another writer replaces in between (export.json, which the shards of one export rewrite while the
+        others read it) would come back cut to the old size; a single GET is one version, whole."""
+        key = self._key(relpath)
+        info = self._info(key)
+        if info is None:
+            raise FileNotFoundError(errno.ENOENT, f"{relpath} is missing")
+        if info.get("type") != "file":
+            raise BundleError(f"{relpath} is a folder, not a regular file")
+        if not info.get("size"):
+            return b""  # a range of an empty object is refused (416), and there is nothing to read
+        with self._storage(f"{self.join(relpath)}: cannot read"):
+            data = self._fs.cat_file(key, start=0, end=limit + 1)
+        return bytes(data)
+
     def kind(self, relpath: str) -> str | None:
         info = self._info(self._key(relpath))
         if info is None:

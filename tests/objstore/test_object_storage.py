@@ -175,6 +175,39 @@ def test_one_export_per_prefix(s3: dict[str, Any]) -> None:
         pass
 
 
+def test_an_object_replaced_while_being_read_comes_back_whole(s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shards of one export rewrite export.json while the others read it. A writer that replaces the
+    object with a longer one between the reader's HEAD and its GET must not cut the new content to the old
+    size (CI saw `Unterminated string` from exactly that); the reader gets one version, whole."""
+    from nmig.schema import open_root
+    from nmig.schema.format import BundleError
+
+    root = open_root(f"s3://{BUCKET}/replaced", s3)
+    old, new = json.dumps({"shards": ["1/4"]}).encode(), json.dumps({"shards": ["1/4", "2/4"] * 50}).encode()
+    root.write_bytes("export.json", old)
+    head = type(root)._info
+    replaced: list[str] = []
+
+    def head_then_replace(self: Any, key: str) -> Any:
+        info = head(self, key)
+        if not replaced:  # the other shard's PUT lands right after this reader's HEAD
+            replaced.append(key)
+            fs(s3).pipe_file(key, new)
+        return info
+
+    monkeypatch.setattr(type(root), "_info", head_then_replace)
+    assert json.loads(root.read_bytes("export.json", 1 << 20)) == json.loads(new)
+    assert replaced
+    assert root.read_bytes("export.json", 10) == new[:11]  # the limit still bounds what is read
+    root.write_bytes("empty.json", b"")
+    assert root.read_bytes("empty.json", 10) == b""
+    with pytest.raises(FileNotFoundError):
+        root.read_bytes("absent.json", 10)
+    root.write_bytes("folder/inner.json", b"{}")
+    with pytest.raises(BundleError, match="folder"):
+        root.read_bytes("folder", 10)
+
+
 def test_a_lock_is_a_lease_renewed_while_held_and_taken_over_once_it_lapses(s3: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     import json
     import time
