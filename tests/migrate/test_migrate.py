@@ -124,9 +124,10 @@ def test_tokens_are_required_and_checked_before_exporting(legacy: EmulatorInfo, 
     assert no_target.exit_code == 2 and "no 3.x API token" in no_target.output
     # a well-formed token for a service that is not there: refused before anything is exported
     unreachable = make_api_token("http://127.0.0.1:9", "not-a-key")
-    refused = invoke(*args, "--legacy-token", legacy.api_token, "--api-token", unreachable)
+    refused = invoke(*args, "--legacy-token", legacy.api_token, "--api-token", unreachable, "--timeout", "2")
     assert refused.exit_code == 2, refused.output
     assert refused.output.startswith("nmig: error:") and "Traceback" not in refused.output
+    assert "within 2 s" in refused.output  # --timeout bounds the connection attempts
     assert "not-a-key" not in refused.output and unreachable not in refused.output
     assert not out.exists()
     # a 2.x token the service refuses: the export's own one-line error, nothing imported
