@@ -15,13 +15,13 @@ import time
 import zipfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from nmig.errors import NmigError
-from nmig.exporter.pages import ValuePage
-from nmig.exporter.source import OPERATIONS_BY_TYPE, EntityRef, LegacySource, datetime_or_none
+from nmig.exporter.pages import PageHold, ValuePage
+from nmig.exporter.source import OPERATIONS_BY_TYPE, RESTING, EntityRef, LegacySource, datetime_or_none
 from nmig.schema.format import ATOM_TYPES, RAW_TYPES, VALUE_SERIES_TYPE_KIND, encode_datetime
 
 T = TypeVar("T")
@@ -30,6 +30,10 @@ T = TypeVar("T")
 # known to be accepted by any 2.x server; a larger one is not (the published specs state no maximum).
 DEFAULT_PAGE_SIZE = 1_000
 PAGES_IN_FLIGHT = 8  # enough to keep a server busy while we decode; measured in benchmarks/bench_export.py
+# Pages of one series asked for ahead of the one being written, answered or not; measured in
+# benchmarks/bench_faults.py (a 429's Retry-After holds one page up for a second while the rest go on).
+PAGES_AHEAD = 64 * PAGES_IN_FLIGHT
+PAGES_HELD_BYTES = 16 * 1024 * 1024  # of answered pages per series in memory; more wait in the spool folder
 # A larger page size tried once per export, on the first series long enough to need it: when the server answers
 # it in full, it is known to be accepted and used from then on (fewer requests per point: most of what the
 # client's own 1,000 costs). Measured in benchmarks/bench_export.py.
@@ -344,34 +348,68 @@ class EntityExporter:
             if received >= total:
                 _check_count(path, received, total)
                 return
-        queue: deque[Future[tuple[int, Any]]] = deque()
+        queue: deque[tuple[Future[tuple[int, Any]], list[int]]] = deque()
         next_offset = received
-        while next_offset < total and len(queue) < PAGES_IN_FLIGHT:
-            queue.append(self.page_pool.submit(fetch, next_offset))
-            next_offset += page
-        while queue:
-            _, points = queue.popleft().result()
-            if len(points) != min(page, total - received):
-                # A shorter page than planned (the series changed, or the server capped this page): fall back
-                # to strictly sequential paging from what we have, discarding the speculative requests.
-                for future in queue:
-                    future.cancel()
-                queue.clear()
-                if len(points):
-                    received += len(points)
-                    yield points
-                while received < total:
-                    _, points = fetch(received)
-                    if not len(points):
-                        break
-                    received += len(points)
-                    yield points
-                break
-            received += len(points)
-            yield points
-            if next_offset < total:
-                queue.append(self.page_pool.submit(fetch, next_offset))
+        hold = PageHold(self.spool_dir, PAGES_HELD_BYTES)
+
+        def ahead(thread: list[int], offset: int) -> tuple[int, Any]:
+            thread.append(threading.get_ident())  # so the pager can see it resting (source.RESTING)
+            total, points = fetch(offset)
+            return total, hold.hold(points)
+
+        def at_server() -> int:
+            return sum(1 for f, thread in queue if not f.done() and not (thread and thread[0] in RESTING))
+
+        def top_up() -> None:
+            # Up to PAGES_IN_FLIGHT requests at the server (one waiting out a Retry-After or a back-off before
+            # its retry is not), and up to PAGES_AHEAD pages asked for ahead of the one being written: a page
+            # held up no longer stops the pages behind it from being asked for; answered ones wait their turn
+            # (in memory up to PAGES_HELD_BYTES, the rest in the spool folder).
+            nonlocal next_offset
+            while next_offset < total and len(queue) < PAGES_AHEAD and at_server() < PAGES_IN_FLIGHT:
+                thread: list[int] = []
+                queue.append((self.page_pool.submit(ahead, thread, next_offset), thread))
                 next_offset += page
+
+        def discard() -> None:
+            for future, _ in queue:
+                if not future.cancel():
+                    try:
+                        hold.drop(future.result()[1])
+                    except Exception:  # noqa: BLE001 - a page no longer wanted: its failure does not matter
+                        pass
+            queue.clear()
+
+        try:
+            top_up()
+            while queue:
+                head = queue[0][0]
+                while not head.done():
+                    # woken by an answer, or after a while to see whether a request started resting
+                    wait([f for f, _ in queue if not f.done()], timeout=0.05, return_when=FIRST_COMPLETED)
+                    top_up()
+                queue.popleft()
+                _, held = head.result()
+                points = hold.take(held)
+                if len(points) != min(page, total - received):
+                    # A shorter page than planned (the series changed, or the server capped this page): fall
+                    # back to strictly sequential paging from what we have, discarding the speculative requests.
+                    discard()
+                    if len(points):
+                        received += len(points)
+                        yield points
+                    while received < total:
+                        _, points = fetch(received)
+                        if not len(points):
+                            break
+                        received += len(points)
+                        yield points
+                    break
+                received += len(points)
+                yield points
+                top_up()
+        finally:
+            discard()
         _check_count(path, received, total)
 
     def _export_value_series(

@@ -510,7 +510,9 @@ def _export_all(
     stopped: list[str] = []  # why the export stops (a full disk): what entities still in flight fail with
 
     pool = ThreadPoolExecutor(workers, thread_name_prefix="nmig-export")
-    page_pool = ThreadPoolExecutor(workers * 2, thread_name_prefix="nmig-pages")
+    # Twice the workers for pages asked for ahead, plus room for the threads that only wait out a Retry-After or
+    # a back-off (source.RESTING: no load on the server while they wait); threads start only when needed.
+    page_pool = ThreadPoolExecutor(workers * 4, thread_name_prefix="nmig-pages")
     try:
         exporter = EntityExporter(
             source, page_pool, counters, spool_dir, options.page_size, options.larger_page_size

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -44,6 +47,9 @@ class ValuePage:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def nbytes(self) -> int:
+        return int(self.steps.nbytes + self.values.nbytes + self.timestamps.nbytes)
+
     def last_step(self) -> float:
         return float(self.steps[len(self.steps) - 1].as_py())
 
@@ -57,6 +63,61 @@ class ValuePage:
         return ValuePage(
             self.total, self.steps.slice(start), self.values.slice(start), self.timestamps.slice(start)
         )
+
+
+class PageHold:
+    """Pages answered ahead of their turn: kept in memory up to `limit` bytes for the series, the rest written
+    to a file in `folder` until their turn comes, so a long wait for one page (a Retry-After) can let many
+    pages behind it be answered without memory growing with them. Thread-safe."""
+
+    def __init__(self, folder: Path, limit: int) -> None:
+        self._folder = folder
+        self._limit = limit
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def hold(self, page: Any) -> Any:
+        """`page` itself, or a `SpilledPage` standing for it."""
+        if not isinstance(page, ValuePage):
+            return page
+        size = page.nbytes()
+        with self._lock:
+            if self._held + size <= self._limit:
+                self._held += size
+                return page
+        batch = pa.record_batch([page.steps, page.values, page.timestamps], names=["step", "value", "timestamp"])
+        with tempfile.NamedTemporaryFile(dir=self._folder, prefix="page-", suffix=".arrow", delete=False) as out:
+            with pa.ipc.new_file(out, batch.schema) as writer:
+                writer.write_batch(batch)
+        return SpilledPage(page.total, Path(out.name))
+
+    def take(self, held: Any) -> Any:
+        """The page `hold` returned `held` for; a spilled one is read back and its file removed."""
+        if isinstance(held, SpilledPage):
+            try:
+                with pa.memory_map(str(held.path)) as source:
+                    batch = pa.ipc.open_file(source).read_all()
+                return ValuePage(held.total, *(batch.column(i).combine_chunks() for i in range(3)))
+            finally:
+                held.path.unlink(missing_ok=True)
+        if isinstance(held, ValuePage):
+            with self._lock:
+                self._held -= held.nbytes()
+        return held
+
+    def drop(self, held: Any) -> None:
+        """Forget a page that will not be taken (the series stopped early)."""
+        if isinstance(held, SpilledPage):
+            held.path.unlink(missing_ok=True)
+        elif isinstance(held, ValuePage):
+            with self._lock:
+                self._held -= held.nbytes()
+
+
+@dataclass
+class SpilledPage:
+    total: int
+    path: Path
 
 
 # Below this size the json module is faster: Arrow's reader has a fixed cost of about a millisecond per call.

@@ -198,15 +198,35 @@ def skip_iri_grammar() -> None:
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[assignment]
 
 
+# Threads now waiting before a quick retry (a Retry-After, or the back-off after a 5xx): no request of theirs is
+# at the server, so a pager does not count them against its requests in flight (entity.EntityExporter._pages).
+RESTING: set[int] = set()
+_quick_retry_class: Any = None
+
+
 def quick_retry() -> Any:
     """The urllib3 `Retry` of every session the client builds: nmig.transient's policy (see
     retry_transient_answers_quickly). A Retry-After is waited out as urllib3 reads it, however long: the
-    client would wait it out too (neptune/common/backends/utils.py:60-66)."""
-    from urllib3.util.retry import Retry
+    client would wait it out too (neptune/common/backends/utils.py:60-66). While it waits, the thread is in
+    RESTING."""
+    global _quick_retry_class
+    if _quick_retry_class is None:
+        from urllib3.util.retry import Retry
+
+        class QuickRetry(Retry):  # type: ignore[misc]
+            def sleep(self, response: Any = None) -> None:
+                ident = threading.get_ident()
+                RESTING.add(ident)
+                try:
+                    super().sleep(response)
+                finally:
+                    RESTING.discard(ident)
+
+        _quick_retry_class = QuickRetry
 
     from nmig.transient import QUICK_BACKOFF, QUICK_BACKOFF_JITTER, QUICK_RETRIES, TRANSIENT_STATUSES
 
-    return Retry(
+    return _quick_retry_class(
         total=QUICK_RETRIES,
         connect=0,  # connection errors, read errors and time-outs stay the client's (its own loop and messages)
         read=0,
@@ -251,6 +271,75 @@ def retry_transient_answers_quickly() -> None:
 
     create_http_client.nmig_quick_retry = True  # type: ignore[attr-defined]
     hosted_client.create_http_client = create_http_client
+
+
+# The client opens a project with a chain of spec downloads, one after another, the backend's fetched three
+# times (hosted_client.py:115,176,186,196: the token client, the backend, leaderboard and artifacts clients).
+SPEC_PATHS = ("/api/backend/swagger.json", "/api/leaderboard/swagger.json", "/api/artifacts/swagger.json")
+
+
+class _SpecDownloads:
+    """Each spec URL downloaded once per process, and the three of one server side by side. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, Any] = {}  # url -> Future of the spec as JSON text
+        self._lock = threading.Lock()
+        self._pool: Any = None
+
+    def load(self, url: str, download: Any) -> dict[str, Any]:
+        """The spec at `url`, downloaded with `download(url)` (the caller's own client), which also starts the
+        other specs of the same server. A failed download is forgotten, so the client's retry loop (around
+        create_swagger_client, neptune/internal/backends/utils.py:121) downloads it again."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        base = next((url[: -len(p)] for p in SPEC_PATHS if url.endswith(p)), None)
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(SPEC_PATHS), thread_name_prefix="nmig-specs")
+            wanted = [url] + ([base + p for p in SPEC_PATHS] if base is not None else [])
+            for each in wanted:
+                if each not in self._texts:
+                    self._texts[each] = self._pool.submit(lambda u: json.dumps(download(u)), each)
+            future = self._texts[url]
+        try:
+            return json.loads(future.result())  # a fresh copy: bravado builds its Spec from it
+        except Exception:
+            with self._lock:
+                if self._texts.get(url) is future:
+                    del self._texts[url]
+            raise
+
+
+_SPECS = _SpecDownloads()
+
+
+def load_specs_together() -> None:
+    """Make the client's spec downloads (bravado's `Loader.load_spec`, which `SwaggerClient.from_url` calls,
+    bravado/client.py:97) go through _SPECS: each spec once, the three of a server at the same time. Why:
+    opening a project is a chain of requests one after another, and at 20% 429 each link waits out a
+    Retry-After as often as not (benchmarks/bench_faults.py); over latency each link is a round trip. A spec
+    is a document of the server, the same for every client of it; one that only the authenticated session
+    may read still is: a download that fails is made again by the caller's own client. Once per process."""
+    import bravado.client
+    from bravado.swagger_model import Loader
+
+    if getattr(bravado.client.Loader, "nmig_specs_together", False):
+        return
+
+    class LoaderOnce(Loader):  # type: ignore[misc]
+        nmig_specs_together = True
+
+        def load_spec(self, spec_url: str, base_url: Any = None) -> Any:
+            loader = Loader(self.http_client, request_headers=self.request_headers)
+            return _SPECS.load(spec_url, loader.load_spec)
+
+    bravado.client.Loader = LoaderOnce
+
+
+def open_quickly() -> None:
+    """What the export does to the neptune client before opening anything with it (see each)."""
+    retry_transient_answers_quickly()
+    load_specs_together()
 
 
 class BackendCalls:
@@ -313,7 +402,7 @@ class LegacySource(BackendCalls):
         skip_iri_grammar()
         import neptune
 
-        retry_transient_answers_quickly()
+        open_quickly()
 
         # The client's own info lines ("Neptune initialized. Open in the app", "Shutting down background jobs")
         # describe its session, not the export; its warnings stay visible unless --quiet.
@@ -822,7 +911,7 @@ def _open_backend(workspace: str, api_token: str) -> Any:
     from neptune.internal.backends.hosted_neptune_backend import HostedNeptuneBackend
     from neptune.internal.credentials import Credentials
 
-    retry_transient_answers_quickly()
+    open_quickly()
     try:
         return HostedNeptuneBackend(Credentials.from_token(api_token))
     except NeptuneException as exc:

@@ -745,6 +745,15 @@ class RunSink:
 # Direct requests: well under the client's 16 MB request limit, so a request never needs splitting.
 DIRECT_REQUEST_BYTES = min(8 * 1024 * 1024, MAX_REQUEST_SIZE_BYTES // 2)
 DIRECT_REQUEST_POINTS = 50_000
+# A float point's encoded size beyond its path's bytes, at most (wire.encode_float_snapshots: record tag and
+# length, a step of two varints, a timestamp of two, the append map entry with its double).
+FLOAT_POINT_BYTES = 64
+
+
+def float_points_per_request(path: str) -> int:
+    """How many float points of `path` one request carries: DIRECT_REQUEST_POINTS, fewer for a long path
+    (a 1,000-byte path would make 50,000 points a 50 MB request, over the client's limit)."""
+    return max(1, min(DIRECT_REQUEST_POINTS, DIRECT_REQUEST_BYTES // (FLOAT_POINT_BYTES + len(path.encode("utf-8")))))
 
 
 @dataclass

@@ -176,11 +176,12 @@ class _PipelinedSender:
 
     def add_float(self, path: str, micros: np.ndarray, values: np.ndarray, stamps: np.ndarray) -> None:
         start = 0
+        per_request = nclient.float_points_per_request(path)
         while start < len(micros):
-            if path != self._path or self._points >= nclient.DIRECT_REQUEST_POINTS:
+            if path != self._path or self._points >= per_request:
                 self._flush()
                 self._path = path
-            end = min(len(micros), start + nclient.DIRECT_REQUEST_POINTS - self._points)
+            end = min(len(micros), start + per_request - self._points)
             self._floats.append((micros[start:end], values[start:end], stamps[start:end]))
             self._points += end - start
             start = end

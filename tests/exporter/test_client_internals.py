@@ -117,3 +117,50 @@ def test_a_transient_answer_is_asked_again_by_the_session_the_client_built() -> 
                 assert response.status_code == 200
                 retried += [h.status for h in response.raw.retries.history]
     assert retried and set(retried) <= TRANSIENT_STATUSES
+
+
+def test_a_thread_waiting_before_a_quick_retry_is_marked_resting() -> None:
+    # The pager does not count a request waiting out a Retry-After against its requests at the server; that
+    # rests on urllib3 calling Retry.sleep(response) between attempts, which quick_retry's class wraps.
+    import threading
+
+    from urllib3 import HTTPResponse
+    from urllib3.util import retry as urllib3_retry
+
+    from nmig.exporter.source import RESTING, quick_retry
+
+    seen: list[bool] = []
+    original_sleep = urllib3_retry.time.sleep
+    urllib3_retry.time.sleep = lambda seconds: seen.append(threading.get_ident() in RESTING)  # type: ignore[assignment]
+    try:
+        retry = quick_retry().increment("GET", "/x", response=HTTPResponse(status=429, headers={"Retry-After": "1"}))
+        retry.sleep(HTTPResponse(status=429, headers={"Retry-After": "1"}))
+    finally:
+        urllib3_retry.time.sleep = original_sleep
+    assert seen == [True]
+    assert threading.get_ident() not in RESTING
+
+
+def test_the_client_downloads_each_spec_once_and_side_by_side() -> None:
+    # The client asks for the backend spec three times and the three specs one after another; through
+    # load_specs_together each is asked for once, and the project opens the same.
+    from collections import Counter
+
+    from exporter_helpers import standard_fixture
+
+    from nmig.emulators.http import FaultPlan
+    from nmig.emulators.legacy.server import LegacyEmulator
+    from nmig.exporter.source import SPEC_PATHS
+
+    asked: Counter[str] = Counter()
+
+    class CountingPlan(FaultPlan):
+        def decide(self, path: str):  # type: ignore[no-untyped-def]
+            asked[path] += 1
+            return super().decide(path)
+
+    with LegacyEmulator(standard_fixture()).serve(CountingPlan(), "127.0.0.1", 0, False) as info:
+        with LegacySource(f"{WORKSPACE}/{PROJECT}", info.api_token, quiet=True) as source:
+            assert source.project_uuid
+            assert source.list_entities("run", None, include_trashed=False)
+    assert {path: asked[path] for path in SPEC_PATHS} == dict.fromkeys(SPEC_PATHS, 1)

@@ -30,3 +30,18 @@ def test_empty_and_negative_inputs() -> None:
     assert wire.encode_float_snapshots("m", np.array([], dtype=np.int64), np.array([]), np.array([], dtype=np.int64)) == b""
     with pytest.raises(ValueError):
         wire.encode_float_snapshots("m", np.array([-1]), np.array([1.0]), np.array([0]))
+
+
+@pytest.mark.parametrize("path_bytes", [1, 64, 300, 1024])
+def test_a_float_request_stays_within_its_byte_budget_whatever_the_path(path_bytes: int) -> None:
+    # the largest steps and timestamps (longest varints) with a path of 3.x's longest: one request's points
+    # encode to no more than DIRECT_REQUEST_BYTES, so a long path never makes a request the client refuses
+    from nmig.importer.client import DIRECT_REQUEST_BYTES, DIRECT_REQUEST_POINTS, float_points_per_request
+
+    path = "p" * path_bytes
+    n = float_points_per_request(path)
+    micros = np.full(n, 2**62, dtype=np.int64) + np.arange(n, dtype=np.int64)
+    stamps = np.full(n, -(2**62), dtype=np.int64)
+    encoded = wire.encode_float_snapshots(path, micros, np.full(n, np.nan), stamps)
+    assert len(encoded) <= DIRECT_REQUEST_BYTES
+    assert n == DIRECT_REQUEST_POINTS or len(encoded) > DIRECT_REQUEST_BYTES // 2  # not needlessly small
