@@ -64,7 +64,7 @@ def _digests(bundle: Path) -> dict[str, str]:
     return out
 
 
-def run(work: Path, runs: int, points: int, fail_rate: float, throttle_rate: float) -> None:
+def run(work: Path, runs: int, points: int, fail_rate: float, throttle_rate: float, workers: list[str]) -> None:
     from nmig.emulators.legacy import serve_legacy
     from nmig.emulators.neptune3 import serve_neptune3
 
@@ -83,7 +83,7 @@ def run(work: Path, runs: int, points: int, fail_rate: float, throttle_rate: flo
         with serve_neptune3(data_dir=work / f"n3-{mode}", fail_rate=fail, throttle_rate=throttle, seed=7) as target:
             os.environ.update(target.env or {})
             elapsed, code, output = _cli("import", str(bundle), "--project", "demo/faults", "--api-token",
-                                         target.api_token, "--quiet")
+                                         target.api_token, "--quiet", *workers)
             if code != 0:
                 raise SystemExit(f"{mode} import failed: {output[-1500:]}")
             figures["import"][mode] = elapsed
@@ -106,10 +106,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=200_000)
     parser.add_argument("--fail-rate", type=float, default=0.2)
     parser.add_argument("--throttle-rate", type=float, default=0.2)
+    parser.add_argument("--import-max-workers", type=int, default=None, help="nmig import --max-workers (default: its own)")
     args = parser.parse_args()
+    workers = [] if args.import_max_workers is None else ["--max-workers", str(args.import_max_workers)]
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
     with tempfile.TemporaryDirectory(prefix="nmig-bench-faults-") as tmp:
-        run(Path(tmp), args.runs, args.points, args.fail_rate, args.throttle_rate)
+        run(Path(tmp), args.runs, args.points, args.fail_rate, args.throttle_rate, workers)
 
 
 if __name__ == "__main__":

@@ -339,7 +339,7 @@ _models_as_runs_option = click.option(
 @_project_map_option
 @_target_token_option
 @_bundle_runs_option
-@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported at once (for a workspace root: in total, shared by the projects imported at once).")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Runs imported at once (for a workspace root: in total, shared by the projects imported at once).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, target ids, remapped paths, what is skipped or adjusted); write nothing.")
 @click.option("--no-create-project", is_flag=True, help="Fail instead of creating a missing target project.")
 @click.option(

@@ -8,6 +8,7 @@ fails after the client's retries and ours is recorded as an error, which leaves 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import tempfile
 import threading
@@ -37,11 +38,12 @@ PAGES_HELD_BYTES = 16 * 1024 * 1024  # of answered pages per series in memory; m
 # A larger page size tried once per export, on the first series long enough to need it: when the server answers
 # it in full, it is known to be accepted and used from then on (fewer requests per point: most of what the
 # client's own 1,000 costs). Measured in benchmarks/bench_export.py.
-LARGER_PAGE_SIZE = 5_000
+LARGER_PAGE_SIZE = 10_000
 MIN_PAGE_SIZE = 1  # a refused page size is halved down to this before the series is given up on
 _REFUSED_PAGE = (400, 413, 422)  # how a server refuses a `limit` it does not accept
 SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
-SERIES_AHEAD_MIN = 8  # ... in entities with more value series than this
+SERIES_AHEAD_MIN = 0  # ... in entities with more value series than this
+FILES_AHEAD = 4  # files of an entity downloaded ahead of their turn (see _FilesAhead)
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
 _COPY_CHUNK = 1024 * 1024
@@ -178,6 +180,10 @@ class EntityExporter:
                 if a.get("type") in VALUE_SERIES_TYPE_KIND and isinstance(a.get("name"), str)
             ],
         )
+        files_ahead = _FilesAhead(
+            lambda path, props: self.page_pool.submit(self._download_file, ref, path, props),
+            [(a["name"], a.get("fileProperties") or {}) for a in ordered if a.get("type") == "file" and isinstance(a.get("name"), str)],
+        )
         try:
             for attribute in ordered:
                 path = attribute.get("name")
@@ -187,7 +193,7 @@ class EntityExporter:
                     continue
                 try:
                     props = attribute.get(f"{type_}Properties") or {}
-                    self._export_attribute(ref, writer, path, type_, props, first_pages)
+                    self._export_attribute(ref, writer, path, type_, props, first_pages, files_ahead)
                 except OSError as exc:
                     if is_disk_full(exc):
                         raise  # not this attribute's fault: the whole export must stop
@@ -196,6 +202,7 @@ class EntityExporter:
                     writer.error(path, describe(exc))
         finally:
             first_pages.cancel()
+            files_ahead.cancel()
 
     # ---- by type -----------------------------------------------------------------------------------
 
@@ -207,6 +214,7 @@ class EntityExporter:
         type_: str,
         props: dict[str, Any],
         first_pages: _FirstPages | None = None,
+        files_ahead: _FilesAhead | None = None,
     ) -> None:
         unsupported = self.source.unsupported_types.get(type_) if type_ in OPERATIONS_BY_TYPE else None
         if unsupported is not None:
@@ -220,7 +228,7 @@ class EntityExporter:
             first = first_pages.take(path) if first_pages is not None else None
             self._export_value_series(VALUE_SERIES_TYPE_KIND[type_], ref, writer, path, first)
         elif type_ == "file":
-            self._export_file(ref, writer, path, props)
+            self._export_file(ref, writer, path, props, files_ahead)
         elif type_ == "fileSet":
             self._export_file_set(ref, writer, path)
         elif type_ in ("imageSeries", "fileSeries"):
@@ -273,9 +281,11 @@ class EntityExporter:
                 points = self.source.series_page(kind, ref.container_id, path, offset, larger, skip_to_step)
         except Exception:  # refused or failed: the client's own size is known to work
             return None
-        if len(points) == larger:
+        if len(points) == larger or len(points) > self.page_size:
+            # in full: that size is accepted; shorter while more points remain: the server's own cap, the
+            # largest page it gives
             with self._page_size_lock:
-                self.page_size = max(self.page_size, larger)
+                self.page_size = max(self.page_size, len(points))
         return points if len(points) else None
 
     def _fetch_page(
@@ -447,10 +457,17 @@ class EntityExporter:
 
         return with_retries(attempt)
 
-    def _export_file(self, ref: EntityRef, writer: Any, path: str, props: dict[str, Any]) -> None:
+    def _download_file(self, ref: EntityRef, path: str, props: dict[str, Any]) -> IO[bytes]:
         size = props.get("size")
         expected = size if isinstance(size, int) and not isinstance(size, bool) else None
         spool, _ = self._spool(lambda: self.source.open_file(ref.container_id, path), expected)
+        return spool
+
+    def _export_file(
+        self, ref: EntityRef, writer: Any, path: str, props: dict[str, Any], ahead: _FilesAhead | None = None
+    ) -> None:
+        downloaded = ahead.take(path) if ahead is not None else None
+        spool = downloaded.result() if downloaded is not None else self._download_file(ref, path, props)
         with spool:
             writer.add_file(path, spool, props.get("name"), props.get("ext"))
 
@@ -540,6 +557,39 @@ class _FirstPages:
         """Drop what was requested but not used (an entity that stopped early)."""
         for future in self._futures.values():
             future.cancel()
+        self._futures.clear()
+
+
+class _FilesAhead:
+    """The files of an entity downloaded ahead of their turn, up to FILES_AHEAD at a time, into spools (in
+    memory up to SPOOL_IN_MEMORY each, then on disk), while the attributes before them are exported: a file's
+    round trips overlap with the series paging instead of following it (over latency or under 429s, most of
+    a small run's time)."""
+
+    def __init__(self, submit: Callable[[str, dict[str, Any]], Future[IO[bytes]]], files: list[tuple[str, dict[str, Any]]]) -> None:
+        self._submit = submit
+        self._waiting = deque(files)
+        self._futures: dict[str, Future[IO[bytes]]] = {}
+        self._top_up()
+
+    def _top_up(self) -> None:
+        while self._waiting and len(self._futures) < FILES_AHEAD:
+            path, props = self._waiting.popleft()
+            self._futures[path] = self._submit(path, props)
+
+    def take(self, path: str) -> Future[IO[bytes]] | None:
+        """The download of `path` if it was started ahead (None: the caller downloads it itself)."""
+        future = self._futures.pop(path, None)
+        self._top_up()
+        return future
+
+    def cancel(self) -> None:
+        """Drop what was downloaded but not used (an entity that stopped early)."""
+        self._waiting.clear()
+        for future in self._futures.values():
+            if not future.cancel():
+                with contextlib.suppress(Exception):
+                    future.result().close()
         self._futures.clear()
 
 

@@ -546,7 +546,9 @@ def _export_all(
             log.line(f"{ref.kind} {ref.sys_id} {ref.url} {outcome}")
             bars.add(bars.entities, 1)
 
-        futures = [pool.submit(one, ref, why) for ref, why in todo]
+        # The largest first (sys/size as listed; the listing order among equals), so the longest entity is not
+        # the last to start: under 429s or over latency it is what the export waits for at the end.
+        futures = [pool.submit(one, ref, why) for ref, why in sorted(todo, key=lambda item: -item[0].size)]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             exc = future.exception()

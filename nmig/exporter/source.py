@@ -158,6 +158,15 @@ class EntityRef:
     modification_time: str | None  # "YYYY-MM-DDTHH:MM:SS.mmmZ"
     trashed: bool
     url: str
+    size: float = 0.0  # sys/size as listed (bytes the server says it stores; 0 when not given): the largest go first
+
+
+def _listed_size(value: Any) -> float:
+    """A listed sys/size as a non-negative finite number (anything else, as from an untrusted server: 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    size = float(value)
+    return size if 0.0 <= size < float("inf") else 0.0
 
 
 def project_visibility(value: str) -> str:
@@ -573,7 +582,7 @@ class LegacySource(BackendCalls):
         from neptune.common.exceptions import NeptuneException
         from neptune.exceptions import NeptuneInvalidQueryException
 
-        columns = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/trashed"]
+        columns = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/trashed", "sys/size"]
         trashed = None if include_trashed else False
         try:
             with warnings.catch_warnings():
@@ -623,6 +632,7 @@ class LegacySource(BackendCalls):
                     modification_time=datetime_or_none(values.get("sys/modification_time")),
                     trashed=bool(values.get("sys/trashed")),
                     url=self._entity_url(kind, row._id, sys_id),
+                    size=_listed_size(values.get("sys/size")),
                 )
             )
         return refs

@@ -16,7 +16,7 @@ class ImportOptions:
     project: str | None  # "workspace/project", or "workspace" for the legacy project's name there
     api_token: str | None
     runs: Sequence[str] = ()  # --runs patterns (see plan.select_runs)
-    max_workers: int = 4
+    max_workers: int = 8  # README: a run's time is mostly round trips and waits, on a remote or throttling service
     dry_run: bool = False
     create_project: bool = True
     visibility: str | None = None  # --visibility: overrides the legacy project's when nmig creates the project

@@ -239,3 +239,45 @@ def test_pages_answered_ahead_of_their_turn_are_held_then_written_in_order(
     assert held, "no page was held on disk: the test did not reach the spill"
     assert not any(path.exists() for path in held)
     assert digests(tmp_path / "ahead") == digests(tmp_path / "one")
+
+
+def test_files_downloaded_ahead_keep_the_bundle_and_the_errors_where_they_belong(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of more files than are downloaded ahead at once, between series: the same bundle as one file at
+    its turn, on a clean and on a 10%-failing server; a file that cannot be downloaded fails alone, named."""
+    from exporter_helpers import T0, make_project
+
+    from nmig.exporter import entity, source
+
+    attributes: dict[str, Any] = {
+        f"files/f{i}": {"type": "file", "ext": "bin", "content_text": f"file {i} " * (100 + 997 * i)} for i in range(7)
+    }
+    attributes["metrics/loss"] = {"type": "floatSeries", "steps": [0.0, 1.0, 2.0], "values": [3.0, 2.0, 1.0],
+                                  "timestamps": [T0, T0 + 1, T0 + 2]}
+    fixture = make_project([{"attributes": attributes}], models=False)
+    with serving(fixture) as info:
+        monkeypatch.setattr(entity, "FILES_AHEAD", 0)
+        at_turn = export(info, tmp_path / "at_turn")
+        port = int(info.url.rsplit(":", 1)[1])
+    monkeypatch.setattr(entity, "FILES_AHEAD", 4)
+    with serving(fixture, port=port, fail_rate=0.10, seed=3) as info:
+        ahead = export(info, tmp_path / "ahead")
+        real_open = source.LegacySource.open_file
+
+        def failing_open(self: source.LegacySource, container_id: str, path: str):  # type: ignore[no-untyped-def]
+            if path == "files/f5":
+                raise ConnectionError("download lost by the test")
+            return real_open(self, container_id, path)
+
+        monkeypatch.setattr(source.LegacySource, "open_file", failing_open)
+        monkeypatch.setattr("nmig.exporter.entity.time.sleep", lambda s: None)  # our back-off only
+        broken = export(info, tmp_path / "broken")
+    assert not at_turn.failed and not ahead.failed, ahead.failed
+    assert digests(tmp_path / "ahead") == digests(tmp_path / "at_turn")
+    assert [(ref.sys_id if ref else None) for ref, _, _ in broken.failed] == ["VIS-1"]
+    manifest = json.loads((tmp_path / "broken" / "runs" / "VIS-1" / "manifest.json").read_text("utf-8"))
+    assert [e["path"] for e in manifest["errors"]] == ["files/f5"]
+    assert "download lost by the test" in manifest["errors"][0]["message"]
+    exported = {a["path"] for a in manifest["attributes"]}
+    assert {f"files/f{i}" for i in range(7) if i != 5} | {"metrics/loss"} <= exported

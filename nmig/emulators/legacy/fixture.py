@@ -317,7 +317,7 @@ def _fill_defaults(container: Container, base: dict[str, Any], *, minimal: bool)
                 "sys/group_tags": [],
                 "sys/trashed": False,
                 "sys/failed": False,
-                "sys/size": float(sum(content_size(a) for a in attrs.values())),
+                "sys/size": float(sum(stored_size(a) for a in attrs.values())),
                 "sys/running_time": 0.0,
                 "sys/monitoring_time": 0,
             }
@@ -325,6 +325,22 @@ def _fill_defaults(container: Container, base: dict[str, Any], *, minimal: bool)
     for path, value in defaults.items():
         if path not in attrs:
             attrs[path] = Attribute(path, STANDARD_SYS_TYPES.get(path, "string"), value)
+
+
+# ASSUMPTION: a run's sys/size counts what it stores, series points included, not its files alone; 24 bytes per
+# float point (step, timestamp, value) and the UTF-8 bytes plus 16 per string point. The published specs give
+# sys/size only as a float attribute of SystemAttributesDTO (leaderboard.json), with no definition (no evidence).
+FLOAT_POINT_BYTES = 24
+STRING_POINT_OVERHEAD = 16
+
+
+def stored_size(attr: Attribute) -> int:
+    """Bytes the attribute stores, as the emulator counts them into sys/size."""
+    if isinstance(attr.value, FloatSeries):
+        return FLOAT_POINT_BYTES * len(attr.value.steps)
+    if isinstance(attr.value, StringSeries):
+        return sum(len(v.encode("utf-8")) + STRING_POINT_OVERHEAD for v in attr.value.values)
+    return content_size(attr)
 
 
 def content_size(attr: Attribute) -> int:
