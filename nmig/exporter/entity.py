@@ -8,7 +8,6 @@ fails after the client's retries and ours is recorded as an error, which leaves 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import tempfile
 import threading
@@ -181,7 +180,10 @@ class EntityExporter:
             ],
         )
         files_ahead = _FilesAhead(
-            lambda path, props: self.page_pool.submit(self._download_file, ref, path, props),
+            # ahead of its turn a download keeps less in memory: FILES_AHEAD of them share one file's budget
+            lambda path, props: self.page_pool.submit(
+                self._download_file, ref, path, props, SPOOL_IN_MEMORY // max(1, FILES_AHEAD)
+            ),
             [(a["name"], a.get("fileProperties") or {}) for a in ordered if a.get("type") == "file" and isinstance(a.get("name"), str)],
         )
         try:
@@ -430,7 +432,9 @@ class EntityExporter:
             add(path, page.steps, page.values, page.timestamps)
             self.counters.add_points(len(page))
 
-    def _spool(self, opener: Callable[[], Any], expected_size: int | None = None) -> tuple[IO[bytes], str | None]:
+    def _spool(
+        self, opener: Callable[[], Any], expected_size: int | None = None, in_memory: int = SPOOL_IN_MEMORY
+    ) -> tuple[IO[bytes], str | None]:
         """Download fully into a spool (memory, then disk), retrying the whole download on failure.
 
         `opener()` is a context manager yielding a binary stream, or (stream, extension) for FileSeries items,
@@ -438,7 +442,7 @@ class EntityExporter:
         """
 
         def attempt() -> tuple[IO[bytes], str | None]:
-            spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=self.spool_dir)
+            spool = tempfile.SpooledTemporaryFile(max_size=in_memory, dir=self.spool_dir)
             try:
                 size = 0
                 with opener() as opened:
@@ -457,10 +461,12 @@ class EntityExporter:
 
         return with_retries(attempt)
 
-    def _download_file(self, ref: EntityRef, path: str, props: dict[str, Any]) -> IO[bytes]:
+    def _download_file(
+        self, ref: EntityRef, path: str, props: dict[str, Any], in_memory: int = SPOOL_IN_MEMORY
+    ) -> IO[bytes]:
         size = props.get("size")
         expected = size if isinstance(size, int) and not isinstance(size, bool) else None
-        spool, _ = self._spool(lambda: self.source.open_file(ref.container_id, path), expected)
+        spool, _ = self._spool(lambda: self.source.open_file(ref.container_id, path), expected, in_memory)
         return spool
 
     def _export_file(
@@ -588,9 +594,13 @@ class _FilesAhead:
         self._waiting.clear()
         for future in self._futures.values():
             if not future.cancel():
-                with contextlib.suppress(Exception):
-                    future.result().close()
+                future.add_done_callback(_close_download)  # when it ends; the entity does not wait for it
         self._futures.clear()
+
+
+def _close_download(future: Future[IO[bytes]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
 
 
 class _ZipMember:

@@ -51,12 +51,13 @@ async def _body(path: str, offset: int, length: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-async def _put(client: httpx.AsyncClient, url: str, path: str, offset: int, length: int, content_type: str) -> str:
+async def _put(url: str, path: str, offset: int, length: int, content_type: str) -> str:
     """PUT bytes [offset, offset+length) of the file; the ETag. Retryable errors retried with back-off, then
     raised as they came (the caller maps them as the client does)."""
     delay = FIRST_BACKOFF_S
     deadline = asyncio.get_running_loop().time() + HTTP_REQUEST_MAX_TIME_SECONDS
     for attempt in range(1, PART_ATTEMPTS + 1):
+        client = _loop_client()
         try:
             headers = {"Content-Type": content_type, "Content-Length": str(length)}
             response = await client.put(url, headers=headers, content=_body(path, offset, length))
@@ -66,6 +67,8 @@ async def _put(client: httpx.AsyncClient, url: str, path: str, offset: int, leng
                 raise ValueError("ETag header missing in S3 upload response")
             return str(etag).strip('"')
         except (httpx.RequestError, httpx.HTTPStatusError) as exc:
+            if isinstance(exc, httpx.RequestError):
+                _retire_loop_client(client)
             if not _is_retryable_httpx_error(exc) or attempt == PART_ATTEMPTS:
                 raise
             if asyncio.get_running_loop().time() + delay > deadline:
@@ -90,7 +93,22 @@ async def _mapped(coro):  # type: ignore[no-untyped-def]
 # new connection, ~7 ms of CPU per file on this machine (9.8 ms against 2.4 ms for a PUT of 64 KiB through a
 # kept client). An AsyncClient serves concurrent requests of its loop (the uploader gathers up to 50).
 _CLIENTS: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+# Clients a network failure retired (see _retire_loop_client), closed with their loop.
+_RETIRED: dict[asyncio.AbstractEventLoop, list[httpx.AsyncClient]] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+def _retire_loop_client(client: httpx.AsyncClient) -> None:
+    """After a network failure (a time-out, a refused or dropped connection) the loop's later requests get a
+    new client, so a failure never leaves them waiting on the old one's connection pool: httpcore 1.0.9 keeps
+    a tunnel through a proxy whose TLS set-up failed in its pool, neither usable nor closed (its
+    AsyncTunnelHTTPConnection, http_proxy.py:270-342, closes nothing when start_tls raises). The old client
+    is closed with the loop, not now: other uploads of the loop may still be using it."""
+    loop = asyncio.get_running_loop()
+    with _CLIENTS_LOCK:
+        if _CLIENTS.get(loop) is client:
+            del _CLIENTS[loop]
+            _RETIRED.setdefault(loop, []).append(client)
 
 
 def _loop_client() -> httpx.AsyncClient:
@@ -105,9 +123,10 @@ def _loop_client() -> httpx.AsyncClient:
 def close_loop_client(loop: asyncio.AbstractEventLoop) -> None:
     """Close the client of `loop` (not running), before the loop itself is closed."""
     with _CLIENTS_LOCK:
-        client = _CLIENTS.pop(loop, None)
-    if client is not None and not loop.is_closed():
-        loop.run_until_complete(client.aclose())
+        clients = [*_RETIRED.pop(loop, []), *filter(None, [_CLIENTS.pop(loop, None)])]
+    if not loop.is_closed():
+        for client in clients:
+            loop.run_until_complete(client.aclose())
 
 
 async def upload_to_s3_single(file_path: str, content_type: str, signed_url: str) -> None:
@@ -115,7 +134,7 @@ async def upload_to_s3_single(file_path: str, content_type: str, signed_url: str
     size = os.stat(file_path).st_size
 
     async def run() -> None:
-        await _put(_loop_client(), signed_url, file_path, 0, size, content_type)
+        await _put(signed_url, file_path, 0, size, content_type)
 
     await _mapped(run())
 
@@ -130,12 +149,11 @@ async def upload_to_s3_multipart(file_path: str, content_type: str, part_size: i
 
     async def run() -> dict[int, str]:
         etags: dict[int, str] = {}
-        client = _loop_client()
         for index, url in enumerate(part_urls, start=1):
             offset = (index - 1) * part_size
             if offset >= size:
                 raise OSError(f"{file_path} is shorter than its {len(part_urls)} parts")
-            etags[index] = await _put(client, url, file_path, offset, min(part_size, size - offset), content_type)
+            etags[index] = await _put(url, file_path, offset, min(part_size, size - offset), content_type)
         return etags
 
     return await _mapped(run())
