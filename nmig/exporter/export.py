@@ -321,6 +321,32 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
     return result
 
 
+def _read_project(source: LegacySource) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    project_raw = with_retries(lambda: source.attributes(source.project_container_id))
+    return project_raw, source.project_info(project_raw)
+
+
+def _list_refs(source: LegacySource, options: ExportOptions, matcher: RunMatcher) -> list[EntityRef]:
+    """The entities the selection names, as listed. The client pages listings outside its retry loop, so ours
+    covers them. An --update lists trashed runs too (and exports none of them unless --include-trashed): a run
+    the bundle holds that was trashed in 2.x since is recorded in export.json's "trashed", so the import can
+    report it (and --sync-trash act on it)."""
+    list_trashed = options.include_trashed or options.update
+    refs = [
+        r
+        for r in with_retries(lambda: source.list_entities("run", options.query, list_trashed), LISTING_ATTEMPTS)
+        if matcher.matches(r.sys_id, r.custom_run_id)
+    ]
+    if matcher and not refs:  # as `nmig import --runs` says it, with the same exit status
+        raise NmigError(f"--runs {' '.join(options.runs)} matches no run in {options.project}")
+    if options.models:
+        for kind in ("model", "model_version"):
+            refs += with_retries(
+                lambda k=kind: source.list_entities(k, None, options.include_trashed), LISTING_ATTEMPTS
+            )
+    return refs
+
+
 def _plan(
     source: LegacySource,
     options: ExportOptions,
@@ -331,8 +357,12 @@ def _plan(
 ) -> tuple[dict[str, Any], list[tuple[EntityRef, str]]]:
     """export.json's content, and what to export and why; entities the bundle already holds go to
     `result.up_to_date`, entities that cannot be exported at all to `result.failed`."""
-    project_raw = with_retries(lambda: source.attributes(source.project_container_id))
-    project = source.project_info(project_raw)
+    # The project's own attributes and details are read while the entities are listed: two round trips of
+    # the chain an export starts with, each of which waits out a Retry-After as often as not under 429s.
+    with ThreadPoolExecutor(1, thread_name_prefix="nmig-project") as side:
+        project_read = side.submit(_read_project, source)
+        refs = _list_refs(source, options, matcher)
+        project_raw, project = project_read.result()
     # What the server's API let the export read (its loaded specs): a reader of the bundle sees why an
     # attribute type is missing without the log.
     project["api"] = {
@@ -356,22 +386,6 @@ def _plan(
         (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
     )
 
-    # The client pages listings outside its retry loop, so ours covers them. An --update lists trashed runs
-    # too (and exports none of them unless --include-trashed): a run the bundle holds that was trashed in 2.x
-    # since is recorded in export.json's "trashed", so the import can report it (and --sync-trash act on it).
-    list_trashed = options.include_trashed or options.update
-    refs = [
-        r
-        for r in with_retries(lambda: source.list_entities("run", options.query, list_trashed), LISTING_ATTEMPTS)
-        if matcher.matches(r.sys_id, r.custom_run_id)
-    ]
-    if matcher and not refs:  # as `nmig import --runs` says it, with the same exit status
-        raise NmigError(f"--runs {' '.join(options.runs)} matches no run in {options.project}")
-    if options.models:
-        for kind in ("model", "model_version"):
-            refs += with_retries(
-                lambda k=kind: source.list_entities(k, None, options.include_trashed), LISTING_ATTEMPTS
-            )
     todo: list[tuple[EntityRef, str]] = []
     trashed: list[str] = []  # runs of the bundle trashed in 2.x since they were exported (--update)
     seen: set[tuple[str, str]] = set()
