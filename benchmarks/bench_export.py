@@ -289,7 +289,7 @@ def _bench(scenario: str, points: int, runs: int, naive: bool) -> None:
         with _cpu(info["pid"]) as fast_cpu:
             fast = fast_export(info, Path(tmp) / "fast")
         if scenario == "many":
-            # The ratio is at the default --max-workers (8 entities in parallel, suited to a remote service where
+            # The ratio is at the default --max-workers (16 entities in parallel, suited to a remote service where
             # latency dominates); on loopback with 2 cores fewer threads contend less, shown for comparison.
             from nmig.exporter.export import DEFAULT_MAX_WORKERS
 

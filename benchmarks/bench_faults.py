@@ -69,7 +69,8 @@ def _digests(bundle: Path) -> dict[str, str]:
     return out
 
 
-def run(work: Path, runs: int, points: int, fail_rate: float, throttle_rate: float, workers: list[str]) -> None:
+def run(work: Path, runs: int, points: int, fail_rate: float, throttle_rate: float, workers: list[str],
+        export_workers: list[str]) -> None:
     from nmig.emulators.legacy import serve_legacy
     from nmig.emulators.neptune3 import serve_neptune3
 
@@ -80,7 +81,7 @@ def run(work: Path, runs: int, points: int, fail_rate: float, throttle_rate: flo
         bundle = work / f"bundle-{mode}"
         with serve_legacy(fixture, fail_rate=fail, throttle_rate=throttle, seed=7) as legacy:
             elapsed, code, output = _cli("export", "--project", PROJECT, "--out", str(bundle), "--api-token",
-                                         legacy.api_token, "--quiet")
+                                         legacy.api_token, "--quiet", *export_workers)
         if code != 0:
             raise SystemExit(f"{mode} export failed: {output[-1500:]}")
         figures["export"][mode] = elapsed
@@ -112,11 +113,13 @@ def main() -> None:
     parser.add_argument("--fail-rate", type=float, default=0.2)
     parser.add_argument("--throttle-rate", type=float, default=0.2)
     parser.add_argument("--import-max-workers", type=int, default=None, help="nmig import --max-workers (default: its own)")
+    parser.add_argument("--export-max-workers", type=int, default=None, help="nmig export --max-workers (default: its own)")
     args = parser.parse_args()
     workers = [] if args.import_max_workers is None else ["--max-workers", str(args.import_max_workers)]
+    export_workers = [] if args.export_max_workers is None else ["--max-workers", str(args.export_max_workers)]
     os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
     with tempfile.TemporaryDirectory(prefix="nmig-bench-faults-") as tmp:
-        run(Path(tmp), args.runs, args.points, args.fail_rate, args.throttle_rate, workers)
+        run(Path(tmp), args.runs, args.points, args.fail_rate, args.throttle_rate, workers, export_workers)
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ _timeout_option = click.option(
 @click.option(
     "--no-models", is_flag=True, help="Skip models and model versions (exported by default; --query/--runs select runs only)."
 )
-@click.option("--max-workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Entities in parallel (with --workspace: in total, shared by the projects exported at once).")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=16, show_default=True, help="Entities in parallel (with --workspace: in total, shared by the projects exported at once).")
 @click.option(
     "--shard", default=None,
     help="I/N: export only the I-th of N stable partitions by id (1/N..N/N); the N shards may write one --out at once.",

@@ -33,7 +33,7 @@ PAGES_IN_FLIGHT = 8  # enough to keep a server busy while we decode; measured in
 # Pages of one series asked for ahead of the one being written, answered or not; measured in
 # benchmarks/bench_faults.py (a 429's Retry-After holds one page up for a second while the rest go on).
 PAGES_AHEAD = 64 * PAGES_IN_FLIGHT
-PAGES_HELD_BYTES = 16 * 1024 * 1024  # of answered pages per series in memory; more wait in the spool folder
+PAGES_HELD_BYTES = 8 * 1024 * 1024  # of answered pages per series in memory; more wait in the spool folder
 # A larger page size tried once per export, on the first series long enough to need it: when the server answers
 # it in full, it is known to be accepted and used from then on (fewer requests per point: most of what the
 # client's own 1,000 costs). Measured in benchmarks/bench_export.py.
@@ -45,6 +45,7 @@ SERIES_AHEAD_MIN = 0  # ... in entities with more value series than this
 FILES_AHEAD = 4  # files of an entity downloaded ahead of their turn (see _FilesAhead)
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
+SPOOL_AHEAD_IN_MEMORY = 1024 * 1024  # of each file downloaded ahead of its turn
 _COPY_CHUNK = 1024 * 1024
 
 # Echoes of the attribute's own name and type inside its properties; not part of the value.
@@ -180,10 +181,8 @@ class EntityExporter:
             ],
         )
         files_ahead = _FilesAhead(
-            # ahead of its turn a download keeps less in memory: FILES_AHEAD of them share one file's budget
-            lambda path, props: self.page_pool.submit(
-                self._download_file, ref, path, props, SPOOL_IN_MEMORY // max(1, FILES_AHEAD)
-            ),
+            # ahead of its turn a download keeps less in memory (SPOOL_AHEAD_IN_MEMORY), the rest on disk
+            lambda path, props: self.page_pool.submit(self._download_file, ref, path, props, SPOOL_AHEAD_IN_MEMORY),
             [(a["name"], a.get("fileProperties") or {}) for a in ordered if a.get("type") == "file" and isinstance(a.get("name"), str)],
         )
         try:
