@@ -8,7 +8,7 @@ CONNECT is answered 405 and counted too (the HTTPS path never needs it). Stops w
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import socket
 import socketserver
 import threading
@@ -73,23 +73,29 @@ class _Tunnel(socketserver.BaseRequestHandler):
             self._pipe(client, upstream)
 
     def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
+        # selectors, not select.select: late in a test session the process holds over a thousand descriptors,
+        # and select.select refuses any numbered 1024 or more (each tunnel then died right after its
+        # "200 Connection established", and a client behind the proxy waited on its time-outs).
         peers = {client: upstream, upstream: client}
         last_active = time.monotonic()
-        while not self.server.stopping.is_set():
-            readable, _, _ = select.select(list(peers), [], [], 0.5)
-            if not readable:
-                if time.monotonic() - last_active > self.server.idle_s:
-                    return  # idle: the tunnel is closed, as real proxies do
-                continue
-            last_active = time.monotonic()
-            for sock in readable:
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                peers[sock].sendall(data)
+        with selectors.DefaultSelector() as selector:
+            for sock in peers:
+                selector.register(sock, selectors.EVENT_READ)
+            while not self.server.stopping.is_set():
+                readable = [key.fileobj for key, _ in selector.select(0.5)]
+                if not readable:
+                    if time.monotonic() - last_active > self.server.idle_s:
+                        return  # idle: the tunnel is closed, as real proxies do
+                    continue
+                last_active = time.monotonic()
+                for sock in readable:
+                    try:
+                        data = sock.recv(65536)  # type: ignore[union-attr]
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    peers[sock].sendall(data)  # type: ignore[index]
 
 
 class _ProxyServer(socketserver.ThreadingTCPServer):

@@ -277,3 +277,35 @@ def test_the_emulator_certificate_names_the_loopback_addresses_and_is_reused(tmp
     ca_pem = first.ca_file.read_bytes()
     assert ensure_certificates(tmp_path).ca_file.read_bytes() == ca_pem
     assert not list(tmp_path.glob("*ca*key*"))  # the CA's private key is never written
+
+
+def test_the_test_proxy_tunnels_for_a_process_holding_over_a_thousand_descriptors() -> None:
+    # Late in a whole test session the process holds ~1,000 sockets; the proxy's tunnels must still carry
+    # bytes (select.select refused descriptors from 1024 on, and every tunnel died after its 200).
+    import socket
+    import threading
+
+    held = [socket.socket() for _ in range(1100)]
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(conn.recv(100))
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    try:
+        with connect_proxy() as (proxy_url, stats):
+            host, port = proxy_url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as tunnel:
+                tunnel.sendall(f"CONNECT 127.0.0.1:{server.getsockname()[1]} HTTP/1.1\r\n\r\n".encode())
+                assert tunnel.recv(100).startswith(b"HTTP/1.1 200")
+                tunnel.sendall(b"ping")
+                assert tunnel.recv(100) == b"ping"
+            assert sum(stats.snapshot()[0].values()) == 1
+    finally:
+        server.close()
+        for sock in held:
+            sock.close()
+        thread.join(timeout=5)
