@@ -297,14 +297,16 @@ class _SpecDownloads:
 
     def load(self, url: str, download: Any) -> dict[str, Any]:
         """The spec at `url`, downloaded with `download(url)` (the caller's own client), which also starts the
-        other specs of the same server. A failed download is forgotten, so the client's retry loop (around
-        create_swagger_client, neptune/internal/backends/utils.py:121) downloads it again."""
+        other specs of the same server. A failed download is forgotten: the caller's own failure goes to the
+        client's retry loop (around create_swagger_client, neptune/internal/backends/utils.py:121), another
+        caller's is followed by the caller's own download."""
         from concurrent.futures import ThreadPoolExecutor
 
         base = next((url[: -len(p)] for p in SPEC_PATHS if url.endswith(p)), None)
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(len(SPEC_PATHS), thread_name_prefix="nmig-specs")
+            ours = url not in self._texts  # False: another caller's client started it (maybe unauthenticated)
             wanted = [url] + ([base + p for p in SPEC_PATHS] if base is not None else [])
             for each in wanted:
                 if each not in self._texts:
@@ -316,7 +318,11 @@ class _SpecDownloads:
             with self._lock:
                 if self._texts.get(url) is future:
                     del self._texts[url]
-            raise
+            if ours:
+                raise
+        # Started by another client and failed (a server may keep a spec for the authenticated session, and
+        # the client does not retry a 401): this caller downloads it with its own client, as it would have.
+        return download(url)
 
 
 _SPECS = _SpecDownloads()
@@ -328,7 +334,8 @@ def load_specs_together() -> None:
     opening a project is a chain of requests one after another, and at 20% 429 each link waits out a
     Retry-After as often as not (benchmarks/bench_faults.py); over latency each link is a round trip. A spec
     is a document of the server, the same for every client of it; one that only the authenticated session
-    may read still is: a download that fails is made again by the caller's own client. Once per process."""
+    may read still is: a download started by another client that fails is made again by the caller's own.
+    Once per process."""
     import bravado.client
     from bravado.swagger_model import Loader
 

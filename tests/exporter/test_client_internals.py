@@ -164,3 +164,30 @@ def test_the_client_downloads_each_spec_once_and_side_by_side() -> None:
             assert source.project_uuid
             assert source.list_entities("run", None, include_trashed=False)
     assert {path: asked[path] for path in SPEC_PATHS} == dict.fromkeys(SPEC_PATHS, 1)
+
+
+def test_a_spec_another_client_failed_to_download_is_downloaded_by_the_callers_own() -> None:
+    # The token client (unauthenticated) starts all three specs; a server that keeps one for authenticated
+    # sessions refuses it that way, and the client never retries a 401: the authenticated caller downloads
+    # it itself. Its own failure still reaches it, for the client's retry loop.
+    from nmig.exporter.source import SPEC_PATHS, _SpecDownloads
+
+    base = "https://neptune.example"
+    backend, leaderboard, artifacts = (base + p for p in SPEC_PATHS)
+
+    def anonymous(url: str) -> dict[str, str]:
+        if url != backend:
+            raise PermissionError(f"401 for {url}")
+        return {"spec": url, "by": "anonymous"}
+
+    def authenticated(url: str) -> dict[str, str]:
+        if url == artifacts:
+            raise ConnectionError("artifacts spec lost")
+        return {"spec": url, "by": "authenticated"}
+
+    specs = _SpecDownloads()
+    assert specs.load(backend, anonymous) == {"spec": backend, "by": "anonymous"}
+    assert specs.load(backend, authenticated) == {"spec": backend, "by": "anonymous"}  # downloaded once
+    assert specs.load(leaderboard, authenticated) == {"spec": leaderboard, "by": "authenticated"}
+    with pytest.raises(ConnectionError):
+        specs.load(artifacts, authenticated)
