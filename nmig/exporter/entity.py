@@ -41,7 +41,6 @@ LARGER_PAGE_SIZE = 10_000
 MIN_PAGE_SIZE = 1  # a refused page size is halved down to this before the series is given up on
 _REFUSED_PAGE = (400, 413, 422)  # how a server refuses a `limit` it does not accept
 SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
-SERIES_AHEAD_MIN = 0  # ... in entities with more value series than this
 FILES_AHEAD = 4  # files of an entity downloaded ahead of their turn (see _FilesAhead)
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
@@ -382,13 +381,15 @@ class EntityExporter:
                 queue.append((self.page_pool.submit(ahead, thread, next_offset), thread))
                 next_offset += page
 
+        def drop_when_done(future: Future[tuple[int, Any]]) -> None:
+            if not future.cancelled() and future.exception() is None:
+                hold.drop(future.result()[1])
+
         def discard() -> None:
+            # pages no longer wanted: not waited for; a held one is let go (its spool file removed) once answered
             for future, _ in queue:
                 if not future.cancel():
-                    try:
-                        hold.drop(future.result()[1])
-                    except Exception:  # noqa: BLE001 - a page no longer wanted: its failure does not matter
-                        pass
+                    future.add_done_callback(drop_when_done)
             queue.clear()
 
         try:
@@ -545,11 +546,11 @@ class _FirstPages:
         """The first page of `path` if it was requested ahead (None: the caller asks for it itself, on its own
         thread); requests the first pages of the next SERIES_AHEAD series.
 
-        Only for entities with more than SERIES_AHEAD_MIN value series: entities are exported several at a time
-        already, so for a few short series the extra requests in flight only add thread handoffs (measured with
-        the 1,000-small-runs benchmark); for many series their round trips are most of the entity's time."""
+        For every entity, a few series or many: over latency or under 429s each first page asked for in turn is
+        a round trip or a wait of its own (benchmarks/bench_faults.py); on loopback the thread handoffs cost
+        little (bench_export.py --scenarios many)."""
         index = self._index.get(path)
-        if index is None or len(self._series) <= SERIES_AHEAD_MIN:
+        if index is None:
             return None
         self._submitted = max(self._submitted, index + 1)  # this one and earlier ones are asked for by the caller
         while self._submitted < len(self._series) and self._submitted <= index + SERIES_AHEAD:
@@ -567,7 +568,7 @@ class _FirstPages:
 
 class _FilesAhead:
     """The files of an entity downloaded ahead of their turn, up to FILES_AHEAD at a time, into spools (in
-    memory up to SPOOL_IN_MEMORY each, then on disk), while the attributes before them are exported: a file's
+    memory up to SPOOL_AHEAD_IN_MEMORY each, then on disk), while the attributes before them are exported: a file's
     round trips overlap with the series paging instead of following it (over latency or under 429s, most of
     a small run's time)."""
 
