@@ -11,6 +11,7 @@ run's creation before its data, a listing before the reads). `--throttle-rate 0`
 
     .venv/bin/python -m benchmarks.bench_faults [--runs 20] [--points 200000] [--fail-rate 0.2] [--throttle-rate 0.2]
     .venv/bin/python -m benchmarks.bench_faults --runs 40 --points 2400000   # the size the issue measured (2.4M points)
+    .venv/bin/python -m benchmarks.bench_faults --runs 40 --points 2400000 --export-max-workers 8 --import-max-workers 4   # other defaults
 
 A small project (a few seconds clean) pays mostly for chains of requests that depend on each other, each
 waiting out a Retry-After one time in four or so: opening the 2.x project, a run's creation before its data.
