@@ -589,6 +589,8 @@ class LegacySource(BackendCalls):
         from neptune.common.exceptions import NeptuneException
         from neptune.exceptions import NeptuneInvalidQueryException
 
+        # sys/size: a system attribute of every run (SystemAttributesDTO.size, a FloatAttributeDTO, leaderboard.json
+        # :12206-12268), asked for only to export the largest first; a server that leaves it out gives listing order
         columns = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/trashed", "sys/size"]
         trashed = None if include_trashed else False
         try:
