@@ -92,21 +92,18 @@ class PageHold:
         return SpilledPage(page.total, Path(out.name))
 
     def take(self, held: Any) -> Any:
-        """The page `hold` returned `held` for; a spilled one is read back and its file removed."""
-        if isinstance(held, SpilledPage):
-            try:
-                with pa.memory_map(str(held.path)) as source:
+        """The page `hold` returned `held` for; a spilled one is read back into memory."""
+        try:
+            if isinstance(held, SpilledPage):
+                with pa.OSFile(str(held.path)) as source:
                     batch = pa.ipc.open_file(source).read_all()
                 return ValuePage(held.total, *(batch.column(i).combine_chunks() for i in range(3)))
-            finally:
-                held.path.unlink(missing_ok=True)
-        if isinstance(held, ValuePage):
-            with self._lock:
-                self._held -= held.nbytes()
-        return held
+            return held
+        finally:
+            self.drop(held)
 
     def drop(self, held: Any) -> None:
-        """Forget a page that will not be taken (the series stopped early)."""
+        """Let go of what `hold` returned: its share of the memory budget, or its file."""
         if isinstance(held, SpilledPage):
             held.path.unlink(missing_ok=True)
         elif isinstance(held, ValuePage):
