@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import threading
 import time
@@ -182,6 +183,70 @@ def retry_transient_answers_quickly(authenticated_client: Any) -> Any:
     return authenticated_client
 
 
+class _SharedTokens:
+    """One access token per API token and service for the whole process, handed to every authenticated client
+    nmig builds instead of one key exchange per client.
+
+    Why: neptune-api exchanges the API key on a client's first request, under one lock for every client of
+    the process (neptune_api/client.py NeptuneAuthenticator: `__LOCK` is a class attribute, taken in
+    `_refresh_token`), and a client whose token another of its threads has just fetched refreshes it once
+    more under that lock. Sixteen workers' clients thus logged in one after another, two round trips each:
+    over 50 ms of latency the last worker started its first run 1.7 s late. A token is a bearer token of the
+    account, valid for any client until it expires, so a client starts with the process's token (seeded into
+    its authenticator) and exchanges the key itself only when there is none with at least SEED_MARGIN_S to
+    live; an expired token is refreshed by each client on its own, as the client always does.
+    """
+
+    SEED_MARGIN_S = 120.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, Any] = {}
+
+    @staticmethod
+    def _key(credentials: Any) -> str:
+        # a digest, not the API token, names the entry
+        return hashlib.sha256(f"{credentials.base_url}\n{credentials.api_key}".encode()).hexdigest()
+
+    def _fresh(self, key: str) -> Any:
+        token = self._tokens.get(key)
+        return token if token is not None and token.seconds_left > self.SEED_MARGIN_S else None
+
+    def install(self, authenticated_client: Any) -> None:
+        """Seed the client's authenticator with the process's token and keep what it exchanges; idempotent."""
+        auth = authenticated_client.get_httpx_client().auth
+        if getattr(auth, "_nmig_shared_token", False) or not hasattr(auth, "_api_key_exchange_factory"):
+            return
+        key = self._key(auth._credentials)
+        exchange = auth._api_key_exchange_factory
+
+        def exchange_once(client: Any, credentials: Any) -> Any:
+            with self._lock:
+                token = self._fresh(key)
+            if token is None:
+                token = exchange(client, credentials)
+                with self._lock:
+                    self._tokens[key] = token
+            return token
+
+        auth._api_key_exchange_factory = exchange_once
+        auth._nmig_shared_token = True
+        with self._lock:
+            if auth._token is None:
+                auth._token = self._fresh(key)
+
+
+_SHARED_TOKENS = _SharedTokens()
+
+
+def fit_client(authenticated_client: Any) -> Any:
+    """What nmig puts under every neptune-api AuthenticatedClient it uses (neptune-scale's and neptune-query's
+    alike): quick retries of transient answers and the process's shared access token. Idempotent."""
+    retry_transient_answers_quickly(authenticated_client)
+    _SHARED_TOKENS.install(authenticated_client)
+    return authenticated_client
+
+
 def retry_query_answers_quickly() -> None:
     """The same for the clients neptune-query builds from now on (once per process): its get_client calls
     `create_auth_api_client` by that module-level name (neptune_query/internal/client.py:41-61; a test pins
@@ -193,7 +258,7 @@ def retry_query_answers_quickly() -> None:
         return
 
     def create_auth_api_client(*args: Any, **kwargs: Any) -> Any:
-        return retry_transient_answers_quickly(create(*args, **kwargs))
+        return fit_client(create(*args, **kwargs))
 
     create_auth_api_client._nmig_quick_retry = True  # type: ignore[attr-defined]
     create_auth_api_client._nmig_original = create  # type: ignore[attr-defined]  # for tests of the bare client
@@ -210,7 +275,7 @@ class _SharedClient:
     def get(self) -> _SharedClient:
         if self._client is None:
             self._client = ApiClient(api_token=self._api_token)
-            retry_transient_answers_quickly(self._client.backend)
+            fit_client(self._client.backend)
         return self
 
     def __getattr__(self, name: str) -> Any:

@@ -153,7 +153,6 @@ def run_import(options: ImportOptions, progress: Callable[[int], None] | None = 
 
     prepare_client_env(api_token)
     nclient.quiet_client_logs()
-    nclient.retry_query_answers_quickly()
 
     source = bundle.info.get("source") if isinstance(bundle.info.get("source"), dict) else {}
     project_outcome = target.ensure_project(project, api_token, source, options.create_project, options.visibility)

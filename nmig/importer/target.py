@@ -4,6 +4,8 @@ what the target already holds (read through neptune-query, the same client users
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,8 +74,10 @@ def backend_http(api_token: str) -> Any:
     tells a taken name, a taken key, an invalid key and a refused visibility apart only by its body."""
     from neptune_scale.net.api_client import ApiClient
 
+    from nmig.importer.client import fit_client
+
     try:
-        return ApiClient(api_token=api_token).backend.get_httpx_client()
+        return fit_client(ApiClient(api_token=api_token).backend).get_httpx_client()
     except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here
         raise NmigError(f"the 3.x service refused the API token or could not be reached: {_client_error_line(exc)}") from None
 
@@ -188,12 +192,24 @@ def ensure_project(
     return ProjectOutcome(project, created=True, message=f"created project {project}" + (f" with key {key}" if key else ""))
 
 
-def existing_run_ids(project: str, api_token: str) -> set[str]:
+@contextmanager
+def _reading(api_token: str) -> Iterator[Any]:
+    """neptune-query's runs API reading with `api_token`, under the lock its module-wide token needs. Its
+    clients get nmig's quick retries from the first read on; neptune-query is imported only here, so an
+    import into a new project, which never reads, does not pay for it (about 0.5 s of CPU)."""
     import neptune_query
     from neptune_query import runs as nq_runs
 
+    from nmig.importer.client import retry_query_answers_quickly
+
+    retry_query_answers_quickly()
     with _QUERY_LOCK:
         neptune_query.set_api_token(api_token)
+        yield nq_runs
+
+
+def existing_run_ids(project: str, api_token: str) -> set[str]:
+    with _reading(api_token) as nq_runs:
         return set(nq_runs.list_runs(project=project))
 
 
@@ -237,17 +253,13 @@ def resume_point(project: str, api_token: str, plan: RunPlan) -> ResumePoint:
 
 def last_steps(project: str, api_token: str, plan: RunPlan, targets: list[str]) -> dict[str, int]:
     """The last step (micro-units) the target run holds for each of the given series (3.x paths)."""
-    import neptune_query
-    from neptune_query import runs as nq_runs
-
     wanted = set(targets)
     last: dict[str, int] = {}
     by_kind: dict[str, list[str]] = {}
     for item in plan.series:
         if item.target in wanted:
             by_kind.setdefault(item.kind, []).append(item.target)
-    with _QUERY_LOCK:
-        neptune_query.set_api_token(api_token)
+    with _reading(api_token) as nq_runs:
         for kind, paths in by_kind.items():
             fetch = nq_runs.fetch_metrics if kind == "float" else nq_runs.fetch_series
             common = {"project": project, "runs": [plan.target_run_id], "tail_limit": 1, "lineage_to_the_root": False}
@@ -294,12 +306,8 @@ def items_not_as_sent(project: str, api_token: str, run_id: str, expected: dict[
     """Which of `expected` items (configs, tag sets, file references by path) the target does not hold as
     sent, read back with neptune-query: what a rejected request took with it (the service names no attribute
     in a request status). None when the read-back itself fails."""
-    import neptune_query
-    from neptune_query import runs as nq_runs
-
     try:
-        with _QUERY_LOCK:
-            neptune_query.set_api_token(api_token)
+        with _reading(api_token) as nq_runs:
             frame = nq_runs.fetch_runs_table(project=project, runs=[run_id], attributes=list(expected))
     except Exception:
         return None
@@ -321,12 +329,8 @@ def trash_run(project: str, api_token: str, run_id: str) -> str | None:
 
     ASSUMPTION: the endpoint takes the run as the read API names it, `workspace/project/SYS-ID` with the 3.x
     sys/id (the spec says only "Same format as sent in request"), found here with neptune-query."""
-    import neptune_query
-    from neptune_query import runs as nq_runs
-
     try:
-        with _QUERY_LOCK:
-            neptune_query.set_api_token(api_token)
+        with _reading(api_token) as nq_runs:
             frame = nq_runs.fetch_runs_table(project=project, runs=[run_id], attributes=["sys/id"])
     except Exception as exc:
         return f"could not look the run up: {_client_error_line(exc)}"

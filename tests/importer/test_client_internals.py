@@ -251,3 +251,86 @@ def test_azure_sdk_is_deferred_until_its_first_upload() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_shared_token_reaches_the_authenticator_through_the_names_it_is_set_at() -> None:
+    # _SharedTokens wraps NeptuneAuthenticator._api_key_exchange_factory and seeds _token; the authenticator
+    # reads both in _refresh_token / sync_auth_flow, and its lock is one for the whole class.
+    from neptune_api.client import NeptuneAuthenticator
+
+    names = set(NeptuneAuthenticator._refresh_token.__code__.co_names)
+    assert {"_api_key_exchange_factory", "_token"} <= names
+    assert "_token" in NeptuneAuthenticator._refresh_token_if_expired.__code__.co_names
+    assert "_NeptuneAuthenticator__LOCK" in vars(NeptuneAuthenticator)  # class-wide: why nmig shares tokens
+    assert {"_credentials", "_api_key_exchange_factory", "_token"} <= set(NeptuneAuthenticator.__init__.__code__.co_names)
+
+
+def test_clients_of_one_process_exchange_the_api_key_once(tmp_path: Path) -> None:
+    # Four workers' clients and a project lookup against the emulator: one key exchange in all, no refresh,
+    # and each client authenticated (its request answered 200 with the shared token).
+    from collections import Counter
+
+    from nmig.emulators.http import FaultPlan
+    from nmig.emulators.jwt import REALM_PATH
+    from nmig.emulators.neptune3 import serve_neptune3
+    from nmig.importer import target
+
+    asked: Counter[str] = Counter()
+
+    class CountingPlan(FaultPlan):
+        def decide(self, path: str):  # type: ignore[no-untyped-def]
+            asked[path.split("?")[0]] += 1
+            return super().decide(path)
+
+    with serve_neptune3(data_dir=tmp_path, faults=CountingPlan()) as info:
+        assert target.find_project(target.backend_http(info.api_token), "demo/absent") is None
+        pools = [client.ClientPool(info.api_token) for _ in range(4)]
+        try:
+            for pool in pools:
+                http = pool.sender.get().backend.get_httpx_client()
+                assert http.get("/api/backend/v1/projects/get", params={"projectIdentifier": "demo/absent"}).status_code == 404
+        finally:
+            for pool in pools:
+                pool.close()
+    assert asked["/api/backend/v1/authorization/oauth-token"] == 1, asked
+    assert asked[REALM_PATH + "/protocol/openid-connect/token"] == 0, asked
+    assert asked["/api/backend/v1/projects/get"] == 5
+
+
+def test_a_shared_token_close_to_expiry_is_not_handed_on() -> None:
+    # plain data: a token with less than SEED_MARGIN_S to live is exchanged anew, and the new one is kept
+    class Token:
+        def __init__(self, seconds_left: float) -> None:
+            self.seconds_left = seconds_left
+
+    class Credentials:
+        base_url, api_key = "https://n3.example", "key"
+
+    class Auth:
+        def __init__(self, exchange: Any) -> None:
+            self._credentials, self._api_key_exchange_factory, self._token = Credentials(), exchange, None
+
+    class Authenticated:
+        def __init__(self, auth: Auth) -> None:
+            self.auth = auth
+
+        def get_httpx_client(self) -> Any:
+            return self
+
+    shared = client._SharedTokens()
+    exchanged: list[Token] = []
+
+    def exchange(_client: Any, _credentials: Any) -> Token:
+        exchanged.append(Token(shared.SEED_MARGIN_S - 1 if not exchanged else 3000))
+        return exchanged[-1]
+
+    first, second, third = (Auth(exchange) for _ in range(3))
+    for auth in (first, second, third):
+        shared.install(Authenticated(auth))
+    assert first._token is None  # nothing to seed yet
+    assert first._api_key_exchange_factory(None, None) is exchanged[0]
+    assert second._api_key_exchange_factory(None, None) is exchanged[1]  # the first one too close to expiry
+    assert third._api_key_exchange_factory(None, None) is exchanged[1] and len(exchanged) == 2
+    fourth = Auth(exchange)
+    shared.install(Authenticated(fourth))
+    assert fourth._token is exchanged[1]
