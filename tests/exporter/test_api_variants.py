@@ -163,10 +163,43 @@ def test_a_larger_page_is_used_only_once_the_server_answered_one_in_full(tmp_pat
         requests[limit] = emulator.stats["getFloatSeriesValues"]
     assert outcomes[10_000] == outcomes[1_000]
     assert outcomes[1_000]["AT-1/float"].count("'train/long'") == n
-    # train/long: 1 page of 1,000, then 5,000-point pages (3) once accepted; else 12 more of 1,000 and the
-    # refused probe (by skipToStep, which the emulator takes as inclusive, a 1,000-point page brings 999 new
-    # points: 12 as well). The other float series of the fixture take one request each either way.
-    assert requests[1_000] - requests[10_000] == (1 + 12 + 1) - (1 + 3)
+    # Accepted: train/long in pages of 5,000 (3), each other float series of the fixture (5) in one request,
+    # its first page asked for at 5,000. Refused: train/long in 13 pages of 1,000 (by skipToStep, which the
+    # emulator takes as inclusive, a page after the first brings 999 new points: 13 as well), the other five
+    # in one each, and the refused first pages: one at least, and no more than were in flight at once.
+    from nmig.exporter.entity import SERIES_AHEAD
+
+    assert requests[10_000] == 3 + 5
+    assert 13 + 5 + 1 <= requests[1_000] <= 13 + 5 + SERIES_AHEAD + 1, requests
+
+
+@pytest.mark.parametrize("paging", ["offset", "skipToStep"])
+def test_series_shorter_than_the_larger_page_take_one_request_each(tmp_path: Path, paging: str) -> None:
+    # Six float series of 3,000 points each, one run, one worker: at the client's 1,000 each takes three
+    # requests. Asked for at 10,000 while the larger size is being probed, each first page is the whole
+    # series (which does not end the probing): one request a series, the same points either way.
+    fixture = _all_types()
+    n = 3_000
+    run = fixture["projects"][0]["runs"][0]["attributes"]
+    for i in range(6):
+        run[f"train/short{i}"] = {
+            "type": "floatSeries", "steps": list(range(n)), "values": [(i + k) / 7 for k in range(n)],
+            "timestamps": [1677664800000 + k for k in range(n)],
+        }
+    outcomes, requests = {}, {}
+    for larger in (None, 10_000):
+        emulator = LegacyEmulator(fixture, series_paging=paging)  # type: ignore[arg-type]
+        with emulator.serve(legacy_fault_plan()) as info:
+            result = export(info, tmp_path / str(larger), page_size=1_000, larger_page_size=larger, max_workers=1)
+        assert not result.failed, result.failed
+        outcomes[larger] = _float_and_string_series(tmp_path / str(larger))
+        requests[larger] = emulator.stats["getFloatSeriesValues"]
+    assert outcomes[None] == outcomes[10_000]
+    assert outcomes[None]["AT-1/float"].count("'train/short5'") == n
+    # at 1,000: 3 requests a series by offset, 4 by skipToStep (inclusive: 999 new points a page after the
+    # first); the fixture's other five float series take one request either way
+    per_series = {"offset": 3, "skipToStep": 4}[paging]
+    assert (requests[None], requests[10_000]) == (6 * per_series + 5, 6 + 5), requests
 
 
 def test_project_details_refused_fall_back_to_the_project_and_its_sys_attributes(tmp_path: Path) -> None:
