@@ -517,7 +517,7 @@ def verify_command(shard: str | None, **options: Any) -> None:
 @click.option("--include-trashed", is_flag=True, help="Also export and import trashed runs.")
 @click.option("--update", is_flag=True, help="Cut-over: re-export runs modified in 2.x since their export and bring the imported runs up to date (as `nmig export --update` then `nmig import`).")
 @click.option("--sync-trash", is_flag=True, help="With --update: runs trashed in 2.x since their export are moved to 3.x's trash too (as `nmig import --sync-trash`).")
-@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs exported, and runs imported, in parallel.")
+@click.option("--max-workers", type=click.IntRange(1, 64), default=4, show_default=True, help="Runs imported in parallel; the export, the faster half, gets a quarter of them (at least 2).")
 @_experiments_option
 @_models_as_runs_option
 @_ca_bundle_option

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nmig.child_gate import GATE_ENV, GO
 from nmig.errors import NmigError, PartialFailure
 from nmig.parent_death import DIE_WITH_PARENT_ENV
 from nmig.schema import local_path
@@ -144,15 +145,33 @@ def _check_tokens(options: MigrateOptions) -> tuple[str, str]:
     """Both tokens, the 3.x one checked against the service before anything is exported."""
     from nmig.importer import check_api_token
 
+    return _legacy_token(options), check_api_token(options.api_token, "3.x API token")
+
+
+def _legacy_token(options: MigrateOptions) -> str:
     legacy = (options.legacy_token or os.environ.get(LEGACY_TOKEN_ENV) or "").strip()
     if not legacy:
         raise NmigError(f"no 2.x API token: pass --legacy-token or set {LEGACY_TOKEN_ENV}")
-    return legacy, check_api_token(options.api_token, "3.x API token")
+    return legacy
+
+
+# The export child's share of --max-workers. The import is the slower half (per run it validates, creates,
+# sends, uploads and waits for confirmations), so an export as wide as the import only races ahead: it takes
+# CPU the import needs, and its runs, progressing side by side, complete in one wave late instead of one by
+# one from the start. benchmarks/bench_latency.py at 50 ms, 40 runs, --max-workers 16: migrate in 8.7-9.1 s
+# with 16 export workers, 7.1-8.3 s with 4; at --max-workers 4: 8.7 s with 4, 8.1-8.3 s with 2.
+EXPORT_SHARE = 4
+MIN_EXPORT_WORKERS = 2
+
+
+def export_workers(max_workers: int) -> int:
+    """The export child's workers for `nmig migrate --max-workers max_workers` (the import gets them all)."""
+    return min(max_workers, max(MIN_EXPORT_WORKERS, max_workers // EXPORT_SHARE))
 
 
 def _export_command(options: MigrateOptions, source_project: str) -> list[str]:
     command = [sys.executable, "-m", "nmig", "export", "--project", source_project, "--out", str(options.out),
-               "--max-workers", str(options.max_workers), "--quiet"]
+               "--max-workers", str(export_workers(options.max_workers)), "--quiet"]
     if options.query:
         command += ["--query", options.query]
     for pattern in options.runs:
@@ -205,8 +224,12 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             "`nmig export --out URL` and then `nmig import URL`"
         )
     options = dataclasses.replace(options, out=out)
-    legacy_token, api_token = _check_tokens(options)
-    options.out.mkdir(parents=True, exist_ok=True)
+    from nmig.importer.target import check_token, require_api_token
+    from nmig.loopback import prepare_client_env
+
+    legacy_token = _legacy_token(options)
+    api_token = require_api_token(options.api_token, "3.x API token")
+    prepare_client_env(api_token)
     # --update: what the bundle holds before this export, so the import waits for this export's export.json
     # (its "trashed") and takes a run while the export goes on only once it is re-exported or new
     held = _commit_marks(options.out) if options.update else {}
@@ -226,15 +249,31 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             # itself at its start rather than through a preexec_fn, which would run Python in a forked child of
             # a process whose other threads (another project's import, under `migrate --workspace`) may hold
             # locks at the fork: such a child was seen to hang before its exec.
-            env={**os.environ, "NEPTUNE_API_TOKEN": legacy_token, DIE_WITH_PARENT_ENV: str(os.getpid())},
+            env={**os.environ, "NEPTUNE_API_TOKEN": legacy_token, DIE_WITH_PARENT_ENV: str(os.getpid()), GATE_ENV: "1"},
             stdout=log,
             stderr=log,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
         )
     import_error: NmigError | None = None
     feed: ExportFeed | None = None
     started = time.monotonic()
     try:
+        # The 3.x token is tried while the export child starts (nmig.child_gate): it goes on only once the
+        # token is accepted, and a refused one leaves it nothing to do.
+        assert exporter.stdin is not None
+        try:
+            check_token(api_token)
+        except NmigError:
+            exporter.stdin.close()
+            exporter.wait()
+            export_log.unlink(missing_ok=True)
+            raise
+        options.out.mkdir(parents=True, exist_ok=True)
+        try:
+            exporter.stdin.write(GO.encode() + b"\n")
+            exporter.stdin.close()
+        except OSError:
+            pass  # the child is gone already: its exit status says why, below
         # The import starts once the export has written the bundle's export.json (the source project's key,
         # visibility and description, which the import creates the target project with).
         while exporter.poll() is None and (

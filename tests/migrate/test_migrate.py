@@ -139,5 +139,49 @@ def test_tokens_are_required_and_checked_before_exporting(legacy: EmulatorInfo, 
     assert rejected.exit_code == 2, rejected.output
     assert rejected.output.startswith("nmig: error: the export failed") and len(rejected.output.strip().splitlines()) == 1
     assert "wrong-key" not in rejected.output and wrong not in rejected.output and "--legacy-token" in rejected.output
+    # a 3.x token a live service refuses: the export child, started meanwhile, never goes (nmig.child_gate)
+    from nmig.emulators.legacy import LegacyEmulator
+    from nmig.emulators.legacy import legacy_fault_plan as plan
+    from nmig.emulators.sample import sample_fixture
+
+    counting = LegacyEmulator(sample_fixture(runs=2, points=10))
+    with counting.serve(plan()) as source, serve_neptune3(data_dir=tmp_path / "n3b") as target:
+        refused_3x = make_api_token(target.url, "not-the-key")
+        gated = invoke("migrate", "--from", "acme/vision", "--to", PROJECT, "--out", str(tmp_path / "gated"),
+                       "--legacy-token", source.api_token, "--api-token", refused_3x, "--quiet")
+    assert gated.exit_code == 2, gated.output
+    assert "refused the API token" in gated.output and "not-the-key" not in gated.output
+    assert not (tmp_path / "gated").exists() and not counting.stats, counting.stats  # no folder, no 2.x request
     bad_target = invoke("migrate", "--from", "acme/vision", "--to", "no-project", "--out", str(out), "--legacy-token", "t", "--api-token", "t")
     assert bad_target.exit_code == 2 and "WORKSPACE/PROJECT" in bad_target.output
+
+
+def test_the_export_child_gets_a_quarter_of_the_workers() -> None:
+    from nmig.migrate import export_workers
+
+    assert [export_workers(n) for n in (1, 2, 4, 8, 16, 64)] == [1, 2, 2, 2, 4, 16]
+
+
+def test_an_export_started_behind_the_gate_waits_for_go(tmp_path: Path) -> None:
+    # `python -m nmig export` as migrate starts it: with the pipe closed it exits having asked the 2.x
+    # service nothing and created nothing; told "go" it exports.
+    import os
+    import subprocess
+    import sys
+
+    from nmig.child_gate import GATE_ENV, GATED_OFF_STATUS, GO
+    from nmig.emulators.legacy import LegacyEmulator
+    from nmig.emulators.legacy import legacy_fault_plan as plan
+    from nmig.emulators.sample import sample_fixture
+
+    counting = LegacyEmulator(sample_fixture(runs=1, points=10))
+    with counting.serve(plan()) as source:
+        env = {**os.environ, **(source.env or {}), GATE_ENV: "1", "NEPTUNE_API_TOKEN": source.api_token}
+        command = [sys.executable, "-m", "nmig", "export", "--project", "acme/vision", "--quiet"]
+        closed = subprocess.run([*command, "--out", str(tmp_path / "closed")], env=env, input=b"", capture_output=True, timeout=120)
+        assert closed.returncode == GATED_OFF_STATUS, closed.stderr
+        assert not (tmp_path / "closed").exists() and not counting.stats, counting.stats
+        went = subprocess.run([*command, "--out", str(tmp_path / "went")], env=env, input=GO.encode() + b"\n",
+                              capture_output=True, timeout=120)
+        assert went.returncode == 0, went.stderr
+        assert (tmp_path / "went" / "export.json").is_file() and counting.stats["getFloatSeriesValues"] > 0
