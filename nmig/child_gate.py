@@ -21,7 +21,10 @@ GATED_OFF_STATUS = 3
 def wait_for_go() -> None:
     if not os.environ.pop(GATE_ENV, None):  # not inherited further
         return
-    import nmig.exporter.export  # noqa: F401 - the start-up the gate is there to overlap
+    import nmig.exporter.export  # noqa: F401 - the start-up the gate is there to overlap, the client's included
+    from nmig.exporter.source import import_client
+
+    import_client()
 
     line = sys.stdin.readline()
     if line.strip() != GO:

@@ -205,7 +205,6 @@ def migrate(options: MigrateOptions) -> MigrateResult:
     `final_line()` and decides the exit (`MigrateResult.raise_for_failures`: some runs not exported or not
     imported; re-run the same command to retry them)."""
     from nmig.exporter import validate_project
-    from nmig.importer import ImportOptions, default_report_path, run_import
     from nmig.secrets import redact
 
     if options.projects or options.exclude_projects or options.project_map:
@@ -224,21 +223,17 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             "`nmig export --out URL` and then `nmig import URL`"
         )
     options = dataclasses.replace(options, out=out)
-    from nmig.importer.target import check_token, require_api_token
-    from nmig.loopback import prepare_client_env
-
     legacy_token = _legacy_token(options)
-    api_token = require_api_token(options.api_token, "3.x API token")
-    prepare_client_env(api_token)
     # --update: what the bundle holds before this export, so the import waits for this export's export.json
     # (its "trashed") and takes a run while the export goes on only once it is re-exported or new
     held = _commit_marks(options.out) if options.update else {}
     info_before = _identity_of(options.out / EXPORT_INFO) if options.update else None
-    result = MigrateResult(report_path=default_report_path(options.out, target_project), bundle=options.out)
 
     # The export runs as `nmig export` in a child process: its own interpreter (the two halves do not share one
     # GIL, so they really overlap on two cores) and exactly the behaviour of the command. The 2.x token reaches
-    # it through its environment, never its command line.
+    # it through its environment, never its command line. It starts first, behind a gate (nmig.child_gate):
+    # its start-up overlaps this process's own (the importer's imports) and the 3.x token's round trips, and it
+    # goes on only once that token is accepted, so a refused one leaves nothing exported.
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", prefix="nmig-migrate-export-", suffix=".log", delete=False) as log:
@@ -254,21 +249,26 @@ def migrate(options: MigrateOptions) -> MigrateResult:
             stderr=log,
             stdin=subprocess.PIPE,
         )
+    assert exporter.stdin is not None
+    try:
+        from nmig.importer import ImportOptions, default_report_path, run_import
+        from nmig.importer.target import check_token, require_api_token
+        from nmig.loopback import prepare_client_env
+
+        api_token = require_api_token(options.api_token, "3.x API token")
+        prepare_client_env(api_token)
+        check_token(api_token)
+    except BaseException:
+        exporter.stdin.close()  # the child exits at its gate
+        exporter.wait()
+        export_log.unlink(missing_ok=True)
+        raise
+    options.out.mkdir(parents=True, exist_ok=True)
+    result = MigrateResult(report_path=default_report_path(options.out, target_project), bundle=options.out)
     import_error: NmigError | None = None
     feed: ExportFeed | None = None
     started = time.monotonic()
     try:
-        # The 3.x token is tried while the export child starts (nmig.child_gate): it goes on only once the
-        # token is accepted, and a refused one leaves it nothing to do.
-        assert exporter.stdin is not None
-        try:
-            check_token(api_token)
-        except NmigError:
-            exporter.stdin.close()
-            exporter.wait()
-            export_log.unlink(missing_ok=True)
-            raise
-        options.out.mkdir(parents=True, exist_ok=True)
         try:
             exporter.stdin.write(GO.encode() + b"\n")
             exporter.stdin.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +24,7 @@ from nmig.exporter.entity import (
     is_disk_full,
     with_retries,
 )
-from nmig.exporter.selection import Existing, RunMatcher, needs_export
+from nmig.exporter.selection import Existing, RunMatcher, needs_export, validate_project
 from nmig.exporter.source import EntityRef, LegacySource
 from nmig.schema.format import (
     ATOM_TYPES,
@@ -101,16 +100,6 @@ class ExportResult:
             raise PartialFailure(f"{len(self.failed)} incomplete{more}; re-run the same command to retry them")
 
 
-_PROJECT = re.compile(r"[^/\s]+/[^/\s]+")
-
-
-def validate_project(name: str | None) -> str:
-    if not name or not name.strip():
-        raise NmigError("no project: pass --project WORKSPACE/PROJECT or set NEPTUNE_PROJECT")
-    name = name.strip()
-    if not _PROJECT.fullmatch(name):
-        raise NmigError(f"--project {name!r}: expected WORKSPACE/PROJECT")
-    return name
 
 
 class DiskFull(NmigError):

@@ -79,3 +79,15 @@ def _compile_project_pattern(option: str, pattern: str | None) -> re.Pattern[str
         return re.compile(pattern)
     except re.error as exc:
         raise NmigError(f"{option} {pattern!r} is not a valid regular expression: {exc}") from None
+
+
+_PROJECT = re.compile(r"[^/\s]+/[^/\s]+")
+
+
+def validate_project(name: str | None) -> str:
+    if not name or not name.strip():
+        raise NmigError("no project: pass --project WORKSPACE/PROJECT or set NEPTUNE_PROJECT")
+    name = name.strip()
+    if not _PROJECT.fullmatch(name):
+        raise NmigError(f"--project {name!r}: expected WORKSPACE/PROJECT")
+    return name

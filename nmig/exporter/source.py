@@ -352,6 +352,14 @@ def load_specs_together() -> None:
     bravado.client.Loader = LoaderOnce
 
 
+def import_client() -> None:
+    """Import the neptune client and the parts of it opening a project uses (most of a second of CPU), for a
+    process that has time for it now: `nmig migrate`'s export child while it waits at its gate."""
+    skip_iri_grammar()
+    import neptune  # noqa: F401
+    from neptune.internal.backends import hosted_client  # noqa: F401
+
+
 def open_quickly() -> None:
     """What the export does to the neptune client before opening anything with it (see each)."""
     retry_transient_answers_quickly()
