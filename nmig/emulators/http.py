@@ -96,6 +96,12 @@ class Router:
 
         return decorate
 
+    def shape_fault(self, path: str, fault: Response) -> Response:
+        """How this service answers at `path` a fault the FaultPlan injected (`fault`: its generic JSON answer,
+        429 for a throttle, 500 or 503 for an error). A service with paths that answer in another way (a 3.x
+        emulator's object storage) says so here."""
+        return fault
+
     def dispatch(self, request: Request) -> Response:
         path_matched = False
         for method, pattern, handler in self._routes:
@@ -155,8 +161,10 @@ class FaultPlan:
         if draw < self.fail_rate + self.throttle_rate:
             # ASSUMPTION: a throttled request is answered 429 with Retry-After: 1 (seconds). The published specs
             # list 429 answers but no Retry-After header or value (no evidence); both 2.x and 3.x read clients
-            # honour the header when it is there (neptune/common/backends/utils.py, neptune_query
-            # internal/retrieval/retry.py:114), neptune-scale backs off on its own (sync_process.py:287).
+            # honour the header when it is there (neptune/common/backends/utils.py, which reads it as whole
+            # seconds; neptune_query internal/retrieval/retry.py:114), neptune-scale backs off on its own
+            # (sync_process.py:287). A service whose paths answer otherwise reshapes it (Router.shape_fault:
+            # the 3.x emulator's object storage answers as its provider does, storage_wire.storage_fault).
             return Response(429, b'{"title": "Too many requests"}', headers={"Retry-After": "1"})
         return None
 
@@ -192,7 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
         )
         response = self.server.faults.decide(request.path)
-        if response is None:
+        if response is not None:
+            response = self.server.router.shape_fault(request.path, response)
+        else:
             try:
                 response = self.server.router.dispatch(request)
             except Exception as exc:  # an emulator bug must surface as a 500, not a dropped connection

@@ -252,3 +252,30 @@ def test_gcs_keeps_whole_256_kib_multiples_of_a_chunk_and_the_client_resumes_fro
             signed = SignedFile(url=read.url, path=key, provider="gcp", project_identifier=ProjectIdentifier(project), permission="read")
             assert download_file(signed, tmp_path / "got").status == "success"
             assert (tmp_path / "got").read_bytes() == data
+
+
+def test_injected_faults_on_object_storage_are_answered_as_each_provider_answers_them(tmp_path: Path) -> None:
+    # The Neptune API's paths keep the JSON 429 with Retry-After; each storage path answers as its provider:
+    # S3 503 SlowDown, Azure 503 ServerBusy (its code in x-ms-error-code too), GCS 429; XML, no Retry-After.
+    from nmig.emulators.http import FaultPlan
+    from nmig.emulators.neptune3.server import FAULT_EXEMPT
+    from nmig.emulators.neptune3.storage_wire import AZURE_PREFIX, GCS_PREFIX, S3_PREFIX
+
+    throttled = {S3_PREFIX: (503, "SlowDown"), AZURE_PREFIX: (503, "ServerBusy"), GCS_PREFIX: (429, "SlowDown")}
+    with serve_neptune3(data_dir=tmp_path / "t", faults=FaultPlan(throttle_rate=1.0, exempt=FAULT_EXEMPT)) as info:
+        api = httpx.get(info.url + "/api/leaderboard/v1/attributes/series/float")
+        assert (api.status_code, api.headers.get("retry-after")) == (429, "1")
+        assert api.json()["title"] == "Too many requests"
+        for prefix, (status, code) in throttled.items():
+            answer = httpx.put(info.url + prefix + "1/run/file.bin", content=b"x")
+            assert answer.status_code == status, (prefix, answer.status_code)
+            assert f"<Code>{code}</Code>" in answer.text and answer.headers["content-type"] == "application/xml"
+            assert "retry-after" not in answer.headers
+            if prefix == AZURE_PREFIX:
+                assert answer.headers["x-ms-error-code"] == code
+    failed: dict[int, set[str]] = {}
+    with serve_neptune3(data_dir=tmp_path / "f", faults=FaultPlan(fail_rate=1.0, seed=5, exempt=FAULT_EXEMPT)) as info:
+        for _ in range(12):
+            answer = httpx.get(info.url + S3_PREFIX + "1/run/file.bin")
+            failed.setdefault(answer.status_code, set()).add(answer.text.split("<Code>")[1].split("</Code>")[0])
+    assert failed == {500: {"InternalError"}, 503: {"ServiceUnavailable"}}

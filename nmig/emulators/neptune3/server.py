@@ -37,7 +37,7 @@ from nmig.emulators.neptune3.backend_wire import (
 )
 from nmig.emulators.neptune3.errors import BackendError, InvalidRequest, Unauthenticated
 from nmig.emulators.neptune3.projects import PROJECT_NAME, VISIBILITIES, Projects
-from nmig.emulators.neptune3.storage_wire import PROVIDERS, STORAGE_PREFIXES, URL_TTL_S
+from nmig.emulators.neptune3.storage_wire import PROVIDERS, STORAGE_PREFIXES, URL_TTL_S, storage_fault
 from nmig.emulators.neptune3.store import Project, Store
 from nmig.emulators.tls import ensure_certificates
 from nmig.secrets import make_api_token
@@ -106,6 +106,9 @@ class _AuthenticatingRouter(Router):
     def __init__(self, authority: TokenAuthority) -> None:
         super().__init__()
         self._authority = authority
+
+    def shape_fault(self, path: str, fault: Response) -> Response:
+        return storage_fault(path, fault)
 
     def dispatch(self, request: Request) -> Response:
         if not request.path.startswith(_OPEN_PATHS) and not self._authority.check_bearer(

@@ -201,6 +201,11 @@ _ANSWERS: dict[str, dict[str, tuple[int, str, str]]] = {
         "invalid_part": (400, "InvalidPart", "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag."),
         "invalid_range": (416, "InvalidRange", "The requested range is not satisfiable"),
         "bad_request": (400, "InvalidArgument", "Invalid Argument"),
+        # Amazon S3 API Reference, "Error responses", list of error codes: throttling is 503 SlowDown, and
+        # neither it nor the other two carries a Retry-After (the SDKs back off on their own).
+        "throttled": (503, "SlowDown", "Please reduce your request rate."),
+        "internal_error": (500, "InternalError", "We encountered an internal error. Please try again."),
+        "unavailable": (503, "ServiceUnavailable", "Please reduce your request rate."),
     },
     "azure": {
         "expired": (403, "AuthenticationFailed", "Server failed to authenticate the request. Make sure the value of Authorization header is formed correctly including the signature."),
@@ -211,6 +216,11 @@ _ANSWERS: dict[str, dict[str, tuple[int, str, str]]] = {
         "invalid_part": (400, "InvalidBlockList", "The specified block list is invalid."),
         "invalid_range": (416, "InvalidRange", "The range specified is invalid for the current size of the resource."),
         "bad_request": (400, "InvalidInput", "One of the request inputs is not valid."),
+        # Azure Storage REST API, "Common REST API error codes": a busy or throttling account is 503 ServerBusy,
+        # an internal failure 500 InternalError. ASSUMPTION: no Retry-After header (none documented).
+        "throttled": (503, "ServerBusy", "The server is currently unable to receive requests. Please retry your request."),
+        "internal_error": (500, "InternalError", "The server encountered an internal error. Please retry the request."),
+        "unavailable": (503, "ServerBusy", "The server is currently unable to receive requests. Please retry your request."),
     },
     "gcp": {
         "expired": (400, "ExpiredToken", "The provided token has expired."),
@@ -222,8 +232,26 @@ _ANSWERS: dict[str, dict[str, tuple[int, str, str]]] = {
         "invalid_part": (400, "InvalidArgument", "Invalid argument."),
         "invalid_range": (416, "InvalidRange", "The requested range cannot be satisfied."),
         "bad_request": (400, "InvalidArgument", "Invalid argument."),
+        # Cloud Storage docs ("Improve performance by mitigating rate limited request errors"): a request over
+        # the rate limits is answered 429 Too Many Requests. ASSUMPTION: the XML body's code is SlowDown, as
+        # S3's (the XML API mirrors S3's error codes), and no Retry-After header.
+        "throttled": (429, "SlowDown", "Please reduce your request rate."),
+        "internal_error": (500, "InternalError", "We encountered an internal error. Please try again."),
+        "unavailable": (503, "ServiceUnavailable", "Service Unavailable"),
     },
 }
+
+_PROVIDER_OF_PREFIX = {S3_PREFIX: "aws", GCS_PREFIX: "gcp", AZURE_PREFIX: "azure"}
+_FAULT_KINDS = {429: "throttled", 500: "internal_error", 503: "unavailable"}
+
+
+def storage_fault(path: str, fault: Response) -> Response:
+    """An injected fault at `path` as the object storage behind it answers one (its status, its XML <Error>),
+    instead of the Neptune API's JSON and Retry-After: the clients meet the provider's own throttling there.
+    Paths outside the storage keep `fault`."""
+    provider = next((p for prefix, p in _PROVIDER_OF_PREFIX.items() if path.startswith(prefix)), None)
+    kind = _FAULT_KINDS.get(fault.status)
+    return fault if provider is None or kind is None else error(provider, kind)
 
 
 def error(provider: str, kind: str, detail: str = "", expired_at: int = 0) -> Response:
