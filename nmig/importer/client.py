@@ -128,6 +128,37 @@ def reuse_tls_contexts() -> None:
     transports.create_ssl_context = shared  # type: ignore[assignment]
 
 
+_CONFIG_LOCK = threading.Lock()
+
+
+def share_client_config() -> None:
+    """neptune-scale's ApiClient asks for the client config and then the OpenID discovery document each time
+    one is built (neptune_scale/net/api_client.py ApiClient.__init__ calls get_config_and_token_urls by that
+    module-level name: two round trips in a row, before its first request). Both answers describe the
+    service, the same for every client of a process, so they are asked once per service (base URL, TLS
+    setting) and kept: every import worker's first run and every project lookup started two round trips
+    later without this. A failed ask is not kept. Idempotent; a test pins the name."""
+    from neptune_scale.net import api_client
+
+    fetch = api_client.get_config_and_token_urls
+    if getattr(fetch, "_nmig_shared", False):
+        return
+    kept: dict[tuple[str, bool], Any] = {}
+
+    def get_config_and_token_urls(*, credentials: Any, verify_ssl: bool) -> Any:
+        key = (str(credentials.base_url), bool(verify_ssl))
+        with _CONFIG_LOCK:
+            found = kept.get(key)
+        if found is None:
+            found = fetch(credentials=credentials, verify_ssl=verify_ssl)
+            with _CONFIG_LOCK:
+                kept[key] = found
+        return found
+
+    get_config_and_token_urls._nmig_shared = True  # type: ignore[attr-defined]
+    api_client.get_config_and_token_urls = get_config_and_token_urls  # type: ignore[assignment]
+
+
 class QuickRetryTransport:
     """An httpx transport that asks a transient answer (5xx, 429) again itself, on nmig.transient's policy,
     before the client's own loop sees it; the last answer goes to the client when the quick retries run out.
@@ -302,6 +333,7 @@ class ClientPool:
 
     def __init__(self, api_token: str) -> None:
         reuse_tls_contexts()
+        share_client_config()
         self.sender = self.status = self.uploader = _SharedClient(api_token)
 
     def close(self) -> None:

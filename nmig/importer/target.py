@@ -74,8 +74,9 @@ def backend_http(api_token: str) -> Any:
     tells a taken name, a taken key, an invalid key and a refused visibility apart only by its body."""
     from neptune_scale.net.api_client import ApiClient
 
-    from nmig.importer.client import fit_client
+    from nmig.importer.client import fit_client, share_client_config
 
+    share_client_config()
     try:
         return fit_client(ApiClient(api_token=api_token).backend).get_httpx_client()
     except Exception as exc:  # neptune-scale, neptune-api and httpx each raise their own kinds here

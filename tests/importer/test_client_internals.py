@@ -265,7 +265,7 @@ def test_the_shared_token_reaches_the_authenticator_through_the_names_it_is_set_
     assert {"_credentials", "_api_key_exchange_factory", "_token"} <= set(NeptuneAuthenticator.__init__.__code__.co_names)
 
 
-def test_clients_of_one_process_exchange_the_api_key_once(tmp_path: Path) -> None:
+def test_clients_of_one_process_ask_for_the_config_and_exchange_the_api_key_once(tmp_path: Path) -> None:
     # Four workers' clients and a project lookup against the emulator: one key exchange in all, no refresh,
     # and each client authenticated (its request answered 200 with the shared token).
     from collections import Counter
@@ -295,6 +295,15 @@ def test_clients_of_one_process_exchange_the_api_key_once(tmp_path: Path) -> Non
     assert asked["/api/backend/v1/authorization/oauth-token"] == 1, asked
     assert asked[REALM_PATH + "/protocol/openid-connect/token"] == 0, asked
     assert asked["/api/backend/v1/projects/get"] == 5
+    # and the client config and the OpenID discovery document once (share_client_config)
+    assert asked["/api/backend/v1/clients/config"] == asked[REALM_PATH + "/.well-known/openid-configuration"] == 1, asked
+
+
+def test_the_shared_client_config_reaches_the_client_through_the_name_it_is_wrapped_at() -> None:
+    from neptune_scale.net import api_client
+
+    assert "get_config_and_token_urls" in api_client.ApiClient.__init__.__code__.co_names
+    assert list(inspect.signature(api_client.get_config_and_token_urls).parameters) == ["credentials", "verify_ssl"]
 
 
 def test_a_shared_token_close_to_expiry_is_not_handed_on() -> None:
