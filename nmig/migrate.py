@@ -251,13 +251,9 @@ def migrate(options: MigrateOptions) -> MigrateResult:
         )
     assert exporter.stdin is not None
     try:
-        from nmig.importer import ImportOptions, default_report_path, run_import
-        from nmig.importer.target import check_token, require_api_token
-        from nmig.loopback import prepare_client_env
+        from nmig.importer import ImportOptions, check_api_token, default_report_path, run_import
 
-        api_token = require_api_token(options.api_token, "3.x API token")
-        prepare_client_env(api_token)
-        check_token(api_token)
+        api_token = check_api_token(options.api_token, "3.x API token")
     except BaseException:
         exporter.stdin.close()  # the child exits at its gate
         exporter.wait()
