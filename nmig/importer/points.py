@@ -20,13 +20,19 @@ import pyarrow as pa
 from nmig.importer.limits import SeriesFilter
 from nmig.importer.plan import RunPlan, SeriesItem
 from nmig.schema import EntityBundle, path_runs
+from nmig.schema.format import as_numpy
 
 BATCH_ROWS = 65_536
 
 
 def timestamps_ms(column: pa.Array) -> np.ndarray:
     """A bundle timestamp column as int64 milliseconds since the epoch."""
-    return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if column.type.equals(_UTC_MS):
+        return as_numpy(column)  # the stored int64 milliseconds themselves
+    return as_numpy(column.cast(pa.int64()))
+
+
+_UTC_MS = pa.timestamp("ms", tz="UTC")
 
 
 @dataclass
@@ -91,7 +97,7 @@ class PlannedPoints:
                 if series_filter is None:
                     series_filter = self.filters[legacy_path] = SeriesFilter(resume_after_micros=self.resume_after.get(item.target))
                 length = end - start
-                steps = by_name["step"].slice(start, length).to_numpy(zero_copy_only=False)
+                steps = as_numpy(by_name["step"].slice(start, length))
                 keep, micros, stamps = series_filter.apply(steps, timestamps_ms(by_name["timestamp"].slice(start, length)))
                 seen = self._rows.get(legacy_path, 0)
                 self._rows[legacy_path] = seen + length

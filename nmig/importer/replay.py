@@ -38,6 +38,7 @@ from nmig.importer.points import BATCH_ROWS, PlannedPoints
 from nmig.importer.report import Event
 from nmig.importer.sync import SeriesDigests, SyncRecord, delta_events, removed_since
 from nmig.schema import BundleError, EntityBundle
+from nmig.schema.format import as_numpy
 
 # Requests sent but not yet confirmed processed before the writer waits for the service (bounds what is in
 # flight: up to 50,000 points each).
@@ -360,7 +361,7 @@ class RunReplayer:
             for chunk in stream:
                 keep = chunk.keep
                 if kind == "float":
-                    self._digest(chunk, chunk.column("value").to_numpy(zero_copy_only=False)[chunk.planned])
+                    self._digest(chunk, as_numpy(chunk.column("value"))[chunk.planned])
                 else:
                     raw = chunk.column("value").to_pylist()
                     self._digest(chunk, [raw[i] for i in np.flatnonzero(chunk.planned).tolist()])
@@ -368,7 +369,7 @@ class RunReplayer:
                     continue
                 target = chunk.item.target
                 if kind == "float":
-                    values = chunk.column("value").to_numpy(zero_copy_only=False)[keep]
+                    values = as_numpy(chunk.column("value"))[keep]
                     sender.add_float(target, chunk.micros[keep], values, chunk.stamps[keep])
                     self.outcome.points_sent += int(keep.sum())
                 else:
