@@ -32,6 +32,7 @@ from nmig.schema.format import (
     check_format,
     file_relpath,
     is_content_hash,
+    path_runs,
     safe_component,
     series_file_name,
 )
@@ -426,8 +427,8 @@ class EntityBundle:
             counts: dict[str, int] = {}
             try:
                 for batch in self.iter_series(kind, columns=["path"], verify=False, batch_rows=1 << 20):
-                    for item in batch.column(0).value_counts().to_pylist():
-                        counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+                    for path, start, end in path_runs(batch.column(0)):  # not value_counts: pyarrow.compute
+                        counts[path] = counts.get(path, 0) + end - start  # is an import of 0.13 s of CPU
             except BundleError as exc:
                 problems.append(str(exc))
                 continue

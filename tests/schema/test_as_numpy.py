@@ -39,7 +39,7 @@ def test_arrays_with_nulls_and_other_types_go_through_pyarrow() -> None:
     assert as_numpy(pa.chunked_array([[1, 2], [3]])).tolist() == [1, 2, 3]
 
 
-def test_reading_a_batch_imports_no_pandas(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_reading_a_batch_imports_neither_pandas_nor_pyarrow_compute(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # written here, read in a fresh interpreter as the import reads a bundle's batches
     batch = pa.record_batch(
         [pa.array(["a", "a", "b"]).dictionary_encode(), pa.array([1.0, 2.0, 3.0])], names=["path", "value"]
@@ -51,7 +51,7 @@ def test_reading_a_batch_imports_no_pandas(tmp_path) -> None:  # type: ignore[no
         "import sys, pyarrow as pa; from nmig.schema.format import as_numpy, path_runs; "
         f"b = pa.ipc.open_file({str(path)!r}).get_batch(0); "
         "runs = list(path_runs(b.column(0))); values = as_numpy(b.column(1).slice(1)).tolist(); "
-        "print(runs, values, 'pandas' in sys.modules)"
+        "print(runs, values, 'pandas' in sys.modules, 'pyarrow.compute' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[('a', 0, 2), ('b', 2, 3)] [2.0, 3.0] False"
+    assert out.strip() == "[('a', 0, 2), ('b', 2, 3)] [2.0, 3.0] False False"
