@@ -310,12 +310,10 @@ class EntityExporter:
                 self.larger_page_size = None
             return None
         with self._page_size_lock:
+            self.page_size = max(self.page_size, len(page))  # a page of that many is accepted, whatever else
             if len(page) == larger or len(page) < page.total:
                 # in full: accepted; shorter than the series: the server's cap. Either way, the probing is over.
-                self.page_size = max(self.page_size, len(page))
                 self.larger_page_size = None
-            else:
-                self.page_size = max(self.page_size, len(page))  # the whole series: that many are accepted
         return page
 
     def _fetch_page(
