@@ -30,8 +30,7 @@ Assumptions about the real 2.x service, which we cannot observe (the legacy emul
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nmig.lazy import lazy_names
 
 # Imported by name when first used (as nmig.importer's): the neptune client behind `export` costs a third of
 # a second, which `nmig migrate` should not pay just to check a project name before it starts its export.
@@ -49,12 +48,7 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _PUBLIC[name]
-    except KeyError:
-        raise AttributeError(f"module 'nmig.exporter' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), attribute)
+__getattr__ = lazy_names("nmig.exporter", _PUBLIC)
 
 
 __all__ = [

@@ -26,10 +26,10 @@ Names are imported on first use (the clients are large; `nmig --help` and the pu
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nmig.importer.deferred import defer_azure_sdk
+from nmig.lazy import lazy_names
 
 defer_azure_sdk()  # before any module here imports neptune-scale
 
@@ -76,12 +76,7 @@ _PUBLIC = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _PUBLIC[name]
-    except KeyError:
-        raise AttributeError(f"module 'nmig.importer' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), attribute)
+__getattr__ = lazy_names("nmig.importer", _PUBLIC)
 
 
 __all__ = [
