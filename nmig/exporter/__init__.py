@@ -30,7 +30,21 @@ Assumptions about the real 2.x service, which we cannot observe (the legacy emul
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from nmig.lazy import lazy_names
+
+if TYPE_CHECKING:  # the real names for type checkers, which do not run __getattr__
+    from nmig.exporter.export import ExportOptions, ExportResult, export_project
+    from nmig.exporter.selection import validate_project
+    from nmig.exporter.workspace import (
+        ProjectExport,
+        WorkspaceExportResult,
+        choose_projects,
+        export_workspace,
+        prepare_root,
+        validate_workspace,
+    )
 
 # Imported by name when first used (as nmig.importer's): the neptune client behind `export` costs a third of
 # a second, which `nmig migrate` should not pay just to check a project name before it starts its export.
