@@ -154,7 +154,7 @@ class _PipelinedSender:
                 while self._direct.in_flight >= MAX_IN_FLIGHT and self._direct.poll() >= MAX_IN_FLIGHT:
                     time.sleep(0.01)
                 self._direct.send(request, labels)
-                self._on_points(len(request.update_batch.snapshots))
+                self._on_points(nclient.operation_points(request))
             except BaseException as exc:  # surfaced in the caller's thread by __exit__
                 self._failure = exc
 
@@ -167,7 +167,7 @@ class _PipelinedSender:
             assert self._path is not None
             if self._floats:
                 micros, values, stamps = (np.concatenate(parts) for parts in zip(*self._floats, strict=True))
-                request = self._direct.encoded_request(wire.encode_float_snapshots(self._path, micros, values, stamps))
+                request = self._direct.encoded_request(wire.encode_float_snapshots(self._path, micros, values, stamps), len(micros))
             else:
                 request = self._request
             self._lane(self._path).put((request, (self._path,)))

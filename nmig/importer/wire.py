@@ -2,8 +2,8 @@
 
 Building one protobuf message per point in Python costs ~3-5 us; this costs well under 0.5 us a point and
 produces the same bytes field for field (tests/importer/test_wire.py checks them against the protobuf
-library). The bytes are parsed back into the client's own `RunOperation` message before sending (one C-level
-parse), so the client still serialises and sends a message it knows.
+library). The client's own sender sends them as they are, with its retries around them
+(nmig.importer.client.EncodedOperation).
 
 Wire layout of one snapshot (UpdateRunSnapshot, field numbers from neptune-api's ingest protos):
     1: step      Step{1: whole varint, 2: micro varint}        (zero fields omitted, as proto3 does)
