@@ -17,7 +17,7 @@ from neptune_api.proto.neptune_pb.ingest.v1.ingest_pb2 import IngestCode
 from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 
 from nmig.emulators.neptune3 import ingest
-from nmig.emulators.neptune3.float_batch import decode_float_points
+from nmig.emulators.neptune3.float_batch import decode_float_points, update_batch_bytes
 from nmig.emulators.neptune3.ingest import IngestEngine
 from nmig.emulators.neptune3.store import DB_FILE, Store
 
@@ -83,6 +83,24 @@ def test_every_other_shape_is_left_to_the_per_message_path() -> None:
     assert decode_float_points(_encoded("m", [plain]) + b"\x10\x01") is None  # a field after the snapshots
 
 
+def test_the_update_batch_is_found_in_the_bytes_received() -> None:
+    batch = UpdateRunSnapshots.FromString(_encoded("m", [(1, 0, 1_700_000_000, 0, 0.5)] * 3))
+    operation = RunOperation(project="ws/" + "p" * 200, run_id="r", create_missing_project=True, api_key=b"k" * 300,
+                             update_batch=batch)
+    received = operation.SerializeToString()
+    assert update_batch_bytes(received) == batch.SerializeToString()
+    # fields in another order parse to the same message: the batch is still its own bytes
+    moved = RunOperation(update_batch=batch).SerializeToString() + RunOperation(project="ws/p").SerializeToString()
+    assert update_batch_bytes(moved) == batch.SerializeToString()
+    # twice (protobuf merges both copies), absent, or damaged: not found, the caller encodes the parsed message
+    assert update_batch_bytes(received + RunOperation(update_batch=batch).SerializeToString()) is None
+    assert update_batch_bytes(RunOperation(project="ws/p", run_id="r").SerializeToString()) is None
+    assert update_batch_bytes(received[:-1]) is None
+    assert update_batch_bytes(received + b"\x80") is None
+    assert update_batch_bytes(b"\x0b") is None  # a group (wire type 3)
+    assert update_batch_bytes(b"") is None
+
+
 def _rows(folder: Path) -> tuple[list[Any], list[Any], list[Any]]:
     db = sqlite3.connect(folder / DB_FILE)
     try:
@@ -111,7 +129,8 @@ def _replay(folder: Path, requests: list[RunOperation], bulk: bool) -> tuple[lis
         engine._bulk_floats = counted  # type: ignore[method-assign]
         engine.apply(project, RunOperation(project="demo/p", run_id="r", create=CreateRun(family="r")), "create")
         for number, request in enumerate(requests):
-            engine.apply(project, request, f"req-{number}")
+            # as the emulator applies a request: with the bytes it was received as (the batch read from them)
+            engine.apply(project, request, f"req-{number}", received=request.SerializeToString())
     finally:
         store.close()
     return (*_rows(folder), sum(taken))

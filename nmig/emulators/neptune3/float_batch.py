@@ -134,6 +134,58 @@ def _two_varint_field(
     return None if values is None else (values, end)
 
 
+def _varint_at(data: bytes, pos: int) -> tuple[int, int] | None:
+    """(value, position after it) of the varint at `pos`, or None when it runs off the end or over 10 bytes."""
+    value = 0
+    for shift in range(0, 70, 7):
+        if pos >= len(data):
+            return None
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+    return None
+
+
+def update_batch_bytes(operation: bytes) -> bytes | None:
+    """The bytes of RunOperation.update_batch (field 8, ../shared/reference/neptune-api/proto/neptune_pb/ingest/
+    v1/pub/ingest.proto:34) inside an encoded RunOperation, when the field is there exactly once: what protobuf
+    parses that field from, so its points are the message's own. None when absent, repeated (protobuf would
+    merge the copies) or when the top level does not scan as well-formed fields; the caller then encodes the
+    parsed message instead. The top level holds a handful of fields, so this costs microseconds, where
+    serialising the batch again costs about 0.1 us a point."""
+    found: bytes | None = None
+    pos, size = 0, len(operation)
+    while pos < size:
+        tag = _varint_at(operation, pos)
+        if tag is None:
+            return None
+        key, pos = tag
+        wire_type = key & 7
+        if wire_type == 0:
+            skipped = _varint_at(operation, pos)
+            if skipped is None:
+                return None
+            pos = skipped[1]
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == 2:
+            length = _varint_at(operation, pos)
+            if length is None:
+                return None
+            start, pos = length[1], length[1] + length[0]
+            if key >> 3 == 8:
+                if found is not None:
+                    return None
+                found = operation[start:pos]
+        else:
+            return None  # groups (3, 4) and unknown wire types: not protobuf 3 a client sends
+    return found if pos == size else None
+
+
 def decode_float_points(snapshots: bytes) -> FloatPoints | None:
     """The points of `snapshots` (an UpdateRunSnapshots message, serialized by protobuf) when every snapshot is
     exactly a step, a timestamp and one float appended to one path shared by all; None otherwise."""

@@ -47,7 +47,7 @@ from neptune_api.proto.neptune_pb.ingest.v1.pub.ingest_pb2 import RunOperation
 from neptune_api.proto.neptune_pb.ingest.v1.pub.request_status_pb2 import RequestStatus
 
 from nmig.emulators.http import Request, Response
-from nmig.emulators.neptune3.float_batch import decode_float_points
+from nmig.emulators.neptune3.float_batch import decode_float_points, update_batch_bytes
 from nmig.emulators.neptune3.store import Project, Store, now_ms
 
 if TYPE_CHECKING:
@@ -64,6 +64,8 @@ MAX_STRING_BYTES = 1024 * 1024
 MAX_STRING_SET_BYTES = 1024 * 1024
 MAX_FILE_REF_BYTES = 4 * 1024
 MAX_STEP_WHOLE = 1_000_000_000_000
+# Accepted requests queued for ingest that are kept parsed in memory as well as on disk (IngestQueue.accept).
+MAX_PARSED_QUEUED = 64
 # Requests of at least this many snapshots are first tried whole by IngestEngine._bulk_floats.
 BULK_MIN_POINTS = 64
 # The two statements of a series' committed points: its rows (REPLACE: a committed point takes the place of a
@@ -266,9 +268,11 @@ class IngestEngine:
     # -- request level -----------------------------------------------------------------------------------------
 
     def apply(
-        self, project: Project | None, operation: RunOperation, request_id: str, reject: RejectRequests | None = None
+        self, project: Project | None, operation: RunOperation, request_id: str, reject: RejectRequests | None = None,
+        received: bytes | None = None,
     ) -> RequestStatus:
-        """Apply one operation and record its status under `request_id`, all in one transaction."""
+        """Apply one operation and record its status under `request_id`, all in one transaction. `received`: the
+        bytes it was parsed from, when at hand (the bulk path reads its points from them)."""
         outcome = Outcome()
         rejected = None
         if reject is not None and operation.WhichOneof("operation") in ("update", "update_batch"):
@@ -281,7 +285,7 @@ class IngestEngine:
                     for path in rejected:
                         outcome.reject(path, reject.code, "request rejected whole (test hook)")  # type: ignore[union-attr]
                 else:
-                    self._apply(conn, project, operation, outcome)
+                    self._apply(conn, project, operation, outcome, received)
                 status = outcome.status()
                 conn.execute(
                     "INSERT INTO requests (request_id, project_pk, received_ms, status) VALUES (?, ?, ?, ?)",
@@ -299,7 +303,9 @@ class IngestEngine:
             raise
         return status
 
-    def _apply(self, conn: sqlite3.Connection, project: Project, op: RunOperation, outcome: Outcome) -> None:
+    def _apply(
+        self, conn: sqlite3.Connection, project: Project, op: RunOperation, outcome: Outcome, received: bytes | None = None
+    ) -> None:
         run_id = op.run_id
         kind = op.WhichOneof("operation")
         if kind == "create":
@@ -313,7 +319,7 @@ class IngestEngine:
             snapshots: Any = [op.update]
         elif kind == "update_batch":
             snapshots = op.update_batch.snapshots
-            if len(snapshots) >= BULK_MIN_POINTS and self._bulk_floats(conn, run, op, outcome):
+            if len(snapshots) >= BULK_MIN_POINTS and self._bulk_floats(conn, run, op, outcome, received):
                 self._touch(conn, run)
                 return
         else:
@@ -369,14 +375,19 @@ class IngestEngine:
             conn.executemany(_UPDATE_SERIES_ROW, [_series_row(state, fresh) for state, fresh in touched.values()])
         self._touch(conn, run)
 
-    def _bulk_floats(self, conn: sqlite3.Connection, run: RunState, op: RunOperation, outcome: Outcome) -> bool:
+    def _bulk_floats(
+        self, conn: sqlite3.Connection, run: RunState, op: RunOperation, outcome: Outcome, received: bytes | None
+    ) -> bool:
         """The fast path below for a whole request at once (nmig.emulators.neptune3.float_batch): when every
         snapshot is a plain float point of one existing float series and each goes after the one before it
         and after the series' last point, the same rows, state and count; otherwise False, nothing done,
         and the request takes the per-message path (which also reports whatever is wrong with it)."""
         if run.fork_whole is not None:
             return False
-        points = decode_float_points(op.update_batch.SerializeToString())
+        # The update batch's own bytes in what was received when they are there once (the case of every client
+        # serialising with protobuf), else the message's canonical encoding: either way what the operation holds.
+        snapshots = update_batch_bytes(received) if received is not None else None
+        points = decode_float_points(snapshots if snapshots is not None else op.update_batch.SerializeToString())
         if points is None:
             return False
         whole, micro, stamps = points.whole, points.micro, points.ts_ms
@@ -839,21 +850,22 @@ class IngestQueue:
         self._dir = app.store.data_dir / INGEST_QUEUE_DIR
         self._dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[str, Path] | None] = queue.SimpleQueue()
+        # (request id, its file, the request as parsed when accepted or None: read again from the file)
+        self._queue: queue.SimpleQueue[tuple[str, Path, tuple[RunOperation, bytes] | None] | None] = queue.SimpleQueue()
         self._waiting: set[str] = set()
         found = sorted(self._dir.glob("*.bin"))
         for path in found:
             request_id = path.stem.partition("-")[2]
             self._waiting.add(request_id)
-            self._queue.put((request_id, path))
+            self._queue.put((request_id, path, None))
         for leftover in self._dir.glob("*.tmp"):  # never answered: the client got no id for it
             leftover.unlink(missing_ok=True)
         self._seq = int(found[-1].stem.partition("-")[0]) + 1 if found else 0
         self._thread = threading.Thread(target=self._apply_all, name="neptune3-ingest", daemon=True)
         self._thread.start()
 
-    def accept(self, body: bytes) -> str:
-        """Keep the request and queue it; its request id."""
+    def accept(self, body: bytes, operation: RunOperation) -> str:
+        """Keep the request (`body`, parsed as `operation`) and queue it; its request id."""
         request_id = str(uuid.uuid4())
         with self._lock:  # sequence numbers, files and queue order agree
             path = self._dir / f"{self._seq:012d}-{request_id}.bin"
@@ -861,8 +873,11 @@ class IngestQueue:
             partial = path.with_suffix(".tmp")
             partial.write_bytes(body)
             os.replace(partial, path)
+            # The parsed request rides along while the queue is short (not parsed twice); a long queue holds
+            # only file names, so memory stays bounded by MAX_PARSED_QUEUED requests whatever the backlog.
+            parsed = (operation, body) if len(self._waiting) < MAX_PARSED_QUEUED else None
             self._waiting.add(request_id)
-            self._queue.put((request_id, path))
+            self._queue.put((request_id, path, parsed))
         return request_id
 
     def waiting(self, request_ids: list[str]) -> set[str]:
@@ -877,9 +892,9 @@ class IngestQueue:
 
     def _apply_all(self) -> None:
         while (item := self._queue.get()) is not None:
-            request_id, path = item
+            request_id, path, parsed = item
             try:
-                self._apply(request_id, path)
+                self._apply(request_id, path, parsed)
             except Exception:
                 if self._app.store.closed:
                     return  # stopping: the request stays queued on disk for the next start
@@ -894,13 +909,16 @@ class IngestQueue:
             with self._lock:
                 self._waiting.discard(request_id)
 
-    def _apply(self, request_id: str, path: Path) -> None:
+    def _apply(self, request_id: str, path: Path, parsed: tuple[RunOperation, bytes] | None) -> None:
         conn = self._app.store.connection()
         if conn.execute("SELECT 1 FROM requests WHERE request_id = ?", (request_id,)).fetchone():
             return  # applied before the emulator was stopped, not yet removed
-        operation = RunOperation.FromString(path.read_bytes())
+        if parsed is None:
+            body = path.read_bytes()
+            parsed = RunOperation.FromString(body), body
+        operation, body = parsed
         self._engine.apply(self._app.project_from_qualified(operation.project), operation, request_id,
-                           self._app.reject_requests)
+                           self._app.reject_requests, body)
 
 
 def register(app: Neptune3App) -> None:
@@ -922,7 +940,7 @@ def register(app: Neptune3App) -> None:
         # the request status as PROJECT_NOT_FOUND, since ingest is asynchronous in the real service.
         if operation.create_missing_project:
             app.ensure_project(operation.project)
-        request_id = pending.accept(request.body)
+        request_id = pending.accept(request.body, operation)
         response = SubmitResponse(request_id=request_id, request_ids=[request_id])
         return Response(200, response.SerializeToString(), content_type=PROTOBUF)
 
