@@ -246,7 +246,7 @@ def emulate_legacy(fixture_path: str, **serving: Any) -> None:
     """
     from nmig.emulators.legacy import serve_legacy
 
-    _serve_until_stopped("legacy", serve_legacy(fixture_path, **serving))
+    _serve_until_stopped("legacy", serve_legacy(fixture_path, warm=True, **serving))
 
 
 @emulate.command("neptune3")

@@ -120,3 +120,29 @@ def test_an_emulator_process_that_cannot_start_says_why(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="legacy emulator did not start: nmig: error: fixture .*no-such-fixture.json: cannot read"):
         with emulator_process("legacy", "--fixture", str(missing)):
             pass
+
+
+def test_a_warmed_up_emulator_loads_nothing_more_to_answer_pages() -> None:
+    """`nmig emulate legacy` warms up (wire.warm_up) so that no client pays the first page's imports; checked
+    in a fresh interpreter on pages of every shape the fast formatting takes."""
+    script = """
+import sys
+import numpy as np
+from nmig.emulators.legacy import wire
+from nmig.emulators.legacy.fixture import FloatSeries
+wire.warm_up()
+before = set(sys.modules)
+n = 1000
+for steps, values in [
+    (np.arange(n, dtype=float), np.arange(n) + 0.25),
+    (np.arange(n) + 0.5, np.arange(n, dtype=float)),
+    (np.arange(n, dtype=float) * 2.0**60, np.linspace(-1, 1, n)),
+]:
+    assert wire.float_page_body(FloatSeries(steps=steps, values=values, timestamps=np.arange(n)), 0, n).endswith(b"]}")
+print(sorted(set(sys.modules) - before))
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

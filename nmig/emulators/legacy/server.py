@@ -452,10 +452,15 @@ def serve_legacy(
     zip_prepare_seconds: float = 0.0,
     max_page_limit: int = MAX_PAGE_LIMIT,
     tls: bool = False,
+    warm: bool = False,
 ) -> Iterator[EmulatorInfo]:
     """Serve `fixture` as a Neptune 2.x service on a background thread; yields what a client needs.
 
-    `tls` serves HTTPS with a certificate from a private CA created for this run (EmulatorInfo.ca_file)."""
+    `tls` serves HTTPS with a certificate from a private CA created for this run (EmulatorInfo.ca_file).
+    `warm` loads first what the first answers would load (wire.warm_up): for a standalone emulator, not for
+    one a test starts in its own process."""
+    if warm:
+        wire.warm_up()
     emulator = LegacyEmulator(
         fixture,
         token_ttl=token_ttl,
