@@ -71,6 +71,9 @@ BULK_MIN_POINTS = 64
 # The two statements of a series' committed points: its rows (REPLACE: a committed point takes the place of a
 # preview logged at the same step) and its attributes row after them (_series_row).
 _INSERT_POINT = "INSERT OR REPLACE INTO points (attr_pk, step_whole, step_micro, ts_ms, value) VALUES (?, ?, ?, ?, ?)"
+# Rows per statement of the bulk path's multi-row form of _INSERT_POINT: one statement step per row costs about
+# twice the time of a row in a multi-row VALUES list (measured: 600,000 points, 0.77 s against 0.37 s).
+_ROWS_PER_INSERT = 199  # 995 parameters: under SQLite's limit of 999 before 3.32
 _UPDATE_SERIES_ROW = (
     "UPDATE attributes SET value = ?, last_step_whole = ?, last_step_micro = ?, last_ts_ms = ?,"
     " point_count = ?, agg_min = ?, agg_max = ?, agg_sum = ?, agg_sumsq = ? WHERE attr_pk = ?"
@@ -414,7 +417,7 @@ class IngestEngine:
         if state.last_ts is not None and int(stamps[0]) < state.last_ts:
             return False
         wholes, micros, times, values = whole.tolist(), micro.tolist(), stamps.tolist(), points.values.tolist()
-        conn.executemany(_INSERT_POINT, zip(itertools.repeat(state.attr_pk), wholes, micros, times, values))
+        _insert_points(conn, state.attr_pk, wholes, micros, times, values)
         state.last_whole, state.last_micro, state.last_ts, state.last_value = wholes[-1], micros[-1], times[-1], values[-1]
         state.count += len(values)
         conn.execute(_UPDATE_SERIES_ROW, _series_row(state, values))
@@ -799,6 +802,21 @@ def _advance(
         touched[state.attr_pk] = (state, [stored])
     else:
         fresh[1].append(stored)
+
+
+def _insert_points(
+    conn: sqlite3.Connection, attr_pk: int, wholes: list[int], micros: list[int], times: list[int], values: list[float]
+) -> None:
+    """The rows _INSERT_POINT would write one by one, in the same order, _ROWS_PER_INSERT to a statement."""
+    flat = [field for row in zip(itertools.repeat(attr_pk), wholes, micros, times, values) for field in row]
+    width = 5 * _ROWS_PER_INSERT
+    whole_statements = len(values) // _ROWS_PER_INSERT
+    if whole_statements:
+        statement = _INSERT_POINT + ", (?, ?, ?, ?, ?)" * (_ROWS_PER_INSERT - 1)
+        conn.executemany(statement, (flat[k * width:(k + 1) * width] for k in range(whole_statements)))
+    rest = len(values) - whole_statements * _ROWS_PER_INSERT
+    if rest:
+        conn.execute(_INSERT_POINT + ", (?, ?, ?, ?, ?)" * (rest - 1), flat[whole_statements * width:])
 
 
 def _series_row(state: AttrState, fresh: list[Any]) -> tuple[Any, ...]:
