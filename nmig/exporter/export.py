@@ -322,19 +322,21 @@ def _list_refs(source: LegacySource, options: ExportOptions, matcher: RunMatcher
     covers them. An --update lists trashed runs too (and exports none of them unless --include-trashed): a run
     the bundle holds that was trashed in 2.x since is recorded in export.json's "trashed", so the import can
     report it (and --sync-trash act on it)."""
-    list_trashed = options.include_trashed or options.update
-    refs = [
-        r
-        for r in with_retries(lambda: source.list_entities("run", options.query, list_trashed), LISTING_ATTEMPTS)
-        if matcher.matches(r.sys_id, r.custom_run_id)
-    ]
+    listings: list[tuple[str, str | None, bool]] = [("run", options.query, options.include_trashed or options.update)]
+    if options.models:
+        listings += [(kind, None, options.include_trashed) for kind in ("model", "model_version")]
+
+    def listed(listing: tuple[str, str | None, bool]) -> list[EntityRef]:
+        return with_retries(lambda: source.list_entities(*listing), LISTING_ATTEMPTS)
+
+    # side by side: each is a few round trips one after another (a count, the pages, an empty last page)
+    with ThreadPoolExecutor(len(listings), thread_name_prefix="nmig-listing") as pool:
+        runs, *others = pool.map(listed, listings)
+    refs = [r for r in runs if matcher.matches(r.sys_id, r.custom_run_id)]
     if matcher and not refs:  # as `nmig import --runs` says it, with the same exit status
         raise NmigError(f"--runs {' '.join(options.runs)} matches no run in {options.project}")
-    if options.models:
-        for kind in ("model", "model_version"):
-            refs += with_retries(
-                lambda k=kind: source.list_entities(k, None, options.include_trashed), LISTING_ATTEMPTS
-            )
+    for other in others:
+        refs += other
     return refs
 
 

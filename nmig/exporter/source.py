@@ -570,18 +570,15 @@ class LegacySource(BackendCalls):
         return values
 
     def list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
-        """Runs (filtered by `query`), models or model versions, through the client's table API. One listing at
-        a time in the process: the page size reaches the client through os.environ, which the projects of a
-        workspace export (one thread each) share."""
-        with _LISTING_LOCK:
-            return self._list_entities_sized(kind, query, include_trashed)
-
-    def _list_entities_sized(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
-        if os.environ.get(_STEP_VARIABLE):
-            return self._list_entities(kind, query, include_trashed)
-        os.environ[_STEP_VARIABLE] = str(LISTING_STEP)
+        """Runs (filtered by `query`), models or model versions, through the client's table API. Listings may run
+        side by side: the page size reaches the client through os.environ, read when a listing is created
+        (search_leaderboard_entries, hosted_neptune_backend.py:1081), so only that moment is one at a time."""
+        with _LISTING_LOCK:  # read under the lock: another listing sets it for a moment under it
+            users_own = bool(os.environ.get(_STEP_VARIABLE))
+        if users_own:
+            return self._list_entities(kind, query, include_trashed, None)
         try:
-            return self._list_entities(kind, query, include_trashed)
+            return self._list_entities(kind, query, include_trashed, LISTING_STEP)
         except ClientInternalsChanged:
             raise
         except NmigError as exc:
@@ -589,11 +586,36 @@ class LegacySource(BackendCalls):
                 raise
         except Exception:  # the larger page refused, or a transient failure: asked once more the client's way
             pass
-        finally:
-            os.environ.pop(_STEP_VARIABLE, None)
-        return self._list_entities(kind, query, include_trashed)
+        return self._list_entities(kind, query, include_trashed, None)
 
-    def _list_entities(self, kind: str, query: str | None, include_trashed: bool) -> list[EntityRef]:
+    def _table(self, kind: str, query: str | None, trashed: bool | None, columns: list[str], step: int | None) -> Any:
+        """The client's lazy table of one listing (nothing asked yet), created with `step` rows per request
+        (None: the client's own). The client pages it as it is iterated, outside the lock."""
+        with _LISTING_LOCK:
+            if step is not None:
+                os.environ[_STEP_VARIABLE] = str(step)
+            try:
+                with warnings.catch_warnings():
+                    # The client flags the model registry as deprecated on every call; exporting it is the point.
+                    warnings.simplefilter("ignore")
+                    # Sorted by sys/id ascending, not the client's default (creation time, newest first): past
+                    # 10,000 rows the client continues with `sort column > last value`, which with a descending
+                    # sort repeats rows and never reaches the oldest ones (shown in the legacy emulator's tests).
+                    # Assumption: the 2.x server orders sys/id and compares it with `>` the same way (as strings).
+                    if kind == "run":
+                        return self._project.fetch_runs_table(
+                            query=query, trashed=trashed, columns=columns, progress_bar=False, **LISTING_ORDER
+                        )
+                    if kind == "model":
+                        return self._project.fetch_models_table(
+                            trashed=trashed, columns=columns, progress_bar=False, **LISTING_ORDER
+                        )
+                    return self._model_versions_table(trashed, columns)
+            finally:
+                if step is not None:
+                    os.environ.pop(_STEP_VARIABLE, None)
+
+    def _list_entities(self, kind: str, query: str | None, include_trashed: bool, step: int | None) -> list[EntityRef]:
         from neptune.common.exceptions import NeptuneException
         from neptune.exceptions import NeptuneInvalidQueryException
 
@@ -602,23 +624,9 @@ class LegacySource(BackendCalls):
         columns = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/trashed", "sys/size"]
         trashed = None if include_trashed else False
         try:
+            table = self._table(kind, query, trashed, columns, step)
             with warnings.catch_warnings():
-                # The client flags the model registry as deprecated on every call; exporting it is the point.
                 warnings.simplefilter("ignore")
-                # Sorted by sys/id ascending, not the client's default (creation time, newest first): past
-                # 10,000 rows the client continues with `sort column > last value`, which with a descending
-                # sort repeats rows and never reaches the oldest ones (shown in the legacy emulator's tests).
-                # Assumption: the 2.x server orders sys/id and compares it with `>` the same way (as strings).
-                if kind == "run":
-                    table = self._project.fetch_runs_table(
-                        query=query, trashed=trashed, columns=columns, progress_bar=False, **LISTING_ORDER
-                    )
-                elif kind == "model":
-                    table = self._project.fetch_models_table(
-                        trashed=trashed, columns=columns, progress_bar=False, **LISTING_ORDER
-                    )
-                else:
-                    table = self._model_versions_table(trashed, columns)
                 rows = list(table)
         except ValueError as exc:
             # The client first asks for the type of its sort column (sys/creation_time) among objects of this

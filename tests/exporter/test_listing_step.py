@@ -57,3 +57,22 @@ def test_refused_large_pages_fall_back(monkeypatch: pytest.MonkeyPatch) -> None:
         ids, requests = _list(strict, info, monkeypatch)
     assert sorted(ids) == sorted(f"MNY-{i + 1}" for i in range(RUNS))
     assert requests >= 26  # refused once, then listed 100 at a time
+
+
+def test_listings_side_by_side_each_page_at_the_larger_size(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export lists runs, models and model versions at once (export._list_refs): the page size set for one
+    listing's creation neither leaks into the environment nor is mistaken by another for the user's own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.delenv("NEPTUNE_FETCH_TABLE_STEP_SIZE", raising=False)
+    monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    server, info = emulator
+    with LegacySource("acme/many", info.api_token, quiet=True) as source:
+        before = server.stats["searchLeaderboardEntries"]
+        with ThreadPoolExecutor(4) as pool:
+            listed = list(pool.map(lambda _: source.list_entities("run", None, False), range(4)))
+        requests = server.stats["searchLeaderboardEntries"] - before
+    for refs in listed:
+        assert sorted(r.sys_id for r in refs) == sorted(f"MNY-{i + 1}" for i in range(RUNS))
+    assert requests <= 4 * 5  # each: a count and 3 pages of 1,000 (at the client's 100, 26 each)
+    assert "NEPTUNE_FETCH_TABLE_STEP_SIZE" not in os.environ
