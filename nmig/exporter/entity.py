@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from nmig.errors import NmigError
+from nmig.exporter.ahead import Ahead
 from nmig.exporter.pages import PageHold, ValuePage
 from nmig.exporter.source import OPERATIONS_BY_TYPE, RESTING, EntityRef, LegacySource, datetime_or_none
 from nmig.schema.format import ATOM_TYPES, RAW_TYPES, VALUE_SERIES_TYPE_KIND, encode_datetime
@@ -40,8 +41,8 @@ PAGES_HELD_BYTES = 8 * 1024 * 1024  # of answered pages per series in memory; mo
 LARGER_PAGE_SIZE = 10_000
 MIN_PAGE_SIZE = 1  # a refused page size is halved down to this before the series is given up on
 _REFUSED_PAGE = (400, 413, 422)  # how a server refuses a `limit` it does not accept
-SERIES_AHEAD = 4  # first pages of the next value series requested while one is paging (see _FirstPages)
-FILES_AHEAD = 4  # files of an entity downloaded ahead of their turn (see _FilesAhead)
+SERIES_AHEAD = 4  # first pages of an entity's next value series asked for while one is paging (ahead.Ahead)
+FILES_AHEAD = 4  # files of an entity downloaded ahead of their turn (ahead.Ahead)
 OUR_ATTEMPTS = 3  # on top of the client's own retry loop (which gives up after about a minute)
 SPOOL_IN_MEMORY = 16 * 1024 * 1024
 SPOOL_AHEAD_IN_MEMORY = 1024 * 1024  # of each file downloaded ahead of its turn
@@ -157,9 +158,14 @@ class EntityExporter:
         self.larger_page_size: int | None = larger_page_size
         self._page_size_lock = threading.Lock()
 
-    def export(self, ref: EntityRef, writer: Any) -> None:
+    def read_attributes(self, ref: EntityRef) -> list[dict[str, Any]]:
+        """Every attribute of an entity, raw, with our retries around the client's."""
+        return with_retries(lambda: self.source.attributes(ref.container_id))
+
+    def export(self, ref: EntityRef, writer: Any, attributes_read: Future[list[dict[str, Any]]] | None = None) -> None:
+        """Export `ref` into `writer`; `attributes_read`: its read_attributes asked for ahead, if it was."""
         try:
-            attributes = with_retries(lambda: self.source.attributes(ref.container_id))
+            attributes = attributes_read.result() if attributes_read is not None else self.read_attributes(ref)
         except Exception as exc:
             writer.set_info(custom_run_id=ref.custom_run_id, source_url=ref.url, modification_time=ref.modification_time)
             writer.error("", f"cannot list the attributes: {describe(exc)}")
@@ -171,18 +177,25 @@ class EntityExporter:
             modification_time=_datetime_value(by_path.get("sys/modification_time")) or ref.modification_time,
         )
         ordered = sorted(attributes, key=lambda a: str(a.get("name")))
-        first_pages = _FirstPages(
-            lambda kind, path: self.page_pool.submit(self._fetch_page, kind, ref, path, 0),
-            [
-                (a["name"], VALUE_SERIES_TYPE_KIND[a.get("type")])
-                for a in ordered
-                if a.get("type") in VALUE_SERIES_TYPE_KIND and isinstance(a.get("name"), str)
-            ],
+        # Series are exported one after another (their points reach the writer in path order, which it writes
+        # as they come), each starting with a request for its first page, which says how many points there
+        # are; files one after another too. Asked for ahead, those round trips overlap with the paging before
+        # them instead of following it: most of a small run's time over latency or under 429s
+        # (benchmarks/bench_faults.py); on loopback the thread handoffs cost little (bench_export.py).
+        series_kinds = {
+            a["name"]: VALUE_SERIES_TYPE_KIND[a.get("type")]
+            for a in ordered
+            if a.get("type") in VALUE_SERIES_TYPE_KIND and isinstance(a.get("name"), str)
+        }
+        first_pages: Ahead[str, tuple[int, Any]] = Ahead(
+            lambda path: self.page_pool.submit(self._fetch_page, series_kinds[path], ref, path, 0),
+            list(series_kinds), SERIES_AHEAD, in_order=True,
         )
-        files_ahead = _FilesAhead(
+        file_props = {a["name"]: a.get("fileProperties") or {} for a in ordered if a.get("type") == "file" and isinstance(a.get("name"), str)}
+        files_ahead: Ahead[str, IO[bytes]] = Ahead(
             # ahead of its turn a download keeps less in memory (SPOOL_AHEAD_IN_MEMORY), the rest on disk
-            lambda path, props: self.page_pool.submit(self._download_file, ref, path, props, SPOOL_AHEAD_IN_MEMORY),
-            [(a["name"], a.get("fileProperties") or {}) for a in ordered if a.get("type") == "file" and isinstance(a.get("name"), str)],
+            lambda path: self.page_pool.submit(self._download_file, ref, path, file_props[path], SPOOL_AHEAD_IN_MEMORY),
+            list(file_props), FILES_AHEAD, in_order=True, discard=_close_download,
         )
         try:
             for attribute in ordered:
@@ -213,8 +226,8 @@ class EntityExporter:
         path: str,
         type_: str,
         props: dict[str, Any],
-        first_pages: _FirstPages | None = None,
-        files_ahead: _FilesAhead | None = None,
+        first_pages: Ahead[str, tuple[int, Any]] | None = None,
+        files_ahead: Ahead[str, IO[bytes]] | None = None,
     ) -> None:
         unsupported = self.source.unsupported_types.get(type_) if type_ in OPERATIONS_BY_TYPE else None
         if unsupported is not None:
@@ -506,7 +519,7 @@ class EntityExporter:
         return spool
 
     def _export_file(
-        self, ref: EntityRef, writer: Any, path: str, props: dict[str, Any], ahead: _FilesAhead | None = None
+        self, ref: EntityRef, writer: Any, path: str, props: dict[str, Any], ahead: Ahead[str, IO[bytes]] | None = None
     ) -> None:
         downloaded = ahead.take(path) if ahead is not None else None
         spool = downloaded.result() if downloaded is not None else self._download_file(ref, path, props)
@@ -560,78 +573,6 @@ class EntityExporter:
                 index += 1
                 self.counters.add_points(1)
 
-
-
-class _FirstPages:
-    """First pages of an entity's next few value series, requested while the current one is still paging.
-
-    Series are exported one after another (their points reach the writer in path order, which it can write
-    as they come), and each starts with a request for its first page, which says how many points there are.
-    Requested ahead, those round trips overlap with the paging before them instead of following it: the
-    difference for a run of many short series, where they would be most of the time.
-    """
-
-    def __init__(self, submit: Callable[[str, str], Future[tuple[int, Any]]], series: list[tuple[str, str]]) -> None:
-        self._submit = submit
-        self._series = series  # (path, kind) in the order they are exported
-        self._index = {path: i for i, (path, _) in enumerate(series)}
-        self._futures: dict[str, Future[tuple[int, Any]]] = {}
-        self._submitted = 0
-
-    def take(self, path: str) -> Future[tuple[int, Any]] | None:
-        """The first page of `path` if it was requested ahead (None: the caller asks for it itself, on its own
-        thread); requests the first pages of the next SERIES_AHEAD series.
-
-        For every entity, a few series or many: over latency or under 429s each first page asked for in turn is
-        a round trip or a wait of its own (benchmarks/bench_faults.py); on loopback the thread handoffs cost
-        little (bench_export.py --scenarios many)."""
-        index = self._index.get(path)
-        if index is None:
-            return None
-        self._submitted = max(self._submitted, index + 1)  # this one and earlier ones are asked for by the caller
-        while self._submitted < len(self._series) and self._submitted <= index + SERIES_AHEAD:
-            ahead_path, kind = self._series[self._submitted]
-            self._futures[ahead_path] = self._submit(kind, ahead_path)
-            self._submitted += 1
-        return self._futures.pop(path, None)
-
-    def cancel(self) -> None:
-        """Drop what was requested but not used (an entity that stopped early)."""
-        for future in self._futures.values():
-            future.cancel()
-        self._futures.clear()
-
-
-class _FilesAhead:
-    """The files of an entity downloaded ahead of their turn, up to FILES_AHEAD at a time, into spools (in
-    memory up to SPOOL_AHEAD_IN_MEMORY each, then on disk), while the attributes before them are exported: a file's
-    round trips overlap with the series paging instead of following it (over latency or under 429s, most of
-    a small run's time)."""
-
-    def __init__(self, submit: Callable[[str, dict[str, Any]], Future[IO[bytes]]], files: list[tuple[str, dict[str, Any]]]) -> None:
-        self._submit = submit
-        self._waiting = deque(files)
-        self._futures: dict[str, Future[IO[bytes]]] = {}
-        self._top_up()
-
-    def _top_up(self) -> None:
-        while self._waiting and len(self._futures) < FILES_AHEAD:
-            path, props = self._waiting.popleft()
-            self._futures[path] = self._submit(path, props)
-
-    def take(self, path: str) -> Future[IO[bytes]] | None:
-        """The download of `path` if it was started ahead (None: the caller downloads it itself)."""
-        future = self._futures.pop(path, None)
-        self._top_up()
-        return future
-
-    def cancel(self) -> None:
-        """Drop what was downloaded but not used (an entity that stopped early)."""
-        self._waiting.clear()
-        for future in self._futures.values():
-            if not future.cancel():
-                future.add_done_callback(_close_download)  # when it ends; the entity does not wait for it
-        self._futures.clear()
 
 
 def _close_download(future: Future[IO[bytes]]) -> None:

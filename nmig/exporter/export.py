@@ -15,6 +15,7 @@ from typing import Any
 
 from nmig.atomic import FolderLock
 from nmig.errors import NmigError, PartialFailure
+from nmig.exporter.ahead import Ahead
 from nmig.exporter.entity import (
     DEFAULT_PAGE_SIZE,
     LARGER_PAGE_SIZE,
@@ -520,15 +521,23 @@ def _export_all(
     # Twice the workers for pages asked for ahead, plus room for the threads that only wait out a Retry-After or
     # a back-off (source.RESTING: no load on the server while they wait); threads start only when needed.
     page_pool = ThreadPoolExecutor(workers * 4, thread_name_prefix="nmig-pages")
+    exporter = EntityExporter(
+        source, page_pool, counters, spool_dir, options.page_size, options.larger_page_size
+    )
+    # The largest first (sys/size as listed; the listing order among equals), so the longest entity is not
+    # the last to start: under 429s or over latency it is what the export waits for at the end.
+    ordered = [ref for ref, _ in sorted(todo, key=lambda item: -item[0].size)]
+    why_of = {ref: why for ref, why in todo}
+    # The attributes of the next entities are asked for while the workers export theirs: an entity's first
+    # round trip, which everything else of it waits for (over latency, or under 429s at a second each).
+    attributes_ahead: Ahead[EntityRef, list[dict[str, Any]]] = Ahead(
+        lambda ref: page_pool.submit(exporter.read_attributes, ref), ordered, workers
+    )
     try:
-        exporter = EntityExporter(
-            source, page_pool, counters, spool_dir, options.page_size, options.larger_page_size
-        )
-
         def one(ref: EntityRef, why: str) -> None:
             try:
                 with EntityWriter(root, ref.kind, ref.sys_id) as writer:
-                    exporter.export(ref, writer)
+                    exporter.export(ref, writer, attributes_ahead.take(ref))
                 # The reader words the reason; a clean entity needs no second look at what was just written.
                 problem = (
                     EntityBundle(writer.target, ref.kind, ref.sys_id, root=root).incomplete_reason
@@ -553,9 +562,7 @@ def _export_all(
             log.line(f"{ref.kind} {ref.sys_id} {ref.url} {outcome}")
             bars.add(bars.entities, 1)
 
-        # The largest first (sys/size as listed; the listing order among equals), so the longest entity is not
-        # the last to start: under 429s or over latency it is what the export waits for at the end.
-        futures = [pool.submit(one, ref, why) for ref, why in sorted(todo, key=lambda item: -item[0].size)]
+        futures = [pool.submit(one, ref, why_of[ref]) for ref in ordered]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             exc = future.exception()
@@ -564,6 +571,7 @@ def _export_all(
     except BaseException:
         # A full disk or Ctrl-C: start nothing new; entities in flight finish or are left in .partial, and
         # the next run starts from what was committed.
+        attributes_ahead.cancel()
         pool.shutdown(wait=False, cancel_futures=True)
         page_pool.shutdown(wait=False, cancel_futures=True)
         raise
