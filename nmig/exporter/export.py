@@ -82,6 +82,7 @@ class ExportResult:
     points: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    hedged: int = 0  # pages asked for twice at a series' tail (entity.EntityExporter._pages)
 
     def summary(self) -> str:
         return (
@@ -302,13 +303,13 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
             raise
         finally:
             bars.close()
-            result.points, result.bytes = counters.points, counters.bytes
+            result.points, result.bytes, result.hedged = counters.points, counters.bytes, counters.hedged
             result.seconds = time.monotonic() - started
             log.line(f"export finished: {result.summary()}")
             log.close()
         info["finished_at"] = _now()
         _write_info(out, info, write_export_info, options.shard)
-    result.points, result.bytes = counters.points, counters.bytes
+    result.points, result.bytes, result.hedged = counters.points, counters.bytes, counters.hedged
     result.seconds = time.monotonic() - started
     return result
 

@@ -211,6 +211,27 @@ def skip_iri_grammar() -> None:
 # at the server, so a pager does not count them against its requests in flight (entity.EntityExporter._pages).
 RESTING: set[int] = set()
 _quick_retry_class: Any = None
+# The stop signal of the work each thread now does under `abandonable` (thread id -> its event).
+_STOPS: dict[int, threading.Event] = {}
+
+
+class Abandoned(Exception):
+    """Raised in a thread whose work was given up (`abandonable`) when it would wait before a quick retry."""
+
+
+@contextlib.contextmanager
+def abandonable(stop: threading.Event) -> Iterator[None]:
+    """Run the caller's requests so that `stop.set()`, from any thread, ends their waits before a quick retry:
+    the wait under way returns at once and raises Abandoned, as does any later one. The request under way at
+    the server is not cut; work given up (a hedged page whose twin answered first) ends within one answer
+    instead of waiting out its Retry-Afters while the export waits for its threads."""
+    ident = threading.get_ident()
+    _STOPS[ident] = stop
+    try:
+        yield
+    finally:
+        if _STOPS.get(ident) is stop:
+            del _STOPS[ident]
 
 
 def quick_retry() -> Any:
@@ -224,10 +245,20 @@ def quick_retry() -> Any:
 
         class QuickRetry(Retry):  # type: ignore[misc]
             def sleep(self, response: Any = None) -> None:
+                # urllib3's own Retry.sleep waits the response's Retry-After when there is one, else the
+                # back-off (urllib3/util/retry.py, sleep_for_retry and _sleep_backoff): the same waits, through
+                # its public getters, on the thread's stop signal when it has one (abandonable).
+                seconds = self.get_retry_after(response) if self.respect_retry_after_header and response else None
+                if not seconds:  # absent, or 0: the back-off, as urllib3 does
+                    seconds = self.get_backoff_time()
                 ident = threading.get_ident()
+                stop = _STOPS.get(ident)
                 RESTING.add(ident)
                 try:
-                    super().sleep(response)
+                    if stop is None:
+                        time.sleep(max(seconds, 0.0))
+                    elif stop.is_set() or stop.wait(max(seconds, 0.0)):
+                        raise Abandoned("given up while waiting to ask again")
                 finally:
                     RESTING.discard(ident)
 

@@ -281,3 +281,42 @@ def test_files_downloaded_ahead_keep_the_bundle_and_the_errors_where_they_belong
     assert "download lost by the test" in manifest["errors"][0]["message"]
     exported = {a["path"] for a in manifest["attributes"]}
     assert {f"files/f{i}" for i in range(7) if i != 5} | {"metrics/loss"} <= exported
+
+
+def test_a_series_tail_held_up_by_429s_is_hedged_and_the_bundle_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half the requests throttled (429, Retry-After 1 s): when every page of a series is asked for and the one
+    the writer waits for is waiting out a Retry-After, it is asked for once more beside it. The bundle is the
+    one a clean server gives, the twin given up leaves no held page behind, and the export does not wait for
+    it to finish its Retry-Afters."""
+    from exporter_helpers import make_project
+
+    from nmig.exporter import entity
+
+    steps = list(range(8_000))
+    series = {"type": "floatSeries", "steps": [float(s) for s in steps],
+              "values": [((s * 7919) % 1009) / 7.0 for s in steps], "timestamps": [1_700_000_000_000 + s for s in steps]}
+    fixture = make_project([{"attributes": {"train/loss": series}}], models=False)
+    with serving(fixture) as info:
+        clean = export(info, tmp_path / "clean", larger_page_size=None)
+        port = int(info.url.rsplit(":", 1)[1])
+    monkeypatch.setattr(entity, "PAGES_IN_FLIGHT", 4)
+    held: list[Path] = []
+    real_hold = entity.PageHold.hold
+    monkeypatch.setattr(entity, "PAGES_HELD_BYTES", 0)  # every page answered ahead goes to disk: all are seen
+
+    def hold(self: entity.PageHold, page: Any) -> Any:
+        kept = real_hold(self, page)
+        if not isinstance(kept, type(page)):
+            held.append(kept.path)
+        return kept
+
+    monkeypatch.setattr(entity.PageHold, "hold", hold)
+    with serving(fixture, port=port, throttle_rate=0.5, seed=5) as info:
+        throttled = export(info, tmp_path / "throttled", larger_page_size=None)
+    assert not clean.failed and not throttled.failed, throttled.failed
+    assert throttled.hedged >= 1
+    assert digests(tmp_path / "throttled") == digests(tmp_path / "clean")
+    time.sleep(0.2)  # a twin answered after the export ended is dropped by its callback
+    assert not any(path.exists() for path in held)
