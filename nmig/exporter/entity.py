@@ -420,8 +420,9 @@ class EntityExporter:
             if received >= total:
                 _check_count(path, received, total)
                 return
-        # each page asked for: its answer, the thread asking (once it started) and its stop signal
-        queue: deque[tuple[Future[tuple[int, Any]], list[int], threading.Event]] = deque()
+        # each page asked for: its answer, the thread asking (once it started), its stop signal, its offset
+        queue: deque[tuple[Future[tuple[int, Any]], list[int], threading.Event, int]] = deque()
+        hedges: dict[int, tuple[Future[tuple[int, Any]], threading.Event]] = {}  # offset -> the page's twin
         next_offset = received
         hold = PageHold(self.spool_dir, PAGES_HELD_BYTES)
 
@@ -432,7 +433,7 @@ class EntityExporter:
             return total, hold.hold(points)
 
         def at_server() -> int:
-            return sum(1 for f, thread, _ in queue if not f.done() and not (thread and thread[0] in RESTING))
+            return sum(1 for f, thread, _, _ in queue if not f.done() and not (thread and thread[0] in RESTING))
 
         def top_up() -> None:
             # Up to PAGES_IN_FLIGHT requests at the server (one waiting out a Retry-After or a back-off before
@@ -443,8 +444,22 @@ class EntityExporter:
             while next_offset < total and len(queue) < PAGES_AHEAD and at_server() < PAGES_IN_FLIGHT:
                 thread: list[int] = []
                 stop = threading.Event()
-                queue.append((self.page_pool.submit(ahead, thread, stop, next_offset), thread, stop))
+                queue.append((self.page_pool.submit(ahead, thread, stop, next_offset), thread, stop, next_offset))
                 next_offset += page
+
+        def hedge_resting() -> None:
+            # The tail of the series: every page is asked for, and those not answered yet hold its end. One
+            # waiting out a Retry-After or a back-off (maybe its second or third) is asked for once more beside
+            # it (a hedged request: one request more, when nothing else of the series is left to ask), and the
+            # first answer is taken. Without it, the page in a few hundred that meets three or four 429s in a
+            # row under 20% throttling set the end of the export (benchmarks/bench_faults.py).
+            if next_offset < total:
+                return
+            for future, thread, _, offset in queue:
+                if offset not in hedges and not future.done() and thread and thread[0] in RESTING:
+                    stop = threading.Event()
+                    hedges[offset] = (self.page_pool.submit(ahead, [], stop, offset), stop)
+                    self.counters.add_hedged()
 
         def drop_when_done(future: Future[tuple[int, Any]]) -> None:
             if not future.cancelled() and future.exception() is None:
@@ -452,34 +467,25 @@ class EntityExporter:
 
         def discard() -> None:
             # pages no longer wanted: not waited for; a held one is let go (its spool file removed) once answered
-            for future, _, stop in queue:
+            for future, stop in [(f, s) for f, _, s, _ in queue] + list(hedges.values()):
                 stop.set()
                 if not future.cancel():
                     future.add_done_callback(drop_when_done)
             queue.clear()
+            hedges.clear()
 
         try:
             top_up()
             while queue:
-                head, head_thread, head_stop = queue[0]
-                hedge: Future[tuple[int, Any]] | None = None
-                hedge_stop = threading.Event()
-                while not head.done() and not _answered(hedge):
+                head, _, head_stop, head_offset = queue[0]
+                while not head.done() and not _answered(hedges.get(head_offset, (None,))[0]):
                     # woken by an answer, or after a while to see whether a request started resting
-                    waiting = [f for f, _, _ in queue if not f.done()] + ([hedge] if hedge and not hedge.done() else [])
+                    waiting = [f for f, _, _, _ in queue if not f.done()] + [f for f, _ in hedges.values() if not f.done()]
                     wait(waiting, timeout=0.05, return_when=FIRST_COMPLETED)
                     top_up()
-                    if hedge is None and next_offset >= total and head_thread and head_thread[0] in RESTING:
-                        # The tail of the series: every page is asked for, and the one the writer waits for is
-                        # waiting out a Retry-After or a back-off, maybe its second or third. The same page is
-                        # asked for once more beside it (a hedged request: one request more, when nothing else
-                        # is left to ask), and the first answer is taken. Without it, the one page in a few
-                        # hundred that meets three or four 429s in a row under 20% throttling set the end of
-                        # the export (benchmarks/bench_faults.py).
-                        hedge = self.page_pool.submit(ahead, [], hedge_stop, received)
-                        self.counters.add_hedged()
+                    hedge_resting()
                 queue.popleft()
-                _, held = _first_answer((head, head_stop), (hedge, hedge_stop) if hedge else None, drop_when_done).result()
+                _, held = _first_answer((head, head_stop), hedges.pop(head_offset, None), drop_when_done).result()
                 points = hold.take(held)
                 if len(points) != min(page, total - received):
                     # A shorter page than planned (the series changed, or the server capped this page): fall

@@ -8,7 +8,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,7 +269,14 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
     existing = existing_entities(root)
     matcher = RunMatcher(options.runs)  # a bad --runs regex is refused before connecting
     result = ExportResult()
-    with LegacySource(options.project, options.api_token, quiet=options.quiet) as source:
+    with (
+        LegacySource(options.project, options.api_token, quiet=options.quiet) as source,
+        ThreadPoolExecutor(1, thread_name_prefix="nmig-project") as side,
+    ):
+        # The project's own attributes and details are read while the entities are listed and exported: two
+        # round trips which under 429s wait out a Retry-After as often as not, and which only export.json
+        # needs. It is written once they are in (_record_project), and no entity is committed before it.
+        project_read = side.submit(_read_project, source)
         try:
             info, todo = _plan(source, options, root, matcher, existing, result)
         except NmigError:
@@ -284,7 +291,7 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
         # leftovers of a killed run: all of them, or a shard's own (the other shards may be writing theirs)
         shard = options.shard
         clean_partial(out, only=None if shard is None else lambda kind, sys_id: shard.holds(sys_id))
-        _write_info(out, info, write_export_info, shard)
+        recorded = side.submit(_record_project, source, root, info, project_read, shard)
         log = _Log(root)
         log.line(
             f"export of {options.project} started: {len(todo)} to export, {len(result.up_to_date)} already complete"
@@ -296,7 +303,11 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
         bars = _Bars(options.quiet, len(todo))
         counters = Counters(lambda n: bars.add(bars.points, n), lambda n: bars.add(bars.bytes, n))
         try:
-            _export_all(options, root, source, todo, counters, log, bars, result)
+            _export_all(options, root, source, todo, counters, log, bars, result, recorded)
+            recorded.result()  # with nothing to export, export.json is still written (or its failure said)
+        except _ProjectUnrecorded:
+            recorded.result()  # raises why
+            raise
         except OSError as exc:
             if is_disk_full(exc):
                 raise _disk_error(exc, out) from None
@@ -317,6 +328,42 @@ def _export_locked(options: ExportOptions, root: BundleRoot) -> ExportResult:
 def _read_project(source: LegacySource) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     project_raw = with_retries(lambda: source.attributes(source.project_container_id))
     return project_raw, source.project_info(project_raw)
+
+
+class _ProjectUnrecorded(Exception):
+    """export.json could not be written (the project could not be read): no entity may be committed."""
+
+
+def _record_project(
+    source: LegacySource,
+    root: BundleRoot,
+    info: dict[str, Any],
+    project_read: Future[tuple[list[dict[str, Any]], dict[str, Any]]],
+    shard: Shard | None,
+) -> None:
+    """Add the source project, once read, to `info` (export.json's content) and write it."""
+    from nmig.schema import write_export_info
+
+    try:
+        project_raw, project = project_read.result()
+    except NmigError:
+        raise
+    except Exception as exc:  # the server kept failing after the client's retries and ours
+        raise NmigError(f"cannot read project {source.workspace}/{source.project_name} from the server: {describe(exc)}") from None
+    # What the server's API let the export read (its loaded specs): a reader of the bundle sees why an
+    # attribute type is missing without the log.
+    project["api"] = {
+        "float_paging": source.float_paging,
+        "unsupported_attribute_types": dict(sorted(source.unsupported_types.items())),
+    }
+    _check_same_project(root, project)
+    attributes = sorted((project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path")))
+    whole = {"source": project, **info, "project_attributes": attributes}
+    if "trashed" in info:
+        whole["trashed"] = whole.pop("trashed")  # last, as before
+    info.clear()
+    info.update(whole)
+    _write_info(root, info, write_export_info, shard)
 
 
 def _list_refs(source: LegacySource, options: ExportOptions, matcher: RunMatcher) -> list[EntityRef]:
@@ -350,23 +397,14 @@ def _plan(
     existing: dict[tuple[str, str], Existing],
     result: ExportResult,
 ) -> tuple[dict[str, Any], list[tuple[EntityRef, str]]]:
-    """export.json's content, and what to export and why; entities the bundle already holds go to
-    `result.up_to_date`, entities that cannot be exported at all to `result.failed`."""
-    # The project's own attributes and details are read while the entities are listed: two round trips of
-    # the chain an export starts with, each of which waits out a Retry-After as often as not under 429s.
-    with ThreadPoolExecutor(1, thread_name_prefix="nmig-project") as side:
-        project_read = side.submit(_read_project, source)
-        refs = _list_refs(source, options, matcher)
-        project_raw, project = project_read.result()
-    # What the server's API let the export read (its loaded specs): a reader of the bundle sees why an
-    # attribute type is missing without the log.
-    project["api"] = {
-        "float_paging": source.float_paging,
-        "unsupported_attribute_types": dict(sorted(source.unsupported_types.items())),
-    }
-    _check_same_project(root, project)
+    """export.json's content but the source project's (_record_project adds it), and what to export and why;
+    entities the bundle already holds go to `result.up_to_date`, entities that cannot be exported at all to
+    `result.failed`."""
+    refs = _list_refs(source, options, matcher)
+    # the names the client resolved when it opened the project (getProject): a bundle of another project is
+    # refused before anything is cleaned or written; _record_project checks again with the project read whole
+    _check_same_project(root, dict(zip(("workspace", "project"), source.resolved_names(), strict=True)))
     info: dict[str, Any] = {
-        "source": project,
         "selection": {
             "query": options.query,
             "runs": list(options.runs),
@@ -377,9 +415,6 @@ def _plan(
         "started_at": _now(),
         "finished_at": None,
     }
-    info["project_attributes"] = sorted(
-        (project_attribute(a) for a in project_raw), key=lambda a: str(a.get("path"))
-    )
 
     todo: list[tuple[EntityRef, str]] = []
     trashed: list[str] = []  # runs of the bundle trashed in 2.x since they were exported (--update)
@@ -508,7 +543,10 @@ def _export_all(
     log: _Log,
     bars: _Bars,
     result: ExportResult,
+    recorded: Future[None],
 ) -> None:
+    """Export `todo` with the options' workers; an entity is committed only once `recorded` (export.json
+    written) is done, and if it failed, the export stops with _ProjectUnrecorded."""
     from nmig.schema import EntityBundle, EntityWriter
 
     out = root
@@ -539,12 +577,18 @@ def _export_all(
             try:
                 with EntityWriter(root, ref.kind, ref.sys_id) as writer:
                     exporter.export(ref, writer, attributes_ahead.take(ref))
+                    try:
+                        recorded.result()  # export.json before the first entity it describes
+                    except Exception as exc:
+                        raise _ProjectUnrecorded() from exc
                 # The reader words the reason; a clean entity needs no second look at what was just written.
                 problem = (
                     EntityBundle(writer.target, ref.kind, ref.sys_id, root=root).incomplete_reason
                     if writer.has_errors
                     else None
                 )
+            except _ProjectUnrecorded:
+                raise  # the whole export stops: _export_locked says why
             except OSError as exc:
                 if is_disk_full(exc):
                     error = _disk_error(exc, out)

@@ -542,6 +542,15 @@ class LegacySource(BackendCalls):
 
     # ---- project -----------------------------------------------------------------------------------
 
+    def resolved_names(self) -> tuple[str, str]:
+        """(workspace, project) as the server named them when the client opened the project (getProject's
+        organizationName and name, hosted_neptune_backend.py get_project), else as given."""
+        resolved = getattr(self._project, "_project_api_object", None)
+        workspace, name = getattr(resolved, "workspace", None), getattr(resolved, "name", None)
+        if isinstance(workspace, str) and workspace and isinstance(name, str) and name:
+            return workspace, name
+        return self.workspace, self.project_name
+
     def project_info(self, project_attributes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Workspace, name, key, visibility ("priv" | "pub" | "workspace", as ProjectVisibilityDTO) and
         description of the project, and where each of key, visibility and description came from

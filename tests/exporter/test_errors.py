@@ -103,6 +103,8 @@ def test_unwritable_and_foreign_out_dirs(
     one_clear_line(
         run_cli("export", "--api-token", token, "--project", PROJECT_ARG, "--out", str(other)), "acme/nlp, not acme/vision"
     )
+    # refused before anything was cleaned or written (only the export's own lock file is there)
+    assert sorted(p.name for p in other.iterdir() if not p.name.startswith(".nmig-")) == ["export.json"]
     newer = tmp_path / "newer"
     newer.mkdir()
     (newer / "export.json").write_text(json.dumps({"format": "nmig-bundle", "format_version": "2.0"}))
@@ -151,3 +153,29 @@ def test_full_disk_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "Traceback" not in proc.stderr and "no space left" in proc.stderr, proc.stderr
     assert info.api_token not in proc.stderr + proc.stdout
+
+
+def test_a_project_that_cannot_be_read_commits_no_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project's own attributes are read while its runs are exported (export._record_project): when they
+    cannot be read, the export stops with the project named, and no run is committed without the export.json
+    that describes it."""
+    from exporter_helpers import export
+
+    from nmig.errors import NmigError
+    from nmig.exporter import source
+
+    real = source.LegacySource.attributes
+
+    def attributes(self: source.LegacySource, container_id: str) -> list[dict[str, Any]]:
+        if container_id == self.project_container_id:
+            raise ConnectionError("project attributes lost by the test")
+        return real(self, container_id)
+
+    monkeypatch.setattr(source.LegacySource, "attributes", attributes)
+    monkeypatch.setattr("nmig.exporter.entity.time.sleep", lambda s: None)  # our back-off only
+    with serving(make_project([make_run(1), make_run(2)], models=False)) as info:
+        with pytest.raises(NmigError, match="cannot read project acme/vision from the server: .*lost by the test"):
+            export(info, tmp_path / "b")
+    runs = tmp_path / "b" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())
+    assert not (tmp_path / "b" / "export.json").exists()
