@@ -201,28 +201,16 @@ def test_first_pages_requested_ahead_keep_the_bundle_and_the_errors_where_they_b
     assert points["metrics/m12"] == 0  # declared, no points: the error above says why
 
 
-def test_pages_answered_ahead_of_their_turn_are_held_then_written_in_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A long series paged with many pages ahead while some are retried (a 30%-failing server), the answered
-    ones kept on disk past a tiny memory budget: the same bundle as one page at a time on a clean server, and
-    no held page left behind."""
-    from exporter_helpers import make_project
+def _long_series(points: int) -> dict[str, Any]:
+    steps = range(points)
+    return {"type": "floatSeries", "steps": [float(s) for s in steps],
+            "values": [((s * 7919) % 1009) / 7.0 for s in steps], "timestamps": [1_700_000_000_000 + s for s in steps]}
 
+
+def _record_spills(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The spool files of pages held on disk from now on (entity.PageHold), as they are made."""
     from nmig.exporter import entity
 
-    steps = list(range(23_456))
-    series = {"type": "floatSeries", "steps": [float(s) for s in steps],
-              "values": [((s * 7919) % 1009) / 7.0 for s in steps], "timestamps": [1_700_000_000_000 + s for s in steps]}
-    fixture = make_project([{"attributes": {"train/loss": series, "train/acc": dict(series)}}], models=False)
-    with serving(fixture) as info:
-        monkeypatch.setattr(entity, "PAGES_IN_FLIGHT", 1)
-        monkeypatch.setattr(entity, "PAGES_AHEAD", 1)
-        one_at_a_time = export(info, tmp_path / "one", larger_page_size=None)
-        port = int(info.url.rsplit(":", 1)[1])
-    monkeypatch.setattr(entity, "PAGES_IN_FLIGHT", 4)
-    monkeypatch.setattr(entity, "PAGES_AHEAD", 64)
-    monkeypatch.setattr(entity, "PAGES_HELD_BYTES", 30_000)  # about one page of 1,000 points in memory
     held: list[Path] = []
     real_hold = entity.PageHold.hold
 
@@ -233,6 +221,29 @@ def test_pages_answered_ahead_of_their_turn_are_held_then_written_in_order(
         return kept
 
     monkeypatch.setattr(entity.PageHold, "hold", hold)
+    return held
+
+
+def test_pages_answered_ahead_of_their_turn_are_held_then_written_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long series paged with many pages ahead while some are retried (a 30%-failing server), the answered
+    ones kept on disk past a tiny memory budget: the same bundle as one page at a time on a clean server, and
+    no held page left behind."""
+    from exporter_helpers import make_project
+
+    from nmig.exporter import entity
+
+    fixture = make_project([{"attributes": {"train/loss": _long_series(23_456), "train/acc": _long_series(23_456)}}], models=False)
+    with serving(fixture) as info:
+        monkeypatch.setattr(entity, "PAGES_IN_FLIGHT", 1)
+        monkeypatch.setattr(entity, "PAGES_AHEAD", 1)
+        one_at_a_time = export(info, tmp_path / "one", larger_page_size=None)
+        port = int(info.url.rsplit(":", 1)[1])
+    monkeypatch.setattr(entity, "PAGES_IN_FLIGHT", 4)
+    monkeypatch.setattr(entity, "PAGES_AHEAD", 64)
+    monkeypatch.setattr(entity, "PAGES_HELD_BYTES", 30_000)  # about one page of 1,000 points in memory
+    held = _record_spills(monkeypatch)
     with serving(fixture, port=port, fail_rate=0.3, seed=13) as info:
         ahead = export(info, tmp_path / "ahead", larger_page_size=None)
     assert not one_at_a_time.failed and not ahead.failed, ahead.failed
@@ -294,25 +305,13 @@ def test_a_series_tail_held_up_by_429s_is_hedged_and_the_bundle_is_the_same(
 
     from nmig.exporter import entity
 
-    steps = list(range(8_000))
-    series = {"type": "floatSeries", "steps": [float(s) for s in steps],
-              "values": [((s * 7919) % 1009) / 7.0 for s in steps], "timestamps": [1_700_000_000_000 + s for s in steps]}
-    fixture = make_project([{"attributes": {"train/loss": series}}], models=False)
+    fixture = make_project([{"attributes": {"train/loss": _long_series(8_000)}}], models=False)
     with serving(fixture) as info:
         clean = export(info, tmp_path / "clean", larger_page_size=None)
         port = int(info.url.rsplit(":", 1)[1])
     monkeypatch.setattr(entity, "PAGES_IN_FLIGHT", 4)
-    held: list[Path] = []
-    real_hold = entity.PageHold.hold
     monkeypatch.setattr(entity, "PAGES_HELD_BYTES", 0)  # every page answered ahead goes to disk: all are seen
-
-    def hold(self: entity.PageHold, page: Any) -> Any:
-        kept = real_hold(self, page)
-        if not isinstance(kept, type(page)):
-            held.append(kept.path)
-        return kept
-
-    monkeypatch.setattr(entity.PageHold, "hold", hold)
+    held = _record_spills(monkeypatch)
     with serving(fixture, port=port, throttle_rate=0.5, seed=5) as info:
         throttled = export(info, tmp_path / "throttled", larger_page_size=None)
     assert not clean.failed and not throttled.failed, throttled.failed
