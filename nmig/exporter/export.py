@@ -565,12 +565,11 @@ def _export_all(
     )
     # The largest first (sys/size as listed; the listing order among equals), so the longest entity is not
     # the last to start: under 429s or over latency it is what the export waits for at the end.
-    ordered = [ref for ref, _ in sorted(todo, key=lambda item: -item[0].size)]
-    why_of = {ref: why for ref, why in todo}
+    ordered = sorted(todo, key=lambda item: -item[0].size)
     # The attributes of the next entities are asked for while the workers export theirs: an entity's first
     # round trip, which everything else of it waits for (over latency, or under 429s at a second each).
     attributes_ahead: Ahead[EntityRef, list[dict[str, Any]]] = Ahead(
-        lambda ref: page_pool.submit(exporter.read_attributes, ref), ordered, workers
+        lambda ref: page_pool.submit(exporter.read_attributes, ref), [ref for ref, _ in ordered], workers
     )
     try:
         def one(ref: EntityRef, why: str) -> None:
@@ -607,7 +606,7 @@ def _export_all(
             log.line(f"{ref.kind} {ref.sys_id} {ref.url} {outcome}")
             bars.add(bars.entities, 1)
 
-        futures = [pool.submit(one, ref, why_of[ref]) for ref in ordered]
+        futures = [pool.submit(one, ref, why) for ref, why in ordered]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             exc = future.exception()

@@ -68,7 +68,7 @@ LISTING_ORDER: dict[str, Any] = {"sort_by": "sys/id", "ascending": True}
 # size; a user's NEPTUNE_FETCH_TABLE_STEP_SIZE always wins. Measured in benchmarks/bench_many_runs.py.
 LISTING_STEP = 1000
 _STEP_VARIABLE = "NEPTUNE_FETCH_TABLE_STEP_SIZE"
-_LISTING_LOCK = threading.Lock()
+_LISTING_LOCK = threading.Lock()  # around the moment a listing is created with the variable set (LegacySource._table)
 BACKEND_ATTRIBUTES = ("leaderboard_client", "backend_client", "artifacts_client", "get_display_address")
 PROJECT_ATTRIBUTES = ("_backend", "_id", "_project_id")
 # Every operation of the 2.x API the exporter calls by name on the client's swagger clients, with every
